@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# syft-bg app entry point: one pass per call (SyftBox and cron call this).
+#
+#   ./run.sh                 one pass against the configured datasite
+#   ./run.sh --demo          build a throwaway datasite and show a pass at work
+#   ./run.sh --every SECONDS start a fresh one-shot pass every SECONDS
+#   ./run.sh --test          create the environment with test extras, run the suite
+#   ./run.sh ARGS...         anything else is passed to the syft-bg CLI
+#
+# On first use it creates .venv/ beside this file from pyproject.toml;
+# afterwards it starts at once.
+set -euo pipefail
+
+APP_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VENV="$APP_DIR/.venv"
+
+find_python() {
+    local candidate
+    for candidate in "${SYFT_BG_PYTHON:-}" python3 python3.13 python3.12 python3.11 python3.10 python; do
+        [ -n "$candidate" ] || continue
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+            command -v "$candidate"
+            return 0
+        fi
+    done
+    echo "syft-bg: needs Python 3.10 or newer (set SYFT_BG_PYTHON to its path)" >&2
+    return 1
+}
+
+# Fingerprint of what the environment was built from: pyproject.toml and the extras.
+wanted_stamp() {
+    local extras="$1"
+    { cat "$APP_DIR/pyproject.toml"; echo "extras=$extras"; } | cksum | cut -d' ' -f1
+}
+
+ensure_env() {
+    local extras="$1" stamp_file="$VENV/.syft-bg-env" spec="$APP_DIR"
+    local want
+    want="$(wanted_stamp "$extras")"
+    if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp_file" 2>/dev/null)" = "$want" ]; then
+        return 0
+    fi
+    # Test extras are a superset: a test environment serves plain runs too.
+    if [ -z "$extras" ] && [ -x "$VENV/bin/python" ] &&
+        [ "$(cat "$stamp_file" 2>/dev/null)" = "$(wanted_stamp test)" ]; then
+        return 0
+    fi
+    exec 9>"$APP_DIR/.venv.lock"
+    if command -v flock >/dev/null 2>&1; then flock 9; fi
+    if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp_file" 2>/dev/null)" = "$want" ]; then
+        return 0
+    fi
+    local python
+    python="$(find_python)"
+    echo "syft-bg: preparing the app environment in $VENV (first run only)..." >&2
+    if [ ! -x "$VENV/bin/python" ]; then
+        "$python" -m venv "$VENV" || {
+            echo "syft-bg: could not create a virtual environment; on Debian/Ubuntu: apt-get install python3-venv" >&2
+            return 1
+        }
+    fi
+    [ -n "$extras" ] && spec="$APP_DIR[$extras]"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$spec" >&2 || {
+        echo "syft-bg: installing the app's packages failed (see above)" >&2
+        return 1
+    }
+    echo "$want" >"$stamp_file"
+}
+
+case "${1:-}" in
+--test)
+    shift
+    ensure_env test
+    SYFT_BG_TEST_ENV_READY=1 exec bash "$APP_DIR/tests/run.sh" "$@"
+    ;;
+--demo)
+    shift
+    ensure_env ""
+    exec "$VENV/bin/python" -m syft_bg_app demo "$@"
+    ;;
+--every)
+    seconds="${2:-}"
+    if ! [[ "$seconds" =~ ^[0-9]+$ ]] || [ "$seconds" -lt 1 ]; then
+        echo "usage: run.sh --every SECONDS   (a whole number of seconds, at least 1)" >&2
+        exit 2
+    fi
+    shift 2
+    ensure_env ""
+    trap 'exit 0' INT TERM
+    while true; do
+        # Each pass is its own short process; the loop only keeps time.
+        "$VENV/bin/python" -m syft_bg_app run --once "$@" || true
+        sleep "$seconds" &
+        wait $!
+    done
+    ;;
+"")
+    ensure_env ""
+    exec "$VENV/bin/python" -m syft_bg_app run --once
+    ;;
+*)
+    ensure_env ""
+    exec "$VENV/bin/python" -m syft_bg_app "$@"
+    ;;
+esac

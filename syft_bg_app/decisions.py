@@ -1,0 +1,125 @@
+"""Decisions on jobs and peers, shared by the approve step, the CLI and the API.
+
+Each decision writes the datasite (state.yaml, permission files), updates the
+checkpoint, queues the events the notify step turns into emails, and appends
+to the audit log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import audit, snapshot
+from .context import Context
+from .datasite import JobRef
+from .errors import SyftBgError
+from .state import iso
+
+
+class DecisionError(SyftBgError):
+    exit_code = 1
+
+
+def _job_record(ctx: Context, ref: JobRef) -> dict[str, Any]:
+    record = ctx.state.job(ref.ds_email, ref.name)
+    if record is None:
+        raise DecisionError(f"{ref.label} has not been received yet; run a pass first")
+    return record
+
+
+def approve_job(
+    ctx: Context,
+    ref: JobRef,
+    method: str,
+    reason: str | None = None,
+    rule: str | None = None,
+    hashes: dict[str, str] | None = None,
+) -> None:
+    record = _job_record(ctx, ref)
+    if record["status"] not in ("pending", "received"):
+        raise DecisionError(f"{ref.label} is {record['status']}; only pending jobs can be approved")
+    # The snapshot is what will run; take it before anything says "approved".
+    try:
+        hashes = snapshot.take(
+            ctx.home.snapshots_dir,
+            ref,
+            ctx.datasite.submission_dir(ref),
+            expected=hashes,
+        )
+    except snapshot.SnapshotError as exc:
+        raise DecisionError(f"cannot approve: {exc}") from None
+    now = iso()
+    ctx.datasite.write_job_state(
+        ref,
+        status="approved",
+        approved_by=ctx.config.do_email,
+        approved_at=now,
+        approval_method=method,
+        review_reason=reason,
+    )
+    record.update(status="approved", approved_at=now, method=method, rule=rule)
+    ctx.counts["approved"] += 1
+    ctx.log("approve").info(
+        "approved %s (%s%s)", ref.label, method, f", rule {rule}" if rule else ""
+    )
+    ctx.state.add_event(
+        "job_approved", ds_email=ref.ds_email, job=ref.name, method=method, rule=rule
+    )
+    audit.record(
+        ctx.home.audit_log,
+        ref.label,
+        "approved",
+        reason or (f"matched rule {rule}" if rule else "approved by the data owner"),
+        method=method,
+        rule=rule,
+        hashes=hashes or {},
+    )
+
+
+def reject_job(ctx: Context, ref: JobRef, reason: str) -> None:
+    record = _job_record(ctx, ref)
+    if record["status"] not in ("pending", "received", "approved"):
+        raise DecisionError(f"{ref.label} is {record['status']}; it can no longer be rejected")
+    now = iso()
+    ctx.datasite.write_job_state(
+        ref,
+        status="rejected",
+        rejected_by=ctx.config.do_email,
+        rejected_at=now,
+        review_reason=reason,
+    )
+    record.update(status="rejected", reason=reason)
+    ctx.counts["rejected"] += 1
+    ctx.log("approve").info("rejected %s: %s", ref.label, reason)
+    ctx.state.add_event("job_rejected", ds_email=ref.ds_email, job=ref.name, reason=reason)
+    audit.record(ctx.home.audit_log, ref.label, "rejected", reason, method="manual")
+
+
+def accept_peer(ctx: Context, email: str, method: str, why: str) -> None:
+    record = ctx.state.peer(email) or {"requested_at": None}
+    if record.get("status") == "accepted":
+        return
+    ctx.datasite.ensure_peer_folders(email)
+    ctx.datasite.write_peer_status(email, "accepted", None)
+    record.update(status="accepted", decided_at=iso(), decided_by=method)
+    record.pop("problem", None)
+    ctx.state.set_peer(email, record)
+    ctx.counts["peers_accepted"] += 1
+    ctx.log("approve").info("accepted peer %s (%s)", email, why)
+    ctx.state.add_event("peer_accepted", ds_email=email, method=method)
+    audit.record(ctx.home.audit_log, email, "accepted", why, method=method)
+
+
+def reject_peer(ctx: Context, email: str, reason: str | None) -> None:
+    record = ctx.state.peer(email)
+    if record is None:
+        raise DecisionError(f"no peer request from {email}")
+    if record["status"] == "accepted":
+        raise DecisionError(
+            f"{email} is already an accepted peer; remove their inbox folder to revoke"
+        )
+    ctx.datasite.write_peer_status(email, "rejected", reason)
+    record.update(status="rejected", decided_at=iso(), decided_by="manual", reason=reason)
+    ctx.state.set_peer(email, record)
+    ctx.log("approve").info("rejected peer %s", email)
+    audit.record(ctx.home.audit_log, email, "rejected", reason or "rejected by the data owner")

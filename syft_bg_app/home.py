@@ -1,0 +1,67 @@
+"""Where the app keeps its own files (never synced)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+HOME_ENV = "SYFT_BG_HOME"
+
+
+def default_home() -> Path:
+    explicit = os.environ.get(HOME_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    return Path.home() / ".syft-bg"
+
+
+@dataclass(frozen=True)
+class AppHome:
+    """The app home and the fixed places inside it."""
+
+    root: Path
+
+    @classmethod
+    def resolve(cls, root: str | Path | None = None) -> AppHome:
+        return cls(Path(root).expanduser() if root else default_home())
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / "pass.lock"
+
+    @property
+    def lock_info_file(self) -> Path:
+        return self.root / "pass.owner"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.root / "outbox"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.root / "audit.jsonl"
+
+    @property
+    def snapshots_dir(self) -> Path:
+        return self.root / "snapshots"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    def ensure(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)

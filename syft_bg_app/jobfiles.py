@@ -1,0 +1,105 @@
+"""The file set of a job: ``run.sh`` and everything under ``code/``, by raw bytes.
+
+This is what rules match and what approval snapshots. Anything that could make
+the bytes checked differ from the bytes run is refused and reported: symlinks,
+devices, sockets, fifos, files with more than one hard link, names that are not
+UTF-8 or that try to leave the folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .fsutil import is_ignored_name
+
+HASH_PREFIX = "sha256:"
+CHUNK = 1024 * 1024
+
+
+def sha256_bytes(data: bytes) -> str:
+    return HASH_PREFIX + hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(chunk)
+    return HASH_PREFIX + digest.hexdigest()
+
+
+@dataclass
+class JobFiles:
+    """Relative path -> stat of each regular file, plus what was refused."""
+
+    root: Path
+    files: dict[str, os.stat_result] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def paths(self) -> frozenset[str]:
+        return frozenset(self.files)
+
+    def hash(self, rel: str) -> str:
+        return sha256_file(self.root / rel)
+
+
+def _refusal(rel: str, st: os.stat_result) -> str | None:
+    mode = st.st_mode
+    if stat.S_ISLNK(mode):
+        return f"{rel} is a symlink"
+    if not stat.S_ISREG(mode):
+        return f"{rel} is not a regular file (device, fifo or socket)"
+    if st.st_nlink > 1:
+        return f"{rel} has {st.st_nlink} hard links"
+    return None
+
+
+def collect(job_dir: Path) -> JobFiles:
+    """Scan ``run.sh`` and ``code/`` of a job folder without following links."""
+    found = JobFiles(Path(job_dir))
+    run_sh = found.root / "run.sh"
+    try:
+        st = os.lstat(run_sh)
+    except FileNotFoundError:
+        found.problems.append("run.sh is missing")
+    else:
+        problem = _refusal("run.sh", st)
+        (found.problems.append(problem) if problem else found.files.__setitem__("run.sh", st))
+    code = found.root / "code"
+    try:
+        code_st = os.lstat(code)
+    except FileNotFoundError:
+        return found
+    if not stat.S_ISDIR(code_st.st_mode):
+        found.problems.append("code is not a folder")
+        return found
+    stack = [code]
+    while stack:
+        folder = stack.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                rel = Path(entry.path).relative_to(found.root).as_posix()
+                try:
+                    rel.encode("utf-8")
+                except UnicodeEncodeError:
+                    found.problems.append(f"{rel!r} has a name that is not UTF-8")
+                    continue
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    if not is_ignored_name(entry.name, True):
+                        stack.append(Path(entry.path))
+                    continue
+                if is_ignored_name(entry.name, False):
+                    continue
+                problem = _refusal(rel, st)
+                if problem:
+                    found.problems.append(problem)
+                else:
+                    found.files[rel] = st
+    found.problems.sort()
+    return found

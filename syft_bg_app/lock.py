@@ -1,0 +1,65 @@
+"""One pass at a time per app home.
+
+The lock is an OS file lock (filelock), so it disappears with its process: a
+pass killed by ``kill -9`` or a reboot never blocks the next one. Beside it an
+owner file says who holds it, for the "another pass is running" message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from types import TracebackType
+
+from filelock import FileLock, Timeout
+
+from .errors import BusyError
+from .fsutil import atomic_write_json
+from .home import AppHome
+from .state import iso
+
+
+class PassLock:
+    def __init__(self, home: AppHome, wait: float = 0.0, purpose: str = "pass") -> None:
+        self.home = home
+        self.wait = wait
+        self.purpose = purpose
+        self._lock = FileLock(str(home.lock_file), timeout=wait)
+
+    def owner(self) -> str:
+        try:
+            info = json.loads(self.home.lock_info_file.read_text())
+            return f"pid {info['pid']}, since {info['since']}"
+        except (OSError, ValueError, KeyError):
+            return "pid unknown"
+
+    def acquire(self) -> bool:
+        """Take the lock; False when another process holds it past ``wait``."""
+        self.home.ensure()
+        try:
+            self._lock.acquire(timeout=self.wait)
+        except Timeout:
+            return False
+        atomic_write_json(
+            self.home.lock_info_file,
+            {"pid": os.getpid(), "since": iso(), "purpose": self.purpose},
+            mode=0o600,
+        )
+        return True
+
+    def release(self) -> None:
+        if self._lock.is_locked:
+            self._lock.release()
+
+    def __enter__(self) -> PassLock:
+        if not self.acquire():
+            raise BusyError(f"another pass is running ({self.owner()}); try again in a moment")
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()

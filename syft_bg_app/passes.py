@@ -1,0 +1,116 @@
+"""One pass: lock, load, sync, notify, approve, execute, save, unlock.
+
+Each step runs on its own: a step that raises is logged with its traceback,
+recorded for ``status``, and the remaining steps still run (the pass then
+exits 1). The checkpoint is saved after every step, so a pass killed half-way
+loses at most the step it was in, and that step is written to be repeatable.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+
+from . import logsetup
+from .config import Config, load_config
+from .context import Context
+from .home import AppHome
+from .lock import PassLock
+from .state import iso
+
+STEPS = ("sync", "notify", "approve", "execute")
+EXIT_OK, EXIT_STEP_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+@dataclass
+class PassResult:
+    exit_code: int
+    summary: str
+    failed_steps: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def run_pass(home: AppHome, config: Config | None = None) -> PassResult:
+    config = config or load_config(home.config_file)
+    logsetup.configure(
+        home,
+        config.get("log.level"),
+        config.get("log.max_bytes"),
+        config.get("log.backups"),
+    )
+    lock = PassLock(home)
+    if not lock.acquire():
+        return PassResult(EXIT_OK, f"another pass is running ({lock.owner()})")
+    try:
+        return _locked_pass(home, config)
+    finally:
+        lock.release()
+
+
+def _locked_pass(home: AppHome, config: Config) -> PassResult:
+    started = time.monotonic()
+    ctx = Context.open(home, config)
+    log = ctx.log("pass")
+    log.info("pass started (pid %d)", os.getpid())
+    failed = []
+    for step in STEPS:
+        if not config.step_enabled(step):
+            continue
+        if not _run_step(ctx, step):
+            failed.append(step)
+        ctx.state.save()
+    elapsed = time.monotonic() - started
+    summary = _summary(ctx, elapsed, failed)
+    ctx.state.data["last_pass"] = {
+        "finished_at": iso(),
+        "seconds": round(elapsed, 3),
+        "ok": not failed,
+        "failed_steps": failed,
+        "summary": summary,
+    }
+    ctx.state.save()
+    log.info("%s", summary)
+    return PassResult(EXIT_STEP_FAILED if failed else EXIT_OK, summary, failed, dict(ctx.counts))
+
+
+def _run_step(ctx: Context, step: str) -> bool:
+    module = importlib.import_module(f"syft_bg_app.{step}")
+    before = dict(ctx.counts)
+    try:
+        module.run(ctx)
+    except Exception as exc:
+        ctx.log(step).error("step %s failed:\n%s", step, traceback.format_exc())
+        ctx.state.record_step(step, False, f"{type(exc).__name__}: {exc}", {})
+        return False
+    delta = {k: v - before.get(k, 0) for k, v in ctx.counts.items() if v != before.get(k, 0)}
+    ctx.state.record_step(step, True, None, delta)
+    return True
+
+
+SUMMARY_COUNTS = (
+    ("received", "received"),
+    ("rejected", "rejected"),
+    ("peer_requests", "peer requests"),
+    ("peers_accepted", "peers accepted"),
+    ("approved", "approved"),
+    ("started", "started"),
+    ("finished", "finished"),
+    ("sent", "emails sent"),
+)
+
+
+def _summary(ctx: Context, elapsed: float, failed: list[str]) -> str:
+    parts = [f"{ctx.counts.get(key, 0)} {label}" for key, label in SUMMARY_COUNTS]
+    head = "pass ok" if not failed else f"pass finished with failed steps: {', '.join(failed)}"
+    return f"{head} in {elapsed:.2f}s: " + ", ".join(parts)
+
+
+def main_once(home: AppHome) -> int:
+    """``syft-bg run --once``: one pass, one summary line on stderr."""
+    result = run_pass(home)
+    print(f"syft-bg: {result.summary}", file=sys.stderr)
+    return result.exit_code

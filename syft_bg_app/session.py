@@ -1,0 +1,36 @@
+"""Opening the app outside a pass: read-only views and locked changes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from . import logsetup
+from .config import load_config
+from .context import Context
+from .home import AppHome
+from .lock import PassLock
+
+# A command that changes state waits this long for a running pass to finish.
+LOCK_WAIT_SECONDS = 60.0
+
+
+def open_view(home: AppHome) -> Context:
+    """The app as it is now, for reading (no lock, nothing saved)."""
+    return Context.open(home, load_config(home.config_file))
+
+
+@contextmanager
+def changing(home: AppHome, purpose: str) -> Iterator[Context]:
+    """Hold the app lock, yield a context, save the checkpoint on success."""
+    config = load_config(home.config_file)
+    logsetup.configure(
+        home,
+        config.get("log.level"),
+        config.get("log.max_bytes"),
+        config.get("log.backups"),
+    )
+    with PassLock(home, wait=LOCK_WAIT_SECONDS, purpose=purpose):
+        ctx = Context.open(home, config)
+        yield ctx
+        ctx.state.save()

@@ -1,0 +1,158 @@
+"""The checkpointed state: everything the next pass needs, in one JSON file.
+
+Jobs are keyed by (ds_email, job_name), never by name alone. The file carries a
+schema number; older schemas are migrated on load. Saving is atomic, so a pass
+killed at any instant leaves the previous or the new checkpoint, both loadable.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import SyftBgError
+from .fsutil import atomic_write_json
+
+SCHEMA_VERSION = 2
+TERMINAL_STATUSES = frozenset({"rejected", "done", "failed"})
+ACTIVE_STATUSES = frozenset({"received", "pending", "approved", "running"})
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(moment: datetime | None = None) -> str:
+    moment = moment or utcnow()
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment
+
+
+class StateError(SyftBgError):
+    pass
+
+
+def _migrate_1_to_2(data: dict[str, Any]) -> dict[str, Any]:
+    # Schema 1 keyed jobs by "ds_email/job_name" strings; 2 nests them per DS.
+    nested: dict[str, dict[str, Any]] = {}
+    for key, record in data.get("jobs", {}).items():
+        ds_email, _, job_name = key.partition("/")
+        nested.setdefault(ds_email, {})[job_name] = record
+    data["jobs"] = nested
+    return data
+
+
+MIGRATIONS = {1: _migrate_1_to_2}
+
+
+def empty_state() -> dict[str, Any]:
+    return {
+        "schema": SCHEMA_VERSION,
+        "created_at": iso(),
+        "baseline_done": False,
+        "jobs": {},
+        "peers": {},
+        "scan": {},
+        "events": [],
+        "next_event_id": 1,
+        "steps": {},
+        "last_pass": None,
+        "warnings": {},
+        "peer_folders_waiting": [],
+    }
+
+
+class State:
+    """The checkpoint in memory, with the few operations the steps share."""
+
+    def __init__(self, data: dict[str, Any], path: Path) -> None:
+        self.data = data
+        self.path = path
+        self._saved = json.dumps(data, sort_keys=True)
+
+    @classmethod
+    def load(cls, path: Path) -> State:
+        try:
+            raw = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return cls(empty_state(), path)
+        try:
+            data = json.loads(raw)
+        except ValueError as exc:
+            raise StateError(
+                f"{path}: the checkpoint is not valid JSON ({exc}); move it aside to "
+                f"start over (the datasite itself is not affected)"
+            ) from None
+        version = data.get("schema")
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise StateError(
+                f"{path}: checkpoint schema {version!r} is newer than this app "
+                f"understands ({SCHEMA_VERSION}); update the app"
+            )
+        while version < SCHEMA_VERSION:
+            data = MIGRATIONS[version](data)
+            version += 1
+            data["schema"] = version
+        base = empty_state()
+        base.update(data)
+        return cls(base, path)
+
+    @property
+    def is_fresh(self) -> bool:
+        return not self.data["baseline_done"]
+
+    def save(self) -> bool:
+        """Write the checkpoint if it changed; True when written."""
+        current = json.dumps(self.data, sort_keys=True)
+        if current == self._saved:
+            return False
+        atomic_write_json(self.path, self.data, mode=0o600)
+        self._saved = current
+        return True
+
+    # -- jobs ---------------------------------------------------------------
+    def job(self, ds_email: str, job_name: str) -> dict[str, Any] | None:
+        return self.data["jobs"].get(ds_email, {}).get(job_name)
+
+    def set_job(self, ds_email: str, job_name: str, record: dict[str, Any]) -> None:
+        self.data["jobs"].setdefault(ds_email, {})[job_name] = record
+
+    def iter_jobs(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        for ds_email, jobs in self.data["jobs"].items():
+            for job_name, record in jobs.items():
+                yield ds_email, job_name, record
+
+    def active_jobs(self) -> list[tuple[str, str, dict[str, Any]]]:
+        return [j for j in self.iter_jobs() if j[2]["status"] in ACTIVE_STATUSES]
+
+    # -- peers ----------------------------------------------------------------
+    def peer(self, email: str) -> dict[str, Any] | None:
+        return self.data["peers"].get(email)
+
+    def set_peer(self, email: str, record: dict[str, Any]) -> None:
+        self.data["peers"][email] = record
+
+    # -- events (consumed by the notify step) ---------------------------------
+    def add_event(self, kind: str, **fields: Any) -> dict[str, Any]:
+        event = {"id": self.data["next_event_id"], "kind": kind, "at": iso(), **fields}
+        self.data["next_event_id"] += 1
+        self.data["events"].append(event)
+        return event
+
+    # -- step bookkeeping --------------------------------------------------------
+    def record_step(self, step: str, ok: bool, error: str | None, counts: dict) -> None:
+        self.data["steps"][step] = {
+            "at": iso(),
+            "ok": ok,
+            "error": error,
+            "counts": counts,
+        }

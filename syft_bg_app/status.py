@@ -1,0 +1,60 @@
+"""``syft-bg status``: the last pass, each step, and what is waiting."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from .config import load_config
+from .context import Context
+from .errors import ConfigError
+from .home import AppHome
+from .lock import PassLock
+from .passes import STEPS
+
+
+def render_status(home: AppHome) -> str:
+    lines = [f"app home: {home.root}"]
+    try:
+        config = load_config(home.config_file)
+    except ConfigError as exc:
+        return "\n".join(lines + [f"config: PROBLEM\n{exc}"])
+    ctx = Context.open(home, config)
+    state = ctx.state.data
+    lines.append(f"config: {home.config_file}")
+    lines.append(f"datasite: {ctx.datasite.path} (layout ROOT/{ctx.datasite.layout})")
+    lock = PassLock(home)
+    if lock.acquire():
+        lock.release()
+    else:
+        lines.append(f"a pass is running now ({lock.owner()})")
+    last = state.get("last_pass")
+    if last:
+        lines.append(f"last pass: {last['finished_at']} - {last['summary']}")
+    else:
+        lines.append("last pass: none yet (run ./run.sh)")
+    lines.append("steps:")
+    for step in STEPS:
+        enabled = "enabled" if config.step_enabled(step) else "disabled"
+        info = state["steps"].get(step)
+        if info is None:
+            result = "not run yet"
+        elif info["ok"]:
+            result = f"ok at {info['at']}"
+        else:
+            result = f"FAILED at {info['at']}: {info['error']} (details: logs/syft-bg.log)"
+        lines.append(f"  {step:<8} {enabled:<9} {result}")
+    by_status = Counter(record["status"] for _, _, record in ctx.state.iter_jobs())
+    jobs_line = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) or "none"
+    lines.append(f"jobs: {jobs_line}")
+    peers = Counter(r["status"] for r in state["peers"].values())
+    lines.append(f"peers: {', '.join(f'{n} {s}' for s, n in sorted(peers.items())) or 'none'}")
+    lines.append(f"events waiting for notify: {len(state['events'])}")
+    waiting = [
+        f"  {ds}/{name}: {rec.get('waiting_reason', 'arriving')}"
+        for ds, name, rec in ctx.state.iter_jobs()
+        if rec["status"] == "received"
+    ]
+    if waiting:
+        lines.append("job folders still arriving:")
+        lines.extend(waiting)
+    return "\n".join(lines)

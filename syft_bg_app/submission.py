@@ -1,0 +1,129 @@
+"""What a submitted job folder contains, and whether it is complete and well-formed.
+
+A folder that is still arriving (sync clients deliver file by file) is
+*incomplete*: the caller waits. A folder that can never become valid (an extra
+top-level entry, a symlink, a config.yaml of the wrong shape) is *invalid*.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .fsutil import PERMISSION_FILE, is_ignored_name
+
+TOP_LEVEL = ("config.yaml", "run.sh", "code")
+JOB_TYPES = ("python", "bash")
+METADATA_CAP_BYTES = 256 * 1024
+
+
+@dataclass
+class SubmissionCheck:
+    metadata: dict[str, Any] | None = None
+    missing: list[str] = field(default_factory=list)
+    invalid: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing and not self.invalid
+
+    def reason(self) -> str:
+        return "; ".join(self.invalid or self.missing)
+
+
+def _top_entries(folder: Path) -> dict[str, os.stat_result]:
+    out = {}
+    for entry in os.scandir(folder):
+        is_dir = entry.is_dir(follow_symlinks=False)
+        if entry.name == PERMISSION_FILE or is_ignored_name(entry.name, is_dir):
+            continue
+        out[entry.name] = entry.stat(follow_symlinks=False)
+    return out
+
+
+def _safe_manifest_path(item: Any) -> str | None:
+    if not isinstance(item, str) or not item or item.startswith("/"):
+        return None
+    parts = item.replace("\\", "/").split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        return None
+    return "/".join(parts)
+
+
+def read_metadata(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(metadata, problem): parse config.yaml without trusting its size or shape."""
+    try:
+        if path.stat().st_size > METADATA_CAP_BYTES:
+            return None, f"config.yaml is larger than {METADATA_CAP_BYTES // 1024} KiB"
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        return None, "config.yaml is not UTF-8 text"
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        return None, f"config.yaml is not valid YAML{where}"
+    except OSError as exc:
+        return None, f"config.yaml cannot be read: {exc.strerror}"
+    if not isinstance(data, dict):
+        return None, "config.yaml must be a mapping of keys"
+    return data, None
+
+
+def check_submission(folder: Path) -> SubmissionCheck:
+    check = SubmissionCheck()
+    try:
+        entries = _top_entries(folder)
+    except OSError as exc:
+        check.invalid.append(f"the job folder cannot be read: {exc.strerror}")
+        return check
+    for name, st in sorted(entries.items()):
+        if name not in TOP_LEVEL:
+            check.invalid.append(
+                f"unexpected entry {name!r} in the job folder (allowed: code/, run.sh, config.yaml)"
+            )
+        elif stat.S_ISLNK(st.st_mode):
+            check.invalid.append(f"{name} is a symlink")
+        elif name == "code" and not stat.S_ISDIR(st.st_mode):
+            check.invalid.append("code must be a folder")
+        elif name != "code" and not stat.S_ISREG(st.st_mode):
+            check.invalid.append(f"{name} must be a regular file")
+    if check.invalid:
+        return check
+    if "run.sh" not in entries:
+        check.missing.append("run.sh has not arrived")
+    if "config.yaml" not in entries:
+        check.missing.append("config.yaml has not arrived")
+        return check
+    metadata, problem = read_metadata(folder / "config.yaml")
+    if problem:
+        # A half-delivered file parses badly too: wait before calling it invalid.
+        check.missing.append(problem)
+        return check
+    check.metadata = metadata
+    job_type = metadata.get("type", "python")
+    if job_type not in JOB_TYPES:
+        check.invalid.append(f"config.yaml type must be python or bash, got {job_type!r}")
+    manifest = metadata.get("files", [])
+    if manifest is None:
+        manifest = []
+    if not isinstance(manifest, list):
+        check.invalid.append("config.yaml files must be a list of paths under code/")
+        return check
+    for item in manifest:
+        rel = _safe_manifest_path(item)
+        if rel is None:
+            check.invalid.append(f"config.yaml files lists an unsafe path {item!r}")
+            continue
+        try:
+            st = os.stat(folder / "code" / rel, follow_symlinks=False)
+        except (FileNotFoundError, NotADirectoryError):
+            check.missing.append(f"code/{rel} has not arrived")
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            check.invalid.append(f"code/{rel} is not a regular file")
+    return check

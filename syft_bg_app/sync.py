@@ -1,0 +1,298 @@
+"""Sync step: see what changed in the datasite since the last pass.
+
+New job folders are received (``review/.../state.yaml`` written as pending), a
+folder still arriving waits up to ``sync.incomplete_grace`` seconds before it is
+rejected with a reason, status changes written by other tools (syft-job) and
+finished jobs are noticed, and peer requests are read.
+
+The work follows what changed: a data scientist's inbox folder is listed only
+when its modification time moved; only jobs that are not finished are looked at
+again; finished history is never re-read.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime
+from typing import Any
+
+import yaml
+
+from .context import Context
+from .datasite import JobRef, JobStateError
+from .state import TERMINAL_STATUSES, iso, parse_iso, utcnow
+from .submission import check_submission
+
+# A directory modified this recently may change again within the same clock
+# tick; its listing is not trusted as a cache key until it is older.
+RACY_SECONDS = 2.0
+PEER_MESSAGE_CAP = 2000
+
+
+def run(ctx: Context) -> None:
+    ctx.datasite.inbox.mkdir(parents=True, exist_ok=True)
+    for ds_email in ctx.datasite.list_ds_emails():
+        _note_known_peer(ctx, ds_email)
+        for ref in _new_job_folders(ctx, ds_email):
+            _receive(ctx, ref)
+    for ds_email, job_name, record in ctx.state.active_jobs():
+        ref = JobRef(ds_email, job_name, record["protocol"])
+        if record["status"] == "received":
+            _receive(ctx, ref)
+        else:
+            _follow(ctx, ref, record)
+    _read_peer_requests(ctx)
+    ctx.state.data["baseline_done"] = True
+
+
+def _changed_since_last_look(ctx: Context, folder: os.PathLike) -> bool:
+    """True when ``folder`` may hold entries not seen before; remembers its mtime."""
+    scan = ctx.state.data["scan"]
+    key = os.fspath(folder)
+    try:
+        mtime_ns = os.stat(folder).st_mtime_ns
+    except FileNotFoundError:
+        scan.pop(key, None)
+        return False
+    if scan.get(key) == mtime_ns:
+        return False
+    racy = time.time() - mtime_ns / 1e9 < RACY_SECONDS
+    scan[key] = None if racy else mtime_ns
+    return True
+
+
+def _new_job_folders(ctx: Context, ds_email: str) -> list[JobRef]:
+    refs = []
+    folders = ctx.datasite.job_folders(ds_email)
+    if not any([_changed_since_last_look(ctx, folder) for _, folder in folders]):
+        return refs
+    for ref in ctx.datasite.list_job_names(ds_email):
+        if ctx.state.job(ref.ds_email, ref.name) is None:
+            refs.append(ref)
+    return sorted(refs)
+
+
+def _event_unless_baseline(ctx: Context, kind: str, **fields: Any) -> None:
+    if not ctx.state.is_fresh:
+        ctx.state.add_event(kind, **fields)
+
+
+def _receive(ctx: Context, ref: JobRef) -> None:
+    log = ctx.log("sync")
+    record = ctx.state.job(ref.ds_email, ref.name)
+    try:
+        on_disk = ctx.datasite.read_job_state(ref)
+    except JobStateError as exc:
+        log.warning("%s: %s", ref.label, exc)
+        on_disk = None
+    if on_disk is not None and on_disk["status"] != "received":
+        # Received already (by another tool, or by a pass that died before saving).
+        _remember(ctx, ref, on_disk["status"], record)
+        if record is None:
+            _event_unless_baseline(ctx, "job_submitted", ds_email=ref.ds_email, job=ref.name)
+            if on_disk["status"] != "pending":
+                _status_event(ctx, ref, on_disk["status"], on_disk)
+        return
+    folder = ctx.datasite.submission_dir(ref)
+    if not folder.is_dir():
+        return
+    check = check_submission(folder)
+    now = utcnow()
+    if check.complete:
+        received_at = iso(now)
+        ctx.datasite.write_job_state(ref, status="pending", received_at=received_at)
+        _remember(ctx, ref, "pending", record, received_at=received_at)
+        ctx.counts["received"] += 1
+        log.info("received %s", ref.label)
+        ctx.state.add_event("job_submitted", ds_email=ref.ds_email, job=ref.name)
+        return
+    record = record or _remember(ctx, ref, "received", None, waiting_since=iso(now))
+    waited = (now - parse_iso(record["waiting_since"])).total_seconds()
+    grace = ctx.config.get("sync.incomplete_grace")
+    if check.invalid or waited >= grace:
+        reason = check.reason()
+        if not check.invalid:
+            reason = f"incomplete after {int(waited)} seconds: {reason}"
+        _reject_on_receipt(ctx, ref, record, reason)
+        return
+    if record.get("waiting_reason") != check.reason():
+        log.info("%s is still arriving: %s", ref.label, check.reason())
+        record["waiting_reason"] = check.reason()
+
+
+def _reject_on_receipt(ctx: Context, ref: JobRef, record: dict, reason: str) -> None:
+    now = iso()
+    ctx.datasite.write_job_state(
+        ref,
+        status="rejected",
+        received_at=record.get("received_at") or now,
+        rejected_by=ctx.config.do_email,
+        rejected_at=now,
+        review_reason=reason,
+    )
+    record.update(status="rejected", reason=reason)
+    record.pop("waiting_reason", None)
+    ctx.counts["rejected"] += 1
+    ctx.log("sync").warning("rejected %s: %s", ref.label, reason)
+    ctx.state.add_event("job_rejected", ds_email=ref.ds_email, job=ref.name, reason=reason)
+
+
+def _remember(ctx: Context, ref: JobRef, status: str, record: dict | None, **extra: Any) -> dict:
+    record = record or {}
+    record.update(protocol=ref.protocol, status=status, **extra)
+    record.setdefault("seen_at", iso())
+    if status in TERMINAL_STATUSES:
+        _compact(record)
+    ctx.state.set_job(ref.ds_email, ref.name, record)
+    return record
+
+
+def _compact(record: dict) -> None:
+    # Finished jobs stay in the checkpoint only so they are never received twice.
+    for key in list(record):
+        if key not in ("protocol", "status", "seen_at", "reason"):
+            del record[key]
+
+
+def _follow(ctx: Context, ref: JobRef, record: dict) -> None:
+    """Notice a status written by another tool (or by a run that finished)."""
+    path = ctx.datasite.state_file(ref)
+    try:
+        mtime_ns = path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return
+    if record.get("state_mtime_ns") == mtime_ns:
+        return
+    try:
+        on_disk = ctx.datasite.read_job_state(ref)
+    except JobStateError as exc:
+        ctx.log("sync").warning("%s: %s", ref.label, exc)
+        return
+    record["state_mtime_ns"] = mtime_ns
+    if on_disk is None or on_disk["status"] == record["status"]:
+        return
+    ctx.log("sync").info(
+        "%s changed from %s to %s outside this app",
+        ref.label,
+        record["status"],
+        on_disk["status"],
+    )
+    record["status"] = on_disk["status"]
+    _status_event(ctx, ref, on_disk["status"], on_disk)
+    if on_disk["status"] in TERMINAL_STATUSES:
+        _compact(record)
+
+
+def _status_event(ctx: Context, ref: JobRef, status: str, on_disk: dict) -> None:
+    fields = {"ds_email": ref.ds_email, "job": ref.name, "by": "another tool"}
+    if status == "approved":
+        ctx.state.add_event(
+            "job_approved", method=on_disk.get("approval_method") or "manual", **fields
+        )
+    elif status == "rejected":
+        ctx.state.add_event("job_rejected", reason=on_disk.get("review_reason"), **fields)
+    elif status in ("done", "failed"):
+        ctx.counts["finished"] += 1
+        ctx.state.add_event(
+            "job_finished",
+            status=status,
+            return_code=on_disk.get("return_code"),
+            **fields,
+        )
+
+
+# -- peers ---------------------------------------------------------------------
+
+
+def _note_known_peer(ctx: Context, ds_email: str) -> None:
+    """An inbox folder with its permission file means the peer was accepted."""
+    record = ctx.state.peer(ds_email)
+    if record and record["status"] == "accepted":
+        return
+    if not ctx.datasite.peer_has_inbox(ds_email):
+        return
+    was_requested = record is not None and record["status"] == "requested"
+    record = record or {"requested_at": None}
+    record.update(status="accepted", decided_at=iso(), decided_by="another tool")
+    ctx.state.set_peer(ds_email, record)
+    if was_requested:
+        ctx.state.add_event("peer_accepted", ds_email=ds_email)
+
+
+def _read_peer_requests(ctx: Context) -> None:
+    peers_dir = ctx.datasite.peers
+    if not peers_dir.is_dir():
+        return
+    if _changed_since_last_look(ctx, peers_dir):
+        folders = {e.name for e in os.scandir(peers_dir) if e.is_dir(follow_symlinks=False)}
+    else:
+        # Unchanged folder list: look again only at requests known or still arriving.
+        peers = ctx.state.data["peers"]
+        folders = {e for e, r in peers.items() if r.get("request_mtime_ns")}
+        folders |= set(ctx.state.data["peer_folders_waiting"])
+    arrived = {email for email in sorted(folders) if _read_one_request(ctx, email)}
+    ctx.state.data["peer_folders_waiting"] = sorted(folders - arrived)
+
+
+def _read_one_request(ctx: Context, folder_name: str) -> bool:
+    """Read peers/<email>/request.yaml if new or changed; False while it has not arrived."""
+    path = ctx.datasite.peer_request_file(folder_name)
+    try:
+        mtime_ns = path.stat().st_mtime_ns
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    record = ctx.state.peer(folder_name)
+    if record and record.get("request_mtime_ns") == mtime_ns:
+        return True
+    log = ctx.log("sync")
+    request, problem = _parse_request(path, folder_name)
+    if problem:
+        if not record or record.get("problem") != problem:
+            log.warning("peer request %s: %s", folder_name, problem)
+        record = record or {"status": "invalid"}
+        record.update(problem=problem, request_mtime_ns=mtime_ns)
+        ctx.state.set_peer(folder_name, record)
+        return True
+    if record and record["status"] == "accepted":
+        record["request_mtime_ns"] = mtime_ns
+        return True
+    new_record = {
+        "status": "requested",
+        "requested_at": request["requested_at"],
+        "message": request.get("message"),
+        "request_mtime_ns": mtime_ns,
+        "seen_at": iso(),
+    }
+    ctx.state.set_peer(folder_name, new_record)
+    ctx.counts["peer_requests"] += 1
+    log.info("peer request from %s", folder_name)
+    ctx.state.add_event("peer_requested", ds_email=folder_name)
+    return True
+
+
+def _parse_request(path: os.PathLike, folder_name: str) -> tuple[dict, str | None]:
+    try:
+        data = yaml.safe_load(open(path, encoding="utf-8").read(64 * 1024))
+    except (UnicodeDecodeError, yaml.YAMLError):
+        return {}, "request.yaml is not valid YAML text"
+    if not isinstance(data, dict):
+        return {}, "request.yaml must be a mapping with email and requested_at"
+    email = str(data.get("email", "")).strip()
+    if email.lower() != folder_name.lower():
+        return (
+            {},
+            f"request.yaml email {email!r} does not match its folder {folder_name!r}",
+        )
+    requested_at = data.get("requested_at")
+    try:
+        if isinstance(requested_at, datetime):
+            requested = parse_iso(requested_at.isoformat())
+        else:
+            requested = parse_iso(str(requested_at))
+    except ValueError:
+        return {}, f"requested_at {requested_at!r} is not an ISO 8601 time"
+    message = data.get("message")
+    if message is not None:
+        message = str(message)[:PEER_MESSAGE_CAP]
+    return {"requested_at": iso(requested), "message": message}, None
