@@ -62,7 +62,7 @@ RULE_FIELDS: dict[str, Key] = {
         "Files matched by content: path relative to the job folder -> sha256:<hex>.",
     ),
     "name_only": Key(
-        "list_path",
+        "list_relpath",
         [],
         "Files matched by name only (any content), relative to the job folder.",
     ),
@@ -438,6 +438,7 @@ _SCALAR_CHECKS: dict[str, Callable[[Any, Key], tuple[bool, Any, str]]] = {
     "email": _check_email,
     "domain": _check_domain,
     "path": _check_path,
+    "relpath": _check_path_like,
     "int": _check_int,
     "bool": _check_bool,
     "choice": _check_choice,
