@@ -1,0 +1,143 @@
+"""Shared fixtures: a throwaway app home and SyftBox folder, and helpers that
+write datasites the way syft-job and sync clients do."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from syft_bg_app.config import load_config
+from syft_bg_app.datasite import Datasite
+from syft_bg_app.home import AppHome
+from syft_bg_app.passes import run_pass
+
+REPO = Path(__file__).resolve().parent.parent
+DO_EMAIL = "owner@datasite.org"
+DS_EMAIL = "alice@uni.edu"
+
+
+class App:
+    """An initialised app home over a SyftBox folder, driven in-process or as a CLI."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp = tmp_path
+        self.home = AppHome(tmp_path / "home")
+        self.root = tmp_path / "SyftBox"
+        self.do_email = DO_EMAIL
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["SYFT_BG_HOME"] = str(self.home.root)
+        return env
+
+    def init(self, **config: object) -> App:
+        result = self.cli("init", "-e", self.do_email, "-r", str(self.root))
+        assert result.returncode == 0, result.stderr
+        if config:
+            self.set_config(**config)
+        return self
+
+    def set_config(self, **sections: object) -> None:
+        """Merge values into config.yaml (``execute={"timeout": 5}``)."""
+        data = yaml.safe_load(self.home.config_file.read_text())
+        for key, value in sections.items():
+            if isinstance(value, dict) and isinstance(data.get(key), dict):
+                data[key].update(value)
+            else:
+                data[key] = value
+        self.home.config_file.write_text(yaml.safe_dump(data))
+
+    @property
+    def config(self):
+        return load_config(self.home.config_file)
+
+    @property
+    def datasite(self) -> Datasite:
+        return Datasite(self.root, self.do_email)
+
+    def run_pass(self):
+        return run_pass(self.home)
+
+    def cli(self, *args: str, check: bool = False, timeout: float = 120):
+        result = subprocess.run(
+            [sys.executable, "-m", "syft_bg_app", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+        if check:
+            assert result.returncode == 0, f"{args}: {result.stdout}\n{result.stderr}"
+        return result
+
+    # -- writing the datasite like a data scientist would ----------------------
+    def submit(
+        self,
+        name: str,
+        ds_email: str = DS_EMAIL,
+        files: dict[str, str | bytes] | None = None,
+        run_sh: str | bytes = "#!/bin/bash\necho hello\n",
+        job_type: str = "bash",
+        protocol: str = "1",
+        metadata: dict | None = None,
+    ) -> Path:
+        """Write a job folder in the syft-job layout (config.yaml, run.sh, code/)."""
+        files = {"script.sh": "echo hello\n"} if files is None else files
+        base = self.datasite.inbox / ds_email
+        folder = (base / f"v{protocol}" / name) if protocol != "0" else base / name
+        (folder / "code").mkdir(parents=True, exist_ok=True)
+        for rel, content in files.items():
+            path = folder / "code" / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content.encode() if isinstance(content, str) else content)
+        (folder / "run.sh").write_bytes(run_sh.encode() if isinstance(run_sh, str) else run_sh)
+        meta = {
+            "name": name,
+            "type": job_type,
+            "submitted_at": "2026-11-20T10:00:00Z",
+            "files": sorted(files),
+            "dependencies": [],
+            "job_type": "local",
+        }
+        if protocol != "0":
+            meta.update(canonical_name="JobSubmissionMetadata", version="1")
+        meta.update(metadata or {})
+        (folder / "config.yaml").write_text(yaml.safe_dump(meta))
+        return folder
+
+    def request_peer(self, email: str, message: str | None = None) -> Path:
+        path = self.datasite.peers / email / "request.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {"email": email, "requested_at": "2026-11-20T09:00:00Z"}
+        if message:
+            data["message"] = message
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    def job_state(self, name: str, ds_email: str = DS_EMAIL, protocol: str = "1") -> dict:
+        base = self.datasite.review / ds_email
+        folder = (base / f"v{protocol}" / name) if protocol != "0" else base / name
+        return yaml.safe_load((folder / "state.yaml").read_text())
+
+
+@pytest.fixture
+def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> App:
+    """An initialised app (outbox mailer, no rules) over an empty SyftBox folder."""
+    application = App(tmp_path)
+    monkeypatch.setenv("SYFT_BG_HOME", str(application.home.root))
+    return application.init()
+
+
+@pytest.fixture
+def bare_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> App:
+    """An app home with no config yet."""
+    application = App(tmp_path)
+    monkeypatch.setenv("SYFT_BG_HOME", str(application.home.root))
+    return application
