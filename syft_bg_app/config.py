@@ -453,7 +453,12 @@ def parse_config(text: str, filename: str = "config.yaml") -> Config:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
-        raise ConfigError(f"{filename}{line}: not valid YAML: {exc.problem or exc}") from None
+        context = ""
+        if exc.context and exc.context_mark and exc.context_mark is not mark:
+            context = f" ({exc.context} that starts at line {exc.context_mark.line + 1})"
+        raise ConfigError(
+            f"{filename}{line}: not valid YAML: {exc.problem or exc}{context}"
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{filename}: not valid YAML: {exc}") from None
     if root is None:

@@ -104,9 +104,9 @@ SUMMARY_COUNTS = (
 
 
 def _summary(ctx: Context, elapsed: float, failed: list[str]) -> str:
-    parts = [f"{ctx.counts.get(key, 0)} {label}" for key, label in SUMMARY_COUNTS]
+    parts = [f"{ctx.counts[key]} {label}" for key, label in SUMMARY_COUNTS if ctx.counts.get(key)]
     head = "pass ok" if not failed else f"pass finished with failed steps: {', '.join(failed)}"
-    return f"{head} in {elapsed:.2f}s: " + ", ".join(parts)
+    return f"{head} in {elapsed:.2f}s: " + (", ".join(parts) or "nothing new")
 
 
 def main_once(home: AppHome) -> int:

@@ -73,11 +73,6 @@ def _new_job_folders(ctx: Context, ds_email: str) -> list[JobRef]:
     return sorted(refs)
 
 
-def _event_unless_baseline(ctx: Context, kind: str, **fields: Any) -> None:
-    if not ctx.state.is_fresh:
-        ctx.state.add_event(kind, **fields)
-
-
 def _receive(ctx: Context, ref: JobRef) -> None:
     log = ctx.log("sync")
     record = ctx.state.job(ref.ds_email, ref.name)
@@ -88,11 +83,11 @@ def _receive(ctx: Context, ref: JobRef) -> None:
         on_disk = None
     if on_disk is not None and on_disk["status"] != "received":
         # Received already (by another tool, or by a pass that died before saving).
-        _remember(ctx, ref, on_disk["status"], record)
-        if record is None:
-            _event_unless_baseline(ctx, "job_submitted", ds_email=ref.ds_email, job=ref.name)
+        if record is None and not ctx.state.is_fresh:
+            ctx.state.add_event("job_submitted", ds_email=ref.ds_email, job=ref.name)
             if on_disk["status"] != "pending":
                 _status_event(ctx, ref, on_disk["status"], on_disk)
+        _remember(ctx, ref, on_disk["status"], record)
         return
     folder = ctx.datasite.submission_dir(ref)
     if not folder.is_dir():

@@ -1,0 +1,81 @@
+"""Configuration: validated on load, every problem named by file, line and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from syft_bg_app.config import SCHEMA, parse_config, reference_rows, render_sample
+from syft_bg_app.errors import ConfigError
+
+CORPUS = sorted((Path(__file__).parent / "corpus" / "configs").glob("*.yaml"))
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _expected(path: Path) -> str:
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# expect: "), f"{path.name} must start with '# expect: '"
+    return first[len("# expect: ") :]
+
+
+def test_the_corpus_is_large_enough():
+    assert len(CORPUS) >= 10
+
+
+@pytest.mark.parametrize("case", CORPUS, ids=lambda p: p.stem)
+def test_malformed_config_exits_2_naming_file_line_and_key_and_changes_nothing(bare_app, case):
+    bare_app.home.root.mkdir(parents=True)
+    bare_app.home.config_file.write_bytes(case.read_bytes())
+    datasite = bare_app.root / "owner@datasite.org"
+    datasite.mkdir(parents=True)
+    before = sorted(p.name for p in bare_app.home.root.iterdir())
+
+    result = bare_app.cli("run", "--once")
+
+    assert result.returncode == 2, result.stderr
+    assert _expected(case) in result.stderr
+    assert str(bare_app.home.config_file) in result.stderr
+    assert sorted(p.name for p in bare_app.home.root.iterdir()) == before
+    assert list(datasite.iterdir()) == []
+
+
+def test_every_problem_is_reported_at_once():
+    text = "do_email: nobody\nexecute:\n  timeout: -1\n  colour: red\n"
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "c.yaml")
+    lines = str(err.value).splitlines()
+    assert lines == [
+        "c.yaml:1: do_email: must be an email address like name@example.org, got 'nobody'",
+        "c.yaml:3: execute.timeout: must be at least 1, got -1",
+        "c.yaml:4: execute.colour: unknown key (allowed: enabled, timeout, max_concurrent, "
+        "network, sandbox, share_outputs, share_logs)",
+    ]
+
+
+def test_defaults_fill_every_key_not_given():
+    config = parse_config("do_email: Owner@Datasite.org\n")
+    assert config.do_email == "owner@datasite.org"
+    assert config.get("execute.timeout") == 600
+    assert config.get("notify.transport") == "outbox"
+    assert config.get("approve.peers.approved_domains") == []
+    assert config.get("sync.incomplete_grace") == 900
+
+
+def test_the_sample_written_by_init_is_valid_and_names_every_key():
+    text = render_sample("owner@datasite.org", "/data/SyftBox")
+    config = parse_config(text)
+    assert config.get("syftbox_root") == "/data/SyftBox"
+    loaded = yaml.safe_load(text)
+    for section, key in SCHEMA.items():
+        assert section in loaded
+        if key.kind == "section":
+            assert set(loaded[section]) == set(key.fields)
+
+
+def test_the_readme_documents_every_key_with_its_default():
+    readme = README.read_text()
+    for dotted, default, _doc in reference_rows():
+        assert f"`{dotted}`" in readme, f"README lacks {dotted}"
+        assert f"`{default}`" in readme, f"README lacks the default of {dotted}"
