@@ -1,26 +1,235 @@
-"""Approve step: accept peers and approve jobs that match the data owner's rules."""
+"""Approve step: accept peers and approve jobs that match the data owner's rules.
+
+Peers are accepted only by ``approve.peers`` (a job rule never accepts one).
+A pending job is approved when an applicable rule has exactly its file set and
+every pinned hash; the approval snapshots the very bytes that were hashed
+(``decisions.approve_job`` with the match-time hashes), so what runs is what
+matched. A job that matches nothing stays pending, silently for the data
+scientist; the audit log says why, once per job content.
+
+Work follows change: each pending job's record keeps a key of its file stats,
+the live rules and the peer's status. While that key holds, the job is not
+looked at again; hashes are cached per file stat, so an edited job re-hashes
+only what changed.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import stat
+import time
+from pathlib import Path
+from typing import Any
+
 from .context import Context
-from .decisions import accept_peer
+from .datasite import JobRef
+from .decisions import DecisionError, accept_peer, approve_job
+from .fsutil import append_line
+from .jobfiles import CHUNK, HASH_PREFIX, UnsafeFileError, collect
+from .rules import RuleIndex, load_rules, match, peer_auto_accept_reason
+from .state import iso
+
+# A file modified this recently may change again within one timestamp tick, so
+# its hash is not cached by stat (the snapshot re-checks every byte anyway).
+RACY_SECONDS = 2.0
+AUDIT_WHY_CAP = 2000
 
 
 def run(ctx: Context) -> None:
+    _note_config_warnings(ctx)
+    notes = _AuditNotes(ctx)
+    try:
+        _peers(ctx, notes)
+        _jobs(ctx, notes)
+    finally:
+        notes.flush()
+
+
+class _AuditNotes:
+    """ "Left pending" lines, written with one append and one fsync per pass.
+
+    Decisions (approved, accepted) are written at once by ``decisions``; these
+    notes only explain why nothing happened, and a pass over a thousand waiting
+    jobs should not pay a thousand fsyncs for them.
+    """
+
+    def __init__(self, ctx: Context) -> None:
+        self.path = ctx.home.audit_log
+        self.lines: list[str] = []
+
+    def add(self, subject: str, decision: str, why: str, **details: Any) -> None:
+        entry = {"at": iso(), "subject": subject, "decision": decision, "why": why, **details}
+        self.lines.append(json.dumps(entry, sort_keys=True))
+
+    def flush(self) -> None:
+        if self.lines:
+            append_line(self.path, "\n".join(self.lines))
+            self.lines = []
+
+
+# -- peers ---------------------------------------------------------------------
+
+
+def _peers(ctx: Context, notes: _AuditNotes) -> None:
+    approved = ctx.config.get("approve.peers")
     for email, record in sorted(ctx.state.data["peers"].items()):
         if record["status"] != "requested":
             continue
-        why = peer_rule(ctx, email)
-        if why:
+        ok, why = peer_auto_accept_reason(
+            email, approved["approved_domains"], approved["approved_emails"]
+        )
+        if ok:
             accept_peer(ctx, email, "auto", why)
+            continue
+        # Said once per request (and again only if the reason changes).
+        if record.get("auto_note") != why:
+            record["auto_note"] = why
+            notes.add(email, "left for the data owner", why, method="auto")
+            ctx.log("approve").info("peer request %s left for the data owner: %s", email, why)
 
 
 def peer_rule(ctx: Context, email: str) -> str | None:
     """Why ``email`` is accepted automatically, or None."""
     approved = ctx.config.get("approve.peers")
-    local, at, domain = email.strip().lower().rpartition("@")
-    if email.lower() in approved["approved_emails"]:
-        return "email listed in approve.peers.approved_emails"
-    if at and local and domain in approved["approved_domains"]:
-        return f"domain {domain} listed in approve.peers.approved_domains"
-    return None
+    ok, why = peer_auto_accept_reason(
+        email, approved["approved_domains"], approved["approved_emails"]
+    )
+    return why if ok else None
+
+
+# -- jobs ----------------------------------------------------------------------
+
+
+def _jobs(ctx: Context, notes: _AuditNotes) -> None:
+    index = RuleIndex(load_rules(ctx.config))
+    peers = ctx.state.data["peers"]
+    pending = [
+        (ds, name, record)
+        for ds, name, record in ctx.state.iter_jobs()
+        if record["status"] == "pending"
+    ]
+    for ds_email, name, record in sorted(pending, key=lambda j: (j[0], j[1])):
+        accepted = (peers.get(ds_email) or {}).get("status") == "accepted"
+        ref = JobRef(ds_email, name, record["protocol"])
+        try:
+            _job(ctx, ref, record, index, accepted, notes)
+        except OSError as exc:
+            # A folder that changes under the scan is looked at again next pass.
+            ctx.log("approve").warning("%s: not matched this pass: %s", ref.label, exc)
+
+
+def _stat_sig(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
+def hash_scanned_file(root: Path, rel: str, scanned: os.stat_result) -> str:
+    """``sha256:`` of the very file ``collect`` saw at ``root/rel``.
+
+    One ``open`` per file (a pass may hash thousands): the opened file must be
+    the inode the scan found, a single-linked regular file, so a symlink or a
+    folder swapped in since the scan is refused rather than followed.
+    """
+    fd = os.open(os.path.join(root, rel), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        st = os.fstat(fd)
+        if (
+            (st.st_ino, st.st_dev) != (scanned.st_ino, scanned.st_dev)
+            or not stat.S_ISREG(st.st_mode)
+            or st.st_nlink != 1
+        ):
+            raise UnsafeFileError(f"{rel} changed into something else while it was matched")
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(chunk)
+    return HASH_PREFIX + digest.hexdigest()
+
+
+def _racy(sig: list[int], now: float) -> bool:
+    # ctime too: setting mtime back (touch -d) still moves ctime to now.
+    return now - max(sig[1], sig[2]) / 1e9 < RACY_SECONDS
+
+
+def _job(
+    ctx: Context,
+    ref: JobRef,
+    record: dict,
+    index: RuleIndex,
+    accepted: bool,
+    notes: _AuditNotes,
+) -> None:
+    folder = ctx.datasite.submission_dir(ref)
+    found = collect(folder)
+    sigs = {rel: _stat_sig(st) for rel, st in found.files.items()}
+    key_source = [sorted(sigs.items()), found.problems, index.fingerprint, accepted]
+    key = hashlib.sha256(repr(key_source).encode()).hexdigest()[:24]
+    cache: dict[str, Any] = record.get("auto") or {}
+    if cache.get("key") == key:
+        return
+    old_hashes: dict[str, list] = cache.get("hashes") or {}
+    now = time.time()
+    fresh: dict[str, list] = {}
+
+    def hash_of(rel: str) -> str:
+        sig = sigs[rel]
+        cached = old_hashes.get(rel)
+        if cached and cached[:-1] == sig:
+            digest = cached[-1]
+        else:
+            digest = hash_scanned_file(found.root, rel, found.files[rel])
+        if not _racy(sig, now):
+            fresh[rel] = [*sig, digest]
+        return digest
+
+    result = match(found.paths, found.problems, ref.ds_email, accepted, index, hash_of)
+    stable = not any(_racy(sig, now) for sig in sigs.values())
+    if result.rule is not None:
+        rule = result.rule
+        try:
+            approve_job(ctx, ref, "auto", rule=rule.name, hashes=result.hashes)
+        except DecisionError as exc:
+            # The bytes changed between hashing and snapshotting: look again next pass.
+            record["auto"] = {"hashes": fresh}
+            _left_pending(ctx, notes, ref, record, f"not approved: {exc}", result, key=None)
+            return
+        record.pop("auto", None)
+        record.pop("auto_note", None)
+        return
+    record["auto"] = {"key": key if stable else None, "hashes": fresh}
+    _left_pending(ctx, notes, ref, record, result.why, result, key=key)
+
+
+def _left_pending(
+    ctx: Context,
+    notes: _AuditNotes,
+    ref: JobRef,
+    record: dict,
+    why: str,
+    result: Any,
+    key: str | None,
+) -> None:
+    """Audit "left pending" once per (job content, reason), never to the DS."""
+    content = result.hashes or key or ""
+    note = hashlib.sha256(repr([content, why]).encode()).hexdigest()[:24]
+    if record.get("auto_note") == note:
+        return
+    record["auto_note"] = note
+    details: dict[str, Any] = {"method": "auto"}
+    if result.candidates:
+        details["rules"] = result.candidates
+    if result.hashes:
+        details["hashes"] = result.hashes
+    notes.add(ref.label, "left pending", why[:AUDIT_WHY_CAP], **details)
+    ctx.log("approve").info("%s left pending: %s", ref.label, why)
+
+
+def _note_config_warnings(ctx: Context) -> None:
+    """Log config warnings (migrated legacy forms, inert rules) when they change."""
+    warnings = list(ctx.config.warnings)
+    seen = ctx.state.data["warnings"]
+    if seen.get("config") == warnings:
+        return
+    seen["config"] = warnings
+    for warning in warnings:
+        ctx.log("approve").warning("%s", warning)

@@ -17,7 +17,7 @@ from .home import AppHome
 from .session import changing, open_view
 
 # Modules that add their own commands: register(subparsers, add, commands).
-COMMAND_MODULES = ("rules_cli", "notify_cli", "execute_cli")
+COMMAND_MODULES = ("rules_cli", "notify_cli", "execute_cli", "schedule_cli", "ops_cli", "ds_cli")
 
 
 def _home(args: argparse.Namespace) -> AppHome:
@@ -27,16 +27,18 @@ def _home(args: argparse.Namespace) -> AppHome:
 # -- commands --------------------------------------------------------------------
 
 
-def cmd_init(args: argparse.Namespace) -> int:
-    home = _home(args)
-    email = args.email.strip()
+def init_app(
+    home: AppHome, email: str, syftbox_root: str | None, force: bool
+) -> tuple[Path, Datasite]:
+    """Write config.yaml and the datasite's base layout (``init``, CLI and API)."""
+    email = email.strip()
     if not EMAIL_RE.match(email):
         raise UsageError(f"-e/--email: {email!r} is not an email address")
-    if home.config_file.exists() and not args.force:
+    if home.config_file.exists() and not force:
         raise UsageError(
             f"{home.config_file} already exists; edit it, or pass --force to replace it"
         )
-    root = str(Path(args.syftbox_root).expanduser()) if args.syftbox_root else "~/SyftBox"
+    root = str(Path(syftbox_root).expanduser()) if syftbox_root else "~/SyftBox"
     text = render_sample(email.lower(), root)
     home.ensure()
     config_path = home.config_file
@@ -44,6 +46,11 @@ def cmd_init(args: argparse.Namespace) -> int:
     config = load_config(config_path)
     datasite = Datasite(config.syftbox_root, config.do_email)
     datasite.ensure_base_layout()
+    return config_path, datasite
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    config_path, datasite = init_app(_home(args), args.email, args.syftbox_root, args.force)
     print(f"wrote {config_path}")
     print(f"datasite {datasite.path} (layout ROOT/{datasite.layout}) is ready")
     print("next: ./run.sh   (or: syft-bg run --once)")
@@ -315,8 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:
-        parser.print_help()
-        return 0
+        from .dashboard import dashboard_command as handler
     try:
         return handler(args)
     except SyftBgError as exc:

@@ -72,6 +72,12 @@ RULE_FIELDS: dict[str, Key] = {
         "Per-rule wall-clock limit in seconds (default execute.timeout).",
         minimum=1,
     ),
+    "enabled": Key(
+        "bool",
+        True,
+        "false turns the rule off; remove-peer sets it when it removes the rule's last "
+        "peer, because an empty peer list would mean every accepted peer.",
+    ),
 }
 
 SCHEMA: dict[str, Key] = {
@@ -97,6 +103,13 @@ SCHEMA: dict[str, Key] = {
             "it is rejected with a reason.",
             minimum=0,
         ),
+        max_job_mb=Key(
+            "int",
+            200,
+            "A job whose files (run.sh and code/) add up to more megabytes than this is "
+            "rejected on receipt.",
+            minimum=1,
+        ),
     ),
     "notify": section(
         "Emails about each event.",
@@ -106,6 +119,109 @@ SCHEMA: dict[str, Key] = {
             "outbox",
             "How mail leaves: outbox (.eml files in <app home>/outbox), smtp or gmail.",
             choices=("outbox", "smtp", "gmail"),
+        ),
+        from_address=Key(
+            "email",
+            None,
+            "Sender address of the emails (default do_email); SMTP servers often require "
+            "one your account may send as.",
+        ),
+        from_name=Key("str", "syft-bg", "Sender name shown in mail clients."),
+        templates_dir=Key(
+            "path",
+            None,
+            "Folder with your own copies of the email templates; a template missing "
+            "there is taken from the app's templates/.",
+        ),
+        digest_after=Key(
+            "int",
+            10,
+            "More than this many emails for one recipient in one pass are sent as one "
+            "digest email instead.",
+            minimum=1,
+        ),
+        code_file_cap=Key(
+            "int",
+            51200,
+            "Bytes of each file shown in the data owner's 'job submitted' email.",
+            minimum=1024,
+        ),
+        code_total_cap=Key(
+            "int",
+            512000,
+            "Bytes of code shown in total in one 'job submitted' email; the other files "
+            "are listed by name.",
+            minimum=1024,
+        ),
+        retry_budget=Key(
+            "int",
+            20,
+            "Seconds one pass may spend delivering mail, retries included; what is left "
+            "waits for the next pass.",
+            minimum=1,
+        ),
+        heartbeat=Key(
+            "bool",
+            False,
+            "Send the data owner a short 'still running' email every heartbeat_hours.",
+        ),
+        heartbeat_hours=Key("int", 24, "Hours between heartbeat emails.", minimum=1),
+        smtp=section(
+            "Sending through an SMTP server (notify.transport: smtp).",
+            host=Key("str", None, "SMTP server name, e.g. smtp.example.org."),
+            port=Key(
+                "int",
+                None,
+                "SMTP port (default 587 for starttls, 465 for ssl, 25 for none).",
+                minimum=1,
+            ),
+            security=Key(
+                "choice",
+                "starttls",
+                "starttls (upgrade a plain connection), ssl (TLS from the start) or none "
+                "(only for a relay on this machine).",
+                choices=("starttls", "ssl", "none"),
+            ),
+            username=Key("str", None, "Login name; empty means no login."),
+            password_env=Key(
+                "str",
+                None,
+                "Name of the environment variable that holds the SMTP password.",
+            ),
+            password_file=Key(
+                "path",
+                None,
+                "File holding the SMTP password (mode 0600; relative paths are under the "
+                "app home).",
+            ),
+            ca_file=Key(
+                "path",
+                None,
+                "Extra CA certificate (PEM) to trust for the server, e.g. for your own "
+                "mail server's certificate.",
+            ),
+            timeout=Key("int", 30, "Seconds to wait for the SMTP server.", minimum=1),
+        ),
+        gmail=section(
+            "Sending through the Gmail API (notify.transport: gmail).",
+            credentials=Key(
+                "path",
+                "credentials.json",
+                "OAuth client file from the Google Cloud console (relative paths are "
+                "under the app home).",
+            ),
+            token=Key(
+                "path",
+                "gmail_token.json",
+                "Where the Gmail sign-in token is kept (mode 0600; relative paths are "
+                "under the app home).",
+            ),
+            api_endpoint=Key(
+                "str",
+                None,
+                "Gmail API base URL; empty means Google's (set only to test against a "
+                "local server).",
+            ),
         ),
     ),
     "approve": section(
@@ -142,6 +258,65 @@ SCHEMA: dict[str, Key] = {
         ),
         share_outputs=Key("bool", True, "Share a job's outputs/ with the submitting DS."),
         share_logs=Key("bool", True, "Share stdout/stderr/return code with the submitting DS."),
+        memory_mb=Key(
+            "int",
+            4096,
+            "Memory (address space, RLIMIT_AS) each job process may use, in MiB.",
+            minimum=16,
+        ),
+        cpu_seconds=Key(
+            "int",
+            3600,
+            "CPU time each job process may use (RLIMIT_CPU), in seconds.",
+            minimum=1,
+        ),
+        file_size_mb=Key(
+            "int",
+            1024,
+            "Largest file a job may write (RLIMIT_FSIZE), in MiB.",
+            minimum=1,
+        ),
+        max_processes=Key(
+            "int",
+            256,
+            "Processes a job may run at once (RLIMIT_NPROC on top of what its user already "
+            "runs; the supervisor also stops a job that exceeds it).",
+            minimum=4,
+        ),
+        output_cap_kb=Key(
+            "int",
+            1024,
+            "KiB of stdout and of stderr kept per job; longer output keeps its head and "
+            "tail with a marker where it was cut.",
+            minimum=4,
+        ),
+        keep_days=Key(
+            "int",
+            7,
+            "Days a finished run's working folder (<app home>/runs) is kept; the results "
+            "in the datasite stay.",
+            minimum=0,
+        ),
+        tools=Key(
+            "list_str",
+            ["uv"],
+            "Programs from the app's PATH that jobs may run (syft-job python jobs need uv).",
+        ),
+        ro_paths=Key(
+            "list_path",
+            [],
+            "Extra host folders jobs may read (read-only under bwrap), e.g. a dataset folder.",
+        ),
+    ),
+    "schedule": section(
+        "When passes run by themselves (syft-bg install: a systemd user timer or a crontab line).",
+        interval=Key(
+            "int",
+            60,
+            "Seconds between passes; cron counts in whole minutes, so there it is rounded up "
+            "to a minute. Run syft-bg install again after changing it.",
+            minimum=10,
+        ),
     ),
     "log": section(
         "Log files in <app home>/logs.",
@@ -465,10 +640,25 @@ def parse_config(text: str, filename: str = "config.yaml") -> Config:
         raise ConfigError(
             f"{filename}: the file is empty; write one with: syft-bg init -e YOUR_EMAIL"
         )
-    data = _check_fields(root, SCHEMA, "", problems)
+    # Older approval forms become canonical first, so validation sees (and its
+    # errors name the lines of) what the user wrote.
+    from .config_migrate import migrate, review_rules
+
+    migration = migrate(root, filename)
+    problems.items.extend(migration.errors)
+    try:
+        data = _check_fields(root, SCHEMA, "", problems)
+    except yaml.MarkedYAMLError as exc:
+        # A node the safe loader cannot build (an unknown tag such as '=' or '!!python').
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError(f"{filename}{line}: unsupported YAML value: {exc.problem}") from None
     if problems.items:
         raise ConfigError("\n".join(problems.items))
-    return Config(data=data, path=Path(filename))
+    warnings = migration.warnings + review_rules(
+        root, data["approve"]["auto_approvals"], filename, migration
+    )
+    return Config(data=data, path=Path(filename), warnings=warnings)
 
 
 def load_config(path: Path) -> Config:
@@ -530,27 +720,49 @@ def reference_rows() -> list[tuple[str, str, str]]:
     """(dotted key, default, doc) for every key, for the README table."""
     rows: list[tuple[str, str, str]] = []
 
+    def row(dotted: str, key: Key) -> None:
+        default = "(required)" if key.required else _yaml_value(key.default)
+        doc = key.doc + (f" One of: {', '.join(key.choices)}." if key.choices else "")
+        rows.append((dotted, default, doc))
+
     def walk(fields: dict[str, Key], prefix: str) -> None:
         for name, key in fields.items():
             dotted = _join(prefix, name)
             if key.kind == "section":
                 walk(key.fields, dotted)
                 continue
-            default = "(required)" if key.required else _yaml_value(key.default)
-            if key.kind == "choice":
-                default += f" (one of {', '.join(key.choices)})"
-            rows.append((dotted, default, key.doc))
+            row(dotted, key)
             if key.kind == "list_rule":
                 for sub, subkey in key.fields.items():
-                    sub_default = "(required)" if subkey.required else _yaml_value(subkey.default)
-                    rows.append((f"{dotted}[].{sub}", sub_default, subkey.doc))
+                    row(f"{dotted}[].{sub}", subkey)
 
     walk(SCHEMA, "")
     return rows
 
 
 def render_reference() -> str:
+    """The README's configuration table (kept identical by a test)."""
     out = ["| key | default | meaning |", "|---|---|---|"]
     for dotted, default, doc in reference_rows():
+        doc = doc.replace("<", "&lt;").replace(">", "&gt;")
         out.append(f"| `{dotted}` | `{default}` | {doc} |")
     return "\n".join(out) + "\n"
+
+
+README_START = "<!-- config-reference:start (generated: .venv/bin/python -m syft_bg_app.config) -->"
+README_END = "<!-- config-reference:end -->"
+EXAMPLE_EMAIL, EXAMPLE_ROOT = "you@example.org", "~/SyftBox"
+
+
+def write_docs(repo: Path) -> None:
+    """Regenerate the README's key table and examples/config.yaml from the schema."""
+    readme = repo / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    head, _, rest = text.partition(README_START + "\n")
+    _, _, tail = rest.partition(README_END)
+    readme.write_text(f"{head}{README_START}\n{render_reference()}{README_END}{tail}")
+    (repo / "examples" / "config.yaml").write_text(render_sample(EXAMPLE_EMAIL, EXAMPLE_ROOT))
+
+
+if __name__ == "__main__":
+    write_docs(Path(__file__).resolve().parent.parent)

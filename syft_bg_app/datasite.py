@@ -84,6 +84,7 @@ class Datasite:
         self.inbox = self.job_root / "inbox"
         self.review = self.job_root / "review"
         self.peers = self.job_root / "peers"
+        self._review_str = os.fspath(self.review)
 
     @property
     def layout(self) -> str:
@@ -104,6 +105,13 @@ class Datasite:
 
     def state_file(self, ref: JobRef) -> Path:
         return self.review_dir(ref) / "state.yaml"
+
+    def state_file_str(self, ref: JobRef) -> str:
+        """``state_file`` as a plain string: cheap enough to stat every open job each pass."""
+        parts = [self._review_str, ref.ds_email]
+        if ref.protocol != "0":
+            parts.append(f"v{ref.protocol}")
+        return os.path.join(*parts, ref.name, "state.yaml")
 
     def job_folders(self, ds_email: str) -> list[tuple[str, Path]]:
         """(protocol, folder) places that hold jobs of ``ds_email``: v1/ and the v0 root."""

@@ -72,8 +72,12 @@ def atomic_write_yaml(path: Path, data: Any, mode: int = 0o644) -> None:
     atomic_write_text(path, yaml.safe_dump(data, default_flow_style=False, sort_keys=True), mode)
 
 
-def atomic_write_json(path: Path, data: Any, mode: int = 0o644) -> None:
-    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n", mode)
+def atomic_write_json(path: Path, data: Any, mode: int = 0o644, compact: bool = False) -> None:
+    if compact:
+        text = json.dumps(data, separators=(",", ":"))
+    else:
+        text = json.dumps(data, indent=1, sort_keys=True)
+    atomic_write_text(path, text + "\n", mode)
 
 
 def append_line(path: Path, line: str, mode: int = 0o600) -> None:

@@ -13,7 +13,30 @@ def default_home() -> Path:
     explicit = os.environ.get(HOME_ENV)
     if explicit:
         return Path(explicit).expanduser()
+    colab = colab_home()
+    if colab is not None:
+        return colab
     return Path.home() / ".syft-bg"
+
+
+COLAB_DRIVE = Path("/content/drive/MyDrive")
+
+
+def colab_home() -> Path | None:
+    """On Colab with Google Drive mounted, the app home lives on Drive: the VM's
+    disk is wiped when the runtime ends, and config, checkpoint and tokens must not be."""
+    drive = COLAB_DRIVE
+    if not drive.is_dir():
+        return None
+    if os.environ.get("COLAB_RELEASE_TAG"):
+        return drive / "syft-bg"
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("google.colab") is not None
+    except (ImportError, ValueError):
+        found = False
+    return drive / "syft-bg" if found else None
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,57 @@ def sha256_file(path: Path) -> str:
     return HASH_PREFIX + digest.hexdigest()
 
 
+class UnsafeFileError(OSError):
+    """A path that is not (or no longer) a plain, singly-linked regular file."""
+
+
+def open_regular(root: Path, rel: str) -> int:
+    """Open ``root/rel`` for reading without following a symlink at any level.
+
+    A file checked with ``lstat`` can be swapped for a symlink (or a folder on
+    its path for a symlinked folder) before it is read; walking each component
+    with ``O_NOFOLLOW`` and checking the opened file itself closes that gap.
+    """
+    parts = rel.split("/")
+    if not rel or any(p in ("", ".", "..") for p in parts):
+        raise UnsafeFileError(f"{rel!r} is not a plain relative path")
+    flags_dir = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+    dir_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            next_fd = os.open(part, flags_dir, dir_fd=dir_fd)
+            os.close(dir_fd)
+            dir_fd = next_fd
+        fd = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=dir_fd)
+    except OSError as exc:
+        raise UnsafeFileError(f"{rel}: cannot be opened safely ({exc.strerror})") from None
+    finally:
+        os.close(dir_fd)
+    st = os.fstat(fd)
+    problem = _refusal(rel, st)
+    if problem:
+        os.close(fd)
+        raise UnsafeFileError(problem)
+    return fd
+
+
+def read_regular(root: Path, rel: str) -> bytes:
+    """The bytes of ``root/rel``, refusing symlinks, devices and hard links."""
+    fd = open_regular(root, rel)
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
+
+
+def sha256_regular(root: Path, rel: str) -> str:
+    """``sha256:<hex>`` of ``root/rel``, read as ``read_regular`` reads it."""
+    fd = open_regular(root, rel)
+    digest = hashlib.sha256()
+    with os.fdopen(fd, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(chunk)
+    return HASH_PREFIX + digest.hexdigest()
+
+
 @dataclass
 class JobFiles:
     """Relative path -> stat of each regular file, plus what was refused."""
@@ -45,7 +96,7 @@ class JobFiles:
         return frozenset(self.files)
 
     def hash(self, rel: str) -> str:
-        return sha256_file(self.root / rel)
+        return sha256_regular(self.root, rel)
 
 
 def _refusal(rel: str, st: os.stat_result) -> str | None:
@@ -78,12 +129,14 @@ def collect(job_dir: Path) -> JobFiles:
     if not stat.S_ISDIR(code_st.st_mode):
         found.problems.append("code is not a folder")
         return found
-    stack = [code]
+    # (relative prefix, folder): building names as strings keeps a pass over
+    # thousands of pending jobs cheap (pathlib per file costs more than lstat).
+    stack = [("code/", os.fspath(code))]
     while stack:
-        folder = stack.pop()
+        prefix, folder = stack.pop()
         with os.scandir(folder) as entries:
             for entry in entries:
-                rel = Path(entry.path).relative_to(found.root).as_posix()
+                rel = prefix + entry.name
                 try:
                     rel.encode("utf-8")
                 except UnicodeEncodeError:
@@ -92,7 +145,7 @@ def collect(job_dir: Path) -> JobFiles:
                 st = entry.stat(follow_symlinks=False)
                 if stat.S_ISDIR(st.st_mode):
                     if not is_ignored_name(entry.name, True):
-                        stack.append(Path(entry.path))
+                        stack.append((rel + "/", entry.path))
                     continue
                 if is_ignored_name(entry.name, False):
                     continue

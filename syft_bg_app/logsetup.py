@@ -17,7 +17,7 @@ def configure(
     level: str = "info",
     max_bytes: int = 1_000_000,
     backups: int = 5,
-    stderr_level: str = "warning",
+    stderr_level: str = "error",
 ) -> None:
     root = logging.getLogger("syft_bg")
     for handler in _configured:

@@ -17,7 +17,7 @@ from pathlib import Path
 from .datasite import JobRef
 from .errors import SyftBgError
 from .fsutil import atomic_write_bytes, atomic_write_json
-from .jobfiles import collect, sha256_bytes, sha256_file
+from .jobfiles import collect, read_regular, sha256_bytes, sha256_file
 
 
 class SnapshotError(SyftBgError):
@@ -44,7 +44,13 @@ def take(
         shutil.rmtree(target)
     hashes: dict[str, str] = {}
     for rel in sorted(found.files):
-        data = (job_dir / rel).read_bytes()
+        try:
+            # Not (job_dir / rel).read_bytes(): a file swapped for a symlink after
+            # the scan must not pull an outside file into what runs.
+            data = read_regular(job_dir, rel)
+        except OSError as exc:
+            shutil.rmtree(target, ignore_errors=True)
+            raise SnapshotError(f"{ref.label}: {exc}") from None
         digest = sha256_bytes(data)
         if expected is not None and expected.get(rel) != digest:
             shutil.rmtree(target, ignore_errors=True)

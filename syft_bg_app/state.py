@@ -8,6 +8,7 @@ killed at any instant leaves the previous or the new checkpoint, both loadable.
 from __future__ import annotations
 
 import json
+import marshal
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,6 +20,9 @@ from .fsutil import atomic_write_json
 SCHEMA_VERSION = 2
 TERMINAL_STATUSES = frozenset({"rejected", "done", "failed"})
 ACTIVE_STATUSES = frozenset({"received", "pending", "approved", "running"})
+SYNC_ONLY_KEYS = frozenset(
+    {"seen_at", "waiting_since", "waiting_reason", "state_mtime_ns", "received_at", "reason"}
+)
 
 
 def utcnow() -> datetime:
@@ -77,7 +81,9 @@ class State:
     def __init__(self, data: dict[str, Any], path: Path) -> None:
         self.data = data
         self.path = path
-        self._saved = json.dumps(data, sort_keys=True)
+        # marshal is a fast C serializer: comparing its bytes tells whether a
+        # step changed anything, so an idle pass writes nothing.
+        self._saved = marshal.dumps(data)
 
     @classmethod
     def load(cls, path: Path) -> State:
@@ -112,12 +118,21 @@ class State:
 
     def save(self) -> bool:
         """Write the checkpoint if it changed; True when written."""
-        current = json.dumps(self.data, sort_keys=True)
+        self._compact_finished_jobs()
+        current = marshal.dumps(self.data)
         if current == self._saved:
             return False
-        atomic_write_json(self.path, self.data, mode=0o600)
+        atomic_write_json(self.path, self.data, mode=0o600, compact=True)
         self._saved = current
         return True
+
+    def _compact_finished_jobs(self) -> None:
+        # Finished jobs stay only so they are never received twice; what sync
+        # kept while they were unfinished is dropped (state.yaml has the details).
+        for _, _, record in self.iter_jobs():
+            if record["status"] in TERMINAL_STATUSES:
+                for key in SYNC_ONLY_KEYS.intersection(record):
+                    del record[key]
 
     # -- jobs ---------------------------------------------------------------
     def job(self, ds_email: str, job_name: str) -> dict[str, Any] | None:

@@ -32,7 +32,10 @@ def render_status(home: AppHome) -> str:
         lines.append(f"last pass: {last['finished_at']} - {last['summary']}")
     else:
         lines.append("last pass: none yet (run ./run.sh)")
-    lines.append("steps:")
+    from . import ops
+
+    lines.extend(ops.schedule_lines(home, config, state))
+    lines.append("services (the steps of each pass; syft-bg start|stop SERVICE):")
     for step in STEPS:
         enabled = "enabled" if config.step_enabled(step) else "disabled"
         info = state["steps"].get(step)
@@ -46,9 +49,15 @@ def render_status(home: AppHome) -> str:
     by_status = Counter(record["status"] for _, _, record in ctx.state.iter_jobs())
     jobs_line = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) or "none"
     lines.append(f"jobs: {jobs_line}")
+    from .execute import status_lines as execute_status_lines
+
+    lines.extend(execute_status_lines(ctx))
     peers = Counter(r["status"] for r in state["peers"].values())
     lines.append(f"peers: {', '.join(f'{n} {s}' for s, n in sorted(peers.items())) or 'none'}")
     lines.append(f"events waiting for notify: {len(state['events'])}")
+    from .mail.health import status_lines as mail_status_lines
+
+    lines.extend(mail_status_lines(ctx))
     waiting = [
         f"  {ds}/{name}: {rec.get('waiting_reason', 'arriving')}"
         for ds, name, rec in ctx.state.iter_jobs()
@@ -57,4 +66,5 @@ def render_status(home: AppHome) -> str:
     if waiting:
         lines.append("job folders still arriving:")
         lines.extend(waiting)
+    lines.extend(ops.tail_lines(home, state))
     return "\n".join(lines)

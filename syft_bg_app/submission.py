@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from .fsutil import PERMISSION_FILE, is_ignored_name
+from .jobfiles import collect
 
 TOP_LEVEL = ("config.yaml", "run.sh", "code")
 JOB_TYPES = ("python", "bash")
@@ -74,7 +75,7 @@ def read_metadata(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     return data, None
 
 
-def check_submission(folder: Path) -> SubmissionCheck:
+def check_submission(folder: Path, max_bytes: int | None = None) -> SubmissionCheck:
     check = SubmissionCheck()
     try:
         entries = _top_entries(folder)
@@ -126,4 +127,18 @@ def check_submission(folder: Path) -> SubmissionCheck:
             continue
         if not stat.S_ISREG(st.st_mode):
             check.invalid.append(f"code/{rel} is not a regular file")
+    if check.complete:
+        _check_file_set(folder, check, max_bytes)
     return check
+
+
+def _check_file_set(folder: Path, check: SubmissionCheck, max_bytes: int | None) -> None:
+    """Refuse what could never be approved safely, and jobs too large to keep."""
+    found = collect(folder)
+    check.invalid.extend(found.problems)
+    total = sum(st.st_size for st in found.files.values())
+    if max_bytes is not None and total > max_bytes:
+        check.invalid.append(
+            f"the job's files add up to {total / 1e6:.1f} MB, more than the "
+            f"{max_bytes / 1e6:.0f} MB this datasite accepts"
+        )

@@ -21,7 +21,7 @@ import yaml
 
 from .context import Context
 from .datasite import JobRef, JobStateError
-from .state import TERMINAL_STATUSES, iso, parse_iso, utcnow
+from .state import iso, parse_iso, utcnow
 from .submission import check_submission
 
 # A directory modified this recently may change again within the same clock
@@ -32,6 +32,8 @@ PEER_MESSAGE_CAP = 2000
 
 def run(ctx: Context) -> None:
     ctx.datasite.inbox.mkdir(parents=True, exist_ok=True)
+    if ctx.state.is_fresh:
+        _record_history(ctx)
     for ds_email in ctx.datasite.list_ds_emails():
         _note_known_peer(ctx, ds_email)
         for ref in _new_job_folders(ctx, ds_email):
@@ -43,7 +45,28 @@ def run(ctx: Context) -> None:
         else:
             _follow(ctx, ref, record)
     _read_peer_requests(ctx)
+
+
+def _record_history(ctx: Context) -> None:
+    """First pass on a datasite: remember what already happened, without events.
+
+    The checkpoint is saved before anything new is received, so a first pass
+    killed half-way never makes the next one mistake new jobs for history.
+    """
+    for ds_email in ctx.datasite.list_ds_emails():
+        if ctx.datasite.peer_has_inbox(ds_email):
+            ctx.state.set_peer(
+                ds_email, {"status": "accepted", "requested_at": None, "decided_by": "before"}
+            )
+        for ref in ctx.datasite.list_job_names(ds_email):
+            try:
+                on_disk = ctx.datasite.read_job_state(ref)
+            except JobStateError:
+                continue
+            if on_disk is not None and on_disk["status"] != "received":
+                _remember(ctx, ref, on_disk["status"], None)
     ctx.state.data["baseline_done"] = True
+    ctx.state.save()
 
 
 def _changed_since_last_look(ctx: Context, folder: os.PathLike) -> bool:
@@ -92,7 +115,7 @@ def _receive(ctx: Context, ref: JobRef) -> None:
     folder = ctx.datasite.submission_dir(ref)
     if not folder.is_dir():
         return
-    check = check_submission(folder)
+    check = check_submission(folder, ctx.config.get("sync.max_job_mb") * 1_000_000)
     now = utcnow()
     if check.complete:
         received_at = iso(now)
@@ -137,24 +160,14 @@ def _remember(ctx: Context, ref: JobRef, status: str, record: dict | None, **ext
     record = record or {}
     record.update(protocol=ref.protocol, status=status, **extra)
     record.setdefault("seen_at", iso())
-    if status in TERMINAL_STATUSES:
-        _compact(record)
     ctx.state.set_job(ref.ds_email, ref.name, record)
     return record
 
 
-def _compact(record: dict) -> None:
-    # Finished jobs stay in the checkpoint only so they are never received twice.
-    for key in list(record):
-        if key not in ("protocol", "status", "seen_at", "reason"):
-            del record[key]
-
-
 def _follow(ctx: Context, ref: JobRef, record: dict) -> None:
     """Notice a status written by another tool (or by a run that finished)."""
-    path = ctx.datasite.state_file(ref)
     try:
-        mtime_ns = path.stat().st_mtime_ns
+        mtime_ns = os.stat(ctx.datasite.state_file_str(ref)).st_mtime_ns
     except FileNotFoundError:
         return
     if record.get("state_mtime_ns") == mtime_ns:
@@ -175,8 +188,6 @@ def _follow(ctx: Context, ref: JobRef, record: dict) -> None:
     )
     record["status"] = on_disk["status"]
     _status_event(ctx, ref, on_disk["status"], on_disk)
-    if on_disk["status"] in TERMINAL_STATUSES:
-        _compact(record)
 
 
 def _status_event(ctx: Context, ref: JobRef, status: str, on_disk: dict) -> None:

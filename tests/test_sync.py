@@ -106,6 +106,7 @@ def test_a_symlinked_run_sh_is_rejected(app, tmp_path):
 
 def test_a_status_written_by_another_tool_is_noticed_once(app):
     _disable_notify(app)
+    app.set_config(execute={"enabled": False})  # the other tool runs it
     app.submit("done-elsewhere")
     app.run_pass()
     ds = app.datasite

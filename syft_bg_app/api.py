@@ -1,0 +1,596 @@
+"""The Python API: ``import syft_bg_app as bg``.
+
+The same operations as the command line, on the same app home (``home=`` or
+``$SYFT_BG_HOME`` or ``~/.syft-bg``), returning objects that show as tables in
+Jupyter and as text in a terminal::
+
+    import syft_bg_app as bg
+    bg.init("owner@datasite.org", "~/SyftBox")
+    bg.run_once()
+    bg.pending()                       # pending jobs
+    bg.approve("alice@uni.edu/mean-age")
+    bg.submit("owner@datasite.org", "./analysis", name="mean-age")   # as a DS
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import decisions, ds, render
+from . import jobs as jobs_mod
+from .datasite import JOB_STATUSES, JobRef
+from .errors import NotFoundError, UsageError
+from .home import AppHome
+from .jobs import JobView
+from .passes import PassResult, run_pass
+from .session import changing, open_view
+from .submission import read_metadata
+
+PathLike = str | os.PathLike
+
+
+def _home(home: PathLike | AppHome | None) -> AppHome:
+    if isinstance(home, AppHome):
+        return home
+    return AppHome.resolve(home)
+
+
+# -- objects ---------------------------------------------------------------------------
+
+
+class Job:
+    """A job a data scientist submitted to this data owner."""
+
+    def __init__(self, view: JobView, home: AppHome) -> None:
+        self._view = view
+        self._home = home
+        metadata, problem = read_metadata(view.submission_dir / "config.yaml")
+        self.metadata: dict[str, Any] = metadata or {}
+        self._metadata_problem = problem if view.submission_dir.is_dir() else None
+
+    # identity
+    @property
+    def ref(self) -> JobRef:
+        return self._view.ref
+
+    @property
+    def ds_email(self) -> str:
+        return self.ref.ds_email
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
+
+    @property
+    def label(self) -> str:
+        return self.ref.label
+
+    # state
+    @property
+    def status(self) -> str:
+        return self._view.status
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return dict(self._view.state)
+
+    @property
+    def received_at(self) -> str | None:
+        return _text(self._view.state.get("received_at"))
+
+    @property
+    def reason(self) -> str | None:
+        return self._view.state.get("review_reason") or self._view.state.get("reason")
+
+    @property
+    def problem(self) -> str | None:
+        return self._view.state.get("problem") or self._metadata_problem
+
+    # metadata (config.yaml: informational; what runs is run.sh)
+    @property
+    def type(self) -> str | None:
+        return _text(self.metadata.get("type"))
+
+    @property
+    def entrypoint(self) -> str | None:
+        return _text(self.metadata.get("entrypoint"))
+
+    @property
+    def submitted_at(self) -> str | None:
+        return _text(self.metadata.get("submitted_at"))
+
+    # places
+    @property
+    def submission_dir(self) -> Path:
+        return self._view.submission_dir
+
+    @property
+    def review_dir(self) -> Path:
+        return self._view.review_dir
+
+    @property
+    def files(self) -> list[str]:
+        return [rel for rel, _ in jobs_mod._files(self.submission_dir) if rel != "config.yaml"]
+
+    @property
+    def results(self) -> list[str]:
+        return [rel for rel, _ in jobs_mod._files(self.review_dir) if rel not in ds.RESULT_SKIP]
+
+    @property
+    def stdout(self) -> str | None:
+        return _read_text(self.review_dir / "stdout.txt")
+
+    @property
+    def stderr(self) -> str | None:
+        return _read_text(self.review_dir / "stderr.txt")
+
+    @property
+    def outputs(self) -> list[Path]:
+        folder = self.review_dir / "outputs"
+        return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+
+    # actions
+    def approve(self, reason: str | None = None) -> Job:
+        return approve(self, reason, home=self._home)
+
+    def reject(self, reason: str) -> Job:
+        return reject(self, reason, home=self._home)
+
+    def refresh(self) -> Job:
+        return _load(self.label, self._home)
+
+    def describe(self) -> str:
+        """The same page as ``syft-bg jobs show``."""
+        return jobs_mod.describe(open_view(self._home), self.ref)
+
+    def __repr__(self) -> str:
+        return render.job_text(self)
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        return render.job_html(self)
+
+
+class JobList(list):
+    """A list of jobs; index by position, ``"ds_email/name"`` or a unique name."""
+
+    title = "Jobs"
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            matches = [j for j in self if key in (j.label, j.name)]
+            if len(matches) != 1:
+                what = "no job" if not matches else "more than one job"
+                raise KeyError(f"{what} named {key!r}")
+            return matches[0]
+        result = super().__getitem__(key)
+        return type(self)(result) if isinstance(key, slice) else result
+
+    def __repr__(self) -> str:
+        return render.jobs_text(self, self.title)
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        return render.jobs_html(self, self.title)
+
+
+class PendingList(JobList):
+    title = "Pending jobs"
+
+
+class MyJobList(list):
+    """Jobs I submitted as a data scientist, with their status and results."""
+
+    def __repr__(self) -> str:
+        return render.my_jobs_text(self)
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        return render.my_jobs_html(self)
+
+
+@dataclass
+class TextReport:
+    """A block of text (status, a pass summary) that also shows in Jupyter."""
+
+    title: str
+    text: str
+
+    def __repr__(self) -> str:
+        return self.text
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        return render.pre_html(self.text, self.title)
+
+
+@dataclass
+class Setup:
+    """What ``init`` wrote."""
+
+    config_file: Path
+    datasite: Path
+    layout: str
+
+    def __repr__(self) -> str:
+        return (
+            f"wrote {self.config_file}\n"
+            f"datasite {self.datasite} (layout ROOT/{self.layout}) is ready\n"
+            "next: bg.run_once() (or ./run.sh)"
+        )
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        return render.pre_html(repr(self), "syft-bg init")
+
+
+# -- data owner ------------------------------------------------------------------------
+
+
+def init(
+    email: str,
+    syftbox_root: PathLike | None = None,
+    *,
+    force: bool = False,
+    home: PathLike | AppHome | None = None,
+) -> Setup:
+    """Write config.yaml (outbox mail, no auto-approval) and prepare the datasite."""
+    from .cli import init_app
+
+    config_path, datasite = init_app(
+        _home(home), email, os.fspath(syftbox_root) if syftbox_root else None, force
+    )
+    return Setup(config_path, datasite.path, datasite.layout)
+
+
+def status(home: PathLike | AppHome | None = None) -> TextReport:
+    """The last pass, each step, and what is waiting (as ``syft-bg status``)."""
+    from .status import render_status
+
+    return TextReport("syft-bg status", render_status(_home(home)))
+
+
+def run_once(home: PathLike | AppHome | None = None) -> PassResult:
+    """Run one pass now (sync, notify, approve, execute) and return its summary."""
+    return run_pass(_home(home))
+
+
+def jobs(status: str | None = None, *, home: PathLike | AppHome | None = None) -> JobList:
+    """Every job received so far (or those with ``status``), by data scientist and name."""
+    if status is not None and status not in JOB_STATUSES:
+        raise UsageError(f"status must be one of {', '.join(JOB_STATUSES)}, not {status!r}")
+    app_home = _home(home)
+    ctx = open_view(app_home)
+    listed = JobList(Job(v, app_home) for v in jobs_mod.all_views(ctx, status))
+    if status:
+        listed.title = f"Jobs with status {status}"
+    return listed
+
+
+def pending(*, home: PathLike | AppHome | None = None) -> PendingList:
+    """Jobs waiting for your decision."""
+    return PendingList(jobs("pending", home=home))
+
+
+def job(spec: str | Job, *, home: PathLike | AppHome | None = None) -> Job:
+    """One job, named ``ds_email/name`` (or by its name where that is unambiguous)."""
+    return _load(_spec(spec), _home(home))
+
+
+def _load(spec: str, app_home: AppHome) -> Job:
+    ctx = open_view(app_home)
+    return Job(jobs_mod.view(ctx, jobs_mod.resolve(ctx, spec)), app_home)
+
+
+def _spec(spec: str | Job) -> str:
+    if isinstance(spec, Job):
+        return spec.label
+    if isinstance(spec, str):
+        return spec
+    raise UsageError(f"name a job as 'ds_email/name' or pass a Job, not {type(spec).__name__}")
+
+
+def approve(
+    job: str | Job, reason: str | None = None, *, home: PathLike | AppHome | None = None
+) -> Job:
+    """Approve a pending job; the next pass runs the snapshot taken now."""
+    app_home = _home(home)
+    with changing(app_home, "api approve") as ctx:
+        ref = jobs_mod.resolve(ctx, _spec(job))
+        decisions.approve_job(ctx, ref, "manual", reason=reason)
+    return _load(ref.label, app_home)
+
+
+def reject(job: str | Job, reason: str, *, home: PathLike | AppHome | None = None) -> Job:
+    """Reject a job; ``reason`` is sent to the data scientist."""
+    if not reason or not str(reason).strip():
+        raise UsageError("a rejection needs a reason (the data scientist sees it)")
+    app_home = _home(home)
+    with changing(app_home, "api reject") as ctx:
+        ref = jobs_mod.resolve(ctx, _spec(job))
+        decisions.reject_job(ctx, ref, reason)
+    return _load(ref.label, app_home)
+
+
+# -- auto-approval rules ------------------------------------------------------------------
+#
+# The rule commands (rules_cli) hold the logic: collecting and hashing files,
+# migrating legacy config, editing config.yaml in place under the app lock.
+# These functions call them as the command line does and return what they
+# printed, together with the rules as they are afterwards.
+
+
+class RuleList(list):
+    """Auto-approval rules (``rules.Rule``), and the config's warnings about them."""
+
+    def __init__(self, rules: Iterable[Any] = (), notes: Iterable[str] = ()) -> None:
+        super().__init__(rules)
+        self.notes = list(notes)
+
+    def __repr__(self) -> str:
+        return render.rules_text(self, self.notes)
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        return render.rules_html(self, self.notes)
+
+
+@dataclass
+class RuleChange:
+    """What a rule command did: its messages, and the rule it created or changed."""
+
+    title: str
+    text: str
+    rule: Any = None
+
+    def __repr__(self) -> str:
+        return self.text
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        return render.pre_html(self.text, self.title)
+
+
+def _rules_now(app_home: AppHome) -> list[Any]:
+    from .config import load_config
+    from .rules import load_rules
+
+    return load_rules(load_config(app_home.config_file))
+
+
+def _rule_command(app_home: AppHome, command: str, **fields: Any) -> str:
+    import argparse
+    import contextlib
+    import io
+
+    from . import rules_cli
+
+    args = argparse.Namespace(home=str(app_home.root), **fields)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        getattr(rules_cli, command)(args)
+    return out.getvalue().rstrip("\n")
+
+
+def _changed_rule(before: list[Any], after: list[Any], name: str | None) -> Any:
+    old = {rule.name: rule for rule in before}
+    changed = [rule for rule in after if old.get(rule.name) != rule]
+    if changed:
+        return changed[0]
+    named = [rule for rule in after if rule.name == name]
+    return named[0] if named else None
+
+
+def auto_approve(
+    contents: PathLike | Iterable[PathLike] = (),
+    *,
+    peers: str | Iterable[str] = (),
+    name: str | None = None,
+    name_only: PathLike | Iterable[PathLike] = (),
+    base_dir: PathLike | None = None,
+    home: PathLike | AppHome | None = None,
+) -> RuleChange:
+    """Trust jobs whose file set is exactly these files (as ``syft-bg auto-approve``).
+
+    ``contents`` are pinned by SHA-256 of their bytes (folders expand
+    recursively; paths resolve against ``base_dir``); ``name_only`` files may
+    have any content. A rule approves nothing until it pins ``run.sh``.
+    """
+    app_home = _home(home)
+    before = _rules_now(app_home)
+    text = _rule_command(
+        app_home,
+        "cmd_auto_approve",
+        contents=[os.fspath(p) for p in _paths(contents)],
+        peer=_strings(peers),
+        name=name,
+        name_only=[os.fspath(p) for p in _paths(name_only)],
+        base_dir=os.fspath(base_dir) if base_dir else None,
+        from_job=None,
+    )
+    return RuleChange(
+        "syft-bg auto-approve", text, _changed_rule(before, _rules_now(app_home), name)
+    )
+
+
+def auto_approve_job(
+    job: str | Job,
+    *,
+    name: str | None = None,
+    peers: str | Iterable[str] = (),
+    home: PathLike | AppHome | None = None,
+) -> RuleChange:
+    """Trust exactly what a submitted job contains (``auto-approve --from-job``).
+
+    The rule applies to the job's submitter unless ``peers`` names others.
+    """
+    app_home = _home(home)
+    before = _rules_now(app_home)
+    text = _rule_command(
+        app_home,
+        "cmd_auto_approve",
+        contents=[],
+        peer=_strings(peers),
+        name=name,
+        name_only=[],
+        base_dir=None,
+        from_job=_spec(job),
+    )
+    return RuleChange(
+        "syft-bg auto-approve --from-job", text, _changed_rule(before, _rules_now(app_home), name)
+    )
+
+
+def list_auto_approvals(
+    name: str | None = None, *, home: PathLike | AppHome | None = None
+) -> RuleList:
+    """The auto-approval rules in config.yaml; each says whether it can approve anything."""
+    from .config import load_config
+    from .rules import find_rules, load_rules
+
+    config = load_config(_home(home).config_file)
+    rules = load_rules(config)
+    if name is not None:
+        rules = find_rules(rules, name)
+        if not rules:
+            raise NotFoundError(f"no auto-approval rule named {name!r}")
+    return RuleList(rules, config.warnings)
+
+
+def remove_auto_approve(
+    name: str,
+    files: PathLike | Iterable[PathLike] | None = None,
+    *,
+    home: PathLike | AppHome | None = None,
+) -> RuleChange:
+    """Remove the rule ``name``, or only ``files`` from it (``remove-auto-approval``)."""
+    app_home = _home(home)
+    if files is not None:
+        text = _rule_command(
+            app_home,
+            "cmd_remove_auto_approval",
+            name=name,
+            files=[os.fspath(p) for p in _paths(files)],
+        )
+        remaining = [rule for rule in _rules_now(app_home) if rule.name == name]
+        return RuleChange("syft-bg remove-auto-approval", text, remaining[0] if remaining else None)
+    from .config_writer import update_rules
+    from .lock import PassLock
+    from .session import LOCK_WAIT_SECONDS
+
+    def change(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        same = [rule for rule in rules if rule["name"] == name]
+        if not same:
+            names = ", ".join(sorted(rule["name"] for rule in rules)) or "none"
+            raise NotFoundError(f"no auto-approval rule named {name!r} (rules: {names})")
+        if len(same) > 1:
+            raise UsageError(f"more than one rule is named {name!r}; rename one in config.yaml")
+        return [rule for rule in rules if rule["name"] != name]
+
+    with PassLock(app_home, wait=LOCK_WAIT_SECONDS, purpose="remove-auto-approval"):
+        result = update_rules(app_home.config_file, change)
+    lines = [f"removed rule {name!r} from {app_home.config_file}"]
+    lines.extend(f"note: {note}" for note in result.notes)
+    return RuleChange("syft-bg remove-auto-approval", "\n".join(lines))
+
+
+def _strings(value: str | Iterable[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _paths(value: PathLike | Iterable[PathLike]) -> list[PathLike]:
+    if isinstance(value, (str, os.PathLike)):
+        return [value]
+    return list(value)
+
+
+# -- data scientist -------------------------------------------------------------------------
+
+
+def submit(
+    do_email: str,
+    path: PathLike,
+    *,
+    name: str | None = None,
+    entrypoint: str | None = None,
+    as_email: str | None = None,
+    syftbox_root: PathLike | None = None,
+    home: PathLike | AppHome | None = None,
+) -> ds.Submission:
+    """Submit a folder or one .py/.sh script to ``do_email`` (syft-job v1 layout)."""
+    ident = ds.identify(_home(home), as_email, syftbox_root)
+    return ds.submit(ident, do_email, path, name=name, entrypoint=entrypoint)
+
+
+def request_peer(
+    do_email: str,
+    message: str | None = None,
+    *,
+    as_email: str | None = None,
+    syftbox_root: PathLike | None = None,
+    home: PathLike | AppHome | None = None,
+) -> ds.PeerRequest:
+    """Ask ``do_email`` to accept you as a peer."""
+    ident = ds.identify(_home(home), as_email, syftbox_root)
+    return ds.request_peer(ident, do_email, message)
+
+
+def my_jobs(
+    status: str | None = None,
+    *,
+    as_email: str | None = None,
+    syftbox_root: PathLike | None = None,
+    home: PathLike | AppHome | None = None,
+) -> MyJobList:
+    """The jobs I submitted to any data owner in my SyftBox folder, newest first."""
+    ident = ds.identify(_home(home), as_email, syftbox_root)
+    return MyJobList(ds.my_jobs(ident, status))
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str | None:
+    return ds._text(value)
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return None
+
+
+__all__ = [
+    "Job",
+    "JobList",
+    "MyJobList",
+    "RuleChange",
+    "RuleList",
+    "approve",
+    "auto_approve",
+    "auto_approve_job",
+    "init",
+    "job",
+    "jobs",
+    "list_auto_approvals",
+    "my_jobs",
+    "pending",
+    "reject",
+    "remove_auto_approve",
+    "request_peer",
+    "run_once",
+    "status",
+    "submit",
+]

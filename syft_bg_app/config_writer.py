@@ -1,0 +1,270 @@
+"""The one writer of config.yaml: changes the approval rules, keeps everything else.
+
+The commands that edit rules (``auto-approve``, ``remove-auto-approval``,
+``remove-peer``) go through ``update_rules``. It replaces only the text of
+``approve.auto_approvals`` (and of the legacy approval keys it migrates) in
+place, so every other line, comment and blank line of the file stays byte for
+byte as the data owner wrote it. The result is validated with
+``config.parse_config`` and checked to mean exactly what was intended, with
+every other setting unchanged; only then does it atomically replace the file.
+If the file's shape does not allow an in-place edit (an ``approve`` section in
+flow style, say), the file is written out in full instead and the caller is
+told that its comments could not be kept.
+
+Callers hold the app lock, so two commands never interleave their updates; a
+change made by hand while a command runs is detected and nothing is written.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import Config, parse_config
+from .config_migrate import migrate
+from .errors import ConfigError, SyftBgError
+from .fsutil import atomic_write_text
+from .rules import Rule
+
+FULL_REWRITE_HEADER = (
+    "# syft-bg configuration (written in full by syft-bg; the comments of the previous\n"
+    "# file could not be kept because of its layout). Reference: README.md.\n"
+)
+
+
+class ConfigChangedError(SyftBgError):
+    """config.yaml changed on disk while a command was updating it."""
+
+
+@dataclass
+class WriteResult:
+    rules: list[dict[str, Any]]
+    config: Config
+    migrated: bool = False
+    comments_kept: bool = True
+    written: bool = True
+    notes: list[str] = field(default_factory=list)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style with sequences indented under their key, as people write them."""
+
+    def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
+        return super().increase_indent(flow, False)
+
+
+def _dump_pair(key: str, value: Any, indent: int) -> str:
+    text = yaml.dump(
+        {key: value},
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=4096,
+    )
+    lines = text.rstrip("\n").split("\n")
+    return lines[0] + "".join("\n" + " " * indent + line for line in lines[1:])
+
+
+def canonical_rules(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [Rule.from_dict(rule).to_dict() for rule in rules]
+
+
+def _full(rule: dict[str, Any]) -> dict[str, Any]:
+    """Every field present, so callers can edit without checking for defaults."""
+    out = copy.deepcopy(rule)
+    out.setdefault("peers", [])
+    out.setdefault("files", {})
+    out.setdefault("name_only", [])
+    out.setdefault("timeout", None)
+    out.setdefault("enabled", True)
+    return out
+
+
+# -- in-place text edits ----------------------------------------------------------
+
+
+def _last_index(node: yaml.Node) -> int:
+    """Where the text of ``node`` really ends (block collections' marks swallow comments)."""
+    if isinstance(node, yaml.MappingNode) and node.value and not node.flow_style:
+        return max(_last_index(node.value[-1][0]), _last_index(node.value[-1][1]))
+    if isinstance(node, yaml.SequenceNode) and node.value and not node.flow_style:
+        return _last_index(node.value[-1])
+    return node.end_mark.index
+
+
+def _line_end(text: str, index: int) -> int:
+    if index > 0 and text[index - 1] == "\n":
+        return index - 1
+    found = text.find("\n", index)
+    return len(text) if found < 0 else found
+
+
+def _line_start(text: str, index: int) -> int:
+    return text.rfind("\n", 0, index) + 1
+
+
+def _splice(text: str, sets: dict[str, Any], removes: set[str]) -> str | None:
+    """Edit the ``approve`` keys in place; None when the layout does not allow it."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    if not isinstance(root, yaml.MappingNode) or root.flow_style:
+        return None
+    approve = None
+    for key_node, value_node in root.value:
+        if isinstance(key_node, yaml.ScalarNode) and key_node.value == "approve":
+            approve = value_node
+    if approve is None:
+        body = text if text.endswith("\n") or not text else text + "\n"
+        return body + _dump_pair("approve", sets, 2) + "\n"
+    if not isinstance(approve, yaml.MappingNode) or approve.flow_style or not approve.value:
+        return None
+    indent = approve.value[0][0].start_mark.column
+    edits: list[tuple[int, int, str]] = []
+    present: set[str] = set()
+    for key_node, value_node in approve.value:
+        name = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+        if name is None or (name not in sets and name not in removes):
+            continue
+        if name in present:
+            return None
+        present.add(name)
+        at = key_node.start_mark.index
+        if text[_line_start(text, at) : at].strip():
+            return None  # the key does not begin its line: not a layout edited in place
+        end = _line_end(text, max(_last_index(value_node), key_node.end_mark.index))
+        if name in removes:
+            start = _line_start(text, key_node.start_mark.index)
+            edits.append((start, min(end + 1, len(text)), ""))
+        else:
+            edits.append((key_node.start_mark.index, end, _dump_pair(name, sets[name], indent)))
+    missing = [name for name in sets if name not in present]
+    if missing:
+        at = _line_end(text, _last_index(approve))
+        added = "".join("\n" + " " * indent + _dump_pair(n, sets[n], indent) for n in missing)
+        edits.append((at, at, added))
+    for start, end, replacement in sorted(edits, reverse=True):
+        text = text[:start] + replacement + text[end:]
+    return text
+
+
+def _full_rewrite(text: str, sets: dict[str, Any], removes: set[str]) -> str:
+    data = yaml.safe_load(text) or {}
+    approve = data.get("approve")
+    if not isinstance(approve, dict):
+        approve = data["approve"] = {}
+    for name in removes:
+        approve.pop(name, None)
+    approve.update(copy.deepcopy(sets))
+    return FULL_REWRITE_HEADER + yaml.dump(
+        data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True
+    )
+
+
+# -- checking that the new text means what was intended ------------------------------
+
+
+def _without(data: dict[str, Any], keys: set[str]) -> dict[str, Any]:
+    out = copy.deepcopy(data)
+    for key in keys:
+        out["approve"].pop(key, None)
+    return out
+
+
+def _check(
+    new_text: str, filename: str, old: Config, sets: dict[str, Any]
+) -> tuple[Config | None, str]:
+    try:
+        new = parse_config(new_text, filename)
+    except ConfigError as exc:
+        return None, str(exc)
+    root = yaml.compose(new_text, Loader=yaml.SafeLoader)
+    if migrate(root, filename).changed:
+        return None, "legacy approval keys are still present"
+    if canonical_rules(new.get("approve.auto_approvals")) != canonical_rules(
+        sets["auto_approvals"]
+    ):
+        return None, "the rules read back differ from the rules written"
+    if "peers" in sets and new.get("approve.peers") != sets["peers"]:
+        return None, "approve.peers read back differs"
+    touched = {"auto_approvals", "peers"}
+    if _without(new.data, touched) != _without(old.data, touched):
+        return None, "a setting outside the approval rules changed"
+    if "peers" not in sets and new.get("approve.peers") != old.get("approve.peers"):
+        return None, "approve.peers changed"
+    return new, ""
+
+
+# -- the writer ---------------------------------------------------------------------------
+
+
+def update_rules(
+    path: Path, change: Callable[[list[dict[str, Any]]], list[dict[str, Any]] | None]
+) -> WriteResult:
+    """Apply ``change`` to the canonical rule list and write config.yaml back.
+
+    ``change`` gets a copy of the rules (legacy forms already migrated, every
+    field present) and returns the new list, or None to write nothing.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no configuration yet; create one with: syft-bg init -e YOUR_EMAIL"
+        ) from None
+    text = raw.decode("utf-8")
+    try:
+        old = parse_config(text, str(path))
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}\n(fix config.yaml first; nothing was changed)") from None
+    rules = canonical_rules(old.get("approve.auto_approvals"))
+    new_rules = change([_full(rule) for rule in rules])
+    migration = migrate(yaml.compose(text, Loader=yaml.SafeLoader), str(path))
+    if new_rules is None:
+        return WriteResult(rules, old, written=False)
+    new_rules = canonical_rules(new_rules)
+    if new_rules == rules and not migration.changed:
+        return WriteResult(rules, old, written=False)
+    sets: dict[str, Any] = {"auto_approvals": new_rules}
+    if "peers" in migration.rewrite:
+        sets["peers"] = old.get("approve.peers")
+    removes = set(migration.remove)
+    result = WriteResult(new_rules, old, migrated=migration.changed)
+    new_text = _splice(text, sets, removes)
+    checked, problem = (
+        (None, "layout") if new_text is None else _check(new_text, str(path), old, sets)
+    )
+    if checked is None:
+        new_text = _full_rewrite(text, sets, removes)
+        checked, problem = _check(new_text, str(path), old, sets)
+        if checked is None:
+            raise ConfigError(
+                f"{path}: could not write the change safely ({problem}); nothing changed"
+            )
+        result.comments_kept = False
+    if path.read_bytes() != raw:
+        raise ConfigChangedError(
+            f"{path} changed while this command was updating it; nothing was written, run it again"
+        )
+    mode = os.stat(path).st_mode & 0o777
+    atomic_write_text(path, new_text, mode=mode)
+    result.config = checked
+    if migration.changed:
+        result.notes.append(
+            "legacy approval settings in config.yaml were rewritten in the canonical form"
+        )
+    if not result.comments_kept:
+        result.notes.append(
+            "config.yaml was written out in full: its layout did not allow an in-place "
+            "edit, so its comments were not kept"
+        )
+    return result

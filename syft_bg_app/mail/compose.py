@@ -1,0 +1,454 @@
+"""From events to drafts: who hears about what, with which template and variables.
+
+The table of the design, as code:
+
+============== ============================ ==========================
+event          data owner (DO)              data scientist (DS)
+============== ============================ ==========================
+peer_requested peer_requested_do            peer_requested_ds
+peer_accepted  -                            peer_accepted_ds
+job_submitted  job_submitted_do (the code)  job_submitted_ds
+job_approved   job_approved_do (threaded)   job_approved_ds
+job_rejected   job_rejected_do (threaded)   job_rejected_ds
+job_finished   job_finished_do (threaded)   job_finished_ds
+============== ============================ ==========================
+
+Every email about one job to one person forms a thread with a fixed subject.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..context import Context
+from ..datasite import JobRef
+from ..jobfiles import collect
+from ..submission import read_metadata
+
+# Bytes looked at to tell text from binary before reading a file whole.
+SNIFF_BYTES = 8192
+DIGEST_ITEMS_SHOWN = 200
+STDERR_TAIL_CAP = 8192
+
+JOB_EVENTS = ("job_submitted", "job_approved", "job_rejected", "job_finished")
+PEER_EVENTS = ("peer_requested", "peer_accepted")
+TERMINAL_EVENTS = ("job_rejected", "job_finished", "peer_accepted")
+
+
+@dataclass
+class Draft:
+    """One email to be queued; ``key`` is its identity, sent at most once ever."""
+
+    key: str
+    kind: str
+    role: str
+    to: str
+    template: str
+    subject: str
+    summary: str
+    variables: dict[str, Any] = field(default_factory=dict)
+    thread: str | None = None
+    terminal: bool = False
+
+
+def common_variables(ctx: Context) -> dict[str, Any]:
+    return {"do_email": ctx.config.do_email}
+
+
+def drafts_for_event(ctx: Context, event: dict[str, Any]) -> list[Draft]:
+    kind = event["kind"]
+    if kind in JOB_EVENTS:
+        return _job_drafts(ctx, event)
+    if kind in PEER_EVENTS:
+        return _peer_drafts(ctx, event)
+    return []
+
+
+# -- jobs ----------------------------------------------------------------------------
+
+
+def job_subject(role: str, ds_email: str, job: str, do_email: str) -> str:
+    if role == "do":
+        return f"[syft-bg] job {job} from {ds_email}"
+    return f"[syft-bg] your job {job} on {do_email}"
+
+
+def _job_ref(ctx: Context, ds_email: str, job: str) -> JobRef:
+    record = ctx.state.job(ds_email, job) or {}
+    return JobRef(ds_email, job, record.get("protocol", "1"))
+
+
+def _job_drafts(ctx: Context, event: dict[str, Any]) -> list[Draft]:
+    kind, ds, job = event["kind"], event["ds_email"], event["job"]
+    do = ctx.config.do_email
+    ref = _job_ref(ctx, ds, job)
+    label = ref.label
+    base = {
+        **common_variables(ctx),
+        "ds_email": ds,
+        "job": job,
+        "job_label": label,
+        "event_at": event.get("at"),
+        "show_command": f"syft-bg jobs show {label}",
+    }
+    do_vars = dict(base)
+    ds_vars = dict(base)
+    if kind == "job_submitted":
+        do_vars.update(_submission_variables(ctx, ref))
+        do_vars["approve_command"] = f"syft-bg jobs approve {label}"
+        do_vars["reject_command"] = f'syft-bg jobs reject {label} -r "REASON"'
+        summary = f"{label}: new job submitted, waiting for your review"
+        ds_summary = f"your job {job} was received by {do}"
+    elif kind == "job_approved":
+        method = event.get("method") or "manual"
+        rule = event.get("rule")
+        by = event.get("by")
+        for variables in (do_vars, ds_vars):
+            variables.update(method=method, rule=rule, by=by)
+        how = (
+            f"automatically (rule {rule})"
+            if rule
+            else ("automatically" if method == "auto" else "manually")
+        )
+        summary = f"{label}: approved {how}"
+        ds_summary = f"your job {job} was approved by {do}"
+    elif kind == "job_rejected":
+        reason = event.get("reason") or "no reason given"
+        do_vars["reason"] = ds_vars["reason"] = reason
+        summary = f"{label}: rejected ({reason})"
+        ds_summary = f"your job {job} was rejected by {do}: {reason}"
+    else:
+        finished = _finished_variables(ctx, ref, event)
+        do_vars.update(finished)
+        # The stderr tail and the DO's local paths are for the DO only.
+        ds_vars.update(
+            {k: v for k, v in finished.items() if k not in ("stderr_tail", "review_dir")}
+        )
+        ds_vars["results_path"] = _datasite_relative(ctx, ctx.datasite.review_dir(ref))
+        ds_vars["share_outputs"] = ctx.config.get("execute.share_outputs")
+        ds_vars["share_logs"] = ctx.config.get("execute.share_logs")
+        word = "finished" if finished["ok"] else "failed"
+        summary = f"{label}: {word} (exit code {finished['return_code']})"
+        ds_summary = f"your job {job} {word} on {do}"
+    entity = f"job:{ds}/{job}"
+    terminal = kind in TERMINAL_EVENTS
+    return [
+        Draft(
+            key=f"{do}|{kind}|{entity}|do|{do}",
+            kind=kind,
+            role="do",
+            to=do,
+            template=f"{kind}_do",
+            subject=job_subject("do", ds, job, do),
+            summary=summary,
+            variables=do_vars,
+            thread=f"{entity}|do",
+            terminal=terminal,
+        ),
+        Draft(
+            key=f"{do}|{kind}|{entity}|ds|{ds}",
+            kind=kind,
+            role="ds",
+            to=ds,
+            template=f"{kind}_ds",
+            subject=job_subject("ds", ds, job, do),
+            summary=ds_summary,
+            variables=ds_vars,
+            thread=f"{entity}|ds",
+            terminal=terminal,
+        ),
+    ]
+
+
+def _datasite_relative(ctx: Context, path: Path) -> str:
+    try:
+        return path.relative_to(ctx.datasite.path).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _human_duration(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min {secs} s"
+    if minutes:
+        return f"{minutes} min {secs} s"
+    return f"{secs} s"
+
+
+def _finished_variables(ctx: Context, ref: JobRef, event: dict[str, Any]) -> dict[str, Any]:
+    status = event.get("status") or "done"
+    duration = event.get("duration_seconds")
+    if not isinstance(duration, (int, float)) or isinstance(duration, bool):
+        duration = None
+    tail = event.get("stderr_tail")
+    if isinstance(tail, str):
+        tail = tail[-STDERR_TAIL_CAP:].rstrip("\n") or None
+    else:
+        tail = None
+    return {
+        "status": status,
+        "ok": status == "done",
+        "return_code": event.get("return_code"),
+        "duration": _human_duration(duration),
+        "stderr_tail": tail,
+        "failure_reason": event.get("reason") if status != "done" else None,
+        "review_dir": str(ctx.datasite.review_dir(ref)),
+    }
+
+
+def _submission_variables(ctx: Context, ref: JobRef) -> dict[str, Any]:
+    folder = ctx.datasite.submission_dir(ref)
+    metadata, _ = read_metadata(folder / "config.yaml") if folder.is_dir() else ({}, None)
+    metadata = metadata or {}
+    code = collect_code(
+        folder,
+        ctx.config.get("notify.code_file_cap"),
+        ctx.config.get("notify.code_total_cap"),
+    )
+    return {
+        "job_type": metadata.get("type"),
+        "submitted_at": _text_or_none(metadata.get("submitted_at")),
+        "code": code,
+    }
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _kib(size: int) -> str:
+    return f"{size} bytes" if size < 1024 else f"{size / 1024:.1f} KB"
+
+
+def collect_code(folder: Path, file_cap: int, total_cap: int) -> dict[str, Any]:
+    """``run.sh`` and ``code/**`` of a job for the DO's email, within the caps.
+
+    Text files are shown up to ``file_cap`` bytes each and ``total_cap`` bytes
+    altogether; binary files are listed, never inlined; once the total is
+    reached the remaining files are listed by name and size.
+    """
+    result: dict[str, Any] = {
+        "available": folder.is_dir(),
+        "files": [],
+        "problems": [],
+        "file_cap": _kib(file_cap),
+        "total_cap": _kib(total_cap),
+        "shown_bytes": 0,
+        "total_bytes": 0,
+        "file_count": 0,
+    }
+    if not result["available"]:
+        return result
+    found = collect(folder)
+    result["problems"] = list(found.problems)
+    paths = sorted(found.files, key=lambda rel: (rel != "run.sh", rel))
+    budget = total_cap
+    for rel in paths:
+        size = found.files[rel].st_size
+        result["total_bytes"] += size
+        entry: dict[str, Any] = {
+            "path": rel,
+            "size": _kib(size),
+            "binary": False,
+            "text": None,
+            "truncated": False,
+            "omitted": False,
+            "shown": None,
+        }
+        result["files"].append(entry)
+        try:
+            with open(folder / rel, "rb") as handle:
+                head = handle.read(min(size, max(file_cap, SNIFF_BYTES)))
+        except OSError as exc:
+            result["problems"].append(f"{rel}: cannot read ({exc.strerror})")
+            entry["omitted"] = True
+            continue
+        if b"\0" in head[:SNIFF_BYTES] or _decode(head, complete=len(head) >= size) is None:
+            entry["binary"] = True
+            continue
+        if budget <= 0:
+            entry["omitted"] = True
+            continue
+        take = min(size, file_cap, budget)
+        text = _decode(head[:take], complete=take >= size)
+        if text is None:
+            entry["binary"] = True
+            continue
+        entry["text"] = text
+        entry["truncated"] = take < size
+        entry["shown"] = _kib(take)
+        budget -= take
+        result["shown_bytes"] += take
+    for entry in result["files"]:
+        entry["note"] = _file_note(entry)
+    result["file_count"] = len(result["files"])
+    result["shown_bytes"] = _kib(result["shown_bytes"])
+    result["total_bytes"] = _kib(result["total_bytes"])
+    return result
+
+
+def _file_note(entry: dict[str, Any]) -> str:
+    if entry["binary"]:
+        return "binary, not shown"
+    if entry["omitted"]:
+        return "not shown: this email's limit is reached"
+    if entry["truncated"]:
+        return f"first {entry['shown']} shown"
+    return "shown below"
+
+
+def _decode(data: bytes, complete: bool) -> str | None:
+    """UTF-8 text, or None for binary. A cut at the end may split one character."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if complete or exc.start < len(data) - 3:
+            return None
+        try:
+            return data[: exc.start].decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+
+
+# -- peers ---------------------------------------------------------------------------
+
+
+def peer_subject(role: str, ds_email: str, do_email: str) -> str:
+    if role == "do":
+        return f"[syft-bg] peer request from {ds_email}"
+    return f"[syft-bg] connecting with {do_email}"
+
+
+def _peer_drafts(ctx: Context, event: dict[str, Any]) -> list[Draft]:
+    kind, ds = event["kind"], event["ds_email"]
+    do = ctx.config.do_email
+    record = ctx.state.peer(ds) or {}
+    requested_at = record.get("requested_at")
+    # A new request after a decision is a new entity: it is announced again.
+    entity = f"peer:{ds}:{requested_at or '-'}"
+    base = {**common_variables(ctx), "ds_email": ds, "requested_at": requested_at}
+    thread = f"peer:{ds}|ds"
+    ds_draft = Draft(
+        key=f"{do}|{kind}|{entity}|ds|{ds}",
+        kind=kind,
+        role="ds",
+        to=ds,
+        template=f"{kind}_ds",
+        subject=peer_subject("ds", ds, do),
+        summary=(
+            f"your request to connect with {do} was received"
+            if kind == "peer_requested"
+            else f"{do} accepted you as a peer"
+        ),
+        variables=dict(base),
+        thread=thread,
+        terminal=kind == "peer_accepted",
+    )
+    if kind == "peer_accepted":
+        return [ds_draft]
+    message = record.get("message")
+    do_vars = {
+        **base,
+        "message": message,
+        "accept_command": f"syft-bg peers accept {ds}",
+        "reject_command": f'syft-bg peers reject {ds} -r "REASON"',
+    }
+    do_draft = Draft(
+        key=f"{do}|{kind}|{entity}|do|{do}",
+        kind=kind,
+        role="do",
+        to=do,
+        template="peer_requested_do",
+        subject=peer_subject("do", ds, do),
+        summary=f"{ds} asks to connect",
+        variables=do_vars,
+    )
+    return [do_draft, ds_draft]
+
+
+# -- digest, heartbeat, test --------------------------------------------------------
+
+
+def digest_draft(ctx: Context, to: str, drafts: list[Draft], first_event_id: int) -> Draft:
+    """One email standing for many: each draft becomes one line."""
+    do = ctx.config.do_email
+    items = [d.summary for d in drafts]
+    keys = ",".join(sorted(d.key for d in drafts))
+    role = "do" if to == do and all(d.role == "do" for d in drafts) else "ds"
+    return Draft(
+        key=f"{do}|digest|{to}|{first_event_id}|{len(drafts)}|{_short_hash(keys)}",
+        kind="digest",
+        role=role,
+        to=to,
+        template="digest",
+        subject=f"[syft-bg] {len(drafts)} updates from the datasite of {do}",
+        summary=f"{len(drafts)} updates",
+        variables={
+            **common_variables(ctx),
+            "recipient": to,
+            "for_owner": role == "do",
+            "count": len(drafts),
+            "items": items[:DIGEST_ITEMS_SHOWN],
+            "more": max(0, len(items) - DIGEST_ITEMS_SHOWN),
+        },
+    )
+
+
+def _short_hash(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def heartbeat_draft(ctx: Context, now_iso: str, queued: int, transport: str) -> Draft:
+    do = ctx.config.do_email
+    last = ctx.state.data.get("last_pass") or {}
+    jobs: dict[str, int] = {}
+    for _, _, record in ctx.state.iter_jobs():
+        jobs[record["status"]] = jobs.get(record["status"], 0) + 1
+    return Draft(
+        key=f"{do}|heartbeat|{now_iso}",
+        kind="heartbeat",
+        role="do",
+        to=do,
+        template="heartbeat",
+        subject=f"[syft-bg] still running on the datasite of {do}",
+        summary="syft-bg is running",
+        variables={
+            **common_variables(ctx),
+            "now": now_iso,
+            "host": os.uname().nodename,
+            "last_pass": last.get("summary"),
+            "jobs": ", ".join(f"{n} {s}" for s, n in sorted(jobs.items())) or "none",
+            "queued": queued,
+            "transport": transport,
+            "hours": ctx.config.get("notify.heartbeat_hours"),
+        },
+    )
+
+
+def test_draft(ctx: Context, to: str, now_iso: str, transport: str) -> Draft:
+    do = ctx.config.do_email
+    return Draft(
+        key=f"{do}|test|{to}|{now_iso}",
+        kind="test",
+        role="do" if to == do else "ds",
+        to=to,
+        template="test",
+        subject="[syft-bg] test email",
+        summary="test email",
+        variables={
+            **common_variables(ctx),
+            "now": now_iso,
+            "host": os.uname().nodename,
+            "transport": transport,
+        },
+    )

@@ -1,0 +1,302 @@
+"""How jobs and job lists look: HTML tables for Jupyter, aligned text for a terminal.
+
+Every string that comes from a job (names, emails, reasons, paths) is escaped
+with ``html.escape`` on its way into HTML, and stripped of control characters
+on its way to a terminal: a job is named by whoever submitted it.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+# (background, text) per status; unknown statuses get the neutral grey.
+BADGE_COLORS = {
+    "received": ("#e5e7eb", "#374151"),
+    "pending": ("#fef3c7", "#92400e"),
+    "approved": ("#dbeafe", "#1e40af"),
+    "running": ("#ede9fe", "#5b21b6"),
+    "done": ("#dcfce7", "#166534"),
+    "failed": ("#fee2e2", "#991b1b"),
+    "rejected": ("#fce7f3", "#9d174d"),
+}
+NEUTRAL = ("#e5e7eb", "#374151")
+TABLE_STYLE = "border-collapse:collapse;font-family:sans-serif;font-size:13px"
+CELL_STYLE = "border-bottom:1px solid #e5e7eb;padding:4px 8px;text-align:left;vertical-align:top"
+NOTE_LIMIT = 120
+
+
+def esc(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def plain(value: Any) -> str:
+    """A value for a terminal: no control characters (escape sequences, newlines)."""
+    text = "" if value is None else str(value)
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
+def _short(text: str | None, limit: int = NOTE_LIMIT) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def badge_html(status: str) -> str:
+    background, color = BADGE_COLORS.get(status, NEUTRAL)
+    return (
+        f'<span class="syft-bg-badge syft-bg-{esc(status)}" style="background:{background};'
+        f'color:{color};border-radius:9px;padding:1px 8px;font-weight:600">{esc(status)}</span>'
+    )
+
+
+# -- generic tables ----------------------------------------------------------------
+
+
+def table_html(
+    title: str,
+    headers: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    raw_columns: Iterable[int] = (),
+) -> str:
+    """A table; cells are escaped except the columns listed in ``raw_columns``
+    (which hold markup this module built, such as badges)."""
+    raw = set(raw_columns)
+    head = "".join(f'<th style="{CELL_STYLE}">{esc(h)}</th>' for h in headers)
+    body = []
+    for row in rows:
+        cells = "".join(
+            f'<td style="{CELL_STYLE}">{cell if i in raw else esc(cell)}</td>'
+            for i, cell in enumerate(row)
+        )
+        body.append(f"<tr>{cells}</tr>")
+    return (
+        f'<div class="syft-bg"><div style="font-weight:600;margin:4px 0">{esc(title)}</div>'
+        f'<table style="{TABLE_STYLE}"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
+
+
+def table_text(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    rows = [[plain(cell) for cell in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=False)]
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for row in rows:
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def _count_line(items: Sequence[Any]) -> str:
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item.status] = counts.get(item.status, 0) + 1
+    parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    return f"{len(items)} job{'s' if len(items) != 1 else ''}" + (f" ({parts})" if parts else "")
+
+
+# -- jobs a data owner received ------------------------------------------------------
+
+JOB_HEADERS = ("job", "data scientist", "status", "type", "received", "note")
+
+
+def _job_note(job: Any) -> str:
+    return _short(job.reason or job.problem or "")
+
+
+def _job_row(job: Any) -> list[str]:
+    return [
+        job.name,
+        job.ds_email,
+        job.status,
+        job.type or "-",
+        job.received_at or "-",
+        _job_note(job),
+    ]
+
+
+def jobs_html(jobs: Sequence[Any], title: str = "Jobs") -> str:
+    if not jobs:
+        return f'<div class="syft-bg"><em>{esc(title)}: no jobs</em></div>'
+    rows = []
+    for job in jobs:
+        row = _job_row(job)
+        row[2] = badge_html(job.status)
+        rows.append(row)
+    return table_html(f"{title}: {_count_line(jobs)}", JOB_HEADERS, rows, raw_columns=(2,))
+
+
+def jobs_text(jobs: Sequence[Any], title: str = "Jobs") -> str:
+    if not jobs:
+        return f"{title}: no jobs"
+    return f"{title}: {_count_line(jobs)}\n" + table_text(
+        JOB_HEADERS, [_job_row(job) for job in jobs]
+    )
+
+
+def _job_fields(job: Any) -> list[tuple[str, Any]]:
+    state = job.state
+    fields = [
+        ("data scientist", job.ds_email),
+        ("type", job.type),
+        ("entrypoint", job.entrypoint),
+        ("submitted", job.submitted_at),
+        ("received", job.received_at),
+        ("approved", _by(state.get("approved_at"), state.get("approval_method"))),
+        ("rejected", state.get("rejected_at")),
+        ("reason", job.reason),
+        ("completed", state.get("completed_at")),
+        ("return code", state.get("return_code")),
+        ("problem", job.problem),
+        ("submission", job.submission_dir),
+        ("results", job.review_dir if job.results else None),
+    ]
+    return [(k, v) for k, v in fields if v not in (None, "")]
+
+
+def _by(at: Any, method: Any) -> str | None:
+    if not at:
+        return None
+    return f"{at} ({method})" if method else str(at)
+
+
+def job_html(job: Any) -> str:
+    rows = [
+        f'<tr><th style="{CELL_STYLE}">{esc(k)}</th><td style="{CELL_STYLE}">{esc(v)}</td></tr>'
+        for k, v in _job_fields(job)
+    ]
+    files = "".join(f"<li><code>{esc(f)}</code></li>" for f in job.files)
+    results = "".join(f"<li><code>{esc(f)}</code></li>" for f in job.results)
+    parts = [
+        '<div class="syft-bg">',
+        f'<div style="font-weight:600;margin:4px 0">{esc(job.label)} {badge_html(job.status)}'
+        "</div>",
+        f'<table style="{TABLE_STYLE}"><tbody>{"".join(rows)}</tbody></table>',
+    ]
+    if files:
+        parts.append(f"<details><summary>files ({len(job.files)})</summary><ul>{files}</ul>")
+        parts.append("</details>")
+    if results:
+        parts.append(f"<details><summary>results ({len(job.results)})</summary><ul>{results}</ul>")
+        parts.append("</details>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def job_text(job: Any) -> str:
+    lines = [f"job {plain(job.label)}  [{plain(job.status)}]"]
+    fields = _job_fields(job)
+    width = max((len(k) for k, _ in fields), default=0)
+    lines.extend(f"  {k.ljust(width)}  {plain(v)}" for k, v in fields)
+    if job.files:
+        lines.append(f"  files: {', '.join(plain(f) for f in job.files)}")
+    if job.results:
+        lines.append(f"  results: {', '.join(plain(f) for f in job.results)}")
+    return "\n".join(lines)
+
+
+# -- jobs I submitted (data scientist) ---------------------------------------------------
+
+MY_JOB_HEADERS = ("data owner", "job", "status", "type", "submitted", "results")
+
+
+def _my_row(job: Any) -> list[str]:
+    if job.results_dir is not None:
+        results = str(job.results_dir)
+    elif job.reason:
+        results = f"- ({_short(job.reason, 60)})"
+    else:
+        results = "-"
+    return [
+        job.do_email,
+        job.name,
+        job.status,
+        job.type or "-",
+        job.submitted_at or "-",
+        results,
+    ]
+
+
+def my_jobs_html(jobs: Sequence[Any], title: str = "My jobs") -> str:
+    if not jobs:
+        return f'<div class="syft-bg"><em>{esc(title)}: no jobs</em></div>'
+    rows = []
+    for job in jobs:
+        row = _my_row(job)
+        row[2] = badge_html(job.status)
+        rows.append(row)
+    return table_html(f"{title}: {_count_line(jobs)}", MY_JOB_HEADERS, rows, raw_columns=(2,))
+
+
+def my_jobs_text(jobs: Sequence[Any], title: str = "My jobs") -> str:
+    if not jobs:
+        return f"{title}: no jobs"
+    return f"{title}: {_count_line(jobs)}\n" + table_text(
+        MY_JOB_HEADERS, [_my_row(job) for job in jobs]
+    )
+
+
+# -- auto-approval rules ----------------------------------------------------------------
+
+RULE_HEADERS = ("rule", "state", "peers", "by content", "by name only")
+
+
+def _rule_row(rule: Any) -> list[str]:
+    reason = rule.inert_reason()
+    if rule.peers:
+        peers = ", ".join(rule.peers)
+    else:
+        peers = "every accepted peer" if rule.enabled else "none"
+    content = ", ".join(f"{p} ({_short_hash(rule.files[p])})" for p in sorted(rule.files))
+    return [
+        rule.name,
+        f"approves nothing: {reason}" if reason else "live",
+        peers,
+        content or "-",
+        ", ".join(sorted(rule.name_only)) or "-",
+    ]
+
+
+def _short_hash(digest: str) -> str:
+    return digest[: len("sha256:") + 12] + "…" if len(digest) > 19 else digest
+
+
+def rules_html(rules: Sequence[Any], notes: Sequence[str] = ()) -> str:
+    if not rules:
+        body = '<div class="syft-bg"><em>no auto-approval rules</em></div>'
+    else:
+        rows = []
+        for rule in rules:
+            row = _rule_row(rule)
+            state = "live" if row[1] == "live" else "inert"
+            color = BADGE_COLORS["done" if state == "live" else "pending"]
+            row[1] = (
+                f'<span style="background:{color[0]};color:{color[1]};border-radius:9px;'
+                f'padding:1px 8px">{esc(row[1])}</span>'
+            )
+            rows.append(row)
+        body = table_html(f"Auto-approval rules: {len(rules)}", RULE_HEADERS, rows, (1,))
+    if notes:
+        items = "".join(f"<li>{esc(note)}</li>" for note in notes)
+        body += f'<div class="syft-bg"><ul>{items}</ul></div>'
+    return body
+
+
+def rules_text(rules: Sequence[Any], notes: Sequence[str] = ()) -> str:
+    text = (
+        f"Auto-approval rules: {len(rules)}\n" + table_text(RULE_HEADERS, map(_rule_row, rules))
+        if rules
+        else "no auto-approval rules"
+    )
+    if notes:
+        text += "\nconfig warnings:\n" + "\n".join(f"  {plain(note)}" for note in notes)
+    return text
+
+
+# -- plain text blocks (status, pass summaries) ------------------------------------------
+
+
+def pre_html(text: str, title: str | None = None) -> str:
+    head = f'<div style="font-weight:600;margin:4px 0">{esc(title)}</div>' if title else ""
+    return f'<div class="syft-bg">{head}<pre style="margin:0">{esc(text)}</pre></div>'

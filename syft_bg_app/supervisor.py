@@ -1,0 +1,591 @@
+"""The supervisor of one run: ``python -m syft_bg_app.supervisor RUN_DIR``.
+
+The pass starts it detached (its own session) and returns at once. The
+supervisor starts the job in a session of its own with the run's rlimits,
+reads its stdout and stderr keeping head and tail, enforces the wall-clock
+timeout, and when the job ends (or must end) kills every process the job left
+behind. It is a child subreaper, so processes that double-fork or call setsid
+stay its descendants and are found. Its state goes to ``status.json`` in the
+run folder, written atomically in phases (launching, running, finished),
+which a later pass reads.
+
+It holds ``supervisor.lock`` (flock) for its whole life; the pass takes that
+lock before starting it and hands it over, so "lock free and not finished"
+means the supervisor is gone (killed, or the machine restarted), whatever
+happened to its pid.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import resource
+import selectors
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
+READ_CHUNK = 65536
+KILL_ROUNDS = 400
+DRAIN_SECONDS = 2.0
+# bwrap adds up to two processes of its own around the job.
+PROCESS_SLACK = 2
+CPU_GRACE_SECONDS = 5
+RUN_MARKER = "SYFT_BG_RUN"
+# What programs print when an allocation fails (lower case).
+MEMORY_SIGNS = (b"memoryerror", b"cannot allocate", b"out of memory", b"bad_alloc")
+
+_libc: Any = None
+
+
+def _lib() -> Any:
+    # ctypes is loaded only by the supervisor, never by an idle pass.
+    global _libc
+    if _libc is None:
+        import ctypes
+        import ctypes.util
+
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    return _libc
+
+
+def _errno() -> int:
+    import ctypes
+
+    return ctypes.get_errno()
+
+
+def _prctl(option: int, value: int) -> bool:
+    """Linux prctl; False where it does not exist or fails (the run still works)."""
+    try:
+        return _lib().prctl(option, value, 0, 0, 0) == 0
+    except (AttributeError, OSError):
+        return False
+
+
+def _iso(seconds: float) -> str:
+    moment = datetime.fromtimestamp(seconds, timezone.utc)
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+# -- /proc ------------------------------------------------------------------------
+
+
+def proc_stat(pid: int) -> tuple[int, str, int, int] | None:
+    """(ppid, state, start time in clock ticks since boot, session id) of ``pid``."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            raw = handle.read()
+    except OSError:
+        return None
+    # The command name is in parentheses and may itself hold spaces and parentheses.
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    try:
+        return int(fields[1]), fields[0].decode(), int(fields[19]), int(fields[3])
+    except (IndexError, ValueError):
+        return None
+
+
+def start_ticks(pid: int) -> int | None:
+    """The start time of ``pid``; with the pid it names one process, not a reused pid."""
+    stat = proc_stat(pid)
+    return stat[2] if stat else None
+
+
+def is_running(pid: int, ticks: int | None) -> bool:
+    """True when ``pid`` is the process that started at ``ticks`` and is not a zombie."""
+    stat = proc_stat(pid)
+    if stat is None or stat[1] in ("Z", "X"):
+        return False
+    return ticks is None or stat[2] == ticks
+
+
+def proc_table() -> dict[int, tuple[int, str, int, int]]:
+    table = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return table
+    for name in names:
+        if name.isdigit():
+            stat = proc_stat(int(name))
+            if stat is not None:
+                table[int(name)] = stat
+    return table
+
+
+def descendants(root: int, table: dict[int, tuple[int, str, int, int]]) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    found, stack = [], [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def marked_processes(run_id: str) -> list[int]:
+    """Processes whose environment carries this run's marker (readable ones only)."""
+    needle = f"{RUN_MARKER}={run_id}".encode()
+    found = []
+    for pid in proc_table():
+        if pid == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as handle:
+                environ = handle.read()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0"):
+            found.append(pid)
+    return found
+
+
+def kill_run_leftovers(run_id: str, session: int | None, since_ticks: int | None) -> int:
+    """Kill what remains of a run whose supervisor is gone; returns how many were hit."""
+    hit = 0
+    for _ in range(20):
+        victims = set(marked_processes(run_id))
+        if session:
+            for pid, (_, state, ticks, sid) in proc_table().items():
+                if (
+                    sid == session
+                    and state != "Z"
+                    and (since_ticks is None or ticks >= since_ticks)
+                ):
+                    victims.add(pid)
+        victims.discard(os.getpid())
+        if not victims:
+            break
+        for pid in victims:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                hit += 1
+            except OSError:
+                pass
+        time.sleep(0.05)
+    return hit
+
+
+# -- output capture ----------------------------------------------------------------
+
+
+class Capture:
+    """Keeps the first and the last ``cap / 2`` bytes of a stream, and counts the rest."""
+
+    def __init__(self, cap: int) -> None:
+        self.head_cap = cap // 2
+        self.tail_cap = cap - self.head_cap
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def add(self, data: bytes) -> None:
+        self.total += len(data)
+        room = self.head_cap - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data:
+            self.tail += data
+            if len(self.tail) > 2 * self.tail_cap:
+                del self.tail[: len(self.tail) - self.tail_cap]
+
+    def render(self, setting: str = "execute.output_cap_kb") -> bytes:
+        tail = self.tail[-self.tail_cap :] if self.tail_cap else bytearray()
+        if self.total == len(self.head) + len(tail):
+            return bytes(self.head + tail)
+        head = _trim_partial_end(bytes(self.head))
+        tail = _trim_partial_start(bytes(tail))
+        cut = self.total - len(head) - len(tail)
+        marker = (
+            f"\n[... syft-bg cut {cut} bytes of output here; the first and last "
+            f"{self.head_cap // 1024} KiB are kept ({setting}) ...]\n"
+        )
+        return head + marker.encode() + tail
+
+
+def _trim_partial_end(data: bytes) -> bytes:
+    """Drop a UTF-8 sequence cut off at the end."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 == 0x80:
+            continue
+        needed = 2 if byte & 0xE0 == 0xC0 else 3 if byte & 0xF0 == 0xE0 else 4
+        if byte & 0x80 and back < needed:
+            return data[:-back]
+        return data
+    return data
+
+
+def _trim_partial_start(data: bytes) -> bytes:
+    """Drop UTF-8 continuation bytes cut off at the start."""
+    start = 0
+    while start < min(3, len(data)) and data[start] & 0xC0 == 0x80:
+        start += 1
+    return data[start:]
+
+
+# -- the supervisor ------------------------------------------------------------------
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    from .fsutil import atomic_write_json
+
+    atomic_write_json(path, data, mode=0o600)
+
+
+def _count_tasks(uid: int) -> int:
+    """Tasks (threads) the user runs now: RLIMIT_NPROC counts them all."""
+    count = 0
+    for pid in proc_table():
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != uid:
+                continue
+            with open(f"/proc/{pid}/status", "rb") as handle:
+                for line in handle:
+                    if line.startswith(b"Threads:"):
+                        count += int(line.split()[1])
+                        break
+        except (OSError, ValueError):
+            continue
+    return count
+
+
+def _rlimits(spec: dict[str, Any]) -> list[tuple[int, int, int]]:
+    wanted = [
+        (resource.RLIMIT_AS, spec["memory_bytes"]),
+        (resource.RLIMIT_CPU, spec["cpu_seconds"]),
+        (resource.RLIMIT_FSIZE, spec["file_size_bytes"]),
+        (resource.RLIMIT_CORE, 0),
+    ]
+    if spec["process_rlimit_applies"]:
+        # The limit counts every task of the user, so it sits above what runs already.
+        wanted.append(
+            (resource.RLIMIT_NPROC, _count_tasks(spec["job_uid"]) + spec["max_processes"])
+        )
+    limits = []
+    for which, value in wanted:
+        # At the soft CPU limit the job gets SIGXCPU (which says why); the hard limit
+        # (SIGKILL) follows a little later for jobs that ignore it.
+        wanted_hard = value + CPU_GRACE_SECONDS if which == resource.RLIMIT_CPU else value
+        _, hard = resource.getrlimit(which)
+        if hard != resource.RLIM_INFINITY and os.geteuid() != 0:
+            value, wanted_hard = min(value, hard), min(wanted_hard, hard)
+        limits.append((which, value, wanted_hard))
+    return limits
+
+
+def _enter_network_namespace() -> None:
+    """Network off without bwrap: a fresh network namespace with no interfaces up."""
+    libc = _lib()
+    if os.geteuid() == 0:
+        if libc.unshare(CLONE_NEWNET) != 0:
+            raise OSError(_errno(), "unshare(CLONE_NEWNET) failed")
+        return
+    uid, gid = os.getuid(), os.getgid()
+    if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0:
+        raise OSError(_errno(), "unshare(CLONE_NEWUSER|CLONE_NEWNET) failed")
+    for name, text in (
+        ("setgroups", "deny"),
+        ("uid_map", f"{uid} {uid} 1"),
+        ("gid_map", f"{gid} {gid} 1"),
+    ):
+        with open(f"/proc/self/{name}", "w") as handle:
+            handle.write(text)
+
+
+class Supervisor:
+    def __init__(self, run_dir: Path) -> None:
+        from .sandbox import RunLayout
+
+        self.layout = RunLayout(run_dir)
+        self.spec: dict[str, Any] = json.loads(self.layout.spec.read_text())
+        self.status: dict[str, Any] = {
+            "phase": "launching",
+            "supervisor_pid": os.getpid(),
+            "supervisor_start": start_ticks(os.getpid()),
+            "started_at": _iso(time.time()),
+        }
+        self.stop_signal: int | None = None
+        self.job_pid: int | None = None
+        self.job_status: int | None = None
+        self.subreaper = False
+
+    def save(self) -> None:
+        _write_json(self.layout.status, self.status)
+
+    # -- children -------------------------------------------------------------------
+    def reap(self) -> None:
+        """Collect every exited child (orphans are re-parented to us)."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            except InterruptedError:
+                continue
+            if pid == 0:
+                return
+            if pid == self.job_pid and self.job_status is None:
+                self.job_status = status
+
+    def live_descendants(self) -> list[int]:
+        table = proc_table()
+        return [p for p in descendants(os.getpid(), table) if table[p][1] not in ("Z", "X")]
+
+    def kill_all(self) -> bool:
+        """SIGKILL the job and everything it started, until nothing is left."""
+        for _ in range(KILL_ROUNDS):
+            if self.job_pid:
+                try:
+                    os.killpg(self.job_pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            alive = self.live_descendants()
+            if not self.subreaper:
+                alive += marked_processes(self.spec["run_id"])
+            if not alive:
+                self.reap()
+                return True
+            for pid in alive:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            time.sleep(0.01)
+            self.reap()
+        return False
+
+    # -- the run ----------------------------------------------------------------------
+    def run(self) -> None:
+        spec = self.spec
+        self.subreaper = _prctl(PR_SET_CHILD_SUBREAPER, 1)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
+        self.save()
+        limits = _rlimits(spec)
+        started = time.monotonic()
+        try:
+            process = subprocess.Popen(
+                spec["argv"],
+                cwd=spec["cwd"],
+                env=spec["env"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                close_fds=True,
+                preexec_fn=lambda: _child_setup(limits, spec["unshare_net"]),
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            reason = f"the job could not be started: {exc}"
+            if spec["unshare_net"] and isinstance(exc, subprocess.SubprocessError):
+                reason = (
+                    "the job did not run: execute.network is false, and without bwrap the "
+                    "network could not be turned off here (no user namespaces)"
+                )
+            self.finish(None, False, reason, started, b"", b"")
+            return
+        self.job_pid = process.pid
+        self.status.update(
+            phase="running",
+            job_pid=process.pid,
+            job_start=start_ticks(process.pid),
+        )
+        self.save()
+        out, err = Capture(spec["output_cap_bytes"]), Capture(spec["output_cap_bytes"])
+        streams = {process.stdout.fileno(): out, process.stderr.fileno(): err}
+        selector = selectors.DefaultSelector()
+        for fd in streams:
+            os.set_blocking(fd, False)
+            selector.register(fd, selectors.EVENT_READ)
+        deadline = started + spec["timeout"]
+        watch_every = 1.0 if spec["process_rlimit_applies"] else 0.2
+        next_watch = started + watch_every
+        stopped_by = None
+        while True:
+            self.reap()
+            if self.job_status is not None:
+                break
+            now = time.monotonic()
+            if now >= deadline:
+                stopped_by = f"timed out after {spec['timeout']} s"
+                break
+            if self.stop_signal is not None:
+                name = signal.Signals(self.stop_signal).name
+                stopped_by = f"stopped: its supervisor received {name} (machine shutting down?)"
+                break
+            if now >= next_watch:
+                next_watch = now + watch_every
+                count = len(self.live_descendants())
+                if count > spec["max_processes"] + PROCESS_SLACK:
+                    stopped_by = (
+                        f"stopped: it ran {count} processes, more than execute.max_processes "
+                        f"({spec['max_processes']})"
+                    )
+                    break
+            for key, _ in selector.select(timeout=min(0.05, max(deadline - now, 0.001))):
+                self._read(key.fd, streams, selector)
+        # The job's main process is done (or must stop): nothing it started may outlive it.
+        cleaned = self.kill_all()
+        drain_until = time.monotonic() + DRAIN_SECONDS
+        while selector.get_map() and time.monotonic() < drain_until:
+            for key, _ in selector.select(timeout=0.1):
+                self._read(key.fd, streams, selector)
+        selector.close()
+        if self.job_status is None:
+            try:
+                _, self.job_status = os.waitpid(process.pid, 0)
+            except ChildProcessError:
+                pass
+        return_code = None
+        if self.job_status is not None and stopped_by is None:
+            return_code = os.waitstatus_to_exitcode(self.job_status)
+            if return_code < 0:
+                return_code = 128 - return_code
+        reason = stopped_by or describe_exit(return_code, spec, err)
+        if not cleaned:
+            reason = (reason or "") + "; some of its processes could not be killed"
+        self.finish(
+            return_code, stopped_by is not None, reason, started, out.render(), err.render()
+        )
+
+    def _read(self, fd: int, streams: dict[int, Capture], selector: selectors.BaseSelector) -> None:
+        try:
+            data = os.read(fd, READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            streams[fd].add(data)
+        else:
+            selector.unregister(fd)
+            os.close(fd)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.stop_signal = signum
+
+    def finish(
+        self,
+        return_code: int | None,
+        stopped: bool,
+        reason: str | None,
+        started: float,
+        stdout: bytes,
+        stderr: bytes,
+    ) -> None:
+        from .fsutil import atomic_write_bytes
+
+        atomic_write_bytes(self.layout.stdout, stdout, mode=0o600)
+        atomic_write_bytes(self.layout.stderr, stderr, mode=0o600)
+        self.status.update(
+            phase="finished",
+            finished_at=_iso(time.time()),
+            duration_seconds=round(time.monotonic() - started, 3),
+            return_code=return_code,
+            stopped=stopped,
+            reason=reason,
+        )
+        self.save()
+
+
+def describe_exit(return_code: int | None, spec: dict[str, Any], err: Capture) -> str | None:
+    """Why a job failed, in words a data owner can act on; None when it succeeded."""
+    if return_code == 0:
+        return None
+    if return_code is None:
+        return "its exit status was lost"
+    cpu, size_mb = spec["cpu_seconds"], spec["file_size_bytes"] // (1024 * 1024)
+    signals = {
+        signal.SIGXCPU: f"stopped by the CPU time limit (execute.cpu_seconds = {cpu})",
+        signal.SIGXFSZ: f"stopped by the file size limit (execute.file_size_mb = {size_mb})",
+    }
+    if return_code > 128 and return_code - 128 in signals:
+        return signals[return_code - 128]
+    reason = f"exited with return code {return_code}"
+    if return_code > 128:
+        try:
+            reason += f" (killed by {signal.Signals(return_code - 128).name})"
+        except ValueError:
+            pass
+    tail = bytes(err.tail[-4096:] or err.head[-4096:])
+    if any(sign in tail.lower() for sign in MEMORY_SIGNS):
+        reason += f"; out of memory? (execute.memory_mb = {spec['memory_bytes'] // (1024 * 1024)})"
+    return reason
+
+
+def _child_setup(limits: list[tuple[int, int, int]], unshare_net: bool) -> None:
+    """Runs in the job's process between fork and exec."""
+    os.umask(0o077)
+    for which, soft, hard in limits:
+        resource.setrlimit(which, (soft, hard))
+    # If the supervisor dies, its job dies with it rather than running unwatched.
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if unshare_net:
+        _enter_network_namespace()
+
+
+def _hold_lock(run_dir: Path, fd: int | None) -> int | None:
+    """The inherited lock fd, or the lock taken here; None when another holds it."""
+    if fd is None:
+        fd = os.open(run_dir / "supervisor.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            return None
+        raise
+    os.set_inheritable(fd, False)
+    return fd
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    lock_fd = None
+    if "--lock-fd" in args:
+        index = args.index("--lock-fd")
+        lock_fd = int(args[index + 1])
+        del args[index : index + 2]
+    if len(args) != 1:
+        print("usage: python -m syft_bg_app.supervisor RUN_DIR [--lock-fd FD]", file=sys.stderr)
+        return 2
+    run_dir = Path(args[0])
+    if _hold_lock(run_dir, lock_fd) is None:
+        print(f"{run_dir}: another supervisor holds this run", file=sys.stderr)
+        return 1
+    supervisor = Supervisor(run_dir)
+    try:
+        supervisor.run()
+    except BaseException:
+        # Whatever went wrong here, the job must not run on unwatched.
+        traceback.print_exc()
+        supervisor.kill_all()
+        supervisor.status.update(
+            phase="finished",
+            finished_at=_iso(time.time()),
+            return_code=None,
+            stopped=True,
+            reason="the supervisor failed (details: supervisor-errors.txt in the run folder)",
+        )
+        supervisor.save()
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

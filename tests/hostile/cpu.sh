@@ -1,0 +1,3 @@
+#!/bin/bash
+# Burns CPU until something stops it.
+while :; do :; done

@@ -1,0 +1,509 @@
+"""Running approved jobs: detached supervised runs, results in the syft-job layout,
+crash recovery, rerun, cleanup, sharing, and the pass staying quick."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+from freezegun import freeze_time
+from hostile import marked_processes, run_until_finished, script
+
+from syft_bg_app import execute
+from syft_bg_app.datasite import JobRef
+from syft_bg_app.jobfiles import sha256_bytes
+from syft_bg_app.sandbox import RunLayout
+from syft_bg_app.session import open_view
+from syft_bg_app.state import State
+
+DS = "alice@uni.edu"
+
+RESULT_JOB = """#!/bin/bash
+echo "rows: 3"
+echo "a warning" >&2
+mkdir -p code/outputs/plots
+printf 'x,y\\n1,2\\n' > code/outputs/result.csv
+echo plot > code/outputs/plots/p.txt
+"""
+
+
+def _approved(app, name, run_sh, files=None, ds=DS):
+    app.submit(name, ds_email=ds, run_sh=run_sh, files=files)
+    assert app.run_pass().exit_code == 0
+    app.cli("jobs", "approve", f"{ds}/{name}", check=True)
+
+
+def _record(app, name, ds=DS):
+    return State.load(app.home.state_file).job(ds, name)
+
+
+def _review(app, name, ds=DS) -> Path:
+    return app.datasite.review_dir(JobRef(ds, name))
+
+
+def _events(app, kind):
+    return [e for e in State.load(app.home.state_file).data["events"] if e["kind"] == kind]
+
+
+def _finished_events(app, name):
+    # The quiet_app fixture turns notify off, so events stay in the checkpoint.
+    return [e for e in _events(app, "job_finished") if e["job"] == name]
+
+
+@pytest.fixture
+def quiet_app(app):
+    """An app whose notify step is off, so events stay in the checkpoint to inspect."""
+    app.cli("peers", "accept", DS, check=True)
+    app.set_config(notify={"enabled": False}, execute={"timeout": 20})
+    return app
+
+
+def test_an_approved_job_runs_detached_and_its_results_follow_the_syft_job_layout(quiet_app):
+    app = quiet_app
+    _approved(app, "stats", RESULT_JOB)
+
+    result = app.run_pass()
+
+    assert "1 started" in result.summary
+    record = _record(app, "stats")
+    assert record["status"] == "running"
+    assert Path(record["run_dir"]).is_dir()
+    assert record["supervisor_pid"] > 0 and record["supervisor_start"]
+    assert app.job_state("stats")["status"] in ("running", "done")
+
+    states = run_until_finished(app, "stats")
+
+    state = states["stats"]
+    assert state["status"] == "done"
+    assert state["return_code"] == 0
+    assert state["completed_at"].endswith("Z")
+    review = _review(app, "stats")
+    assert (review / "stdout.txt").read_text() == "rows: 3\n"
+    assert (review / "stderr.txt").read_text() == "a warning\n"
+    assert (review / "returncode.txt").read_text().strip() == "0"
+    assert (review / "outputs" / "result.csv").read_text() == "x,y\n1,2\n"
+    assert (review / "outputs" / "plots" / "p.txt").read_text() == "plot\n"
+    [event] = _finished_events(app, "stats")
+    assert event["status"] == "done" and event["return_code"] == 0
+    assert event["ds_email"] == DS and event["duration_seconds"] >= 0
+    assert event["stderr_tail"] == "a warning\n"
+    assert _record(app, "stats")["status"] == "done"
+
+
+def test_a_failing_job_is_failed_with_its_return_code_and_reason(quiet_app):
+    app = quiet_app
+    _approved(app, "broken", "#!/bin/bash\necho before\necho 'Traceback: boom' >&2\nexit 3\n")
+
+    state = run_until_finished(app, "broken")["broken"]
+
+    assert state["status"] == "failed"
+    assert state["return_code"] == 3
+    review = _review(app, "broken")
+    assert (review / "returncode.txt").read_text().strip() == "3"
+    assert "Traceback: boom" in (review / "stderr.txt").read_text()
+    [event] = _finished_events(app, "broken")
+    assert event["status"] == "failed" and event["return_code"] == 3
+    assert "exited with return code 3" in event["reason"]
+    assert "Traceback: boom" in event["stderr_tail"]
+
+
+def test_a_job_submitted_with_syft_job_runs_and_syft_job_reads_the_results(app):
+    syft_job = pytest.importorskip("syft_job")
+    app.cli("peers", "accept", DS, check=True)
+    (app.root / DS).mkdir(parents=True, exist_ok=True)
+    ds_client = syft_job.get_client(str(app.root), DS)
+    job_script = "echo hello from the job\nmkdir -p outputs\necho 42 > outputs/answer.txt\n"
+    # syft-job bash jobs run from the job folder; outputs/ of code/ is what is shared.
+    job_script = "cd code\n" + job_script
+    ds_client.submit_bash_job(app.do_email, job_script, "syft-job-run")
+    app.run_pass()
+    app.cli("jobs", "approve", "syft-job-run", check=True)
+
+    run_until_finished(app, "syft-job-run")
+
+    jobs = {job.name: job for job in syft_job.get_client(str(app.root), DS).jobs}
+    job = jobs["syft-job-run"]
+    assert job.status == "done"
+    assert "hello from the job" in str(job.stdout)
+    assert [p.name for p in job.output_paths] == ["answer.txt"]
+    assert job.output_paths[0].read_text() == "42\n"
+    assert int((job.job_review_path / "returncode.txt").read_text()) == 0
+    # The data owner's own syft-job view agrees.
+    owner_view = {j.name: j for j in syft_job.get_client(str(app.root), app.do_email).jobs}
+    assert owner_view["syft-job-run"].status == "done"
+
+
+def test_a_pass_while_a_long_job_runs_takes_about_as_long_as_an_idle_pass(quiet_app):
+    app = quiet_app
+    app.run_pass()
+    idle = []
+    for _ in range(3):
+        started = time.monotonic()
+        app.run_pass()
+        idle.append(time.monotonic() - started)
+    _approved(app, "long", "#!/bin/bash\nsleep 30\n")
+    started = time.monotonic()
+    app.run_pass()
+    start_pass = time.monotonic() - started
+    assert _record(app, "long")["status"] == "running"
+
+    busy = []
+    for _ in range(3):
+        started = time.monotonic()
+        app.run_pass()
+        busy.append(time.monotonic() - started)
+
+    assert start_pass < 2.0, start_pass
+    assert max(busy) < 1.0, busy
+    assert max(busy) < max(idle) + 0.5, (idle, busy)
+    assert _record(app, "long")["status"] == "running"
+    _stop_runs(app)
+
+
+def _stop_runs(app):
+    """SIGTERM every supervisor of this app, as a machine shutting down would."""
+    deadline = time.monotonic() + 10
+    for run_dir in app.home.runs_dir.iterdir():
+        layout = RunLayout(run_dir)
+        while not execute.read_run_status(layout).get("supervisor_pid"):
+            assert time.monotonic() < deadline, "the supervisor never wrote its status"
+            time.sleep(0.02)
+        status = execute.read_run_status(layout)
+        if status["phase"] != "finished":
+            os.kill(status["supervisor_pid"], signal.SIGTERM)
+    while any(execute.supervisor_alive(RunLayout(d)) for d in app.home.runs_dir.iterdir()):
+        assert time.monotonic() < deadline, "a supervisor did not stop on SIGTERM"
+        time.sleep(0.05)
+
+
+def test_no_more_than_max_concurrent_jobs_run_at_once(quiet_app):
+    app = quiet_app
+    app.set_config(execute={"max_concurrent": 2, "timeout": 20})
+    for name in ("one", "two", "three"):
+        app.submit(name, run_sh="#!/bin/bash\nsleep 1\necho ran\n")
+    app.run_pass()
+    for name in ("one", "two", "three"):
+        app.cli("jobs", "approve", name, check=True)
+
+    app.run_pass()
+
+    statuses = [_record(app, n)["status"] for n in ("one", "two", "three")]
+    assert sorted(statuses) == ["approved", "running", "running"]
+    most_at_once = 0
+
+    def count():
+        nonlocal most_at_once
+        state = State.load(app.home.state_file)
+        running = [n for n in ("one", "two", "three") if state.job(DS, n)["status"] == "running"]
+        most_at_once = max(most_at_once, len(running))
+
+    states = run_until_finished(app, ["one", "two", "three"], watch=count)
+    assert all(s["status"] == "done" for s in states.values())
+    assert most_at_once == 2
+
+
+def test_the_approving_rules_timeout_overrides_execute_timeout(quiet_app):
+    app = quiet_app
+    run_sh = "#!/bin/bash\nsleep 30\n"
+    app.set_config(
+        execute={"timeout": 600},
+        approve={
+            "auto_approvals": [
+                {
+                    "name": "short-jobs",
+                    "peers": [DS],
+                    "files": {
+                        "run.sh": sha256_bytes(run_sh.encode()),
+                        "code/script.sh": sha256_bytes(b"echo hello\n"),
+                    },
+                    "timeout": 1,
+                }
+            ]
+        },
+    )
+    app.submit("by-rule", run_sh=run_sh)
+    app.run_pass()  # received, approved by the rule, started
+    assert _record(app, "by-rule")["rule"] == "short-jobs"
+
+    started = time.monotonic()
+    state = run_until_finished(app, "by-rule")["by-rule"]
+
+    assert time.monotonic() - started < 15
+    assert state["status"] == "failed"
+    assert state["return_code"] == -1
+    [event] = _finished_events(app, "by-rule")
+    assert event["reason"] == "timed out after 1 s"
+    assert "timed out after 1 s" in (_review(app, "by-rule") / "stderr.txt").read_text()
+
+
+@pytest.mark.parametrize("mode", ["none", "auto"])
+def test_a_run_whose_supervisor_was_killed_is_failed_with_the_reason_and_not_restarted(
+    quiet_app, mode
+):
+    app = quiet_app
+    app.set_config(execute={"sandbox": mode, "timeout": 20})
+    marker = f"syftbg-orphan-{os.getpid()}-{time.time_ns()}"
+    _approved(app, "interrupted", script("tree.sh", marker=marker))
+    app.run_pass()
+    record = _record(app, "interrupted")
+    deadline = time.monotonic() + 10
+    while len(marked_processes(marker)) < 5:
+        assert time.monotonic() < deadline, "the job's processes never appeared"
+        time.sleep(0.05)
+
+    os.kill(record["supervisor_pid"], signal.SIGKILL)  # as a reboot or the OOM killer would
+    deadline = time.monotonic() + 10
+    while execute.supervisor_alive(RunLayout(Path(record["run_dir"]))):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    result = app.run_pass()
+
+    assert "1 finished" in result.summary and "started" not in result.summary.split(":")[0]
+    state = app.job_state("interrupted")
+    assert state["status"] == "failed"
+    assert state["return_code"] == -1
+    [event] = _finished_events(app, "interrupted")
+    assert "its supervisor stopped" in event["reason"]
+    assert marked_processes(marker) == []
+    app.run_pass()
+    assert _record(app, "interrupted")["status"] == "failed"
+    assert len(list(app.home.runs_dir.iterdir())) == 1  # never started a second time
+
+
+def test_a_pass_killed_before_its_supervisor_started_runs_the_job_once_later(
+    quiet_app, monkeypatch
+):
+    app = quiet_app
+    _approved(app, "once", "#!/bin/bash\necho ran-once\n")
+
+    def pass_dies_here(layout):
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(execute, "_launch_supervisor", pass_dies_here)
+    with pytest.raises(SystemExit):
+        app.run_pass()
+    monkeypatch.undo()
+    assert _record(app, "once")["status"] == "running"  # saved before the launch
+
+    state = run_until_finished(app, "once")["once"]
+
+    assert state["status"] == "done"
+    assert (_review(app, "once") / "stdout.txt").read_text() == "ran-once\n"
+    finished = [
+        d
+        for d in app.home.runs_dir.iterdir()
+        if execute.read_run_status(RunLayout(d)).get("phase") == "finished"
+    ]
+    assert len(finished) == 1
+
+
+def test_rerun_runs_a_finished_job_again_from_its_approval_snapshot(quiet_app):
+    app = quiet_app
+    _approved(app, "again", "#!/bin/bash\necho first-version\n")
+    run_until_finished(app, "again")
+    # The data scientist changes the job after approval: that never runs by itself.
+    job_dir = app.datasite.submission_dir(JobRef(DS, "again"))
+    (job_dir / "run.sh").write_text("#!/bin/bash\necho changed-after-approval\n")
+
+    out = app.cli("jobs", "rerun", "again", check=True).stdout
+
+    assert "approved again" in out
+    assert app.job_state("again")["status"] == "approved"
+    assert app.job_state("again")["return_code"] is None
+    assert not (_review(app, "again") / "stdout.txt").exists()
+    state = run_until_finished(app, "again")["again"]
+    assert state["status"] == "done"
+    assert (_review(app, "again") / "stdout.txt").read_text() == "first-version\n"
+
+    app.cli("jobs", "rerun", f"{DS}/again", "--fresh-snapshot", check=True)
+    run_until_finished(app, "again")
+    assert (_review(app, "again") / "stdout.txt").read_text() == "changed-after-approval\n"
+    decisions = [
+        json.loads(line)["decision"] for line in app.home.audit_log.read_text().splitlines()
+    ]
+    assert decisions.count("rerun") == 2
+
+
+def test_rerun_refuses_a_job_that_has_not_finished(quiet_app):
+    app = quiet_app
+    app.submit("waiting")
+    app.run_pass()
+
+    result = app.cli("jobs", "rerun", "waiting")
+
+    assert result.returncode == 1
+    assert "only done or failed jobs can be rerun" in result.stderr
+    assert app.job_state("waiting")["status"] == "pending"
+
+
+def test_old_run_folders_are_removed_after_keep_days_and_results_stay(quiet_app):
+    app = quiet_app
+    app.set_config(execute={"keep_days": 3, "timeout": 20})
+    _approved(app, "old", RESULT_JOB)
+    run_until_finished(app, "old")
+    [run_dir] = list(app.home.runs_dir.iterdir())
+
+    with freeze_time(datetime.now(timezone.utc) + timedelta(days=2)):
+        app.run_pass()
+    assert run_dir.is_dir()
+
+    with freeze_time(datetime.now(timezone.utc) + timedelta(days=4)):
+        app.run_pass()
+    assert not run_dir.exists()
+    assert (_review(app, "old") / "outputs" / "result.csv").is_file()
+    assert app.job_state("old")["status"] == "done"
+
+
+def _can_read(app, ds_email, rel):
+    from syft_permissions.engine.request import AccessLevel, ACLRequest, User
+    from syft_permissions.engine.service import ACLService
+
+    service = ACLService(owner=app.do_email)
+    service.load_permissions_from_filesystem(app.datasite.path)
+    path = (app.datasite.review_dir(JobRef(DS, "private")) / rel).relative_to(app.datasite.path)
+    return service.can_access(ACLRequest(str(path), AccessLevel.READ, User(ds_email)))
+
+
+@pytest.mark.parametrize(
+    ("share_outputs", "share_logs"), [(True, True), (False, True), (True, False), (False, False)]
+)
+def test_results_are_shared_with_the_submitter_only_as_configured(
+    quiet_app, share_outputs, share_logs
+):
+    pytest.importorskip("syft_permissions")
+    app = quiet_app
+    app.set_config(execute={"share_outputs": share_outputs, "share_logs": share_logs})
+    _approved(app, "private", RESULT_JOB)
+    run_until_finished(app, "private")
+
+    assert _can_read(app, DS, "state.yaml")
+    for rel in ("stdout.txt", "stderr.txt", "returncode.txt"):
+        assert _can_read(app, DS, rel) is share_logs, rel
+    assert _can_read(app, DS, "outputs/result.csv") is share_outputs
+    assert _can_read(app, DS, "outputs/plots/p.txt") is share_outputs
+    for rel in ("state.yaml", "stdout.txt", "outputs/result.csv"):
+        assert not _can_read(app, "eve@elsewhere.org", rel)
+        assert _can_read(app, app.do_email, rel)
+
+
+def test_a_job_cannot_grant_itself_permissions_through_its_outputs(quiet_app):
+    app = quiet_app
+    app.set_config(execute={"share_outputs": False})
+    grant = yaml.safe_dump({"rules": [{"pattern": "**", "access": {"read": ["*"]}}]})
+    _approved(
+        app,
+        "sneaky",
+        f"#!/bin/bash\ncat > code/outputs/syft.pub.yaml <<'EOF'\n{grant}EOF\n"
+        "echo data > code/outputs/data.txt\nln -s /etc/passwd code/outputs/link\n",
+    )
+    run_until_finished(app, "sneaky")
+
+    outputs = _review(app, "sneaky") / "outputs"
+    assert sorted(p.name for p in outputs.iterdir()) == ["data.txt"]
+    perms = yaml.safe_load((_review(app, "sneaky") / "syft.pub.yaml").read_text())
+    assert perms["terminal"] is True
+
+
+def test_a_job_whose_snapshot_was_altered_fails_without_running(quiet_app):
+    app = quiet_app
+    _approved(app, "tampered", "#!/bin/bash\necho original\n")
+    snapshots = list(app.home.snapshots_dir.iterdir())
+    [run_sh] = [p for p in snapshots[0].rglob("run.sh")]
+    run_sh.write_text("#!/bin/bash\necho injected\n")
+
+    state = run_until_finished(app, "tampered")["tampered"]
+
+    assert state["status"] == "failed"
+    [event] = _finished_events(app, "tampered")
+    assert "altered" in event["reason"]
+    assert "altered" in (_review(app, "tampered") / "stderr.txt").read_text()
+    assert not app.home.runs_dir.exists() or not list(app.home.runs_dir.iterdir())
+
+
+def test_sandbox_bwrap_required_but_missing_keeps_jobs_waiting_and_the_step_says_why(
+    quiet_app, monkeypatch, tmp_path
+):
+    app = quiet_app
+    app.set_config(execute={"sandbox": "bwrap"})
+    _approved(app, "needs-bwrap", "#!/bin/bash\necho hi\n")
+    empty = tmp_path / "no-tools"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+
+    result = app.run_pass()
+
+    assert result.exit_code == 1 and result.failed_steps == ["execute"]
+    assert app.job_state("needs-bwrap")["status"] == "approved"
+    step = State.load(app.home.state_file).data["steps"]["execute"]
+    assert "execute.sandbox is bwrap but bwrap is not installed" in step["error"]
+
+
+def test_status_warns_without_bwrap_and_lists_running_jobs(quiet_app):
+    app = quiet_app
+    app.set_config(execute={"sandbox": "none", "timeout": 20})
+    _approved(app, "slow", "#!/bin/bash\nsleep 20\n")
+    app.run_pass()
+
+    out = app.cli("status", check=True).stdout
+
+    assert "sandbox none: jobs run without filesystem isolation; install bubblewrap" in out
+    assert "running jobs:" in out
+    assert f"{DS}/slow: running since" in out
+    _stop_runs(app)
+    state = run_until_finished(app, "slow")["slow"]
+    assert state["status"] == "failed"
+    assert "SIGTERM" in _finished_events(app, "slow")[0]["reason"]
+
+
+def test_execute_step_with_nothing_to_do_does_not_probe_or_start_anything(quiet_app):
+    app = quiet_app
+    ctx = open_view(app.home)
+    execute.run(ctx)
+    assert ctx.counts["started"] == 0
+    assert not app.home.runs_dir.exists()
+
+
+def test_only_the_listed_tools_of_the_apps_path_reach_a_job(quiet_app, monkeypatch, tmp_path):
+    app = quiet_app
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    for name in ("mytool", "othertool"):
+        (tools / name).write_text(f"#!/bin/sh\necho {name} works\n")
+        (tools / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
+    app.set_config(execute={"tools": ["mytool"]})
+    _approved(app, "tools", "#!/bin/bash\nmytool\nothertool || echo no-othertool\n")
+
+    run_until_finished(app, "tools")
+
+    out = (_review(app, "tools") / "stdout.txt").read_text()
+    assert out == "mytool works\nno-othertool\n"
+
+
+def test_a_supervisor_that_cannot_start_fails_the_job_after_a_few_attempts(quiet_app, monkeypatch):
+    app = quiet_app
+    _approved(app, "unstartable", "#!/bin/bash\necho never\n")
+    real_write = execute.atomic_write_json
+
+    def broken_spec(path, data, mode=0o644):
+        if path.name == "spec.json":
+            path.write_text("{ not json")
+            return
+        real_write(path, data, mode=mode)
+
+    monkeypatch.setattr(execute, "atomic_write_json", broken_spec)
+
+    state = run_until_finished(app, "unstartable")["unstartable"]
+
+    assert state["status"] == "failed"
+    [event] = _finished_events(app, "unstartable")
+    assert event["reason"].startswith("its supervisor failed to start 3 times: ")
+    assert "JSONDecodeError" in event["reason"]
+    assert "supervisor failed to start" in (_review(app, "unstartable") / "stderr.txt").read_text()
+    assert not (_review(app, "unstartable") / "stdout.txt").exists()

@@ -1,0 +1,237 @@
+"""The one writer of config.yaml: the rules change, every other byte stays."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+import yaml
+
+from syft_bg_app.config import parse_config
+from syft_bg_app.config_writer import ConfigChangedError, update_rules
+from syft_bg_app.errors import ConfigError
+
+H1 = "sha256:" + "1" * 64
+H2 = "sha256:" + "2" * 64
+NEW_RULE = {"name": "new", "peers": ["alice@uni.edu"], "files": {"run.sh": H1}}
+
+HAND_WRITTEN = f"""\
+# my datasite, set up by hand
+do_email: owner@datasite.org   # me
+syftbox_root: /tmp/SyftBox
+
+approve:
+    # peers I trust
+    peers:
+        approved_domains:
+            - openmined.org     # colleagues
+        approved_emails: []
+    # rules below
+    auto_approvals:
+        - name: first
+          peers: [alice@uni.edu]
+          files:
+              run.sh: '{H1}'    # pinned by hand
+    enabled: true   # keep on
+
+# runs
+execute:
+    timeout: 60   # one minute
+"""
+
+
+def write(tmp_path, text: str, mode: int = 0o600):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    os.chmod(path, mode)
+    return path
+
+
+def add_new(rules):
+    return rules + [NEW_RULE]
+
+
+def test_adding_a_rule_keeps_every_other_line_and_comment(tmp_path):
+    path = write(tmp_path, HAND_WRITTEN)
+
+    result = update_rules(path, add_new)
+
+    assert result.comments_kept and result.written
+    after = path.read_text()
+    before_lines = HAND_WRITTEN.splitlines()
+    after_lines = after.splitlines()
+    start = before_lines.index("    auto_approvals:")
+    end = before_lines.index("    enabled: true   # keep on")
+    assert after_lines[:start] == before_lines[:start]
+    tail = len(before_lines) - end
+    assert after_lines[-tail:] == before_lines[-tail:]
+    config = parse_config(after)
+    assert [r["name"] for r in config.get("approve.auto_approvals")] == ["first", "new"]
+    assert config.get("execute.timeout") == 60
+    assert config.get("approve.peers.approved_domains") == ["openmined.org"]
+
+
+def test_the_file_mode_is_kept_and_the_write_is_a_replacement(tmp_path):
+    path = write(tmp_path, HAND_WRITTEN, mode=0o600)
+    inode = path.stat().st_ino
+
+    update_rules(path, add_new)
+
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.stat().st_ino != inode  # a new file renamed over the old one
+    assert not [p for p in tmp_path.iterdir() if p.name != "config.yaml"]
+
+
+def test_the_init_sample_gets_its_rules_in_place(app):
+    before = app.home.config_file.read_text()
+
+    update_rules(app.home.config_file, add_new)
+
+    after = app.home.config_file.read_text()
+    assert (
+        after.replace(
+            "  auto_approvals:\n"
+            "    - name: new\n"
+            "      peers:\n"
+            "        - alice@uni.edu\n"
+            "      files:\n"
+            f"        run.sh: {H1}\n",
+            "  auto_approvals: []\n",
+        )
+        == before
+    )
+
+
+def test_an_invalid_config_is_not_touched(tmp_path):
+    text = HAND_WRITTEN.replace("timeout: 60", "timeout: soon")
+    path = write(tmp_path, text)
+
+    with pytest.raises(ConfigError, match="execute.timeout"):
+        update_rules(path, add_new)
+
+    assert path.read_text() == text
+
+
+def test_a_change_that_would_not_validate_is_refused(tmp_path):
+    path = write(tmp_path, HAND_WRITTEN)
+
+    with pytest.raises(ConfigError):
+        update_rules(path, lambda rules: rules + [{"name": "bad", "files": {"run.sh": "abc"}}])
+
+    assert path.read_text() == HAND_WRITTEN
+
+
+def test_a_hand_edit_during_the_update_is_not_overwritten(tmp_path):
+    path = write(tmp_path, HAND_WRITTEN)
+
+    def meanwhile(rules):
+        path.write_text(HAND_WRITTEN.replace("timeout: 60", "timeout: 61"))
+        return rules + [NEW_RULE]
+
+    with pytest.raises(ConfigChangedError):
+        update_rules(path, meanwhile)
+
+    assert "timeout: 61" in path.read_text()
+
+
+def test_a_missing_approve_section_is_appended(tmp_path):
+    text = "do_email: owner@datasite.org\n# trailing comment\n"
+    path = write(tmp_path, text)
+
+    update_rules(path, add_new)
+
+    after = path.read_text()
+    assert after.startswith(text)
+    assert [r["name"] for r in parse_config(after).get("approve.auto_approvals")] == ["new"]
+
+
+def test_a_flow_style_approve_section_is_written_in_full_and_says_so(tmp_path):
+    text = "do_email: owner@datasite.org  # me\napprove: {peers: {approved_domains: [a.org]}}\n"
+    path = write(tmp_path, text)
+
+    result = update_rules(path, add_new)
+
+    assert not result.comments_kept
+    assert any("comments were not kept" in note for note in result.notes)
+    config = parse_config(path.read_text())
+    assert config.get("approve.peers.approved_domains") == ["a.org"]
+    assert [r["name"] for r in config.get("approve.auto_approvals")] == ["new"]
+
+
+def test_legacy_forms_are_rewritten_canonical_and_the_rest_kept(tmp_path):
+    text = f"""\
+# top comment
+do_email: owner@datasite.org
+approve:
+  interval: 5   # old daemon
+  jobs:
+    peers:
+      alice@uni.edu:
+        mode: strict
+        scripts:
+          - name: main.py
+            hash: '{H1}'
+  peers:
+    enabled: true
+    approved_domains: [openmined.org]
+notify:
+  enabled: true  # mails
+"""
+    path = write(tmp_path, text)
+
+    result = update_rules(path, lambda rules: rules)
+
+    assert result.migrated and result.written
+    after = path.read_text()
+    assert after.startswith("# top comment\ndo_email: owner@datasite.org\napprove:\n")
+    assert after.endswith("notify:\n  enabled: true  # mails\n")
+    assert "interval" not in after and "jobs:" not in after and "enabled: true\n  " not in after
+    config = parse_config(after)
+    assert config.warnings == [
+        "config.yaml:9: approve.auto_approvals[0]: rule 'migrated-alice@uni.edu' approves "
+        "nothing: it does not pin run.sh, the file that runs; pin it with: syft-bg "
+        "auto-approve --from-job <a job you trust> -n migrated-alice@uni.edu  (or: syft-bg "
+        "auto-approve <job folder>/run.sh -b <job folder> -n migrated-alice@uni.edu)"
+    ]
+    [rule] = config.get("approve.auto_approvals")
+    assert rule["files"] == {"code/main.py": H1}
+    assert config.get("approve.peers.approved_domains") == ["openmined.org"]
+
+
+def test_nothing_is_written_when_nothing_changes(tmp_path):
+    path = write(tmp_path, HAND_WRITTEN)
+    mtime = path.stat().st_mtime_ns
+
+    result = update_rules(path, lambda rules: rules)
+
+    assert not result.written
+    assert path.stat().st_mtime_ns == mtime
+
+
+def test_written_rules_read_back_in_canonical_order(tmp_path):
+    path = write(tmp_path, HAND_WRITTEN)
+
+    update_rules(
+        path,
+        lambda rules: [
+            {
+                "name": "odd paths",
+                "peers": [],
+                "files": {"code/a b/ü.py": H2, "run.sh": H1},
+                "name_only": ["code/#x.json"],
+                "timeout": 5,
+            }
+        ],
+    )
+
+    data = yaml.safe_load(path.read_text())
+    assert data["approve"]["auto_approvals"] == [
+        {
+            "name": "odd paths",
+            "peers": [],
+            "files": {"code/a b/ü.py": H2, "run.sh": H1},
+            "name_only": ["code/#x.json"],
+            "timeout": 5,
+        }
+    ]

@@ -1,0 +1,292 @@
+"""Hostile jobs, run for real: with bwrap (where it works) and without it.
+
+Each sandbox mode runs one batch of hostile jobs side by side (to keep the
+suite quick); the tests then look at what each job achieved. The fork bomb
+runs on its own, so it cannot starve the others.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import App
+from hostile import marked_processes, run_until_finished, script
+
+from syft_bg_app import decisions, sandbox
+from syft_bg_app.datasite import JobRef
+from syft_bg_app.session import changing
+from syft_bg_app.state import State
+
+DS = "alice@uni.edu"
+TOKEN_NAME = "gmail_token.json"
+LIMITS = {
+    "timeout": 3,
+    "memory_mb": 64,
+    "cpu_seconds": 1,
+    "file_size_mb": 2,
+    "output_cap_kb": 64,
+    "max_processes": 64,
+    "max_concurrent": 20,
+    "network": False,
+}
+
+_PROBE = sandbox.probe_bwrap(network=False)
+MODES = [
+    "none",
+    pytest.param(
+        "bwrap",
+        marks=pytest.mark.skipif(not _PROBE.ok, reason=f"bwrap unusable: {_PROBE.detail}"),
+    ),
+]
+
+
+class Batch:
+    def __init__(self, app: App, mode: str, marker: str, secrets: dict[str, str], port: int):
+        self.app = app
+        self.mode = mode
+        self.marker = marker
+        self.secrets = secrets
+        self.port = port
+        self.states: dict[str, dict] = {}
+        self.most_marked = 0
+
+    def review(self, name: str) -> Path:
+        return self.app.datasite.review_dir(JobRef(DS, name))
+
+    def stdout(self, name: str) -> str:
+        return (self.review(name) / "stdout.txt").read_text()
+
+    def stderr(self, name: str) -> str:
+        return (self.review(name) / "stderr.txt").read_text()
+
+    def event(self, name: str) -> dict:
+        events = State.load(self.app.home.state_file).data["events"]
+        [event] = [e for e in events if e["kind"] == "job_finished" and e["job"] == name]
+        return event
+
+
+def _new_app(tmp_path: Path, mode: str, **execute: object) -> App:
+    app = App(tmp_path).init(
+        notify={"enabled": False}, execute={**LIMITS, "sandbox": mode, **execute}
+    )
+    app.cli("peers", "accept", DS, check=True)
+    return app
+
+
+def _submit_and_approve(app: App, jobs: dict[str, str]) -> None:
+    for name, run_sh in jobs.items():
+        app.submit(name, run_sh=run_sh)
+    assert app.run_pass().exit_code == 0
+    # In-process approval (the CLI path is tested elsewhere) keeps the batch quick.
+    with changing(app.home, "test approvals") as ctx:
+        for name in jobs:
+            decisions.approve_job(ctx, JobRef(DS, name), "manual")
+
+
+@pytest.fixture(scope="module", params=MODES)
+def batch(request, tmp_path_factory):
+    mode = request.param
+    app = _new_app(tmp_path_factory.mktemp(f"hostile-{mode}"), mode)
+    marker = f"syftbg-hostile-{uuid.uuid4().hex[:12]}"
+    secrets = {
+        "token": f"token-{uuid.uuid4().hex}",
+        "env": f"password-{uuid.uuid4().hex}",
+    }
+    token_file = app.home.root / TOKEN_NAME
+    token_file.write_text(f'{{"refresh_token": "{secrets["token"]}"}}')
+    token_file.chmod(0o600)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    # Paths a job can only reach by name when nothing isolates it.
+    named_paths = [str(token_file), str(app.home.config_file)] if mode == "bwrap" else []
+    # Only bwrap can refuse these; without it they would really be written.
+    escape_targets = []
+    if mode == "bwrap":
+        escape_targets = [
+            "/usr/escaped-by-job",
+            str(app.home.root / "escaped-by-job"),
+            str(app.root / "escaped-by-job"),
+            "/escaped-by-job",
+            "../escaped-by-job",
+        ]
+    jobs = {
+        "tree": script("tree.sh", marker=f"{marker}-tree"),
+        "leftovers": script("leftovers.sh", marker=f"{marker}-left"),
+        "memory": script("memory.sh"),
+        "flood": script("flood.sh", bytes=20_000_000),
+        "snoop": script("snoop.sh", token_name=TOKEN_NAME, paths=" ".join(named_paths)),
+        "escape": script("escape.sh", targets=" ".join(escape_targets), port=port),
+        "cpu": script("cpu.sh"),
+        "bigfile": script("bigfile.sh", megabytes=10),
+    }
+    result = Batch(app, mode, marker, secrets, port)
+    with pytest.MonkeyPatch.context() as patch:
+        # The pass runs with a secret in its environment, as with notify.smtp.password_env.
+        patch.setenv("SYFT_BG_SMTP_PASSWORD", secrets["env"])
+        _submit_and_approve(app, jobs)
+
+        def watch():
+            result.most_marked = max(result.most_marked, len(marked_processes(f"{marker}-tree")))
+
+        result.states = run_until_finished(app, list(jobs), deadline=90, watch=watch)
+    listener.close()
+    yield result
+
+
+def test_a_timed_out_job_and_all_it_started_are_killed(batch):
+    assert batch.states["tree"]["status"] == "failed"
+    assert batch.event("tree")["reason"] == f"timed out after {LIMITS['timeout']} s"
+    assert batch.states["tree"]["return_code"] == -1
+    assert "tree started" in batch.stdout("tree")
+    # Children, grandchildren, setsid, nohup and double-forked processes all ran...
+    assert batch.most_marked >= 6
+    # ...and none of them is left.
+    assert marked_processes(f"{batch.marker}-tree") == []
+
+
+def test_processes_a_finished_job_left_behind_are_killed(batch):
+    assert batch.states["leftovers"]["status"] == "done"
+    assert "left some processes behind" in batch.stdout("leftovers")
+    assert marked_processes(f"{batch.marker}-left") == []
+
+
+def test_a_memory_hog_is_stopped_by_the_memory_limit(batch):
+    state = batch.states["memory"]
+    assert state["status"] == "failed"
+    assert "held" not in batch.stdout("memory")
+    assert "cannot allocate" in batch.stderr("memory")
+    assert "out of memory? (execute.memory_mb = 64)" in batch.event("memory")["reason"]
+
+
+def test_an_output_flood_is_capped_keeping_head_and_tail(batch):
+    assert batch.states["flood"]["status"] == "done"
+    out = (batch.review("flood") / "stdout.txt").read_bytes()
+    cap = LIMITS["output_cap_kb"] * 1024
+    assert len(out) <= cap + 200
+    text = out.decode()
+    assert text.startswith("FIRST-LINE\nflood flood")
+    assert text.rstrip().endswith("LAST-LINE")
+    assert "syft-bg cut" in text and "bytes of output here" in text
+    cut = int(text.split("syft-bg cut ")[1].split()[0])
+    assert cut + len(out) > 20_000_000
+    assert batch.stderr("flood") == "stderr-start\n"
+
+
+def test_a_job_finds_no_secrets_of_the_data_owner(batch):
+    out = batch.stdout("snoop") + batch.stderr("snoop")
+    assert "== end" in out  # it ran to the end
+    assert batch.secrets["env"] not in out
+    assert batch.secrets["token"] not in out
+    assert "SYFT_BG_SMTP_PASSWORD" not in out
+    assert "SYFT_BG_HOME" not in out
+    env = out.split("== env\n")[1].split("== home")[0]
+    names = {line.split("=", 1)[0] for line in env.splitlines() if "=" in line}
+    assert names <= {
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "LANG",
+        "LC_ALL",
+        "LC_CTYPE",
+        "TZ",
+        "PYTHONUNBUFFERED",
+        "SYFT_IS_IN_JOB",
+        "SYFTBOX_EMAIL",
+        "SYFT_BG_RUN",
+        "PWD",
+        "SHLVL",
+        "_",
+        "OLDPWD",
+    }, names
+    [home] = [line[5:] for line in env.splitlines() if line.startswith("HOME=")]
+    assert home == "/sandbox/home" if batch.mode == "bwrap" else home.endswith("/home")
+    assert home == "/sandbox/home" or Path(home).parent.parent == batch.app.home.runs_dir
+
+
+def test_network_off_means_no_connection_even_to_localhost(batch):
+    assert batch.states["escape"]["status"] == "done"
+    assert "NO-NETWORK" in batch.stdout("escape")
+    assert "CONNECTED" not in batch.stdout("escape")
+
+
+def test_cpu_and_file_size_limits_stop_a_job(batch):
+    assert batch.states["cpu"]["status"] == "failed"
+    assert batch.event("cpu")["reason"] == (
+        "stopped by the CPU time limit (execute.cpu_seconds = 1)"
+    )
+    assert batch.states["bigfile"]["status"] == "failed"
+    assert "file size limit (execute.file_size_mb = 2)" in batch.event("bigfile")["reason"]
+    assert "wrote it all" not in batch.stdout("bigfile")
+    [big] = batch.app.home.runs_dir.glob("*/job/big.bin")
+    assert big.stat().st_size == LIMITS["file_size_mb"] * 1024 * 1024
+
+
+def test_with_bwrap_a_job_cannot_write_outside_its_folder(batch):
+    if batch.mode != "bwrap":
+        pytest.skip("without bwrap a job can write wherever the app's user can (status warns)")
+    out = batch.stdout("escape")
+    assert "WROTE" not in out
+    assert out.count("refused") == 5
+    assert not Path("/usr/escaped-by-job").exists()
+    assert not (batch.app.home.root / "escaped-by-job").exists()
+    assert not (batch.app.root / "escaped-by-job").exists()
+    assert not Path("/escaped-by-job").exists()
+    assert (batch.review("escape") / "outputs" / "ok.txt").read_text() == "inside\n"
+
+
+def test_with_bwrap_a_job_sees_nothing_of_the_app_home(batch):
+    if batch.mode != "bwrap":
+        pytest.skip("without bwrap the app home is readable by path (status warns)")
+    out = batch.stdout("snoop") + batch.stderr("snoop")
+    assert f"== {batch.app.home.root / TOKEN_NAME}" in out
+    assert "No such file or directory" in out
+    assert batch.app.do_email not in out.replace(f"SYFTBOX_EMAIL={batch.app.do_email}", "")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_network_on_lets_a_job_connect(tmp_path, mode):
+    app = _new_app(tmp_path, mode, network=True)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    _submit_and_approve(app, {"online": script("escape.sh", targets="", port=port)})
+    run_until_finished(app, "online")
+    listener.close()
+    out = app.datasite.review_dir(JobRef(DS, "online")) / "stdout.txt"
+    assert "CONNECTED" in out.read_text()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_fork_bomb_is_bounded_and_cleaned_up(tmp_path, mode):
+    app = _new_app(tmp_path, mode, max_processes=32)
+    marker = f"syftbg-bomb-{uuid.uuid4().hex[:12]}"
+    _submit_and_approve(app, {"bomb": script("forkbomb.sh", marker=marker)})
+    most = 0
+
+    def watch():
+        nonlocal most
+        most = max(most, len(marked_processes(marker)))
+
+    state = run_until_finished(app, "bomb", deadline=60, watch=watch)["bomb"]
+
+    assert state["status"] == "failed"
+    events = State.load(app.home.state_file).data["events"]
+    [event] = [e for e in events if e["kind"] == "job_finished"]
+    assert event["reason"].startswith(("timed out", "stopped: it ran"))
+    assert most > 1 or event["reason"].startswith("stopped: it ran")  # it did fork
+    if mode == "bwrap":
+        # As nobody inside bwrap, RLIMIT_NPROC holds it at max_processes.
+        assert most <= 32 + 2, most
+    assert marked_processes(marker) == []
+    # The machine is fine: this process can still start others.
+    assert subprocess.run(["true"]).returncode == 0

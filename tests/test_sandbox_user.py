@@ -1,0 +1,172 @@
+"""The app run by an ordinary (non-root) user, as most data owners run it.
+
+The suite runs as root in CI, so these tests switch to ``nobody`` with
+setpriv and drive the app through its command line in a folder nobody owns.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from hostile import marked_processes, script
+
+DO = "owner@datasite.org"
+DS = "alice@uni.edu"
+SETPRIV = shutil.which("setpriv")
+REPO = Path(__file__).resolve().parent.parent
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or SETPRIV is None,
+    reason="needs root and setpriv to act as an ordinary user",
+)
+
+
+class UserApp:
+    """An app home and SyftBox folder owned by nobody, driven as nobody."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.home = base / "home"
+        self.root = base / "SyftBox"
+        self.env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "SYFT_BG_HOME": str(self.home)}
+        self.python = sys.executable
+        # A virtualenv under /root is out of nobody's reach: use the system Python of the
+        # same version with this checkout and the virtualenv's packages on its path.
+        system = shutil.which(
+            f"python{sys.version_info[0]}.{sys.version_info[1]}", path="/usr/bin:/bin"
+        )
+        site = next(Path(sys.prefix).glob("lib/python*/site-packages"), None)
+        if system and site:
+            self.python = system
+            self.env["PYTHONPATH"] = f"{REPO}:{site}"
+
+    def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            [SETPRIV, "--reuid=65534", "--regid=65534", "--clear-groups", *argv],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=self.base,
+        )
+        if check:
+            assert result.returncode == 0, f"{argv}: {result.stdout}\n{result.stderr}"
+        return result
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self.run(self.python, "-m", "syft_bg_app", *args, check=check)
+
+    def write(self, path: Path, text: str) -> None:
+        """Write a file as nobody (so nobody owns it, as on a real machine)."""
+        self.run("mkdir", "-p", str(path.parent))
+        subprocess.run(
+            [SETPRIV, "--reuid=65534", "--regid=65534", "--clear-groups", "tee", str(path)],
+            input=text,
+            text=True,
+            capture_output=True,
+            check=True,
+        )
+
+    def submit(self, name: str, run_sh: str) -> None:
+        folder = self.root / DO / "app_data" / "job" / "inbox" / DS / "v1" / name
+        self.write(folder / "run.sh", run_sh)
+        self.write(folder / "code" / "script.sh", "echo hi\n")
+        meta = {"name": name, "type": "bash", "submitted_at": "2026-11-20T10:00:00Z"}
+        meta.update(files=["script.sh"], version="1")
+        self.write(folder / "config.yaml", yaml.safe_dump(meta))
+
+    def state(self, name: str) -> dict:
+        path = self.root / DO / "app_data" / "job" / "review" / DS / "v1" / name / "state.yaml"
+        try:
+            return yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            return {}
+
+    def result(self, name: str, file: str) -> str:
+        return (
+            self.root / DO / "app_data" / "job" / "review" / DS / "v1" / name / file
+        ).read_text()
+
+    def until_finished(self, names: list[str], watch=None, deadline: float = 60) -> None:
+        end = time.monotonic() + deadline
+        while True:
+            self.cli("run")
+            if all(self.state(n).get("status") in ("done", "failed") for n in names):
+                return
+            assert time.monotonic() < end, {n: self.state(n) for n in names}
+            if watch:
+                watch()
+            time.sleep(0.1)
+
+
+def _probe_as_nobody(app: UserApp) -> tuple[bool, str]:
+    code = (
+        "from syft_bg_app.sandbox import probe_bwrap; p = probe_bwrap(False); print(p.ok, p.detail)"
+    )
+    result = app.run(app.python, "-c", code, check=False)
+    return result.stdout.startswith("True"), result.stdout.strip() or result.stderr.strip()
+
+
+@pytest.fixture
+def user_app():
+    base = Path(tempfile.mkdtemp(prefix="syft-bg-user-", dir="/tmp"))
+    os.chmod(base, 0o755)
+    os.chown(base, 65534, 65534)
+    app = UserApp(base)
+    probe = app.run(app.python, "-c", "import syft_bg_app, yaml, filelock", check=False)
+    if probe.returncode != 0:
+        shutil.rmtree(base, ignore_errors=True)
+        pytest.skip(f"nobody cannot run this Python: {probe.stderr.strip()}")
+    app.cli("init", "-e", DO, "-r", str(app.root))
+    yield app
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("mode", ["none", "bwrap"])
+def test_an_ordinary_users_jobs_are_limited_and_cut_off_from_the_network(user_app, mode):
+    if mode == "bwrap":
+        works, detail = _probe_as_nobody(user_app)
+        if not works:
+            pytest.skip(f"bwrap unusable for an ordinary user here: {detail}")
+    app = user_app
+    config = yaml.safe_load(app.home.joinpath("config.yaml").read_text())
+    config["notify"]["enabled"] = False
+    config["execute"].update(sandbox=mode, network=False, timeout=3, max_processes=16)
+    app.write(app.home / "config.yaml", yaml.safe_dump(config))
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    marker = f"syftbg-userbomb-{uuid.uuid4().hex[:12]}"
+    app.submit("who", f"#!/bin/bash\nid -u\n{script('escape.sh', targets='', port=port)}")
+    app.submit("bomb", script("forkbomb.sh", marker=marker))
+    app.cli("peers", "accept", DS)
+    app.cli("run")
+    app.cli("jobs", "approve", f"{DS}/who")
+    app.cli("jobs", "approve", f"{DS}/bomb")
+    most = 0
+
+    def watch():
+        nonlocal most
+        most = max(most, len(marked_processes(marker)))
+
+    app.until_finished(["who", "bomb"], watch=watch)
+    listener.close()
+
+    assert app.state("who")["status"] == "done", app.cli("jobs", "show", f"{DS}/who").stdout
+    out = app.result("who", "stdout.txt")
+    assert out.splitlines()[0] == "65534"
+    assert "NO-NETWORK" in out and "CONNECTED" not in out
+    assert app.state("bomb")["status"] == "failed"
+    assert 1 < most <= 16 + 2, most  # RLIMIT_NPROC holds an ordinary user's bomb
+    assert marked_processes(marker) == []
