@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from . import decisions, ds, render
-from . import jobs as jobs_mod
+from . import job_views as jobs_mod
 from .datasite import JOB_STATUSES, JobRef
 from .errors import NotFoundError, UsageError
 from .home import AppHome
-from .jobs import JobView
+from .job_views import JobView
 from .passes import PassResult, run_pass
 from .session import changing, open_view
 from .submission import read_metadata
@@ -254,7 +254,7 @@ def init(
 
 def status(home: PathLike | AppHome | None = None) -> TextReport:
     """The last pass, each step, and what is waiting (as ``syft-bg status``)."""
-    from .status import render_status
+    from .status_report import render_status
 
     return TextReport("syft-bg status", render_status(_home(home)))
 

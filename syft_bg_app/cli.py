@@ -8,9 +8,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from . import __version__, decisions, jobs
+from . import __version__, decisions, job_views
 from .config import EMAIL_RE, load_config, render_sample
-from .datasite import Datasite
+from .datasite import JOB_STATUSES, Datasite
 from .errors import SyftBgError, UsageError
 from .fsutil import atomic_write_text
 from .home import AppHome
@@ -64,7 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .status import render_status
+    from .status_report import render_status
 
     print(render_status(_home(args)))
     return 0
@@ -72,7 +72,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_jobs_list(args: argparse.Namespace) -> int:
     ctx = open_view(_home(args))
-    views = jobs.all_views(ctx, args.status)
+    views = job_views.all_views(ctx, args.status)
     if not views:
         print("no jobs" + (f" with status {args.status}" if args.status else ""))
         return 0
@@ -85,13 +85,13 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
 
 def cmd_jobs_show(args: argparse.Namespace) -> int:
     ctx = open_view(_home(args))
-    print(jobs.describe(ctx, jobs.resolve(ctx, args.job)))
+    print(job_views.describe(ctx, job_views.resolve(ctx, args.job)))
     return 0
 
 
 def cmd_jobs_approve(args: argparse.Namespace) -> int:
     with changing(_home(args), "jobs approve") as ctx:
-        ref = jobs.resolve(ctx, args.job)
+        ref = job_views.resolve(ctx, args.job)
         decisions.approve_job(ctx, ref, "manual", reason=args.reason)
     print(f"approved {ref.label}; it runs in the next pass")
     return 0
@@ -99,7 +99,7 @@ def cmd_jobs_approve(args: argparse.Namespace) -> int:
 
 def cmd_jobs_reject(args: argparse.Namespace) -> int:
     with changing(_home(args), "jobs reject") as ctx:
-        ref = jobs.resolve(ctx, args.job)
+        ref = job_views.resolve(ctx, args.job)
         decisions.reject_job(ctx, ref, args.reason)
     print(f"rejected {ref.label}: {args.reason}")
     return 0
@@ -234,15 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument(
         "--status",
-        choices=(
-            "received",
-            "pending",
-            "approved",
-            "rejected",
-            "running",
-            "done",
-            "failed",
-        ),
+        choices=JOB_STATUSES,
         help="only jobs with this status",
     )
     job_help = "the job: DS_EMAIL/JOB_NAME, or JOB_NAME when only one DS used that name"

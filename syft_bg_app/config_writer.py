@@ -1,6 +1,7 @@
-"""The one writer of config.yaml: changes the approval rules, keeps everything else.
+"""The one writer of config.yaml: changes what a command must, keeps everything else.
 
-The commands that edit rules (``auto-approve``, ``remove-auto-approval``,
+``set_values`` sets single settings (``<step>.enabled`` for start/stop,
+``schedule.interval``, ``notify.transport``). The commands that edit rules (``auto-approve``, ``remove-auto-approval``,
 ``remove-peer``) go through ``update_rules``. It replaces only the text of
 ``approve.auto_approvals`` (and of the legacy approval keys it migrates) in
 place, so every other line, comment and blank line of the file stays byte for
@@ -203,6 +204,30 @@ def _check(
     return new, ""
 
 
+def _read(path: Path) -> tuple[bytes, str, Config]:
+    """The file's bytes, text and validated meaning; a broken file changes nothing."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no configuration yet; create one with: syft-bg init -e YOUR_EMAIL"
+        ) from None
+    text = raw.decode("utf-8")
+    try:
+        return raw, text, parse_config(text, str(path))
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}\n(fix config.yaml first; nothing was changed)") from None
+
+
+def _replace(path: Path, raw: bytes, new_text: str) -> None:
+    """Atomically replace config.yaml, unless someone changed it since it was read."""
+    if path.read_bytes() != raw:
+        raise ConfigChangedError(
+            f"{path} changed while this command was updating it; nothing was written, run it again"
+        )
+    atomic_write_text(path, new_text, mode=os.stat(path).st_mode & 0o777)
+
+
 # -- the writer ---------------------------------------------------------------------------
 
 
@@ -215,17 +240,7 @@ def update_rules(
     field present) and returns the new list, or None to write nothing.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{path}: no configuration yet; create one with: syft-bg init -e YOUR_EMAIL"
-        ) from None
-    text = raw.decode("utf-8")
-    try:
-        old = parse_config(text, str(path))
-    except ConfigError as exc:
-        raise ConfigError(f"{exc}\n(fix config.yaml first; nothing was changed)") from None
+    raw, text, old = _read(path)
     rules = canonical_rules(old.get("approve.auto_approvals"))
     new_rules = change([_full(rule) for rule in rules])
     migration = migrate(yaml.compose(text, Loader=yaml.SafeLoader), str(path))
@@ -251,12 +266,7 @@ def update_rules(
                 f"{path}: could not write the change safely ({problem}); nothing changed"
             )
         result.comments_kept = False
-    if path.read_bytes() != raw:
-        raise ConfigChangedError(
-            f"{path} changed while this command was updating it; nothing was written, run it again"
-        )
-    mode = os.stat(path).st_mode & 0o777
-    atomic_write_text(path, new_text, mode=mode)
+    _replace(path, raw, new_text)
     result.config = checked
     if migration.changed:
         result.notes.append(
@@ -268,3 +278,122 @@ def update_rules(
             "edit, so its comments were not kept"
         )
     return result
+
+
+# -- single settings (<step>.enabled, schedule.interval, notify.transport) -----------
+
+
+def _scalar_text(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def _value_line_end(text: str, index: int) -> int:
+    found = text.find("\n", index)
+    return len(text) if found < 0 else found
+
+
+def _splice_values(text: str, values: dict[str, Any]) -> str | None:
+    """``text`` with each ``section.key`` set; None when the layout needs a full rewrite."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    if not isinstance(root, yaml.MappingNode) or root.flow_style:
+        return None
+    sections: dict[str, yaml.Node] = {}
+    for key_node, value_node in root.value:
+        if isinstance(key_node, yaml.ScalarNode):
+            sections[key_node.value] = value_node
+    edits: list[tuple[int, int, str]] = []
+    appended: dict[str, list[str]] = {}
+    for dotted, value in values.items():
+        section, _, name = dotted.partition(".")
+        if not name or "." in name:
+            return None
+        node = sections.get(section)
+        if node is None:
+            appended.setdefault(section, []).append(f"  {name}: {_scalar_text(value)}")
+            continue
+        if not isinstance(node, yaml.MappingNode) or node.flow_style or not node.value:
+            return None
+        found = None
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value == name:
+                found = value_node
+        if found is not None:
+            if not isinstance(found, yaml.ScalarNode) or found.style in ("|", ">"):
+                return None
+            start, end = found.start_mark.index, found.end_mark.index
+            # "key:" with no value has an empty span right after the colon.
+            edits.append((start, end, (" " if start == end else "") + _scalar_text(value)))
+            continue
+        first_key = node.value[0][0]
+        indent = first_key.start_mark.column
+        at = first_key.start_mark.index - indent
+        if text[at : first_key.start_mark.index].strip():
+            return None
+        edits.append((at, at, " " * indent + f"{name}: {_scalar_text(value)}\n"))
+    for start, end, replacement in sorted(edits, reverse=True):
+        text = text[:start] + replacement + text[end:]
+    if appended:
+        if text and not text.endswith("\n"):
+            text += "\n"
+        for section, lines in appended.items():
+            text += f"{section}:\n" + "\n".join(lines) + "\n"
+    return text
+
+
+def _full_rewrite_values(text: str, values: dict[str, Any]) -> str:
+    data = yaml.safe_load(text) or {}
+    for dotted, value in values.items():
+        section, _, name = dotted.partition(".")
+        if not isinstance(data.get(section), dict):
+            data[section] = {}
+        data[section][name] = value
+    return (
+        "# syft-bg configuration (written in full by syft-bg; the comments of the previous\n"
+        "# file could not be kept because of its layout). Reference: README.md.\n"
+        + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+    )
+
+
+def _means_exactly(new: Config, old: Config, values: dict[str, Any]) -> bool:
+    expected = copy.deepcopy(old.data)
+    for dotted, value in values.items():
+        section, _, name = dotted.partition(".")
+        expected[section][name] = value
+    return new.data == expected
+
+
+def set_values(path: Path, values: dict[str, Any]) -> tuple[bool, list[str]]:
+    """Set scalar keys (``{"notify.enabled": False}``) in config.yaml, keeping every
+    other line. Returns (written, notes). Callers hold the app lock."""
+    path = Path(path)
+    raw, text, old = _read(path)
+    if all(old.get(k) == v for k, v in values.items()):
+        return False, []
+    notes: list[str] = []
+    new_text = _splice_values(text, values)
+    new = None
+    if new_text is not None:
+        try:
+            new = parse_config(new_text, str(path))
+        except ConfigError:
+            new = None
+        if new is not None and not _means_exactly(new, old, values):
+            new = None
+    if new is None:
+        new_text = _full_rewrite_values(text, values)
+        try:
+            new = parse_config(new_text, str(path))
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: could not write the change safely ({exc})") from None
+        if not _means_exactly(new, old, values):
+            raise ConfigError(f"{path}: could not write the change safely; nothing changed")
+        notes.append(
+            "config.yaml was written out in full: its layout did not allow an in-place "
+            "edit, so its comments were not kept"
+        )
+    assert new_text is not None
+    _replace(path, raw, new_text)
+    return True, notes

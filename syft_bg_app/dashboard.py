@@ -73,7 +73,7 @@ def recent_decisions(home: AppHome, count: int = DECISIONS) -> list[str]:
 
 
 def render_dashboard(home: AppHome) -> str:
-    from .status import render_status
+    from .status_report import render_status
 
     width = min(shutil.get_terminal_size((100, 40)).columns, 120)
     now = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")

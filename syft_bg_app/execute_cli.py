@@ -7,12 +7,13 @@ from collections.abc import Callable
 
 
 def cmd_jobs_rerun(args: argparse.Namespace) -> int:
-    from . import execute, jobs
+    from . import job_views
     from .home import AppHome
     from .session import changing
+    from .steps import execute
 
     with changing(AppHome.resolve(args.home), "jobs rerun") as ctx:
-        ref = jobs.resolve(ctx, args.job)
+        ref = job_views.resolve(ctx, args.job)
         execute.rerun(ctx, ref, fresh_snapshot=args.fresh_snapshot)
     print(f"{ref.label} is approved again; the next pass runs it")
     return 0

@@ -125,53 +125,12 @@ def cmd_init_gmail(args: argparse.Namespace, base_init: Handler) -> int:
         raise UsageError(f"the Gmail sign-in did not finish: {exc}") from None
     print(f"saved the Gmail token to {token_path} (readable only by you)")
     if load_config(home.config_file).get("notify.transport") != "gmail":
-        if _set_transport_gmail(home.config_file):
-            print(f"set notify.transport: gmail in {home.config_file}")
-        else:
-            print(f"to send through Gmail, set notify.transport: gmail in {home.config_file}")
+        from .config_writer import set_values
+
+        set_values(home.config_file, {"notify.transport": "gmail"})
+        print(f"set notify.transport: gmail in {home.config_file}")
     print("check it with: syft-bg mail test")
     return 0
-
-
-def _set_transport_gmail(path) -> bool:
-    """Change the one value ``notify.transport`` in place, keeping every other byte."""
-    import yaml
-
-    from .config import parse_config
-    from .errors import ConfigError
-    from .fsutil import atomic_write_text
-
-    text = path.read_text(encoding="utf-8")
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return False
-    node = _child(_child(root, "notify"), "transport")
-    if not isinstance(node, yaml.ScalarNode):
-        return False
-    start, end = node.start_mark.index, node.end_mark.index
-    updated = text[:start] + "gmail" + text[end:]
-    try:
-        if parse_config(updated, str(path)).get("notify.transport") != "gmail":
-            return False
-    except ConfigError:
-        return False
-    atomic_write_text(path, updated, mode=0o600)
-    return True
-
-
-def _child(node, name: str):
-    import yaml
-
-    if not isinstance(node, yaml.MappingNode):
-        return None
-    for key, value in node.value:
-        if isinstance(key, yaml.ScalarNode) and key.value == name:
-            return value
-    return None
-
-
-# -- mail ----------------------------------------------------------------------------
 
 
 def _print_queue(ctx) -> None:

@@ -9,7 +9,6 @@ schedule ``syft-bg install`` set up, or SyftBox itself when the app lives in
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 import time
@@ -18,16 +17,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from .config import Config, parse_config
-from .errors import ConfigError, SyftBgError, UsageError
-from .fsutil import atomic_write_text
+from .config import Config
+from .errors import UsageError
 from .home import AppHome
+from .steps import STEPS
 
-SERVICES = ("sync", "notify", "approve", "execute")
+SERVICES = STEPS
 LOG_FILE = "syft-bg.log"
 # A pass is bounded in time; one holding the lock this long is worth a look.
 LOCK_HELD_WARNING_SECONDS = 600
@@ -43,155 +39,13 @@ def check_services(names: list[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-# -- changing scalar keys of config.yaml in place -------------------------------------
-#
-# config_writer.update_rules is the writer for the approval rules; it offers no
-# call for other keys yet. This is the same discipline for the few scalar keys
-# these commands change (<step>.enabled, schedule.interval): only their text is
-# replaced, the result must validate and differ from the old config in exactly
-# those keys, the file must not have changed meanwhile, and the write is atomic.
-# Once config_writer gains a general setter, set_config_values becomes a call to it.
-
-
-class ConfigChangedError(SyftBgError):
-    """config.yaml changed on disk while a command was updating it."""
-
-
-def _scalar_text(value: Any) -> str:
-    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
-
-
-def _line_end(text: str, index: int) -> int:
-    found = text.find("\n", index)
-    return len(text) if found < 0 else found
-
-
-def _splice_values(text: str, values: dict[str, Any]) -> str | None:
-    """``text`` with each ``section.key`` set; None when the layout needs a full rewrite."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return None
-    if not isinstance(root, yaml.MappingNode) or root.flow_style:
-        return None
-    sections: dict[str, yaml.Node] = {}
-    for key_node, value_node in root.value:
-        if isinstance(key_node, yaml.ScalarNode):
-            sections[key_node.value] = value_node
-    edits: list[tuple[int, int, str]] = []
-    appended: dict[str, list[str]] = {}
-    for dotted, value in values.items():
-        section, _, name = dotted.partition(".")
-        if not name or "." in name:
-            return None
-        node = sections.get(section)
-        if node is None:
-            appended.setdefault(section, []).append(f"  {name}: {_scalar_text(value)}")
-            continue
-        if not isinstance(node, yaml.MappingNode) or node.flow_style or not node.value:
-            return None
-        found = None
-        for key_node, value_node in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.value == name:
-                found = value_node
-        if found is not None:
-            if not isinstance(found, yaml.ScalarNode) or found.style in ("|", ">"):
-                return None
-            start, end = found.start_mark.index, found.end_mark.index
-            # "key:" with no value has an empty span right after the colon.
-            edits.append((start, end, (" " if start == end else "") + _scalar_text(value)))
-            continue
-        first_key = node.value[0][0]
-        indent = first_key.start_mark.column
-        at = first_key.start_mark.index - indent
-        if text[at : first_key.start_mark.index].strip():
-            return None
-        edits.append((at, at, " " * indent + f"{name}: {_scalar_text(value)}\n"))
-    for start, end, replacement in sorted(edits, reverse=True):
-        text = text[:start] + replacement + text[end:]
-    if appended:
-        if text and not text.endswith("\n"):
-            text += "\n"
-        for section, lines in appended.items():
-            text += f"{section}:\n" + "\n".join(lines) + "\n"
-    return text
-
-
-def _full_rewrite(text: str, values: dict[str, Any]) -> str:
-    data = yaml.safe_load(text) or {}
-    for dotted, value in values.items():
-        section, _, name = dotted.partition(".")
-        if not isinstance(data.get(section), dict):
-            data[section] = {}
-        data[section][name] = value
-    return (
-        "# syft-bg configuration (written in full by syft-bg; the comments of the previous\n"
-        "# file could not be kept because of its layout). Reference: README.md.\n"
-        + yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
-    )
-
-
-def _means_exactly(new: Config, old: Config, values: dict[str, Any]) -> bool:
-    expected = copy.deepcopy(old.data)
-    for dotted, value in values.items():
-        section, _, name = dotted.partition(".")
-        expected[section][name] = value
-    return new.data == expected
-
-
-def set_config_values(path: Path, values: dict[str, Any]) -> tuple[bool, list[str]]:
-    """Set scalar keys (``{"notify.enabled": False}``) in config.yaml, keeping every
-    other line. Returns (written, notes). Callers hold the app lock."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{path}: no configuration yet; create one with: syft-bg init -e YOUR_EMAIL"
-        ) from None
-    text = raw.decode("utf-8")
-    try:
-        old = parse_config(text, str(path))
-    except ConfigError as exc:
-        raise ConfigError(f"{exc}\n(fix config.yaml first; nothing was changed)") from None
-    if all(old.get(k) == v for k, v in values.items()):
-        return False, []
-    notes: list[str] = []
-    new_text = _splice_values(text, values)
-    new = None
-    if new_text is not None:
-        try:
-            new = parse_config(new_text, str(path))
-        except ConfigError:
-            new = None
-        if new is not None and not _means_exactly(new, old, values):
-            new = None
-    if new is None:
-        new_text = _full_rewrite(text, values)
-        try:
-            new = parse_config(new_text, str(path))
-        except ConfigError as exc:
-            raise ConfigError(f"{path}: could not write the change safely ({exc})") from None
-        if not _means_exactly(new, old, values):
-            raise ConfigError(f"{path}: could not write the change safely; nothing changed")
-        notes.append(
-            "config.yaml was written out in full: its layout did not allow an in-place "
-            "edit, so its comments were not kept"
-        )
-    if path.read_bytes() != raw:
-        raise ConfigChangedError(
-            f"{path} changed while this command was updating it; nothing was written, run it again"
-        )
-    assert new_text is not None
-    atomic_write_text(path, new_text, mode=os.stat(path).st_mode & 0o777)
-    return True, notes
-
-
 # -- services --------------------------------------------------------------------------
 
 
 def set_services(home: AppHome, services: list[str], enabled: bool) -> list[str]:
     """Switch steps on or off in config.yaml; returns the services that changed."""
     from .config import load_config
+    from .config_writer import set_values
     from .lock import PassLock
     from .session import LOCK_WAIT_SECONDS
 
@@ -201,7 +55,7 @@ def set_services(home: AppHome, services: list[str], enabled: bool) -> list[str]
         config = load_config(home.config_file)
         changed = [s for s in services if config.step_enabled(s) != enabled]
         if changed:
-            set_config_values(home.config_file, {f"{s}.enabled": enabled for s in changed})
+            set_values(home.config_file, {f"{s}.enabled": enabled for s in changed})
     return changed
 
 

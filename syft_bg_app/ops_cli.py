@@ -17,7 +17,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-SERVICE_NAMES = ("sync", "notify", "approve", "execute")
+from .steps import STEPS
+
+SERVICE_NAMES = STEPS
 
 
 def _home(args: argparse.Namespace) -> Any:

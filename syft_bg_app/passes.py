@@ -21,8 +21,8 @@ from .context import Context
 from .home import AppHome
 from .lock import PassLock
 from .state import iso
+from .steps import STEPS
 
-STEPS = ("sync", "notify", "approve", "execute")
 EXIT_OK, EXIT_STEP_FAILED, EXIT_CONFIG = 0, 1, 2
 
 
@@ -78,7 +78,7 @@ def _locked_pass(home: AppHome, config: Config) -> PassResult:
 
 
 def _run_step(ctx: Context, step: str) -> bool:
-    module = importlib.import_module(f"syft_bg_app.{step}")
+    module = importlib.import_module(f"syft_bg_app.steps.{step}")
     before = dict(ctx.counts)
     try:
         module.run(ctx)

@@ -160,13 +160,13 @@ def _peers(values: list[str]) -> list[str]:
 
 def _from_job(args: argparse.Namespace, notes: list[str]) -> tuple[dict[str, str], str, str]:
     """({path: sha256}, job name, submitter) of a received job: exactly what it contains."""
-    from . import jobs, snapshot
+    from . import job_views, snapshot
     from .errors import UsageError
     from .jobfiles import collect
     from .session import open_view
 
     ctx = open_view(_home(args))
-    ref = jobs.resolve(ctx, args.from_job)
+    ref = job_views.resolve(ctx, args.from_job)
     record = ctx.state.job(ref.ds_email, ref.name) or {}
     if record.get("status") not in (None, "received", "pending"):
         try:
@@ -458,7 +458,7 @@ def _render_entry(entry: dict) -> str:
 def cmd_audit(args: argparse.Namespace) -> int:
     import json
 
-    from . import audit, jobs
+    from . import audit, job_views
     from .errors import NotFoundError
     from .session import open_view
 
@@ -468,7 +468,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         subject = args.job
         if "@" not in args.job or "/" in args.job:
             try:
-                subject = jobs.resolve(open_view(home), args.job).label
+                subject = job_views.resolve(open_view(home), args.job).label
             except NotFoundError as exc:
                 if "ambiguous" in str(exc):
                     raise

@@ -40,8 +40,8 @@ def _interval(args: argparse.Namespace, home: Any) -> tuple[int, bool, Any]:
 
 def cmd_install(args: argparse.Namespace) -> int:
     from . import schedule
+    from .config_writer import set_values
     from .lock import PassLock
-    from .ops import set_config_values
     from .session import LOCK_WAIT_SECONDS
 
     home = _home(args)
@@ -57,7 +57,7 @@ def cmd_install(args: argparse.Namespace) -> int:
         return 0
     if config_changes:
         with PassLock(home, wait=LOCK_WAIT_SECONDS, purpose="install"):
-            set_config_values(home.config_file, {"schedule.interval": interval})
+            set_values(home.config_file, {"schedule.interval": interval})
         print(f"set schedule.interval: {interval} in {home.config_file}")
     (home.logs_dir).mkdir(parents=True, exist_ok=True)
     changed = schedule.apply(home, plan)

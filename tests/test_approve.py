@@ -10,9 +10,10 @@ import time
 import pytest
 import yaml
 
-from syft_bg_app import approve, decisions, jobfiles, snapshot
+from syft_bg_app import decisions, jobfiles, snapshot
 from syft_bg_app.datasite import JobRef
 from syft_bg_app.session import changing
+from syft_bg_app.steps import approve
 
 ALICE = "alice@uni.edu"
 BOB = "bob@co.com"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from syft_bg_app import approve
 from syft_bg_app.cli import build_parser
 from syft_bg_app.state import State
+from syft_bg_app.steps import approve
 
 
 def _all_commands(parser, prefix=()):

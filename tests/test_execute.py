@@ -15,12 +15,12 @@ import yaml
 from freezegun import freeze_time
 from hostile import marked_processes, run_until_finished, script
 
-from syft_bg_app import execute
 from syft_bg_app.datasite import JobRef
 from syft_bg_app.jobfiles import sha256_bytes
 from syft_bg_app.sandbox import RunLayout
 from syft_bg_app.session import open_view
 from syft_bg_app.state import State
+from syft_bg_app.steps import execute
 
 DS = "alice@uni.edu"
 

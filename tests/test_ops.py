@@ -22,9 +22,10 @@ from test_ops_fixtures import (  # noqa: F401 (fixtures)
     set_crontab,
 )
 
-from syft_bg_app import approve, dashboard, logsetup, ops, schedule
+from syft_bg_app import config_writer, dashboard, logsetup, ops, schedule
 from syft_bg_app.errors import ConfigError
 from syft_bg_app.state import State, iso
+from syft_bg_app.steps import approve
 
 OTHER = "30 4 * * 1 /usr/local/bin/weekly-report\n"
 
@@ -137,7 +138,7 @@ def test_a_missing_key_or_section_is_added_without_touching_the_rest(tmp_path):
     path = tmp_path / "config.yaml"
     text = "# mine\ndo_email: me@example.org   # who I am\nnotify:\n  # how\n  transport: outbox\n"
     path.write_text(text)
-    written, notes = ops.set_config_values(
+    written, notes = config_writer.set_values(
         path, {"notify.enabled": False, "schedule.interval": 120}
     )
     assert written and notes == []
@@ -145,13 +146,13 @@ def test_a_missing_key_or_section_is_added_without_touching_the_rest(tmp_path):
     assert new.startswith("# mine\ndo_email: me@example.org   # who I am\nnotify:\n")
     assert "notify:\n  # how\n  enabled: false\n  transport: outbox\n" in new
     assert new.endswith("schedule:\n  interval: 120\n")
-    assert ops.set_config_values(path, {"notify.enabled": False}) == (False, [])
+    assert config_writer.set_values(path, {"notify.enabled": False}) == (False, [])
 
 
 def test_a_flow_style_section_is_rewritten_in_full_and_says_so(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text("do_email: me@example.org\nnotify: {transport: outbox}\n")
-    written, notes = ops.set_config_values(path, {"notify.enabled": False})
+    written, notes = config_writer.set_values(path, {"notify.enabled": False})
     assert written and "comments were not kept" in notes[0]
     from syft_bg_app.config import load_config
 
@@ -163,7 +164,7 @@ def test_an_invalid_config_is_never_written(tmp_path):
     path = tmp_path / "config.yaml"
     path.write_text("do_email: me@example.org\nsync:\n  enabled: maybe\n")
     with pytest.raises(ConfigError, match="nothing was changed"):
-        ops.set_config_values(path, {"sync.enabled": False})
+        config_writer.set_values(path, {"sync.enabled": False})
     assert path.read_text() == "do_email: me@example.org\nsync:\n  enabled: maybe\n"
 
 

@@ -270,7 +270,7 @@ def test_sandbox_none_is_a_cross(app):
 
 
 def test_a_failed_step_in_the_last_pass_points_to_its_log(app, monkeypatch):
-    from syft_bg_app import approve
+    from syft_bg_app.steps import approve
 
     def broken(ctx):
         raise RuntimeError("boom")

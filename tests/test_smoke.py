@@ -1,4 +1,4 @@
-from syft_bg_app import jobs
+from syft_bg_app import job_views
 from syft_bg_app.session import open_view
 
 
@@ -8,4 +8,4 @@ def test_a_submitted_job_is_received_as_pending(app):
     assert result.exit_code == 0, result.summary
     assert app.job_state("hello")["status"] == "pending"
     ctx = open_view(app.home)
-    assert [v.label for v in jobs.all_views(ctx)] == ["alice@uni.edu/hello"]
+    assert [v.label for v in job_views.all_views(ctx)] == ["alice@uni.edu/hello"]

@@ -19,10 +19,10 @@ from typing import Any
 
 import yaml
 
-from .context import Context
-from .datasite import JobRef, JobStateError
-from .state import iso, parse_iso, utcnow
-from .submission import check_submission
+from ..context import Context
+from ..datasite import JobRef, JobStateError
+from ..state import iso, parse_iso, utcnow
+from ..submission import check_submission
 
 # A directory modified this recently may change again within the same clock
 # tick; its listing is not trusted as a cache key until it is older.

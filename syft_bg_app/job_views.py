@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .context import Context
-from .datasite import JobRef, JobStateError
+from .datasite import JOB_STATE_FIELDS, JobRef, JobStateError
 from .errors import NotFoundError
 from .submission import read_metadata
 
@@ -74,19 +74,7 @@ def describe(ctx: Context, ref: JobRef) -> str:
     """A readable page about one job: state, metadata, files and results."""
     v = view(ctx, ref)
     lines = [f"job {ref.label}  (protocol v{ref.protocol})", f"  status: {v.status}"]
-    for key in (
-        "received_at",
-        "approved_by",
-        "approved_at",
-        "approval_method",
-        "rejected_by",
-        "rejected_at",
-        "review_reason",
-        "reason",
-        "completed_at",
-        "return_code",
-        "problem",
-    ):
+    for key in (*JOB_STATE_FIELDS[1:], "reason", "problem"):
         if v.state.get(key) not in (None, ""):
             lines.append(f"  {key}: {v.state[key]}")
     metadata, problem = read_metadata(v.submission_dir / "config.yaml")

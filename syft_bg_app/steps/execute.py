@@ -23,14 +23,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from . import audit, sandbox, snapshot
-from .context import Context
-from .datasite import JobRef
-from .errors import NotFoundError, SyftBgError
-from .fsutil import PERMISSION_FILE, atomic_write_bytes, atomic_write_json, atomic_write_yaml
-from .sandbox import RunLayout
-from .state import iso, parse_iso, utcnow
-from .supervisor import is_running, kill_run_leftovers, start_ticks
+from .. import audit, sandbox, snapshot
+from ..context import Context
+from ..datasite import JobRef
+from ..errors import NotFoundError, SyftBgError
+from ..fsutil import PERMISSION_FILE, atomic_write_bytes, atomic_write_json, atomic_write_yaml
+from ..sandbox import RunLayout
+from ..state import iso, parse_iso, utcnow
+from ..supervisor import is_running, kill_run_leftovers, start_ticks
 
 LOG_FILES = ("stdout.txt", "stderr.txt", "returncode.txt")
 STDERR_TAIL_BYTES = 2048

@@ -23,13 +23,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .context import Context
-from .datasite import JobRef
-from .decisions import DecisionError, accept_peer, approve_job
-from .fsutil import append_line
-from .jobfiles import CHUNK, HASH_PREFIX, UnsafeFileError, collect
-from .rules import RuleIndex, load_rules, match, peer_auto_accept_reason
-from .state import iso
+from ..context import Context
+from ..datasite import JobRef
+from ..decisions import DecisionError, accept_peer, approve_job
+from ..fsutil import append_line
+from ..jobfiles import CHUNK, HASH_PREFIX, UnsafeFileError, collect
+from ..rules import RuleIndex, load_rules, match, peer_auto_accept_reason
+from ..state import iso
 
 # A file modified this recently may change again within one timestamp tick, so
 # its hash is not cached by stat (the snapshot re-checks every byte anyway).

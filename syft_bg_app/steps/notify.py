@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from .context import Context
-from .errors import SyftBgError
-from .state import iso, parse_iso, utcnow
+from ..context import Context
+from ..errors import SyftBgError
+from ..state import iso, parse_iso, utcnow
 
 
 def run(ctx: Context) -> None:
-    from .mail.queue import mail_state, remove_orphans
+    from ..mail.queue import mail_state, remove_orphans
 
     mail = mail_state(ctx.state)
     events = list(ctx.state.data["events"])
@@ -24,7 +24,7 @@ def run(ctx: Context) -> None:
     if events or heartbeat_due(ctx):
         remove_orphans(ctx.home, mail)
     if events:
-        from .mail.enqueue import enqueue_events
+        from ..mail.enqueue import enqueue_events
 
         try:
             queued = enqueue_events(ctx, events)
@@ -44,8 +44,8 @@ def run(ctx: Context) -> None:
         ctx.state.save()
     transport = ctx.config.get("notify.transport")
     if mail["queue"] or transport == "gmail":
-        from .mail.deliver import deliver, refresh_only
-        from .mail.retry import Deadline
+        from ..mail.deliver import deliver, refresh_only
+        from ..mail.retry import Deadline
 
         deadline = Deadline(ctx.config.get("notify.retry_budget"))
         if mail["queue"]:
@@ -70,9 +70,9 @@ def heartbeat_due(ctx: Context) -> bool:
 
 
 def _queue_heartbeat(ctx: Context) -> None:
-    from .mail.compose import heartbeat_draft
-    from .mail.enqueue import queue_draft
-    from .mail.queue import mail_state
+    from ..mail.compose import heartbeat_draft
+    from ..mail.enqueue import queue_draft
+    from ..mail.queue import mail_state
 
     mail = mail_state(ctx.state)
     now = iso()
