@@ -309,12 +309,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What run.sh and the schedule call every few seconds: served without building
+# the parser of every command.
+PASS_ARGV = (["run"], ["run", "--once"])
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv in PASS_ARGV:
+        return _call(cmd_run, argparse.Namespace(home=None, once=True))
+    args = build_parser().parse_args(argv)
     handler = getattr(args, "handler", None)
     if handler is None:
         from .dashboard import dashboard_command as handler
+    return _call(handler, args)
+
+
+def _call(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     try:
         return handler(args)
     except SyftBgError as exc:

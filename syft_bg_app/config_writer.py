@@ -1,8 +1,9 @@
 """The one writer of config.yaml: changes what a command must, keeps everything else.
 
 ``set_values`` sets single settings (``<step>.enabled`` for start/stop,
-``schedule.interval``, ``notify.transport``). The commands that edit rules (``auto-approve``, ``remove-auto-approval``,
-``remove-peer``) go through ``update_rules``. It replaces only the text of
+``schedule.interval``, ``notify.transport``). The commands that edit rules
+(``auto-approve``, ``remove-auto-approval``, ``remove-peer``) go through
+``update_rules``. It replaces only the text of
 ``approve.auto_approvals`` (and of the legacy approval keys it migrates) in
 place, so every other line, comment and blank line of the file stays byte for
 byte as the data owner wrote it. The result is validated with

@@ -141,3 +141,26 @@ def bare_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> App:
     application = App(tmp_path)
     monkeypatch.setenv("SYFT_BG_HOME", str(application.home.root))
     return application
+
+
+def _rewrite_snapshot_member(snapshot_dir: Path, rel: str, data: bytes) -> None:
+    """Replace one file inside an approval snapshot's pack, leaving its manifest alone."""
+    import io
+    import tarfile
+
+    pack_path = snapshot_dir / "files.tar"
+    members = []
+    with tarfile.open(pack_path) as pack:
+        for member in pack:
+            members.append((member, pack.extractfile(member).read()))
+    with tarfile.open(pack_path, "w") as pack:
+        for member, content in members:
+            content = data if member.name == rel else content
+            member.size = len(content)
+            pack.addfile(member, io.BytesIO(content))
+
+
+@pytest.fixture
+def tamper_snapshot():
+    """Change a file inside a snapshot the way someone with access to the disk could."""
+    return _rewrite_snapshot_member

@@ -269,14 +269,16 @@ def test_an_edit_after_approval_never_reaches_the_snapshot(app):
     assert hashes == {"run.sh": sha(RUN_SH), "code/script.sh": sha(SCRIPT)}
 
 
-def test_a_tampered_snapshot_is_refused(app):
+def test_a_tampered_snapshot_is_refused(app, tamper_snapshot):
     accept(app, ALICE)
     set_rules(app, rule())
     submit(app, "tamper")
+    app.set_config(execute={"enabled": False})
     app.run_pass()
-    files_dir, _ = snapshot.verified(app.home.snapshots_dir, JobRef(ALICE, "tamper"))
+    ref = JobRef(ALICE, "tamper")
+    snapshot.verified(app.home.snapshots_dir, ref)
 
-    (files_dir / "code" / "script.sh").write_text("rm -rf ~\n")
+    tamper_snapshot(snapshot.snapshot_dir(app.home.snapshots_dir, ref), "code/script.sh", b"rm\n")
 
     with pytest.raises(snapshot.SnapshotError, match="altered"):
         snapshot.verified(app.home.snapshots_dir, JobRef(ALICE, "tamper"))

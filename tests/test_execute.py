@@ -410,12 +410,11 @@ def test_a_job_cannot_grant_itself_permissions_through_its_outputs(quiet_app):
     assert perms["terminal"] is True
 
 
-def test_a_job_whose_snapshot_was_altered_fails_without_running(quiet_app):
+def test_a_job_whose_snapshot_was_altered_fails_without_running(quiet_app, tamper_snapshot):
     app = quiet_app
     _approved(app, "tampered", "#!/bin/bash\necho original\n")
-    snapshots = list(app.home.snapshots_dir.iterdir())
-    [run_sh] = [p for p in snapshots[0].rglob("run.sh")]
-    run_sh.write_text("#!/bin/bash\necho injected\n")
+    [snapshot_dir] = list(app.home.snapshots_dir.iterdir())
+    tamper_snapshot(snapshot_dir, "run.sh", b"#!/bin/bash\necho injected\n")
 
     state = run_until_finished(app, "tampered")["tampered"]
 
