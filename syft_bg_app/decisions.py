@@ -76,23 +76,28 @@ def approve_job(
     )
 
 
-def reject_job(ctx: Context, ref: JobRef, reason: str) -> None:
+def reject_job(ctx: Context, ref: JobRef, reason: str, method: str = "manual") -> None:
+    """Reject a job; ``method`` is "manual", or "on receipt" for a job sync found invalid."""
     record = _job_record(ctx, ref)
     if record["status"] not in ("pending", "received", "approved"):
         raise DecisionError(f"{ref.label} is {record['status']}; it can no longer be rejected")
     now = iso()
+    changes = {}
+    if record["status"] == "received":
+        changes["received_at"] = now
     ctx.datasite.write_job_state(
         ref,
         status="rejected",
         rejected_by=ctx.config.do_email,
         rejected_at=now,
         review_reason=reason,
+        **changes,
     )
     record.update(status="rejected", reason=reason)
     ctx.counts["rejected"] += 1
-    ctx.log("approve").info("rejected %s: %s", ref.label, reason)
+    ctx.log("approve" if method == "manual" else "sync").info("rejected %s: %s", ref.label, reason)
     ctx.state.add_event("job_rejected", ds_email=ref.ds_email, job=ref.name, reason=reason)
-    audit.record(ctx.home.audit_log, ref.label, "rejected", reason, method="manual")
+    audit.record(ctx.home.audit_log, ref.label, "rejected", reason, method=method)
 
 
 def accept_peer(ctx: Context, email: str, method: str, why: str) -> None:

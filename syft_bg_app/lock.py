@@ -33,6 +33,15 @@ class PassLock:
         except (OSError, ValueError, KeyError):
             return "pid unknown"
 
+    def is_held(self) -> bool:
+        """True while some process holds the lock (probing leaves the owner file alone)."""
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            return True
+        self._lock.release()
+        return False
+
     def acquire(self) -> bool:
         """Take the lock; False when another process holds it past ``wait``."""
         self.home.ensure()

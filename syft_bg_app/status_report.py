@@ -9,7 +9,7 @@ from .context import Context
 from .errors import ConfigError
 from .home import AppHome
 from .lock import PassLock
-from .passes import STEPS
+from .steps import STEPS
 
 
 def render_status(home: AppHome) -> str:
@@ -23,10 +23,9 @@ def render_status(home: AppHome) -> str:
     lines.append(f"config: {home.config_file}")
     lines.append(f"datasite: {ctx.datasite.path} (layout ROOT/{ctx.datasite.layout})")
     lock = PassLock(home)
-    if lock.acquire():
-        lock.release()
-    else:
+    if lock.is_held():
         lines.append(f"a pass is running now ({lock.owner()})")
+    lines.extend(f"config warning: {warning}" for warning in config.warnings)
     last = state.get("last_pass")
     if last:
         lines.append(f"last pass: {last['finished_at']} - {last['summary']}")

@@ -21,6 +21,7 @@ import yaml
 
 from ..context import Context
 from ..datasite import JobRef, JobStateError
+from ..decisions import reject_job
 from ..state import iso, parse_iso, utcnow
 from ..submission import check_submission
 
@@ -132,28 +133,12 @@ def _receive(ctx: Context, ref: JobRef) -> None:
         reason = check.reason()
         if not check.invalid:
             reason = f"incomplete after {int(waited)} seconds: {reason}"
-        _reject_on_receipt(ctx, ref, record, reason)
+        record.pop("waiting_reason", None)
+        reject_job(ctx, ref, reason, method="on receipt")
         return
     if record.get("waiting_reason") != check.reason():
         log.info("%s is still arriving: %s", ref.label, check.reason())
         record["waiting_reason"] = check.reason()
-
-
-def _reject_on_receipt(ctx: Context, ref: JobRef, record: dict, reason: str) -> None:
-    now = iso()
-    ctx.datasite.write_job_state(
-        ref,
-        status="rejected",
-        received_at=record.get("received_at") or now,
-        rejected_by=ctx.config.do_email,
-        rejected_at=now,
-        review_reason=reason,
-    )
-    record.update(status="rejected", reason=reason)
-    record.pop("waiting_reason", None)
-    ctx.counts["rejected"] += 1
-    ctx.log("sync").warning("rejected %s: %s", ref.label, reason)
-    ctx.state.add_event("job_rejected", ds_email=ref.ds_email, job=ref.name, reason=reason)
 
 
 def _remember(ctx: Context, ref: JobRef, status: str, record: dict | None, **extra: Any) -> dict:
