@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from .errors import SyftBgError
-from .fsutil import PERMISSION_FILE, atomic_write_yaml
+from .fsutil import PERMISSION_FILE, atomic_write_yaml, load_yaml
 from .state import iso
 
 PROTOCOL_DIR_RE = re.compile(r"^v\d+$")
@@ -155,7 +155,7 @@ class Datasite:
         except (OSError, UnicodeDecodeError) as exc:
             raise JobStateError(f"{path}: unreadable: {exc}") from None
         try:
-            data = yaml.safe_load(text)
+            data = load_yaml(text)
         except yaml.YAMLError as exc:
             raise JobStateError(f"{path}: not valid YAML: {exc}") from None
         if not isinstance(data, dict) or data.get("status") not in JOB_STATUSES:

@@ -7,6 +7,7 @@ step is narrated. Nothing outside a temporary folder is touched.
 
 from __future__ import annotations
 
+import email
 import os
 import shutil
 import tempfile
@@ -151,17 +152,10 @@ def _demo(workdir: Path, home: AppHome, root: Path) -> int:
         if path.is_file():
             _say(f"   {name}: {path.read_text().strip()}")
     _pass(home, "final notifications")
-    emails = sorted(home.outbox_dir.glob("*.eml")) if home.outbox_dir.is_dir() else []
+    emails = sorted(home.outbox_dir.glob("*.eml"), key=lambda p: p.stat().st_mtime_ns)
     _say(f"6. emails written to the outbox: {len(emails)}")
     for eml in emails:
-        subject = next(
-            (
-                line
-                for line in eml.read_text(errors="replace").splitlines()
-                if line.startswith("Subject:")
-            ),
-            "Subject: ?",
-        )
-        _say(f"   {eml.name}: {subject}")
+        message = email.message_from_bytes(eml.read_bytes())
+        _say(f"   to {message['To']}: {message['Subject']}")
     _say("\ndone: this is what each ./run.sh does on your real datasite.")
     return 0 if status == "done" else 1

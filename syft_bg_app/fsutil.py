@@ -22,6 +22,15 @@ IGNORED_SUFFIXES = (".log", ".tmp")
 IGNORED_DIRS = frozenset({".venv", "__pycache__"})
 PERMISSION_FILE = "syft.pub.yaml"
 
+# libyaml's C loader and dumper when PyYAML was built with them: the same safe
+# subset of YAML, several times faster on the state files every pass reads.
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=YAML_LOADER)
+
 
 def is_ignored_name(name: str, is_dir: bool) -> bool:
     """True for names a sync client never delivers (and that never count)."""
@@ -69,7 +78,8 @@ def atomic_write_text(path: Path, text: str, mode: int = 0o644) -> None:
 
 
 def atomic_write_yaml(path: Path, data: Any, mode: int = 0o644) -> None:
-    atomic_write_text(path, yaml.safe_dump(data, default_flow_style=False, sort_keys=True), mode)
+    text = yaml.dump(data, Dumper=YAML_DUMPER, default_flow_style=False, sort_keys=True)
+    atomic_write_text(path, text, mode)
 
 
 def atomic_write_json(path: Path, data: Any, mode: int = 0o644, compact: bool = False) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .fsutil import PERMISSION_FILE, is_ignored_name
+from .fsutil import PERMISSION_FILE, is_ignored_name, load_yaml
 from .jobfiles import collect
 
 TOP_LEVEL = ("config.yaml", "run.sh", "code")
@@ -61,7 +61,7 @@ def read_metadata(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     try:
         if path.stat().st_size > METADATA_CAP_BYTES:
             return None, f"config.yaml is larger than {METADATA_CAP_BYTES // 1024} KiB"
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         return None, "config.yaml is not UTF-8 text"
     except yaml.YAMLError as exc:

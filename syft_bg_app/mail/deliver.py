@@ -25,6 +25,7 @@ PERMANENT_RETRY_AFTER = timedelta(hours=1)
 
 class Transport(Protocol):
     name: str
+    resend_replaces: bool
 
     def describe(self) -> str: ...
 
@@ -171,6 +172,7 @@ def deliver(ctx: Context, deadline: Deadline) -> None:
     ctx.state.save()
     if transport is None:
         return
+    sent_files: list[Path] = []
     try:
         for entry in pending:
             if deadline.expired:
@@ -179,7 +181,7 @@ def deliver(ctx: Context, deadline: Deadline) -> None:
                     len(mail["queue"]),
                 )
                 break
-            outcome = _send_one(ctx, transport, entry, deadline)
+            outcome = _send_one(ctx, transport, entry, deadline, sent_files)
             if outcome == "stop":
                 break
             if outcome == "sent":
@@ -187,9 +189,17 @@ def deliver(ctx: Context, deadline: Deadline) -> None:
     finally:
         transport.close()
         ctx.state.save()
+        for path in sent_files:
+            _remove(path)
 
 
-def _send_one(ctx: Context, transport: Transport, entry: dict[str, Any], deadline: Deadline) -> str:
+def _send_one(
+    ctx: Context,
+    transport: Transport,
+    entry: dict[str, Any],
+    deadline: Deadline,
+    sent_files: list[Path],
+) -> str:
     mail = mail_state(ctx.state)
     log = ctx.log("notify")
     path = message_file(ctx.home, entry["id"])
@@ -217,7 +227,9 @@ def _send_one(ctx: Context, transport: Transport, entry: dict[str, Any], deadlin
     entry["status"] = "sending"
     entry["attempts"] = entry.get("attempts", 0) + 1
     entry["last_attempt_at"] = iso()
-    ctx.state.save()
+    save_each = not transport.resend_replaces
+    if save_each:
+        ctx.state.save()
     try:
         new_thread_id = call(
             lambda: transport.send(entry, raw, thread_id, deadline),
@@ -250,10 +262,18 @@ def _send_one(ctx: Context, transport: Transport, entry: dict[str, Any], deadlin
     mail["sent_total"] += 1
     mail["last_sent_at"] = iso()
     ctx.counts["sent"] += 1
-    ctx.state.save()
+    log.info("sent %s to %s via %s", entry["kind"], entry["to"], transport.name)
+    if save_each:
+        ctx.state.save()
+        _remove(path)
+    else:
+        # The message file goes once the checkpoint no longer lists the email.
+        sent_files.append(path)
+    return "sent"
+
+
+def _remove(path: Path) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:
         pass
-    log.info("sent %s to %s via %s", entry["kind"], entry["to"], transport.name)
-    return "sent"

@@ -97,6 +97,7 @@ def save_credentials(creds, token_path: Path) -> None:
 
 class GmailTransport:
     name = "gmail"
+    resend_replaces = False
 
     def __init__(
         self,

@@ -12,6 +12,9 @@ from .retry import Deadline
 
 class OutboxTransport:
     name = "outbox"
+    # Each email's file name is fixed, so sending it again replaces the file: no
+    # checkpoint save is needed around each send to keep emails from doubling.
+    resend_replaces = True
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder

@@ -76,6 +76,7 @@ def _is_loopback(host: str) -> bool:
 
 class SmtpTransport:
     name = "smtp"
+    resend_replaces = False
 
     def __init__(self, settings: dict[str, Any], home_root: Path, from_address: str) -> None:
         if not settings.get("host"):

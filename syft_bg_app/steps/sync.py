@@ -22,6 +22,7 @@ import yaml
 from ..context import Context
 from ..datasite import JobRef, JobStateError
 from ..decisions import reject_job
+from ..fsutil import load_yaml
 from ..state import iso, parse_iso, utcnow
 from ..submission import check_submission
 
@@ -264,7 +265,8 @@ def _read_one_request(ctx: Context, folder_name: str) -> bool:
 
 def _parse_request(path: os.PathLike, folder_name: str) -> tuple[dict, str | None]:
     try:
-        data = yaml.safe_load(open(path, encoding="utf-8").read(64 * 1024))
+        with open(path, encoding="utf-8") as handle:
+            data = load_yaml(handle.read(64 * 1024))
     except (UnicodeDecodeError, yaml.YAMLError):
         return {}, "request.yaml is not valid YAML text"
     if not isinstance(data, dict):
