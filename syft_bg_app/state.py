@@ -75,18 +75,42 @@ def empty_state() -> dict[str, Any]:
     }
 
 
+# What each pass records about itself lives in a small file of its own, so that
+# an idle pass rewrites that file and never the checkpoint, however large.
+PASS_RECORD_KEYS = ("steps", "last_pass")
+
+
+def _split(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    checkpoint = {k: v for k, v in data.items() if k not in PASS_RECORD_KEYS}
+    return checkpoint, {k: data[k] for k in PASS_RECORD_KEYS}
+
+
 class State:
     """The checkpoint in memory, with the few operations the steps share."""
 
     def __init__(self, data: dict[str, Any], path: Path) -> None:
         self.data = data
         self.path = path
+        self.pass_record_path = path.with_name("last_pass.json")
         # marshal is a fast C serializer: comparing its bytes tells whether a
-        # step changed anything, so an idle pass writes nothing.
-        self._saved = marshal.dumps(data)
+        # step changed anything, so an idle pass writes nothing it need not.
+        checkpoint, record = _split(data)
+        self._saved = marshal.dumps(checkpoint)
+        self._saved_record = marshal.dumps(record)
 
     @classmethod
     def load(cls, path: Path) -> State:
+        state = cls._load_checkpoint(path)
+        try:
+            record = json.loads(state.pass_record_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return state  # no pass recorded yet, or a record torn by a full disk
+        state.data.update({k: record[k] for k in PASS_RECORD_KEYS if k in record})
+        state._saved_record = marshal.dumps(_split(state.data)[1])
+        return state
+
+    @classmethod
+    def _load_checkpoint(cls, path: Path) -> State:
         try:
             raw = path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -117,14 +141,20 @@ class State:
         return not self.data["baseline_done"]
 
     def save(self) -> bool:
-        """Write the checkpoint if it changed; True when written."""
-        self._compact_finished_jobs()
-        current = marshal.dumps(self.data)
-        if current == self._saved:
-            return False
-        atomic_write_json(self.path, self.data, mode=0o600, compact=True)
-        self._saved = current
-        return True
+        """Write what changed (checkpoint, pass record); True when the checkpoint was."""
+        checkpoint, record = _split(self.data)
+        current = marshal.dumps(checkpoint)
+        written = current != self._saved
+        if written:
+            self._compact_finished_jobs()
+            current = marshal.dumps(checkpoint)
+            atomic_write_json(self.path, checkpoint, mode=0o600, compact=True)
+            self._saved = current
+        current_record = marshal.dumps(record)
+        if current_record != self._saved_record:
+            atomic_write_json(self.pass_record_path, record, mode=0o600, compact=True)
+            self._saved_record = current_record
+        return written
 
     def _compact_finished_jobs(self) -> None:
         # Finished jobs stay only so they are never received twice; what sync

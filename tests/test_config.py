@@ -45,7 +45,9 @@ def test_malformed_config_exits_2_naming_file_line_and_key_and_changes_nothing(b
     result = bare_app.cli("run", "--once")
 
     assert result.returncode == 2, result.stderr
-    assert _expected(case) in result.stderr
+    # " ... " in an expectation stands for words that differ between YAML parsers.
+    for part in _expected(case).split(" ... "):
+        assert part in result.stderr
     assert str(bare_app.home.config_file) in result.stderr
     assert sorted(p.name for p in bare_app.home.root.iterdir()) == before
     assert list(datasite.iterdir()) == []

@@ -235,8 +235,16 @@ def _reap(ctx: Context, ref: JobRef, record: dict[str, Any]) -> None:
         return
     if not status:
         # Nothing was launched: the pass stopped first, or the supervisor could not start.
+        # The pass creates this file just before it launches the supervisor: without
+        # it the pass itself stopped (killed) while preparing, which is no failed start.
+        launched = layout.supervisor_errors.exists()
         errors = _read_or_empty(layout.supervisor_errors).decode("utf-8", "replace").strip()
         shutil.rmtree(layout.root, ignore_errors=True)
+        if not launched:
+            log.warning("%s: the pass starting it stopped first; it is started again", ref.label)
+            record["status"] = "approved"
+            record.pop("run_dir", None)
+            return
         attempts = record.get("start_attempts", 0) + 1
         if attempts >= MAX_START_ATTEMPTS:
             reason = f"its supervisor failed to start {attempts} times"
