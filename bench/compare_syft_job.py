@@ -24,7 +24,7 @@ import yaml
 DO_EMAIL = "owner@bench.example"
 SCRIPT = "echo ok\n"
 PEERS = 10
-MAX_CONCURRENT = 8
+MAX_CONCURRENT = 32
 
 
 def _submit_all(root: Path, jobs: int) -> None:

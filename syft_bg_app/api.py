@@ -137,7 +137,7 @@ class Job:
     def approve(self, reason: str | None = None) -> Job:
         return approve(self, reason, home=self._home)
 
-    def reject(self, reason: str) -> Job:
+    def reject(self, reason: str | None = None) -> Job:
         return reject(self, reason, home=self._home)
 
     def refresh(self) -> Job:
@@ -310,10 +310,11 @@ def approve(
     return _load(ref.label, app_home)
 
 
-def reject(job: str | Job, reason: str, *, home: PathLike | AppHome | None = None) -> Job:
-    """Reject a job; ``reason`` is sent to the data scientist."""
-    if not reason or not str(reason).strip():
-        raise UsageError("a rejection needs a reason (the data scientist sees it)")
+def reject(
+    job: str | Job, reason: str | None = None, *, home: PathLike | AppHome | None = None
+) -> Job:
+    """Reject a job; ``reason``, if given, is sent to the data scientist."""
+    reason = str(reason).strip() if reason is not None and str(reason).strip() else None
     app_home = _home(home)
     with changing(app_home, "api reject") as ctx:
         ref = jobs_mod.resolve(ctx, _spec(job))

@@ -101,7 +101,7 @@ def cmd_jobs_reject(args: argparse.Namespace) -> int:
     with changing(_home(args), "jobs reject") as ctx:
         ref = job_views.resolve(ctx, args.job)
         decisions.reject_job(ctx, ref, args.reason)
-    print(f"rejected {ref.label}: {args.reason}")
+    print(f"rejected {ref.label}" + (f": {args.reason}" if args.reason else ""))
     return 0
 
 
@@ -263,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         'syft-bg jobs reject alice@uni.edu/my-analysis -r "reads raw rows"',
     )
     q.add_argument("job", help=job_help)
-    q.add_argument("-r", "--reason", required=True, help="why (the data scientist sees this)")
+    q.add_argument("-r", "--reason", help="why (sent to the data scientist)")
 
     p = _add(sub, "peers", None, "List, accept and reject peers.", "syft-bg peers list")
     peers_sub = p.add_subparsers(title="peers commands", metavar="ACTION", required=True)

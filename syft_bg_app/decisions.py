@@ -7,12 +7,14 @@ to the audit log.
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from . import audit, snapshot
 from .context import Context
 from .datasite import JobRef
 from .errors import SyftBgError
+from .jobfiles import file_set_hashes
 from .state import iso
 
 
@@ -36,18 +38,30 @@ def approve_job(
     hashes: dict[str, str] | None = None,
 ) -> None:
     record = _job_record(ctx, ref)
-    if record["status"] not in ("pending", "received"):
+    if record["status"] != "pending":
         raise DecisionError(f"{ref.label} is {record['status']}; only pending jobs can be approved")
+    folder = ctx.datasite.submission_dir(ref)
+    # A rule pins the hashes it matched; a person approves what they were shown,
+    # the files as they were when the job was received.
+    shown = record.get("received_hashes") if hashes is None else None
     # The snapshot is what will run; take it before anything says "approved".
     try:
-        hashes = snapshot.take(
-            ctx.home.snapshots_dir,
-            ref,
-            ctx.datasite.submission_dir(ref),
-            expected=hashes,
-        )
+        hashes = snapshot.take(ctx.home.snapshots_dir, ref, folder, expected=hashes or shown)
     except snapshot.SnapshotError as exc:
-        raise DecisionError(f"cannot approve: {exc}") from None
+        if shown is None:
+            raise DecisionError(f"cannot approve: {exc}") from None
+        now_hashes = file_set_hashes(folder)
+        changed = sorted(
+            p for p in set(shown) | set(now_hashes) if shown.get(p) != now_hashes.get(p)
+        )
+        # Shown again from now on: approving once more approves the files as they are now.
+        record["received_hashes"] = now_hashes
+        ctx.state.save()
+        raise DecisionError(
+            f"cannot approve {ref.label}: its files changed since it was received "
+            f"({', '.join(changed) or exc}); review them again (syft-bg jobs show "
+            f"{shlex.quote(ref.label)}); approving again approves them as they are now"
+        ) from None
     now = iso()
     ctx.datasite.write_job_state(
         ref,
@@ -76,7 +90,7 @@ def approve_job(
     )
 
 
-def reject_job(ctx: Context, ref: JobRef, reason: str, method: str = "manual") -> None:
+def reject_job(ctx: Context, ref: JobRef, reason: str | None, method: str = "manual") -> None:
     """Reject a job; ``method`` is "manual", or "on receipt" for a job sync found invalid."""
     record = _job_record(ctx, ref)
     if record["status"] not in ("pending", "received", "approved"):
@@ -97,7 +111,8 @@ def reject_job(ctx: Context, ref: JobRef, reason: str, method: str = "manual") -
     ctx.counts["rejected"] += 1
     ctx.log("approve" if method == "manual" else "sync").info("rejected %s: %s", ref.label, reason)
     ctx.state.add_event("job_rejected", ds_email=ref.ds_email, job=ref.name, reason=reason)
-    audit.record(ctx.home.audit_log, ref.label, "rejected", reason, method=method)
+    why = reason or "rejected by the data owner (no reason given)"
+    audit.record(ctx.home.audit_log, ref.label, "rejected", why, method=method)
 
 
 def accept_peer(ctx: Context, email: str, method: str, why: str) -> None:

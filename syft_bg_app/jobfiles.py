@@ -156,3 +156,9 @@ def collect(job_dir: Path) -> JobFiles:
                     found.files[rel] = st
     found.problems.sort()
     return found
+
+
+def file_set_hashes(job_dir: Path) -> dict[str, str]:
+    """{path: sha256} of the job's file set as it is now (refused files left out)."""
+    found = collect(job_dir)
+    return {rel: found.hash(rel) for rel in sorted(found.files)}

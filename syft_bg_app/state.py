@@ -21,7 +21,14 @@ SCHEMA_VERSION = 2
 TERMINAL_STATUSES = frozenset({"rejected", "done", "failed"})
 ACTIVE_STATUSES = frozenset({"received", "pending", "approved", "running"})
 SYNC_ONLY_KEYS = frozenset(
-    {"seen_at", "waiting_since", "waiting_reason", "state_mtime_ns", "received_at", "reason"}
+    {
+        "seen_at",
+        "waiting_since",
+        "waiting_reason",
+        "state_mtime_ns",
+        "received_at",
+        "received_hashes",
+    }
 )
 
 

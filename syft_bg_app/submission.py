@@ -56,6 +56,11 @@ def _safe_manifest_path(item: Any) -> str | None:
     return "/".join(parts)
 
 
+def _never_delivered(rel: str) -> bool:
+    *folders, name = rel.split("/")
+    return is_ignored_name(name, False) or any(is_ignored_name(f, True) for f in folders)
+
+
 def read_metadata(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     """(metadata, problem): parse config.yaml without trusting its size or shape."""
     try:
@@ -120,6 +125,8 @@ def check_submission(folder: Path, max_bytes: int | None = None) -> SubmissionCh
         if rel is None:
             check.invalid.append(f"config.yaml files lists an unsafe path {item!r}")
             continue
+        if _never_delivered(rel):
+            continue  # syft-job lists every file; sync clients skip these
         try:
             st = os.stat(folder / "code" / rel, follow_symlinks=False)
         except (FileNotFoundError, NotADirectoryError):

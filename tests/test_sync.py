@@ -202,3 +202,50 @@ def test_a_deleted_job_folder_does_not_break_the_pass(app):
     app.run_pass()
     shutil.rmtree(folder)
     assert app.run_pass().exit_code == 0
+
+
+def test_a_job_that_cannot_be_received_does_not_hold_up_others_and_is_retried(app):
+    app.submit("blocked", ds_email="alice@uni.edu")
+    app.submit("fine", ds_email="bob@lab.org")
+    # A file where alice's review folder belongs: writing her state.yaml fails.
+    app.datasite.review.mkdir(parents=True, exist_ok=True)
+    blocker = app.datasite.review / "alice@uni.edu"
+    blocker.write_text("in the way")
+
+    result = app.run_pass()
+
+    assert result.exit_code == 1 and result.failed_steps == ["sync"]
+    assert app.job_state("fine", "bob@lab.org")["status"] == "pending"
+    steps = State.load(app.home.state_file).data["steps"]
+    assert "alice@uni.edu/blocked" in steps["sync"]["error"]
+
+    blocker.unlink()
+    assert app.run_pass().exit_code == 0
+    assert app.job_state("blocked", "alice@uni.edu")["status"] == "pending"
+
+
+def test_a_request_yaml_that_is_a_folder_is_reported_and_other_requests_still_read(app):
+    _disable_notify(app)
+    (app.datasite.peers / "mallory@evil.example" / "request.yaml" / "x").mkdir(parents=True)
+    app.request_peer("bob@lab.org")
+    assert app.run_pass().exit_code == 0
+    state = State.load(app.home.state_file)
+    assert state.peer("bob@lab.org")["status"] == "requested"
+    assert "cannot be read" in state.peer("mallory@evil.example")["problem"]
+
+
+def test_a_rejected_peer_asks_again_only_with_a_newer_request(app):
+    _disable_notify(app)
+    path = app.request_peer("bob@lab.org")
+    app.run_pass()
+    app.cli("peers", "reject", "bob@lab.org", "-r", "unknown", check=True)
+    # Rewriting the same request does not reopen it.
+    path.write_text(path.read_text() + "\n")
+    app.run_pass()
+    assert State.load(app.home.state_file).peer("bob@lab.org")["status"] == "rejected"
+    path.write_text(
+        yaml.safe_dump({"email": "bob@lab.org", "requested_at": "2099-01-01T00:00:00Z"})
+    )
+    app.run_pass()
+    assert State.load(app.home.state_file).peer("bob@lab.org")["status"] == "requested"
+    assert len(_events(app, "peer_requested")) == 2

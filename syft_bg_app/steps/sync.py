@@ -13,6 +13,7 @@ again; finished history is never re-read.
 from __future__ import annotations
 
 import os
+import stat
 import time
 from datetime import datetime
 from typing import Any
@@ -23,6 +24,7 @@ from ..context import Context
 from ..datasite import JobRef, JobStateError
 from ..decisions import reject_job
 from ..fsutil import load_yaml
+from ..jobfiles import file_set_hashes
 from ..state import iso, parse_iso, utcnow
 from ..submission import check_submission
 
@@ -36,17 +38,42 @@ def run(ctx: Context) -> None:
     ctx.datasite.inbox.mkdir(parents=True, exist_ok=True)
     if ctx.state.is_fresh:
         _record_history(ctx)
+    problems: list[str] = []
     for ds_email in ctx.datasite.list_ds_emails():
         _note_known_peer(ctx, ds_email)
-        for ref in _new_job_folders(ctx, ds_email):
-            _receive(ctx, ref)
+        looks = [_look(ctx, folder) for _, folder in ctx.datasite.job_folders(ds_email)]
+        if not any(changed for _, changed, _ in looks):
+            continue
+        failed = [ref for ref in _unknown_jobs(ctx, ds_email) if not _isolated(ctx, ref, problems)]
+        if not failed:
+            # Remembered only once every new folder was handled, so a pass that
+            # fails half-way lists this folder again next time.
+            for folder, _, mtime_ns in looks:
+                ctx.state.data["scan"][folder] = mtime_ns
     for ds_email, job_name, record in ctx.state.active_jobs():
-        ref = JobRef(ds_email, job_name, record["protocol"])
-        if record["status"] == "received":
+        _isolated(ctx, JobRef(ds_email, job_name, record["protocol"]), problems)
+    _read_peer_requests(ctx, problems)
+    if problems:
+        raise SyncError(f"{len(problems)} problem(s), the rest was synced: " + "; ".join(problems))
+
+
+class SyncError(RuntimeError):
+    pass
+
+
+def _isolated(ctx: Context, ref: JobRef, problems: list[str]) -> bool:
+    """Receive or follow one job; a failure is logged and kept from the others."""
+    try:
+        record = ctx.state.job(ref.ds_email, ref.name)
+        if record is None or record["status"] == "received":
             _receive(ctx, ref)
         else:
             _follow(ctx, ref, record)
-    _read_peer_requests(ctx)
+    except Exception as exc:
+        ctx.log("sync").exception("%s could not be synced", ref.label)
+        problems.append(f"{ref.label}: {type(exc).__name__}: {exc}")
+        return False
+    return True
 
 
 def _record_history(ctx: Context) -> None:
@@ -71,31 +98,27 @@ def _record_history(ctx: Context) -> None:
     ctx.state.save()
 
 
-def _changed_since_last_look(ctx: Context, folder: os.PathLike) -> bool:
-    """True when ``folder`` may hold entries not seen before; remembers its mtime."""
-    scan = ctx.state.data["scan"]
+def _look(ctx: Context, folder: os.PathLike) -> tuple[str, bool, int | None]:
+    """(key, changed since last remembered, mtime to remember once handled).
+
+    A folder modified within RACY_SECONDS may change again in the same clock
+    tick; its mtime is not trusted as a cache key (None) until it is older.
+    """
     key = os.fspath(folder)
     try:
         mtime_ns = os.stat(folder).st_mtime_ns
-    except FileNotFoundError:
-        scan.pop(key, None)
-        return False
-    if scan.get(key) == mtime_ns:
-        return False
+    except (FileNotFoundError, NotADirectoryError):
+        ctx.state.data["scan"].pop(key, None)
+        return key, False, None
+    if ctx.state.data["scan"].get(key) == mtime_ns:
+        return key, False, mtime_ns
     racy = time.time() - mtime_ns / 1e9 < RACY_SECONDS
-    scan[key] = None if racy else mtime_ns
-    return True
+    return key, True, None if racy else mtime_ns
 
 
-def _new_job_folders(ctx: Context, ds_email: str) -> list[JobRef]:
-    refs = []
-    folders = ctx.datasite.job_folders(ds_email)
-    if not any([_changed_since_last_look(ctx, folder) for _, folder in folders]):
-        return refs
-    for ref in ctx.datasite.list_job_names(ds_email):
-        if ctx.state.job(ref.ds_email, ref.name) is None:
-            refs.append(ref)
-    return sorted(refs)
+def _unknown_jobs(ctx: Context, ds_email: str) -> list[JobRef]:
+    refs = ctx.datasite.list_job_names(ds_email)
+    return sorted(ref for ref in refs if ctx.state.job(ref.ds_email, ref.name) is None)
 
 
 def _receive(ctx: Context, ref: JobRef) -> None:
@@ -112,7 +135,10 @@ def _receive(ctx: Context, ref: JobRef) -> None:
             ctx.state.add_event("job_submitted", ds_email=ref.ds_email, job=ref.name)
             if on_disk["status"] != "pending":
                 _status_event(ctx, ref, on_disk["status"], on_disk)
-        _remember(ctx, ref, on_disk["status"], record)
+        extra = {}
+        if record is None and on_disk["status"] == "pending":
+            extra["received_hashes"] = file_set_hashes(ctx.datasite.submission_dir(ref))
+        _remember(ctx, ref, on_disk["status"], record, **extra)
         return
     folder = ctx.datasite.submission_dir(ref)
     if not folder.is_dir():
@@ -121,8 +147,10 @@ def _receive(ctx: Context, ref: JobRef) -> None:
     now = utcnow()
     if check.complete:
         received_at = iso(now)
+        # What the data owner is shown; a manual approval must approve these bytes.
+        hashes = file_set_hashes(folder)
         ctx.datasite.write_job_state(ref, status="pending", received_at=received_at)
-        _remember(ctx, ref, "pending", record, received_at=received_at)
+        _remember(ctx, ref, "pending", record, received_at=received_at, received_hashes=hashes)
         ctx.counts["received"] += 1
         log.info("received %s", ref.label)
         ctx.state.add_event("job_submitted", ds_email=ref.ds_email, job=ref.name)
@@ -212,19 +240,30 @@ def _note_known_peer(ctx: Context, ds_email: str) -> None:
         ctx.state.add_event("peer_accepted", ds_email=ds_email)
 
 
-def _read_peer_requests(ctx: Context) -> None:
+def _read_peer_requests(ctx: Context, problems: list[str]) -> None:
     peers_dir = ctx.datasite.peers
     if not peers_dir.is_dir():
         return
-    if _changed_since_last_look(ctx, peers_dir):
+    key, changed, mtime_ns = _look(ctx, peers_dir)
+    if changed:
         folders = {e.name for e in os.scandir(peers_dir) if e.is_dir(follow_symlinks=False)}
     else:
         # Unchanged folder list: look again only at requests known or still arriving.
         peers = ctx.state.data["peers"]
         folders = {e for e, r in peers.items() if r.get("request_mtime_ns")}
         folders |= set(ctx.state.data["peer_folders_waiting"])
-    arrived = {email for email in sorted(folders) if _read_one_request(ctx, email)}
+    arrived, failed = set(), False
+    for email in sorted(folders):
+        try:
+            if _read_one_request(ctx, email):
+                arrived.add(email)
+        except Exception as exc:
+            ctx.log("sync").exception("peer request %s could not be read", email)
+            problems.append(f"peer request {email}: {type(exc).__name__}: {exc}")
+            failed = True
     ctx.state.data["peer_folders_waiting"] = sorted(folders - arrived)
+    if changed and not failed:
+        ctx.state.data["scan"][key] = mtime_ns
 
 
 def _read_one_request(ctx: Context, folder_name: str) -> bool:
@@ -246,7 +285,15 @@ def _read_one_request(ctx: Context, folder_name: str) -> bool:
         record.update(problem=problem, request_mtime_ns=mtime_ns)
         ctx.state.set_peer(folder_name, record)
         return True
-    if record and record["status"] == "accepted":
+    if record and (
+        record["status"] == "accepted"
+        or (
+            record["status"] == "rejected"
+            and record.get("decided_at")
+            and parse_iso(request["requested_at"]) <= parse_iso(record["decided_at"])
+        )
+    ):
+        # Accepted already, or the request the data owner already turned down.
         record["request_mtime_ns"] = mtime_ns
         return True
     new_record = {
@@ -265,8 +312,14 @@ def _read_one_request(ctx: Context, folder_name: str) -> bool:
 
 def _parse_request(path: os.PathLike, folder_name: str) -> tuple[dict, str | None]:
     try:
-        with open(path, encoding="utf-8") as handle:
-            data = load_yaml(handle.read(64 * 1024))
+        # O_NONBLOCK: a fifo put in place of the file must not hang the pass.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                return {}, "request.yaml is not a regular file"
+            data = load_yaml(handle.read(64 * 1024).decode("utf-8"))
+    except OSError as exc:
+        return {}, f"request.yaml cannot be read ({exc.strerror})"
     except (UnicodeDecodeError, yaml.YAMLError):
         return {}, "request.yaml is not valid YAML text"
     if not isinstance(data, dict):
