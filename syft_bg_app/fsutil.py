@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,24 +98,3 @@ def append_line(path: Path, line: str, mode: int = 0o600) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def walk_files(root: Path) -> Iterator[tuple[str, os.DirEntry]]:
-    """Yield (relative posix path, entry) for every non-directory under ``root``.
-
-    Symlinks are yielded as entries (never followed), so callers can refuse them.
-    Names a sync client ignores are skipped.
-    """
-    stack = [("", root)]
-    while stack:
-        prefix, folder = stack.pop()
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                rel = f"{prefix}{entry.name}"
-                is_dir = entry.is_dir(follow_symlinks=False)
-                if is_ignored_name(entry.name, is_dir):
-                    continue
-                if is_dir:
-                    stack.append((rel + "/", Path(entry.path)))
-                else:
-                    yield rel, entry

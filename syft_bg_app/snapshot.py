@@ -116,7 +116,3 @@ def verified(snapshots_root: Path, ref: JobRef) -> tuple[Path, dict[str, str]]:
     shutil.rmtree(files_dir, ignore_errors=True)
     os.replace(unpacked, files_dir)
     return files_dir, expected
-
-
-def discard(snapshots_root: Path, ref: JobRef) -> None:
-    shutil.rmtree(snapshot_dir(snapshots_root, ref), ignore_errors=True)

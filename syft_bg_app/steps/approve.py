@@ -90,18 +90,6 @@ def _peers(ctx: Context, notes: _AuditNotes) -> None:
             ctx.log("approve").info("peer request %s left for the data owner: %s", email, why)
 
 
-def peer_rule(ctx: Context, email: str) -> str | None:
-    """Why ``email`` is accepted automatically, or None."""
-    approved = ctx.config.get("approve.peers")
-    ok, why = peer_auto_accept_reason(
-        email, approved["approved_domains"], approved["approved_emails"]
-    )
-    return why if ok else None
-
-
-# -- jobs ----------------------------------------------------------------------
-
-
 def _jobs(ctx: Context, notes: _AuditNotes) -> None:
     index = RuleIndex(load_rules(ctx.config))
     peers = ctx.state.data["peers"]
