@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from email import policy
+from email.message import EmailMessage
 from pathlib import Path
 
 import yaml
@@ -36,7 +37,11 @@ ACCEPTED_DOMAIN = "uni.edu"
 OTHER_DOMAIN = "other.org"
 RUN_SH = "#!/bin/bash\ncd code && bash script.sh\n"
 # What the rule pins: the ledger line makes a second run of any job visible.
-SCRIPT = 'echo "$SYFT_BG_RUN $$" >> "{ledger}"\nmkdir -p outputs\necho "$SYFT_BG_RUN" > outputs/ran.txt\n'
+SCRIPT = (
+    'echo "$SYFT_BG_RUN $$" >> "{ledger}"\n'
+    "mkdir -p outputs\n"
+    'echo "$SYFT_BG_RUN" > outputs/ran.txt\n'
+)
 # A job that differs from the rule by one line: it matches nothing and stays pending.
 OFF_RULE_SCRIPT = SCRIPT + "echo not-what-the-rule-pins\n"
 PASS_ARGV = [sys.executable, "-m", "syft_bg_app", "run", "--once"]
@@ -80,8 +85,7 @@ class Scenario:
         **config: object,
     ) -> Scenario:
         emails = [
-            f"ds{i}@{ACCEPTED_DOMAIN if i < accepted_peers else OTHER_DOMAIN}"
-            for i in range(peers)
+            f"ds{i}@{ACCEPTED_DOMAIN if i < accepted_peers else OTHER_DOMAIN}" for i in range(peers)
         ]
         jobs = [
             # The last job of the first ``off_rule`` peers differs from the rule.
@@ -173,32 +177,33 @@ def _data_files(count: int, kb: int) -> dict[str, str]:
 # -- reading what happened --------------------------------------------------------------
 
 
-def outbox_emails(app: App) -> Counter:
-    """(to, event, entity) of every .eml in the outbox; the entity is read from the
-    subject the way a person would tell the emails apart."""
-    subjects = {}
-    for ds in {m for m in _recipients(app)}:
-        subjects[peer_subject("do", ds, DO_EMAIL)] = ds
+def outbox_messages(app: App) -> list[EmailMessage]:
+    return [
+        email.message_from_bytes(path.read_bytes(), policy=policy.default)
+        for path in sorted(app.home.outbox_dir.glob("*.eml"))
+    ]
+
+
+def email_table(messages: list[EmailMessage]) -> Counter:
+    """(to, event, entity) of each message; the entity is read from the subject the
+    way a person tells the emails apart (the job, or the peer who asked)."""
     found: Counter = Counter()
-    for path in sorted(app.home.outbox_dir.glob("*.eml")):
-        message = email.message_from_bytes(path.read_bytes(), policy=policy.default)
+    for message in messages:
         kind, to, subject = message["X-Syft-BG-Event"], message["To"], message["Subject"]
         if kind.startswith("peer_"):
-            entity = subjects.get(subject, to)
+            asking = subject.removeprefix("[syft-bg] peer request from ")
+            entity = to if subject == peer_subject("ds", to, DO_EMAIL) else asking
+            assert subject == peer_subject("do" if to == DO_EMAIL else "ds", entity, DO_EMAIL)
         else:
             match = re.match(r"\[syft-bg\] (?:your )?job (\S+) (?:from|on) (\S+)$", subject)
             assert match, subject
             name, who = match.groups()
-            ds = who if who != DO_EMAIL else to
-            assert subject in (job_subject("do", ds, name, DO_EMAIL), job_subject("ds", ds, name, DO_EMAIL))
+            ds = who if to == DO_EMAIL else to
+            role = "do" if to == DO_EMAIL else "ds"
+            assert subject == job_subject(role, ds, name, DO_EMAIL), subject
             entity = f"{ds}/{name}"
         found[(to, kind, entity)] += 1
     return found
-
-
-def _recipients(app: App) -> set[str]:
-    folder = app.datasite.peers
-    return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
 
 
 def ledger_runs(scenario: Scenario) -> Counter:
@@ -262,7 +267,22 @@ def pass_intervals(app: App) -> list[tuple[float, float, int]]:
 
 
 def check_outcome(scenario: Scenario) -> dict[str, int]:
-    """Everything the data owner and the data scientists rely on, after the faults."""
+    """Everything the data owner and the data scientists rely on, after the faults
+    (mail through the outbox)."""
+    app = scenario.app
+    state = check_jobs(scenario)
+    # Every email of the table arrived, once; the queue is empty; nothing is waiting.
+    expected = scenario.expected_emails()
+    assert email_table(outbox_messages(app)) == expected
+    mail = state.data["mail"]
+    assert mail["queue"] == []
+    assert mail["sent_total"] == sum(expected.values())
+    assert state.data["events"] == []
+    return {"emails": sum(expected.values())}
+
+
+def check_jobs(scenario: Scenario) -> State:
+    """Jobs and peers where the rules put them; every approved job ran exactly once."""
     app = scenario.app
     state = State.load(app.home.state_file)
     # Every job is where the rules put it, in the checkpoint and in the datasite.
@@ -299,15 +319,7 @@ def check_outcome(scenario: Scenario) -> dict[str, int]:
         assert status["return_code"] == 0, (folder, status)
         finished.append(json.loads(layout.info.read_text())["job"])
     assert sorted(finished) == sorted(job.label for job in scenario.approved)
-
-    # Every email of the table arrived, once; the queue is empty; nothing is waiting.
-    expected = scenario.expected_emails()
-    assert outbox_emails(app) == expected
-    mail = state.data["mail"]
-    assert mail["queue"] == []
-    assert mail["sent_total"] == sum(expected.values())
-    assert state.data["events"] == []
-    return {"emails": sum(expected.values())}
+    return state
 
 
 # -- passes as processes ------------------------------------------------------------------
@@ -388,15 +400,105 @@ def _count(folder: Path) -> int:
 def run_until_quiet(app: App, max_passes: int = 40, settle: float = 0.2) -> int:
     """Passes (as processes) until one finds nothing new and no job is running."""
     for number in range(1, max_passes + 1):
-        result = subprocess.run(
-            PASS_ARGV, env=app.env, capture_output=True, text=True, timeout=120
-        )
+        result = subprocess.run(PASS_ARGV, env=app.env, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
         state = State.load(app.home.state_file)
         busy = any(r["status"] in ("approved", "running") for _, _, r in state.iter_jobs())
-        if "nothing new" in result.stderr and not busy and not state.data.get("mail", {}).get(
-            "queue"
+        if (
+            "nothing new" in result.stderr
+            and not busy
+            and not state.data.get("mail", {}).get("queue")
         ):
             return number
         time.sleep(settle)
     raise AssertionError(f"still busy after {max_passes} passes")
+
+
+# -- a disk that fills up -------------------------------------------------------------
+
+# Run with ``python -c`` before the real CLI: from the (AFTER+1)-th attempt on, making
+# or filling a file under ROOT fails with ENOSPC, as on a full disk. Appending to a
+# file that exists still opens (a full disk refuses the bytes, not the open), so the
+# log keeps what it can.
+ENOSPC_WRAPPER = """
+import builtins, errno, os, sys, tempfile
+
+ROOT, AFTER = os.path.realpath(sys.argv[1]), int(sys.argv[2])
+seen = [0]
+
+
+def full(path):
+    try:
+        path = os.path.realpath(os.fsdecode(path))
+    except (TypeError, ValueError):
+        return False
+    if path != ROOT and not path.startswith(ROOT + os.sep):
+        return False
+    seen[0] += 1
+    return seen[0] > AFTER
+
+
+def refuse(path):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fsdecode(path))
+
+
+real_mkstemp = tempfile.mkstemp
+
+
+def mkstemp(suffix=None, prefix=None, dir=None, text=False):
+    if dir is not None and full(os.path.join(dir, "x")):
+        refuse(os.path.join(dir, (prefix or "") + "XXXXXX"))
+    return real_mkstemp(suffix, prefix, dir, text)
+
+
+real_open, real_os_open, real_write = builtins.open, os.open, os.write
+
+
+def new_file(path, writing, truncating):
+    if not isinstance(path, (str, bytes, os.PathLike)) or not writing:
+        return False
+    return (truncating or not os.path.exists(path)) and full(path)
+
+
+def opener(file, mode="r", *args, **kwargs):
+    if new_file(file, any(c in mode for c in "wax+"), "w" in mode):
+        refuse(file)
+    return real_open(file, mode, *args, **kwargs)
+
+
+def os_open(path, flags, mode=0o777, *, dir_fd=None):
+    writing = flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)
+    if dir_fd is None and new_file(path, writing, flags & os.O_TRUNC):
+        refuse(path)
+    return real_os_open(path, flags, mode, dir_fd=dir_fd)
+
+
+def os_write(fd, data):
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        target = None
+    if target and os.path.isfile(target) and full(target):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return real_write(fd, data)
+
+
+tempfile.mkstemp, builtins.open, os.open, os.write = mkstemp, opener, os_open, os_write
+sys.argv = ["syft-bg", *sys.argv[3:]]
+from syft_bg_app.cli import main
+
+sys.exit(main())
+"""
+
+
+def run_with_full_disk(app: App, root: Path, after: int, *args: str):
+    """``syft-bg ARGS`` as a process whose disk under ``root`` fills up after
+    ``after`` file writes."""
+    return subprocess.run(
+        [sys.executable, "-c", ENOSPC_WRAPPER, str(root), str(after), *args],
+        env=app.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )

@@ -36,9 +36,7 @@ def test_sigkill_at_random_instants_loses_nothing_and_runs_nothing_twice(app, tm
     # 30 jobs from 10 peers arrive over 30 rounds; 7 peers are accepted by domain and
     # the rule approves 19 of their jobs; each job carries 60 data files, so that
     # receiving, approving, starting and mailing it take real time.
-    scenario = Scenario.build(
-        app, tmp_path / "ledger.txt", rounds=30, data_files=60, data_kb=4
-    )
+    scenario = Scenario.build(app, tmp_path / "ledger.txt", rounds=30, data_files=60, data_kb=4)
     killer = Killer(app, rng)
     started = time.monotonic()
     mid_send = 0

@@ -90,6 +90,9 @@ def _peers(ctx: Context, notes: _AuditNotes) -> None:
             ctx.log("approve").info("peer request %s left for the data owner: %s", email, why)
 
 
+# -- jobs ----------------------------------------------------------------------
+
+
 def _jobs(ctx: Context, notes: _AuditNotes) -> None:
     index = RuleIndex(load_rules(ctx.config))
     peers = ctx.state.data["peers"]
