@@ -32,7 +32,7 @@ def init_app(
 ) -> tuple[Path, Datasite]:
     """Write config.yaml and the datasite's base layout (``init``, CLI and API)."""
     email = email.strip()
-    if not EMAIL_RE.match(email):
+    if not EMAIL_RE.fullmatch(email):
         raise UsageError(f"-e/--email: {email!r} is not an email address")
     if home.config_file.exists() and not force:
         raise UsageError(

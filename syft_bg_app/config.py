@@ -291,6 +291,13 @@ SCHEMA: dict[str, Key] = {
             "tail with a marker where it was cut.",
             minimum=4,
         ),
+        outputs_cap_mb=Key(
+            "int",
+            1024,
+            "MiB of a job's code/outputs/ published to its results; files beyond it are "
+            "left out, and stderr.txt says so.",
+            minimum=1,
+        ),
         keep_days=Key(
             "int",
             7,
@@ -544,7 +551,7 @@ def _check_str(value: Any, spec: Key) -> tuple[bool, Any, str]:
 
 
 def _check_email(value: Any, spec: Key) -> tuple[bool, Any, str]:
-    if isinstance(value, str) and EMAIL_RE.match(value.strip()):
+    if isinstance(value, str) and EMAIL_RE.fullmatch(value.strip()):
         return True, value.strip().lower(), ""
     return False, None, f"must be an email address like name@example.org, got {value!r}"
 

@@ -22,6 +22,7 @@ warning saying what the old entry became and what it still needs.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -323,7 +324,8 @@ class _Migrator:
                 dotted,
                 f"syft-bg 0.3 object became rule '{name}' with paths relative to the job "
                 f"folder (main.py -> code/main.py).{state} It approves nothing until run.sh "
-                f"is pinned, e.g. with: {PIN_HINT.format(name=name)}. Note: {CRLF_NOTE}.",
+                f"is pinned, e.g. with: {PIN_HINT.format(name=shlex.quote(name))}. "
+                f"Note: {CRLF_NOTE}.",
             )
             rules.append(rule)
         if enabled_key is not None and not rules:
@@ -473,7 +475,7 @@ class _Migrator:
             f"{paths}"
             + ("; it is disabled because a script entry is incomplete" if broken else "")
             + (". It is disabled: it lists no scripts" if not files else "")
-            + f". {NEEDS_RUN_SH}{PIN_HINT.format(name=rule_name)}",
+            + f". {NEEDS_RUN_SH}{PIN_HINT.format(name=shlex.quote(rule_name))}",
         )
         return rule
 
@@ -558,7 +560,7 @@ class _Migrator:
                     if rest
                     else ""
                 )
-                + f". {NEEDS_RUN_SH}{PIN_HINT.format(name=name)}",
+                + f". {NEEDS_RUN_SH}{PIN_HINT.format(name=shlex.quote(name))}",
             )
         return rules
 
@@ -595,7 +597,7 @@ def review_rules(
         reason = rule.inert_reason()
         if reason and rule.enabled:
             hint = (
-                "pin it with: " + PIN_HINT.format(name=rule.name)
+                "pin it with: " + PIN_HINT.format(name=shlex.quote(rule.name))
                 if "run.sh" in reason
                 else "fix it in config.yaml"
             )

@@ -30,7 +30,14 @@ import yaml
 from .config import EMAIL_RE, load_config
 from .datasite import CURRENT_PROTOCOL, PROTOCOL_DIR_RE, detect_datasite_path
 from .errors import SyftBgError, UsageError
-from .fsutil import PERMISSION_FILE, atomic_write_yaml, fsync_dir, is_ignored_name
+from .fsutil import (
+    PERMISSION_FILE,
+    atomic_write_yaml,
+    fsync_dir,
+    is_ignored_name,
+    load_untrusted_yaml,
+    untrusted_text,
+)
 from .home import AppHome
 from .state import iso
 from .submission import read_metadata
@@ -42,6 +49,9 @@ SCRIPT_TYPES = {".py": "python", ".sh": "bash"}
 BASH_SCRIPT_NAME = "script.sh"
 MAX_NAME_LENGTH = 200
 RESULT_SKIP = frozenset({"state.yaml", PERMISSION_FILE})
+# The data owner writes state.yaml (syft-job's is well under 4 KiB).
+STATE_CAP_BYTES = 256 * 1024
+REASON_CAP = 4000
 
 
 class SubmitError(SyftBgError):
@@ -60,7 +70,7 @@ class Identity:
 
 def _email(value: str, what: str) -> str:
     email = value.strip().lower()
-    if not EMAIL_RE.match(email):
+    if not EMAIL_RE.fullmatch(email):
         raise UsageError(f"{what}: {value!r} is not an email address")
     return email
 
@@ -452,7 +462,7 @@ class MyJob:
 
     @property
     def reason(self) -> str | None:
-        return self.state.get("review_reason")
+        return untrusted_text(self.state.get("review_reason"), REASON_CAP, multiline=True)
 
     @property
     def results_dir(self) -> Path | None:
@@ -473,10 +483,22 @@ def _datasites(root: Path) -> list[tuple[str, Path]]:
 
 
 def _read_state(path: Path) -> dict[str, Any]:
+    """The data owner's state.yaml of one of my jobs: someone else's file, so it
+    is read without following symlinks or blocking, capped, and without aliases."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except (FileNotFoundError, NotADirectoryError):
         return {}
+    except OSError:
+        return {"status": "unreadable"}
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                return {"status": "unreadable"}
+            raw = handle.read(STATE_CAP_BYTES + 1)
+        if len(raw) > STATE_CAP_BYTES:
+            return {"status": "unreadable"}
+        data = load_untrusted_yaml(raw.decode("utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return {"status": "unreadable"}
     return data if isinstance(data, dict) else {"status": "unreadable"}
@@ -518,7 +540,7 @@ def my_jobs(ident: Identity, status: str | None = None) -> list[MyJob]:
                     do_email=do_email,
                     name=entry.name,
                     protocol=protocol,
-                    status=str(state.get("status") or "received"),
+                    status=untrusted_text(state.get("status")) or "received",
                     submitted_at=_text(metadata.get("submitted_at")),
                     type=_text(metadata.get("type")),
                     submission_dir=Path(entry.path),
@@ -533,8 +555,5 @@ def my_jobs(ident: Identity, status: str | None = None) -> list[MyJob]:
 
 
 def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return iso(value if value.tzinfo else value.replace(tzinfo=timezone.utc))
-    return str(value)
+    """A config.yaml or state.yaml value as short one-line text; None unless a scalar."""
+    return untrusted_text(value)

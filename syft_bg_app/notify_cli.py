@@ -195,7 +195,7 @@ def cmd_mail_test(args: argparse.Namespace) -> int:
 
     with changing(_home(args), "mail test") as ctx:
         to = (args.to or ctx.config.do_email).strip()
-        if not EMAIL_RE.match(to):
+        if not EMAIL_RE.fullmatch(to):
             raise UsageError(f"-t/--to: {to!r} is not an email address")
         transport = ctx.config.get("notify.transport")
         entry = queue_draft(ctx, test_draft(ctx, to, iso(), transport))

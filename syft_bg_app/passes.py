@@ -8,6 +8,7 @@ loses at most the step it was in, and that step is written to be repeatable.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from . import logsetup
 from .config import Config, load_config
 from .context import Context
+from .errors import SyftBgError
 from .home import AppHome
 from .lock import PassLock
 from .state import iso
@@ -43,12 +45,38 @@ def run_pass(home: AppHome, config: Config | None = None) -> PassResult:
         config.get("log.backups"),
     )
     lock = PassLock(home)
-    if not lock.acquire():
-        return PassResult(EXIT_OK, f"another pass is running ({lock.owner()})")
     try:
-        return _locked_pass(home, config)
-    finally:
-        lock.release()
+        if not lock.acquire():
+            return PassResult(EXIT_OK, f"another pass is running ({lock.owner()})")
+        try:
+            return _locked_pass(home, config)
+        finally:
+            lock.release()
+    except OSError as exc:
+        # A full disk or a read-only app home: say so, not a traceback.
+        raise PassWriteError(exc) from None
+
+
+class PassWriteError(SyftBgError):
+    """The pass could not write a file: a full disk, a read-only or unwritable folder."""
+
+    def __init__(self, exc: OSError) -> None:
+        path = os.fsdecode(exc.filename) if exc.filename else ""
+        if os.path.basename(path).startswith(".syft-bg-tmp-"):
+            # The temporary file of an atomic write: the folder is what matters.
+            path = f"cannot write in {os.path.dirname(path)}"
+        where = f" {path}:" if path else ""
+        if exc.errno == errno.ENOSPC:
+            advice = "free some disk space"
+        elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            advice = "make that folder writable for this user"
+        else:
+            advice = "fix the cause"
+        super().__init__(
+            f"the pass stopped:{where} {exc.strerror or exc}. The checkpoint "
+            f"keeps what the last completed step saved, so nothing is lost; {advice} and "
+            f"the next pass carries on."
+        )
 
 
 def _locked_pass(home: AppHome, config: Config) -> PassResult:

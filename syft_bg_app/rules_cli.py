@@ -198,6 +198,8 @@ def _default_name(args: argparse.Namespace, taken: set[str]) -> str:
 
 
 def cmd_auto_approve(args: argparse.Namespace) -> int:
+    from shlex import quote
+
     from .config_writer import update_rules
     from .errors import UsageError
     from .lock import PassLock
@@ -287,7 +289,7 @@ def cmd_auto_approve(args: argparse.Namespace) -> int:
     if reason:
         print(
             f"warning: this rule approves nothing yet: {reason}. "
-            + ("Pin run.sh with: " + PIN_HINT.format(name=rule.name) if rule.enabled else "")
+            + ("Pin run.sh with: " + PIN_HINT.format(name=quote(rule.name)) if rule.enabled else "")
         )
     else:
         print("pending jobs it matches are approved by the next pass")
@@ -391,6 +393,8 @@ def cmd_remove_auto_approval(args: argparse.Namespace) -> int:
 
 
 def cmd_remove_peer(args: argparse.Namespace) -> int:
+    from shlex import quote
+
     from .config_writer import update_rules
     from .errors import NotFoundError
     from .lock import PassLock
@@ -424,7 +428,7 @@ def cmd_remove_peer(args: argparse.Namespace) -> int:
         print(
             f"rule {name!r} is now disabled: {peer} was its last peer, and an empty peer list "
             f"would mean every accepted peer (enable it again with: "
-            f"syft-bg auto-approve --from-job JOB -n {name} -p PEER, or edit config.yaml)"
+            f"syft-bg auto-approve --from-job JOB -n {quote(name)} -p PEER, or edit config.yaml)"
         )
     print(
         f"note: this does not change whether {peer} is a peer (rules never accept or "

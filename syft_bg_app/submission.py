@@ -7,6 +7,7 @@ top-level entry, a symlink, a config.yaml of the wrong shape) is *invalid*.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from .fsutil import PERMISSION_FILE, is_ignored_name, load_yaml
+from .fsutil import PERMISSION_FILE, is_ignored_name, load_untrusted_yaml
 from .jobfiles import collect
 
 TOP_LEVEL = ("config.yaml", "run.sh", "code")
@@ -62,18 +63,32 @@ def _never_delivered(rel: str) -> bool:
 
 
 def read_metadata(path: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """(metadata, problem): parse config.yaml without trusting its size or shape."""
+    """(metadata, problem): parse config.yaml without trusting its size or shape.
+
+    The data scientist writes this file: it is opened without following a
+    symlink or blocking on a fifo, read up to the cap, and parsed without
+    aliases (see ``load_untrusted_yaml``).
+    """
     try:
-        if path.stat().st_size > METADATA_CAP_BYTES:
+        # O_NONBLOCK: a fifo in place of the file must not hang the reader.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                return None, "config.yaml is not a regular file"
+            raw = handle.read(METADATA_CAP_BYTES + 1)
+        if len(raw) > METADATA_CAP_BYTES:
             return None, f"config.yaml is larger than {METADATA_CAP_BYTES // 1024} KiB"
-        data = load_yaml(path.read_text(encoding="utf-8"))
+        data = load_untrusted_yaml(raw.decode("utf-8"))
     except UnicodeDecodeError:
         return None, "config.yaml is not UTF-8 text"
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
-        return None, f"config.yaml is not valid YAML{where}"
+        detail = getattr(exc, "problem", None) or str(exc)
+        return None, f"config.yaml is not valid YAML{where}: {detail[:200]}"
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None, "config.yaml is a symlink"
         return None, f"config.yaml cannot be read: {exc.strerror}"
     if not isinstance(data, dict):
         return None, "config.yaml must be a mapping of keys"

@@ -15,10 +15,12 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
@@ -329,9 +331,18 @@ class Killer:
     """Starts passes as processes and SIGKILLs them at a random instant of their life,
     or right after they are seen sending an email or starting a job."""
 
-    def __init__(self, app: App, rng, earliest: float = 0.05, latest: float = 0.5) -> None:
+    def __init__(
+        self,
+        app: App,
+        rng,
+        earliest: float = 0.05,
+        latest: float = 0.5,
+        delivered: Callable[[], int] | None = None,
+    ) -> None:
         self.app = app
         self.rng = rng
+        # How many emails have left so far (default: files in the outbox).
+        self.delivered = delivered or (lambda: _count(app.home.outbox_dir))
         self.earliest = earliest
         self.latest = latest
         # How long a pass with work to do has lasted lately: random instants are drawn
@@ -341,10 +352,10 @@ class Killer:
         self.completed = 0
 
     def _trigger(self, mode: str):
-        outbox, runs = self.app.home.outbox_dir, self.app.home.runs_dir
+        runs = self.app.home.runs_dir
         if mode == "send":
-            before = _count(outbox)
-            return lambda: _count(outbox) > before
+            before = self.delivered()
+            return lambda: self.delivered() > before
         if mode == "start":
             before = _count(runs)
             return lambda: _count(runs) > before
@@ -388,6 +399,12 @@ class Killer:
     @property
     def total(self) -> int:
         return sum(self.kills.values())
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def _count(folder: Path) -> int:

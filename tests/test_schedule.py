@@ -4,7 +4,6 @@ reading the schedule back for status."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -24,6 +23,7 @@ from test_ops_fixtures import (  # noqa: F401 (fixtures)
 
 from syft_bg_app import schedule
 from syft_bg_app.home import AppHome
+from syft_bg_app.state import State
 
 REPO = Path(__file__).resolve().parent.parent
 OTHER_LINES = (
@@ -339,8 +339,7 @@ def test_the_cron_line_really_runs_a_pass(app, cron_user):
     command = line.split(" ", 5)[5].replace("\\%", "%")
     env = {"PATH": "/usr/bin:/bin", "HOME": str(app.tmp), "SHELL": "/bin/sh"}
     subprocess.run(["/bin/sh", "-c", command], env=env, check=True, timeout=300)
-    state = json.loads(app.home.state_file.read_text())
-    assert state["last_pass"]["ok"] is True
+    assert State.load(app.home.state_file).data["last_pass"]["ok"] is True
     assert "pass ok" in (app.home.logs_dir / "cron.out").read_text()
 
 

@@ -19,19 +19,25 @@ Every email about one job to one person forms a thread with a fixed subject.
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..context import Context
 from ..datasite import JobRef
-from ..jobfiles import collect
+from ..fsutil import untrusted_text
+from ..jobfiles import UnsafeFileError, collect, open_regular
 from ..submission import read_metadata
 
 # Bytes looked at to tell text from binary before reading a file whole.
 SNIFF_BYTES = 8192
 DIGEST_ITEMS_SHOWN = 200
 STDERR_TAIL_CAP = 8192
+# Caps for text that others wrote (config.yaml fields, reasons, peer messages).
+METADATA_TEXT_CAP = 100
+REASON_CAP = 4000
+MESSAGE_CAP = 2000
 
 JOB_EVENTS = ("job_submitted", "job_approved", "job_rejected", "job_finished")
 PEER_EVENTS = ("peer_requested", "peer_accepted")
@@ -86,20 +92,23 @@ def _job_drafts(ctx: Context, event: dict[str, Any]) -> list[Draft]:
     do = ctx.config.do_email
     ref = _job_ref(ctx, ds, job)
     label = ref.label
+    # Job names are chosen by the data scientist (syft-job's default has spaces):
+    # every suggested command quotes the label so pasting it runs only syft-bg.
+    arg = shlex.quote(label)
     base = {
         **common_variables(ctx),
         "ds_email": ds,
         "job": job,
         "job_label": label,
         "event_at": event.get("at"),
-        "show_command": f"syft-bg jobs show {label}",
+        "show_command": f"syft-bg jobs show {arg}",
     }
     do_vars = dict(base)
     ds_vars = dict(base)
     if kind == "job_submitted":
         do_vars.update(_submission_variables(ctx, ref))
-        do_vars["approve_command"] = f"syft-bg jobs approve {label}"
-        do_vars["reject_command"] = f'syft-bg jobs reject {label} -r "REASON"'
+        do_vars["approve_command"] = f"syft-bg jobs approve {arg}"
+        do_vars["reject_command"] = f'syft-bg jobs reject {arg} -r "REASON"'
         summary = f"{label}: new job submitted, waiting for your review"
         ds_summary = f"your job {job} was received by {do}"
     elif kind == "job_approved":
@@ -116,7 +125,8 @@ def _job_drafts(ctx: Context, event: dict[str, Any]) -> list[Draft]:
         summary = f"{label}: approved {how}"
         ds_summary = f"your job {job} was approved by {do}"
     elif kind == "job_rejected":
-        reason = event.get("reason") or "no reason given"
+        reason = untrusted_text(event.get("reason"), REASON_CAP, multiline=True)
+        reason = reason or "no reason given"
         do_vars["reason"] = ds_vars["reason"] = reason
         summary = f"{label}: rejected ({reason})"
         ds_summary = f"your job {job} was rejected by {do}: {reason}"
@@ -199,7 +209,11 @@ def _finished_variables(ctx: Context, ref: JobRef, event: dict[str, Any]) -> dic
         "return_code": event.get("return_code"),
         "duration": _human_duration(duration),
         "stderr_tail": tail,
-        "failure_reason": event.get("reason") if status != "done" else None,
+        "failure_reason": (
+            untrusted_text(event.get("reason"), REASON_CAP, multiline=True)
+            if status != "done"
+            else None
+        ),
         "review_dir": str(ctx.datasite.review_dir(ref)),
     }
 
@@ -213,15 +227,13 @@ def _submission_variables(ctx: Context, ref: JobRef) -> dict[str, Any]:
         ctx.config.get("notify.code_file_cap"),
         ctx.config.get("notify.code_total_cap"),
     )
+    # config.yaml may change after it was checked on receipt: only short text
+    # reaches the email, never the repr of whatever shape it has now.
     return {
-        "job_type": metadata.get("type"),
-        "submitted_at": _text_or_none(metadata.get("submitted_at")),
+        "job_type": untrusted_text(metadata.get("type"), METADATA_TEXT_CAP),
+        "submitted_at": untrusted_text(metadata.get("submitted_at"), METADATA_TEXT_CAP),
         "code": code,
     }
-
-
-def _text_or_none(value: Any) -> str | None:
-    return None if value is None else str(value)
 
 
 def _kib(size: int) -> str:
@@ -265,8 +277,15 @@ def collect_code(folder: Path, file_cap: int, total_cap: int) -> dict[str, Any]:
         }
         result["files"].append(entry)
         try:
-            with open(folder / rel, "rb") as handle:
+            # collect() looked with lstat; the file may have been swapped since
+            # (for a symlink, or a fifo that would block): open it safely.
+            fd = open_regular(folder, rel)
+            with os.fdopen(fd, "rb") as handle:
                 head = handle.read(min(size, max(file_cap, SNIFF_BYTES)))
+        except UnsafeFileError as exc:
+            result["problems"].append(f"{rel}: not shown ({exc})")
+            entry["omitted"] = True
+            continue
         except OSError as exc:
             result["problems"].append(f"{rel}: cannot read ({exc.strerror})")
             entry["omitted"] = True
@@ -331,7 +350,7 @@ def _peer_drafts(ctx: Context, event: dict[str, Any]) -> list[Draft]:
     kind, ds = event["kind"], event["ds_email"]
     do = ctx.config.do_email
     record = ctx.state.peer(ds) or {}
-    requested_at = record.get("requested_at")
+    requested_at = untrusted_text(record.get("requested_at"), METADATA_TEXT_CAP)
     # A new request after a decision is a new entity: it is announced again.
     entity = f"peer:{ds}:{requested_at or '-'}"
     base = {**common_variables(ctx), "ds_email": ds, "requested_at": requested_at}
@@ -354,12 +373,12 @@ def _peer_drafts(ctx: Context, event: dict[str, Any]) -> list[Draft]:
     )
     if kind == "peer_accepted":
         return [ds_draft]
-    message = record.get("message")
+    message = untrusted_text(record.get("message"), MESSAGE_CAP, multiline=True)
     do_vars = {
         **base,
         "message": message,
-        "accept_command": f"syft-bg peers accept {ds}",
-        "reject_command": f'syft-bg peers reject {ds} -r "REASON"',
+        "accept_command": f"syft-bg peers accept {shlex.quote(ds)}",
+        "reject_command": f'syft-bg peers reject {shlex.quote(ds)} -r "REASON"',
     }
     do_draft = Draft(
         key=f"{do}|{kind}|{entity}|do|{do}",

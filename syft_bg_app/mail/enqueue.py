@@ -52,7 +52,7 @@ def enqueue_events(ctx: Context, events: list[dict[str, Any]]) -> int:
             # One email per event, entity and recipient, ever: in this pass and before.
             if draft.key in keys or email_id(draft.key) in mail["seen"]:
                 continue
-            if not EMAIL_RE.match(draft.to):
+            if not EMAIL_RE.fullmatch(draft.to):
                 # Folder names come from others' writes; never let one become a header.
                 log.warning("no email to %r: not a plain email address", draft.to)
                 continue

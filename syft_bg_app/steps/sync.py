@@ -23,7 +23,7 @@ import yaml
 from ..context import Context
 from ..datasite import JobRef, JobStateError
 from ..decisions import reject_job
-from ..fsutil import load_yaml
+from ..fsutil import load_untrusted_yaml, short_repr, untrusted_text
 from ..jobfiles import file_set_hashes
 from ..state import iso, parse_iso, utcnow
 from ..submission import check_submission
@@ -317,18 +317,20 @@ def _parse_request(path: os.PathLike, folder_name: str) -> tuple[dict, str | Non
         with os.fdopen(fd, "rb") as handle:
             if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
                 return {}, "request.yaml is not a regular file"
-            data = load_yaml(handle.read(64 * 1024).decode("utf-8"))
+            data = load_untrusted_yaml(handle.read(64 * 1024).decode("utf-8"))
     except OSError as exc:
         return {}, f"request.yaml cannot be read ({exc.strerror})"
     except (UnicodeDecodeError, yaml.YAMLError):
         return {}, "request.yaml is not valid YAML text"
     if not isinstance(data, dict):
         return {}, "request.yaml must be a mapping with email and requested_at"
-    email = str(data.get("email", "")).strip()
+    email = data.get("email")
+    email = email.strip() if isinstance(email, str) else ""
     if email.lower() != folder_name.lower():
         return (
             {},
-            f"request.yaml email {email!r} does not match its folder {folder_name!r}",
+            f"request.yaml email {short_repr(data.get('email'))} does not match its folder "
+            f"{short_repr(folder_name)}",
         )
     requested_at = data.get("requested_at")
     try:
@@ -337,8 +339,8 @@ def _parse_request(path: os.PathLike, folder_name: str) -> tuple[dict, str | Non
         else:
             requested = parse_iso(str(requested_at))
     except ValueError:
-        return {}, f"requested_at {requested_at!r} is not an ISO 8601 time"
+        return {}, f"requested_at {short_repr(requested_at)} is not an ISO 8601 time"
     message = data.get("message")
     if message is not None:
-        message = str(message)[:PEER_MESSAGE_CAP]
+        message = untrusted_text(message, PEER_MESSAGE_CAP, multiline=True)
     return {"requested_at": iso(requested), "message": message}, None

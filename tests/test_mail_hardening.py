@@ -1,0 +1,228 @@
+"""Emails built from other people's names and files: commands that are safe to
+paste, recipients that cannot break headers, and job code read without
+following a swapped-in symlink or blocking on a fifo."""
+
+from __future__ import annotations
+
+import email
+import os
+import shlex
+import subprocess
+import threading
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+from conftest import DO_EMAIL, DS_EMAIL, REPO, App
+
+from syft_bg_app.datasite import JobRef
+from syft_bg_app.mail import compose
+from syft_bg_app.state import State
+
+
+def outbox(app: App) -> list[EmailMessage]:
+    folder = app.home.outbox_dir
+    if not folder.is_dir():
+        return []
+    return [
+        email.message_from_bytes(path.read_bytes(), policy=policy.default)
+        for path in sorted(folder.glob("*.eml"))
+    ]
+
+
+def text_of(message: EmailMessage) -> str:
+    return message.get_body(("plain",)).get_content().replace("\r\n", "\n")
+
+
+def owner_text(app: App, kind: str, job: str) -> str:
+    found = [
+        m
+        for m in outbox(app)
+        if m["To"] == DO_EMAIL and m["X-Syft-BG-Event"] == kind and job in m["Subject"]
+    ]
+    assert len(found) == 1, [(m["To"], m["Subject"]) for m in outbox(app)]
+    return text_of(found[0])
+
+
+def command_line(text: str, prefix: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip().startswith(prefix)]
+    assert len(lines) == 1, text
+    return lines[0]
+
+
+@pytest.fixture
+def owner(app: App) -> App:
+    app.set_config(execute={"enabled": False})
+    return app
+
+
+# -- commands suggested in emails and messages ---------------------------------------------
+
+
+def test_a_syft_job_default_name_gives_commands_that_work_when_pasted(owner: App) -> None:
+    syft_job = pytest.importorskip("syft_job")
+    app = owner
+    app.cli("peers", "accept", DS_EMAIL, check=True)
+    (app.root / DS_EMAIL).mkdir(parents=True, exist_ok=True)
+    client = syft_job.get_client(str(app.root), DS_EMAIL)
+    folder = Path(client.submit_bash_job(app.do_email, "echo hi\n"))
+    name = folder.name
+    assert " " in name  # syft-job's default: "Job - <id>"
+    assert app.run_pass().exit_code == 0
+
+    text = owner_text(app, "job_submitted", name)
+    approve = command_line(text, "syft-bg jobs approve")
+    assert shlex.split(approve) == ["syft-bg", "jobs", "approve", f"{DS_EMAIL}/{name}"]
+    reject = command_line(text, "syft-bg jobs reject")
+    assert shlex.split(reject)[:4] == ["syft-bg", "jobs", "reject", f"{DS_EMAIL}/{name}"]
+
+    # The owner pastes the command into a real shell; the real CLI approves the job.
+    env = dict(app.env, PATH=f"{REPO / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    pasted = subprocess.run(
+        ["bash", "-c", approve], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert pasted.returncode == 0, pasted.stderr
+    assert app.job_state(name)["status"] == "approved"
+
+
+def test_shell_syntax_in_a_job_name_stays_one_argument(owner: App, tmp_path: Path) -> None:
+    app = owner
+    marker = tmp_path / "PWNED"
+    name = f"x;touch {marker.name}|sh $(touch {marker.name}) `touch {marker.name}`"
+    app.submit(name)
+    assert app.run_pass().exit_code == 0
+    text = owner_text(app, "job_submitted", "x;touch")
+    label = f"{DS_EMAIL}/{name}"
+    commands = [
+        command_line(text, "syft-bg jobs approve"),
+        command_line(text, "syft-bg jobs reject"),
+        command_line(text, "Details: syft-bg jobs show").removeprefix("Details: "),
+    ]
+    # A stand-in syft-bg that records its arguments, run by a real bash in tmp_path.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record = tmp_path / "args"
+    fake = bin_dir / "syft-bg"
+    fake.write_text(f'#!/bin/bash\nprintf "%s\\0" "$@" > {shlex.quote(str(record))}\n')
+    fake.chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    for command in commands:
+        subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, check=True, timeout=30)
+        args = record.read_bytes().decode().split("\0")[:-1]
+        assert args[2] == label, command
+        assert not marker.exists(), command
+
+
+def test_the_rerun_hint_for_a_job_approved_elsewhere_quotes_the_job(app: App) -> None:
+    app.cli("peers", "accept", DS_EMAIL, check=True)
+    app.set_config(notify={"enabled": False})
+    name = "Job - 1234abcd"
+    app.submit(name)
+    assert app.run_pass().exit_code == 0
+    # Approved by another tool (as syft-job's client would): no approval snapshot.
+    app.datasite.write_job_state(JobRef(DS_EMAIL, name), status="approved", approved_by=DO_EMAIL)
+    app.run_pass()
+    # The hint is for the data owner: it is in the checkpoint (syft-bg jobs show).
+    reason = State.load(app.home.state_file).job(DS_EMAIL, name)["reason"]
+    hint = reason[reason.index("syft-bg jobs rerun") :]
+    assert shlex.split(hint) == [
+        "syft-bg",
+        "jobs",
+        "rerun",
+        f"{DS_EMAIL}/{name}",
+        "--fresh-snapshot",
+    ]
+
+
+def test_a_rule_named_after_a_job_is_quoted_in_the_commands_suggested_for_it(
+    owner: App,
+) -> None:
+    app = owner
+    name = "Job - 1234abcd;id"
+    app.submit(name)
+    assert app.run_pass().exit_code == 0
+    app.cli("auto-approve", "--from-job", f"{DS_EMAIL}/{name}", check=True)
+    out = app.cli("remove-peer", DS_EMAIL, check=True).stdout
+    hint = out[out.index("syft-bg auto-approve --from-job") : out.index(", or edit config.yaml")]
+    args = shlex.split(hint)
+    assert args[args.index("-n") + 1] == name, hint
+
+
+# -- recipients ------------------------------------------------------------------------------
+
+
+def test_a_folder_name_with_a_trailing_newline_gets_no_email(owner: App) -> None:
+    app = owner
+    app.submit("plain", ds_email="bob@lab.org\n")
+    app.submit("fine")
+    result = app.run_pass()
+    assert result.exit_code == 0, result.summary
+    messages = outbox(app)
+    assert {m["To"] for m in messages} == {DO_EMAIL, DS_EMAIL}
+    assert all("\n" not in m["To"] for m in messages)
+    assert not any(m["To"].startswith("bob@lab.org") for m in messages)
+
+
+# -- reading job code for the owner's email ---------------------------------------------------
+
+
+def _swap_after_collect(monkeypatch: pytest.MonkeyPatch, swap) -> None:
+    """Run ``swap`` between the file-set check and the read, as a racing writer could."""
+    real = compose.collect
+
+    def collect_then_swap(folder: Path):
+        found = real(folder)
+        swap(folder)
+        return found
+
+    monkeypatch.setattr(compose, "collect", collect_then_swap)
+
+
+def test_a_file_swapped_for_a_symlink_after_the_check_is_not_followed(
+    app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET of the owner\n")
+    folder = app.submit("swap", files={"script.sh": "echo hello\n"})
+
+    def swap(job: Path) -> None:
+        target = job / "code" / "script.sh"
+        target.unlink()
+        target.symlink_to(secret)
+
+    _swap_after_collect(monkeypatch, swap)
+    code = compose.collect_code(folder, 50_000, 500_000)
+    shown = "".join(entry["text"] or "" for entry in code["files"])
+    assert "TOP-SECRET" not in shown
+    assert any("code/script.sh" in problem for problem in code["problems"])
+
+
+def test_a_file_swapped_for_a_fifo_after_the_check_does_not_block(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = app.submit("fifo", files={"script.sh": "echo CODE-MARKER\n"})
+
+    def swap(job: Path) -> None:
+        target = job / "code" / "script.sh"
+        target.unlink()
+        os.mkfifo(target)
+
+    _swap_after_collect(monkeypatch, swap)
+    result: dict = {}
+    worker = threading.Thread(
+        target=lambda: result.update(code=compose.collect_code(folder, 50_000, 500_000)),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(10)
+    if worker.is_alive():
+        # Unblock the reader so the thread ends, then fail.
+        fd = os.open(folder / "code" / "script.sh", os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+        pytest.fail("reading a job file blocked on a fifo")
+    code = result["code"]
+    assert any("code/script.sh" in problem for problem in code["problems"])
+    assert "CODE-MARKER" not in "".join(entry["text"] or "" for entry in code["files"])
+    run_sh = next(entry for entry in code["files"] if entry["path"] == "run.sh")
+    assert "echo hello" in run_sh["text"]
