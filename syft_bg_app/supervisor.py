@@ -392,7 +392,10 @@ class Supervisor:
                 preexec_fn=lambda: _child_setup(limits, spec["unshare_net"]),
             )
         except (OSError, subprocess.SubprocessError) as exc:
-            reason = f"the job could not be started: {exc}"
+            # The reason reaches the DS: the error's words, not the data owner's file names.
+            words = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            program = os.path.basename(str(spec["argv"][0]))
+            reason = f"the job could not be started: {program}: {words}"
             if spec["unshare_net"] and isinstance(exc, subprocess.SubprocessError):
                 reason = (
                     "the job did not run: execute.network is false, and without bwrap the "

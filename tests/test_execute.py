@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -506,3 +507,215 @@ def test_a_supervisor_that_cannot_start_fails_the_job_after_a_few_attempts(quiet
     assert "JSONDecodeError" in event["reason"]
     assert "supervisor failed to start" in (_review(app, "unstartable") / "stderr.txt").read_text()
     assert not (_review(app, "unstartable") / "stdout.txt").exists()
+
+
+# -- outputs a job controls: links, depth, size, count ---------------------------------------
+
+
+@pytest.fixture
+def deep_trees(tmp_path):
+    """Folders deeper than shutil.rmtree can recurse would break pytest's own cleanup of
+    old temporary folders: remove them whatever the test did (GNU rm has no such limit)."""
+    yield
+    subprocess.run(["rm", "-rf", "--", str(tmp_path)], check=False)
+
+
+def _files_under(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+DEEP_JOB = """#!/bin/bash
+cd code/outputs
+echo top > top.txt
+for i in $(seq 1100); do mkdir d && cd d || exit 9; done
+echo bottom > bottom.txt
+echo nested
+"""
+
+
+def test_a_job_nesting_1100_folders_finishes_and_other_jobs_still_run(quiet_app, deep_trees):
+    app = quiet_app
+    app.set_config(execute={"max_concurrent": 1, "timeout": 20, "keep_days": 1})
+    _approved(app, "deep", DEEP_JOB)
+    _approved(app, "after", "#!/bin/bash\necho after-ran\n")
+
+    states = run_until_finished(app, ["deep", "after"])
+
+    assert states["deep"]["status"] == "done"
+    assert states["after"]["status"] == "done"
+    assert (_review(app, "after") / "stdout.txt").read_text() == "after-ran\n"
+    outputs = _review(app, "deep") / "outputs"
+    assert (outputs / "top.txt").read_text() == "top\n"
+    kept = outputs.joinpath(*["d"] * execute.MAX_OUTPUT_DEPTH)
+    assert kept.is_dir() and not any(kept.iterdir())
+    assert not outputs.joinpath(*["d"] * (execute.MAX_OUTPUT_DEPTH + 1)).exists()
+    stderr = (_review(app, "deep") / "stderr.txt").read_text()
+    assert f"folders nested deeper than {execute.MAX_OUTPUT_DEPTH} levels" in stderr
+    assert "outputs left out" in _record(app, "deep")["outputs_note"]
+    [event] = _finished_events(app, "deep")
+    assert "nested deeper" in event["outputs_note"]
+    # The run folder holding the 1100 levels is removed in time like any other.
+    with freeze_time(datetime.now(timezone.utc) + timedelta(days=2)):
+        result = app.run_pass()
+    assert result.exit_code == 0, result.summary
+    assert not app.home.runs_dir.exists() or list(app.home.runs_dir.iterdir()) == []
+
+
+def test_outputs_beyond_the_size_and_entry_caps_are_left_out_and_stderr_says_so(quiet_app):
+    app = quiet_app
+    app.set_config(execute={"outputs_cap_mb": 1, "timeout": 30})
+    _approved(
+        app,
+        "big",
+        "#!/bin/bash\ncd code/outputs\n"
+        "for n in a b c; do head -c 400000 /dev/zero > $n.bin; done\n",
+    )
+    _approved(
+        app,
+        "many",
+        f"#!/bin/bash\ncd code/outputs\ntouch f{{1..{execute.MAX_OUTPUT_ENTRIES + 50}}}\n",
+    )
+
+    states = run_until_finished(app, ["big", "many"])
+
+    assert states["big"]["status"] == "done" and states["many"]["status"] == "done"
+    assert _files_under(_review(app, "big") / "outputs") == ["a.bin", "b.bin"]
+    big_err = (_review(app, "big") / "stderr.txt").read_text()
+    assert "1 files beyond the 1 MiB outputs cap (execute.outputs_cap_mb)" in big_err
+    published = list((_review(app, "many") / "outputs").iterdir())
+    assert len(published) == execute.MAX_OUTPUT_ENTRIES
+    many_err = (_review(app, "many") / "stderr.txt").read_text()
+    assert f"everything past the first {execute.MAX_OUTPUT_ENTRIES} entries" in many_err
+
+
+def test_one_run_that_cannot_be_collected_fails_alone_and_the_next_job_starts(
+    quiet_app, monkeypatch
+):
+    app = quiet_app
+    app.set_config(execute={"max_concurrent": 1, "timeout": 20})
+    _approved(app, "breaks", "#!/bin/bash\necho fine\n")
+    _approved(app, "waits", "#!/bin/bash\necho waited\n")
+    real = execute._replace_outputs
+
+    def fails_for_one(run_root, review, cap):
+        if review.name == "breaks":
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(run_root, review, cap)
+
+    monkeypatch.setattr(execute, "_replace_outputs", fails_for_one)
+
+    states = run_until_finished(app, ["breaks", "waits"])
+
+    assert states["breaks"]["status"] == "failed"
+    assert states["waits"]["status"] == "done"
+    [event] = _finished_events(app, "breaks")
+    assert event["reason"] == execute.COLLECT_FAILED
+    assert "RecursionError" in _record(app, "breaks")["reason"]
+    log = (app.home.logs_dir / "syft-bg.log").read_text()
+    assert "collecting alice@uni.edu/breaks failed" in log and "Traceback" in log
+    stderr = (_review(app, "breaks") / "stderr.txt").read_text()
+    assert "could not be collected" in stderr
+
+
+def test_remove_tree_deletes_deep_folders_and_never_follows_links(tmp_path, deep_trees):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    victim = tmp_path / "victim"
+    # Deeper than recursion allows and longer than a path may be: built level by level.
+    fd = os.open(tmp_path, os.O_RDONLY)
+    try:
+        for name in ["victim"] + ["d" * 200] * 40 + ["d"] * 1100:
+            os.mkdir(name, dir_fd=fd)
+            new = os.open(name, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = new
+        os.symlink(str(outside), "link", dir_fd=fd)
+        os.mkdir("locked", 0o500, dir_fd=fd)
+    finally:
+        os.close(fd)
+    (victim / "file.txt").write_text("x")
+    os.symlink(str(outside), victim / "top-link")
+
+    execute.remove_tree(victim)
+
+    assert not victim.exists()
+    assert (outside / "keep.txt").read_text() == "keep"
+    execute.remove_tree(tmp_path / "missing")  # nothing there: no error
+
+
+# -- what the DS reads carries no local paths; result permissions ---------------------------
+
+
+def _ds_visible_text(app, name):
+    review = _review(app, name)
+    texts = [p.read_text(errors="replace") for p in review.rglob("*") if p.is_file()]
+    texts += [json.dumps(e) for e in _finished_events(app, name)]
+    return "\n".join(texts)
+
+
+def test_a_job_approved_by_another_tool_fails_without_showing_the_owners_paths(quiet_app):
+    app = quiet_app
+    app.submit("elsewhere", run_sh="#!/bin/bash\necho never\n")
+    app.run_pass()
+    # syft-job's own approve: state.yaml says approved, and no snapshot exists.
+    app.datasite.write_job_state(
+        JobRef(DS, "elsewhere"), status="approved", approved_by=app.do_email
+    )
+
+    state = run_until_finished(app, "elsewhere")["elsewhere"]
+
+    assert state["status"] == "failed"
+    visible = _ds_visible_text(app, "elsewhere")
+    assert str(app.home.root) not in visible and str(app.tmp) not in visible
+    assert "snapshots" not in visible
+    assert "no approval snapshot" in visible
+    # The data owner still learns what to do, and where.
+    assert "--fresh-snapshot" in _record(app, "elsewhere")["reason"]
+    log = (app.home.logs_dir / "syft-bg.log").read_text()
+    assert str(app.home.snapshots_dir) in log and "--fresh-snapshot" in log
+
+
+def test_a_job_that_could_not_start_names_no_local_paths_to_the_ds(quiet_app, monkeypatch):
+    app = quiet_app
+    _approved(app, "unstarted", "#!/bin/bash\necho never\n")
+
+    def refused(layout, files, mode):
+        raise PermissionError(13, "Permission denied", str(layout.root / "job" / "run.sh"))
+
+    monkeypatch.setattr(execute.sandbox, "prepare_layout", refused)
+
+    state = run_until_finished(app, "unstarted")["unstarted"]
+
+    assert state["status"] == "failed"
+    [event] = _finished_events(app, "unstarted")
+    assert event["reason"] == "could not start: Permission denied"
+    visible = _ds_visible_text(app, "unstarted")
+    assert "Permission denied" in visible
+    assert str(app.home.root) not in visible and str(app.tmp) not in visible
+    assert str(app.home.runs_dir) in _record(app, "unstarted")["reason"]
+
+
+def test_public_text_replaces_the_owners_folders(quiet_app):
+    ctx = open_view(quiet_app.home)
+    home = quiet_app.home.root
+    text = execute.public_text(ctx, f"cannot read {home}/snapshots/x and {quiet_app.root}/y")
+    assert text == "cannot read <app home>/snapshots/x and <SyftBox folder>/y"
+
+
+def test_results_stay_readable_by_the_ds_without_a_review_folder_grant(quiet_app):
+    pytest.importorskip("syft_permissions")
+    app = quiet_app
+    # A peer accepted by another tool: no grant on review/<ds>/ from this app.
+    (app.datasite.review / DS / "syft.pub.yaml").unlink()
+    _approved(app, "private", RESULT_JOB)
+    run_until_finished(app, "private")
+
+    perms = yaml.safe_load((_review(app, "private") / "syft.pub.yaml").read_text())
+    assert perms["terminal"] is True
+    for rel in ("state.yaml", "stdout.txt", "stderr.txt", "returncode.txt"):
+        assert _can_read(app, DS, rel), rel
+    assert _can_read(app, DS, "outputs/result.csv")
+    assert _can_read(app, DS, "outputs/plots/p.txt")
+    assert not _can_read(app, DS, "syft.pub.yaml")
+    assert not _can_read(app, "eve@elsewhere.org", "outputs/result.csv")

@@ -69,6 +69,18 @@ class Batch:
         return event
 
 
+# Finds the app home as a hostile job would: bwrap's command line (pid 1 inside the
+# sandbox) names the bound run folder; without bwrap the job's own folder does.
+LINK_JOB = """#!/bin/bash
+bound=$(tr '\\0' '\\n' < /proc/1/cmdline 2>/dev/null | grep -m1 '/runs/[^/]*/job$')
+case "$bound" in
+  */runs/*) home=${bound%/runs/*} ;;
+  *) home=${PWD%/runs/*} ;;
+esac
+echo "app home: $home"
+"""
+
+
 def _new_app(tmp_path: Path, mode: str, **execute: object) -> App:
     app = App(tmp_path).init(
         notify={"enabled": False}, execute={**LIMITS, "sandbox": mode, **execute}
@@ -115,7 +127,17 @@ def batch(request, tmp_path_factory):
             "/escaped-by-job",
             "../escaped-by-job",
         ]
+    # Host folders a job could point its outputs at (any folder of the data owner).
+    secrets["planted"] = f"planted-{uuid.uuid4().hex}"
+    for rel in ("private/outputs", "private2/code/outputs"):
+        (app.home.root / rel).mkdir(parents=True)
+        (app.home.root / rel / "secret.txt").write_text(secrets["planted"])
     jobs = {
+        "linkout": LINK_JOB + 'rm -rf code/outputs\nln -s "$home" code/outputs && echo linked\n',
+        "linkcode": LINK_JOB + 'mv code code.real\nln -s "$home/private" code && echo linked\n',
+        "linkjob": LINK_JOB
+        + 'cd ..\nif mv job job.real; then ln -s "$home/private2" job && echo linked; '
+        "else echo refused; fi\n",
         "tree": script("tree.sh", marker=f"{marker}-tree"),
         "leftovers": script("leftovers.sh", marker=f"{marker}-left"),
         "memory": script("memory.sh"),
@@ -250,6 +272,28 @@ def test_with_bwrap_a_job_sees_nothing_of_the_app_home(batch):
     assert f"== {batch.app.home.root / TOKEN_NAME}" in out
     assert "No such file or directory" in out
     assert batch.app.do_email not in out.replace(f"SYFTBOX_EMAIL={batch.app.do_email}", "")
+
+
+@pytest.mark.parametrize(
+    ("name", "what"),
+    [("linkout", "code/outputs"), ("linkcode", "code"), ("linkjob", "the job folder")],
+)
+def test_a_job_cannot_publish_the_owners_folders_by_linking_its_outputs(batch, name, what):
+    out = batch.stdout(name)
+    assert f"app home: {batch.app.home.root}" in out  # it found where the app home is
+    review = batch.review(name)
+    published = "\n".join(p.read_text(errors="replace") for p in review.rglob("*") if p.is_file())
+    assert batch.secrets["planted"] not in published
+    assert batch.secrets["token"] not in published
+    assert not any((review / "outputs").iterdir())
+    if name == "linkjob" and batch.mode == "bwrap":
+        assert "refused" in out  # its folder is a mount point it cannot replace
+        return
+    assert "linked" in out
+    assert batch.states[name]["status"] == "failed"
+    reason = batch.event(name)["reason"]
+    assert reason == f"its outputs were not published: {what} is a link or not a folder"
+    assert reason in batch.stderr(name)
 
 
 @pytest.mark.parametrize("mode", MODES)

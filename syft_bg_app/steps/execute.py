@@ -11,14 +11,17 @@ before a supervisor is started, the checkpoint already says the job runs.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
 import os
 import secrets
-import shutil
+import shlex
+import stat
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,22 @@ CLEANUP_EVERY = timedelta(hours=1)
 NO_EXIT_STATUS = -1
 # A job whose supervisor dies before it launches the job this often is failed.
 MAX_START_ATTEMPTS = 3
+# A job controls its code/outputs/ tree: what of it is published is bounded.
+MAX_OUTPUT_DEPTH = 32
+MAX_OUTPUT_ENTRIES = 10_000
+COPY_CHUNK = 1024 * 1024
+# Where the outputs are inside a run folder, opened one component at a time.
+OUTPUTS_PARTS = ("job", "code", "outputs")
+# How the DS knows these folders (the run folder itself is the data owner's).
+OUTPUTS_NAMES = {"job": "the job folder", "code": "code", "outputs": "code/outputs"}
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# The supervisor keeps at most output_cap_kb of each stream, plus its marker.
+RUN_FILE_SLACK = 64 * 1024
+COLLECT_FAILED = (
+    "its results could not be collected (an error in syft-bg; the data owner's log has the details)"
+)
 
 
 class RerunError(SyftBgError):
@@ -48,11 +67,21 @@ class RerunError(SyftBgError):
 
 
 def run(ctx: Context) -> None:
-    for ds_email, job_name, record in ctx.state.active_jobs():
-        if record["status"] == "running":
-            _reap(ctx, JobRef(ds_email, job_name, record["protocol"]), record)
-    _clean_old_runs(ctx)
-    _start_approved(ctx)
+    try:
+        for ds_email, job_name, record in ctx.state.active_jobs():
+            if record["status"] == "running":
+                ref = JobRef(ds_email, job_name, record["protocol"])
+                try:
+                    _reap(ctx, ref, record)
+                except Exception as exc:
+                    # One run that cannot be collected must not hold up every other job.
+                    _reap_failed(ctx, ref, record, exc)
+        try:
+            _clean_old_runs(ctx)
+        except Exception:
+            ctx.log("execute").exception("cleaning old run folders failed")
+    finally:
+        _start_approved(ctx)
 
 
 # -- starting --------------------------------------------------------------------------
@@ -86,13 +115,20 @@ def start(ctx: Context, ref: JobRef, record: dict[str, Any], choice: sandbox.Cho
         files, _ = snapshot.verified(ctx.home.snapshots_dir, ref)
     except snapshot.SnapshotError as exc:
         reason = f"not run: {exc}"
+        owner_reason = None
         if "no usable approval snapshot" in str(exc):
-            reason += (
-                " (approved outside syft-bg?); review the files, then: "
-                f"syft-bg jobs rerun {ref.label} --fresh-snapshot"
+            # The details name files in the app home: they are for the data owner only.
+            reason = (
+                f"not run: {ref.label} has no approval snapshot (approved outside "
+                "syft-bg?); the data owner has to review its files and run it again"
             )
+            owner_reason = (
+                f"{reason}: review the files, then: "
+                f"syft-bg jobs rerun {shlex.quote(ref.label)} --fresh-snapshot"
+            )
+            log.warning("%s not run: %s", ref.label, exc)
         _publish_note(ctx, ref, reason)
-        _finish(ctx, ref, record, "failed", NO_EXIT_STATUS, reason, None, "")
+        _finish(ctx, ref, record, "failed", NO_EXIT_STATUS, reason, None, "", owner_reason)
         return
     run_id = _new_run_id(ref)
     layout = RunLayout(ctx.home.runs_dir / run_id)
@@ -100,6 +136,7 @@ def start(ctx: Context, ref: JobRef, record: dict[str, Any], choice: sandbox.Cho
     # Say "running" before anything runs: a pass killed from here on leaves a
     # record the next pass checks, never an approved job it would start again.
     ctx.datasite.write_job_state(ref, status="running", completed_at=None, return_code=None)
+    _write_permissions(ctx, ref)
     record.update(
         status="running",
         run_id=run_id,
@@ -127,10 +164,17 @@ def start(ctx: Context, ref: JobRef, record: dict[str, Any], choice: sandbox.Cho
         pid = _launch_supervisor(layout)
     except (OSError, subprocess.SubprocessError, SyftBgError) as exc:
         log.error("cannot start %s: %s", ref.label, exc)
-        shutil.rmtree(layout.root, ignore_errors=True)
-        reason = f"could not start: {exc}"
+        remove_tree(layout.root)
+        if out_of_space(exc):
+            # A full disk is the machine's state, not the job's: it waits for space.
+            for key in ("run_id", "run_dir", "started_at", "timeout", "sandbox"):
+                record.pop(key, None)
+            record["status"] = "approved"
+            ctx.datasite.write_job_state(ref, status="approved")
+            raise
+        reason = f"could not start: {_error_words(exc)}"
         _publish_note(ctx, ref, reason)
-        _finish(ctx, ref, record, "failed", NO_EXIT_STATUS, reason, None, "")
+        _finish(ctx, ref, record, "failed", NO_EXIT_STATUS, reason, None, "", f"{reason} ({exc})")
         return
     record.update(supervisor_pid=pid, supervisor_start=start_ticks(pid))
     ctx.counts["started"] += 1
@@ -197,8 +241,8 @@ def _supervisor_environment() -> dict[str, str]:
 def supervisor_alive(layout: RunLayout) -> bool:
     """True while a supervisor holds the run's lock."""
     try:
-        fd = os.open(layout.lock, os.O_RDWR)
-    except FileNotFoundError:
+        fd = os.open(layout.lock, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -211,10 +255,33 @@ def supervisor_alive(layout: RunLayout) -> bool:
 
 def read_run_status(layout: RunLayout) -> dict[str, Any]:
     try:
-        data = json.loads(layout.status.read_text())
-    except (OSError, ValueError):
+        data = json.loads(read_run_file(layout.status, RUN_FILE_SLACK))
+    except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def read_run_file(path: Path, limit: int) -> bytes:
+    """Up to ``limit`` bytes of a regular file of a run folder; never through a link."""
+    try:
+        fd = os.open(path, READ_FLAGS)
+    except OSError:
+        return b""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return b""
+        chunks, left = [], limit
+        while left > 0:
+            chunk = os.read(fd, min(left, COPY_CHUNK))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
 
 
 def _reap(ctx: Context, ref: JobRef, record: dict[str, Any]) -> None:
@@ -237,9 +304,10 @@ def _reap(ctx: Context, ref: JobRef, record: dict[str, Any]) -> None:
         # Nothing was launched: the pass stopped first, or the supervisor could not start.
         # The pass creates this file just before it launches the supervisor: without
         # it the pass itself stopped (killed) while preparing, which is no failed start.
-        launched = layout.supervisor_errors.exists()
-        errors = _read_or_empty(layout.supervisor_errors).decode("utf-8", "replace").strip()
-        shutil.rmtree(layout.root, ignore_errors=True)
+        launched = os.path.lexists(layout.supervisor_errors)
+        errors = read_run_file(layout.supervisor_errors, RUN_FILE_SLACK)
+        errors_text = errors.decode("utf-8", "replace").strip()
+        remove_tree(layout.root)
         if not launched:
             log.warning("%s: the pass starting it stopped first; it is started again", ref.label)
             record["status"] = "approved"
@@ -248,12 +316,14 @@ def _reap(ctx: Context, ref: JobRef, record: dict[str, Any]) -> None:
         attempts = record.get("start_attempts", 0) + 1
         if attempts >= MAX_START_ATTEMPTS:
             reason = f"its supervisor failed to start {attempts} times"
-            if errors:
-                reason += f": {errors.splitlines()[-1]}"
+            if errors_text:
+                reason += f": {errors_text.splitlines()[-1]}"
             _publish_note(ctx, ref, reason)
             _finish(ctx, ref, record, "failed", NO_EXIT_STATUS, reason, None, "")
             return
-        log.warning("%s did not start (%s); it is started again", ref.label, errors or "no error")
+        log.warning(
+            "%s did not start (%s); it is started again", ref.label, errors_text or "no error"
+        )
         record.update(status="approved", start_attempts=attempts)
         record.pop("run_dir", None)
         return
@@ -266,8 +336,49 @@ def _reap(ctx: Context, ref: JobRef, record: dict[str, Any]) -> None:
     )
     if killed:
         reason += f"; {killed} leftover processes were killed"
-    _publish(ctx, ref, layout, NO_EXIT_STATUS, reason)
-    _finish(ctx, ref, record, "failed", NO_EXIT_STATUS, reason, _duration(record), _tail(layout))
+    reason, note = _publish(ctx, ref, layout, NO_EXIT_STATUS, reason)
+    _finish(
+        ctx,
+        ref,
+        record,
+        "failed",
+        NO_EXIT_STATUS,
+        reason,
+        _duration(record),
+        _tail(ctx, layout),
+        outputs_note=note,
+    )
+
+
+def _reap_failed(ctx: Context, ref: JobRef, record: dict[str, Any], exc: Exception) -> None:
+    """Collecting a run raised: fail that job with the reason, so the others go on."""
+    log = ctx.log("execute")
+    log.error("collecting %s failed; it is marked failed: %s", ref.label, exc, exc_info=exc)
+    owner_reason = f"{COLLECT_FAILED}: {type(exc).__name__}: {exc}"
+    run_dir = record.get("run_dir")
+    if run_dir:
+        try:
+            _stop_run(record, read_run_status(RunLayout(Path(run_dir))))
+        except Exception:
+            log.exception("stopping the run of %s failed", ref.label)
+    try:
+        _publish_note(ctx, ref, COLLECT_FAILED)
+    except Exception:
+        log.exception("writing the results of %s failed", ref.label)
+    try:
+        _finish(ctx, ref, record, "failed", NO_EXIT_STATUS, COLLECT_FAILED, None, "", owner_reason)
+    except Exception:
+        # Even without its datasite state the job must stop counting as running.
+        log.exception("recording %s as failed failed", ref.label)
+        kept = {k: record[k] for k in ("protocol", "seen_at", "method", "rule") if k in record}
+        record.clear()
+        record.update(
+            kept,
+            status="failed",
+            return_code=NO_EXIT_STATUS,
+            finished_at=iso(),
+            reason=owner_reason,
+        )
 
 
 def _stop_if_stuck(ctx: Context, ref: JobRef, record: dict[str, Any], status: dict) -> None:
@@ -278,9 +389,15 @@ def _stop_if_stuck(ctx: Context, ref: JobRef, record: dict[str, Any], status: di
     overdue = (utcnow() - parse_iso(started)).total_seconds()
     if overdue < record.get("timeout", 0) + STUCK_GRACE_SECONDS:
         return
+    _stop_run(record, status)
+    ctx.log("execute").error("%s: its supervisor hung past the timeout; stopped", ref.label)
+
+
+def _stop_run(record: dict[str, Any], status: dict) -> None:
+    """Kill a run's supervisor (when it is still that process) and what its job left."""
     pid = status.get("supervisor_pid") or record.get("supervisor_pid")
     ticks = status.get("supervisor_start") or record.get("supervisor_start")
-    if pid and is_running(pid, ticks):
+    if isinstance(pid, int) and pid > 0 and is_running(pid, ticks):
         try:
             os.kill(pid, 9)
         except OSError:
@@ -290,7 +407,6 @@ def _stop_if_stuck(ctx: Context, ref: JobRef, record: dict[str, Any], status: di
         status.get("job_pid"),
         status.get("job_start"),
     )
-    ctx.log("execute").error("%s: its supervisor hung past the timeout; stopped", ref.label)
 
 
 def _duration(record: dict[str, Any]) -> float | None:
@@ -298,11 +414,12 @@ def _duration(record: dict[str, Any]) -> float | None:
     return round((utcnow() - parse_iso(started)).total_seconds(), 3) if started else None
 
 
-def _tail(layout: RunLayout) -> str:
-    try:
-        data = layout.stderr.read_bytes()[-STDERR_TAIL_BYTES:]
-    except OSError:
-        return ""
+def _log_limit(ctx: Context) -> int:
+    return 2 * ctx.config.get("execute.output_cap_kb") * 1024 + RUN_FILE_SLACK
+
+
+def _tail(ctx: Context, layout: RunLayout) -> str:
+    data = read_run_file(layout.stderr, _log_limit(ctx))[-STDERR_TAIL_BYTES:]
     return data.decode("utf-8", "replace")
 
 
@@ -310,20 +427,24 @@ def _harvest(
     ctx: Context, ref: JobRef, record: dict[str, Any], layout: RunLayout, status: dict
 ) -> None:
     return_code = status.get("return_code")
-    reason = status.get("reason")
-    if return_code is None:
+    if not isinstance(return_code, int) or isinstance(return_code, bool):
         return_code = NO_EXIT_STATUS
-    outcome = "done" if return_code == 0 and not status.get("stopped") else "failed"
-    _publish(ctx, ref, layout, return_code, reason if outcome == "failed" else None)
+    failed = return_code != 0 or bool(status.get("stopped"))
+    reason = None
+    if failed:
+        reason = str(status.get("reason") or f"exited with return code {return_code}")
+    # Outputs that cannot be published safely fail the job, with the reason.
+    reason, note = _publish(ctx, ref, layout, return_code, reason)
     _finish(
         ctx,
         ref,
         record,
-        outcome,
+        "failed" if reason else "done",
         return_code,
-        reason if outcome == "failed" else None,
+        reason,
         status.get("duration_seconds"),
-        _tail(layout),
+        _tail(ctx, layout),
+        outputs_note=note,
     )
 
 
@@ -336,45 +457,73 @@ def _publish(
     layout: RunLayout,
     return_code: int,
     reason: str | None,
-) -> None:
-    """Results into the review folder: permissions first, state.yaml (by _finish) last."""
+) -> tuple[str | None, str | None]:
+    """Results into the review folder: permissions first, state.yaml (by _finish) last.
+
+    Returns the job's failure reason (now also naming outputs that were refused)
+    and a note on what of its outputs was left out.
+    """
     review = ctx.datasite.review_dir(ref)
     review.mkdir(parents=True, exist_ok=True)
-    write_result_permissions(
-        review,
-        ref.ds_email,
-        ctx.config.get("execute.share_outputs"),
-        ctx.config.get("execute.share_logs"),
-    )
-    _replace_outputs(layout.outputs, review)
-    stdout = _read_or_empty(layout.stdout)
-    stderr = _read_or_empty(layout.stderr)
-    if reason:
-        stderr += f"\n[syft-bg: {reason}]\n".encode()
+    _write_permissions(ctx, ref)
+    cap = ctx.config.get("execute.outputs_cap_mb") * 1024 * 1024
+    report = _replace_outputs(layout.root, review, cap)
+    if report.refused:
+        reason = f"{reason}; {report.refused}" if reason else report.refused
+    note = report.note(ctx.config.get("execute.outputs_cap_mb"))
+    if note:
+        ctx.log("execute").warning("%s: %s", ref.label, note)
+    stdout = read_run_file(layout.stdout, _log_limit(ctx))
+    stderr = read_run_file(layout.stderr, _log_limit(ctx))
+    for line in (reason, note):
+        if line:
+            stderr += f"\n[syft-bg: {public_text(ctx, line)}]\n".encode()
     atomic_write_bytes(review / "stdout.txt", _as_text(stdout))
     atomic_write_bytes(review / "stderr.txt", _as_text(stderr))
     atomic_write_bytes(review / "returncode.txt", f"{return_code}\n".encode())
+    return reason, note
 
 
 def _publish_note(ctx: Context, ref: JobRef, reason: str) -> None:
     """For a job that never ran: the reason as its stderr, so the DS sees why."""
     review = ctx.datasite.review_dir(ref)
-    write_result_permissions(
-        review,
-        ref.ds_email,
-        ctx.config.get("execute.share_outputs"),
-        ctx.config.get("execute.share_logs"),
-    )
+    _write_permissions(ctx, ref)
     _clear_results(review)
-    atomic_write_bytes(review / "stderr.txt", f"[syft-bg: {reason}]\n".encode())
+    atomic_write_bytes(review / "stderr.txt", f"[syft-bg: {public_text(ctx, reason)}]\n".encode())
     atomic_write_bytes(review / "returncode.txt", f"{NO_EXIT_STATUS}\n".encode())
 
 
-def _read_or_empty(path: Path) -> bytes:
+def public_text(ctx: Context, text: str) -> str:
+    """``text`` for the DS: the data owner's local folders replaced by what they are."""
+    places = [(ctx.home.root, "<app home>"), (ctx.datasite.root, "<SyftBox folder>")]
     try:
-        return path.read_bytes()
-    except OSError:
-        return b""
+        places.append((Path.home(), "~"))
+    except (KeyError, RuntimeError):
+        pass  # no home folder known for this user
+    spelled = []
+    for path, label in places:
+        for form in {str(path), os.path.realpath(path)}:
+            if len(form) > 1:
+                spelled.append((form, label))
+    # The longest first, so a folder inside another is named by its own label.
+    for form, label in sorted(spelled, key=lambda item: -len(item[0])):
+        text = text.replace(form, label)
+    return text
+
+
+def out_of_space(exc: BaseException) -> bool:
+    """A full disk or quota (also inside the list of errors shutil.copytree raises)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return os.strerror(errno.ENOSPC) in text or os.strerror(errno.EDQUOT) in text
+
+
+def _error_words(exc: BaseException) -> str:
+    """What went wrong, without the file names an OSError carries."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
 
 
 def _as_text(data: bytes) -> bytes:
@@ -382,70 +531,355 @@ def _as_text(data: bytes) -> bytes:
     return data.decode("utf-8", "replace").encode("utf-8")
 
 
+def _write_permissions(ctx: Context, ref: JobRef) -> None:
+    write_result_permissions(
+        ctx.datasite.review_dir(ref),
+        ref.ds_email,
+        ctx.config.get("execute.share_outputs"),
+        ctx.config.get("execute.share_logs"),
+    )
+
+
 def write_result_permissions(
     review: Path, ds_email: str, share_outputs: bool, share_logs: bool
 ) -> None:
-    """Who may read this job's results: the DS's review folder grants everything to
-    the DS; a part that is not shared gets a terminal permission file here that
-    grants the DS only state.yaml and the shared parts (the owner reads all)."""
-    path = review / PERMISSION_FILE
-    if share_outputs and share_logs:
-        path.unlink(missing_ok=True)
-        return
+    """Who may read this job's results: a terminal permission file granting the DS
+    state.yaml and the shared parts, and nothing else (the owner reads all).
+
+    It is written whatever is shared: the DS's review folder may have no grant of its
+    own (a peer accepted by another tool), and a job's results must not depend on it.
+    """
     read = {"admin": [], "write": [], "read": [ds_email]}
     rules = [{"pattern": "state.yaml", "access": read}]
     if share_logs:
         rules += [{"pattern": name, "access": read} for name in LOG_FILES]
     if share_outputs:
         rules.append({"pattern": "outputs/**", "access": read})
-    atomic_write_yaml(path, {"rules": rules, "terminal": True})
+    atomic_write_yaml(review / PERMISSION_FILE, {"rules": rules, "terminal": True})
 
 
-def _replace_outputs(source: Path, review: Path) -> None:
+@dataclass
+class OutputsReport:
+    """What publishing a job's outputs did, and what it left out and why."""
+
+    refused: str | None = None
+    files: int = 0
+    folders: int = 0
+    bytes: int = 0
+    left_out: dict[str, int] = field(default_factory=dict)
+    too_many: bool = False
+
+    def leave_out(self, why: str) -> None:
+        self.left_out[why] = self.left_out.get(why, 0) + 1
+
+    def note(self, cap_mb: int) -> str | None:
+        words = {
+            "link": "links or special files (never published)",
+            "permissions": f"{PERMISSION_FILE} files (a job cannot set who reads its results)",
+            "name": "names that are not UTF-8",
+            "deep": f"folders nested deeper than {MAX_OUTPUT_DEPTH} levels",
+            "size": f"files beyond the {cap_mb} MiB outputs cap (execute.outputs_cap_mb)",
+            "unreadable": "files or folders that could not be read",
+        }
+        parts = [f"{count} {words[why]}" for why, count in sorted(self.left_out.items())]
+        if self.too_many:
+            parts.append(f"everything past the first {MAX_OUTPUT_ENTRIES} entries")
+        if not parts:
+            return None
+        return "outputs left out: " + "; ".join(parts)
+
+
+def _replace_outputs(run_root: Path, review: Path, cap_bytes: int) -> OutputsReport:
     """Swap in a copy of what the job wrote to code/outputs/ (regular files only)."""
+    report = OutputsReport()
     building = review / f".syft-bg-tmp-outputs-{secrets.token_hex(4)}"
     building.mkdir()
     try:
-        _copy_regular_files(source, building)
+        source = _open_outputs(run_root, report)
+        if source is not None:
+            target = os.open(building, DIR_FLAGS)
+            try:
+                _copy_outputs(source, target, cap_bytes, report)
+            finally:
+                os.close(source)
+                os.close(target)
         target = review / "outputs"
         old = None
-        if target.exists():
+        if os.path.lexists(target):
             old = review / f".syft-bg-tmp-old-{secrets.token_hex(4)}"
             os.rename(target, old)
         os.rename(building, target)
         if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            remove_tree(old)
     except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
+        remove_tree(building)
         raise
+    return report
 
 
-def _copy_regular_files(source: Path, target: Path) -> None:
-    # Never follow a link the job made: it could point at the data owner's files.
-    # What the job made unreadable is left out rather than stopping every later pass.
+def _open_outputs(run_root: Path, report: OutputsReport) -> int | None:
+    """An fd of the run's job/code/outputs, each part opened without following a link.
+
+    The job could have replaced any part with a link to the data owner's folders;
+    then nothing is published and ``report.refused`` says why.
+    """
     try:
-        entries = list(os.scandir(source))
-    except OSError:
-        return
-    for entry in entries:
-        if entry.name == PERMISSION_FILE:
-            continue  # a job must not decide who reads its results
+        fd = os.open(run_root, DIR_FLAGS)
+    except FileNotFoundError:
+        return None
+    for part in OUTPUTS_PARTS:
         try:
-            if entry.is_dir(follow_symlinks=False):
-                (target / entry.name).mkdir()
-                _copy_regular_files(Path(entry.path), target / entry.name)
-            elif entry.is_file(follow_symlinks=False):
-                fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-                with os.fdopen(fd, "rb") as handle, open(target / entry.name, "wb") as out:
-                    shutil.copyfileobj(handle, out)
+            child = os.open(part, DIR_FLAGS, dir_fd=fd)
+        except FileNotFoundError:
+            child = None
+        except OSError as exc:
+            child = None
+            what = OUTPUTS_NAMES[part]
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                report.refused = f"its outputs were not published: {what} is a link or not a folder"
+            else:
+                report.refused = (
+                    f"its outputs were not published: {what} could not be read "
+                    f"({_error_words(exc)})"
+                )
+        finally:
+            os.close(fd)
+        if child is None:
+            return None
+        fd = child
+    return fd
+
+
+def _open_below(top: int, parts: tuple[str, ...]) -> int:
+    """Open the folder ``parts`` below the folder fd ``top``, never through a link."""
+    fd = os.dup(top)
+    for part in parts:
+        try:
+            child = os.open(part, DIR_FLAGS, dir_fd=fd)
+        finally:
+            os.close(fd)
+        fd = child
+    return fd
+
+
+def _copy_outputs(source: int, target: int, cap_bytes: int, report: OutputsReport) -> None:
+    """Copy the folders and regular files below ``source`` into ``target``.
+
+    Iterative, and bounded in depth, entries and bytes; only folders are kept open
+    (one pair at a time), each opened below its parent with O_NOFOLLOW.
+    """
+    seen = 0
+    pending: list[tuple[str, ...]] = [()]
+    while pending and not report.too_many:
+        rel = pending.pop()
+        try:
+            src = _open_below(source, rel)
         except OSError:
+            report.leave_out("unreadable")
             continue
+        try:
+            dst = _open_below(target, rel)
+            try:
+                names = _list_some(src, MAX_OUTPUT_ENTRIES - seen + 1)
+                if names is None:
+                    report.leave_out("unreadable")
+                    continue
+                subfolders = []
+                for name in names:
+                    seen += 1
+                    if seen > MAX_OUTPUT_ENTRIES:
+                        report.too_many = True
+                        break
+                    if _copy_entry(src, dst, name, len(rel), cap_bytes, report):
+                        subfolders.append(rel + (name,))
+                # Depth first, in name order within each folder.
+                pending.extend(reversed(subfolders))
+            finally:
+                os.close(dst)
+        finally:
+            os.close(src)
+
+
+def _list_some(fd: int, limit: int) -> list[str] | None:
+    names = []
+    try:
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                names.append(entry.name)
+                if len(names) >= limit:
+                    break
+    except OSError:
+        return None
+    return sorted(names)
+
+
+def _copy_entry(
+    src: int, dst: int, name: str, depth: int, cap_bytes: int, report: OutputsReport
+) -> bool:
+    """Copy one entry; True when it is a folder whose contents are to be copied."""
+    if name == PERMISSION_FILE:
+        report.leave_out("permissions")
+        return False
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        report.leave_out("name")
+        return False
+    try:
+        info = os.stat(name, dir_fd=src, follow_symlinks=False)
+    except OSError:
+        report.leave_out("unreadable")
+        return False
+    if stat.S_ISDIR(info.st_mode):
+        if depth + 1 > MAX_OUTPUT_DEPTH:
+            report.leave_out("deep")
+            return False
+        try:
+            os.mkdir(name, 0o755, dir_fd=dst)
+        except OSError:
+            report.leave_out("unreadable")
+            return False
+        report.folders += 1
+        return True
+    if not stat.S_ISREG(info.st_mode):
+        report.leave_out("link")
+        return False
+    if report.bytes + info.st_size > cap_bytes:
+        report.leave_out("size")
+        return False
+    try:
+        _copy_file(src, dst, name, info, report)
+    except OSError:
+        report.leave_out("unreadable")
+    return False
+
+
+def _copy_file(src: int, dst: int, name: str, info: os.stat_result, report: OutputsReport) -> None:
+    fd = os.open(name, READ_FLAGS, dir_fd=src)
+    try:
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode) or (opened.st_dev, opened.st_ino) != (
+            info.st_dev,
+            info.st_ino,
+        ):
+            raise OSError(errno.ESTALE, "the file changed while it was copied")
+        out = os.open(name, WRITE_FLAGS, 0o644, dir_fd=dst)
+        try:
+            left = info.st_size
+            while left > 0:
+                chunk = os.read(fd, min(left, COPY_CHUNK))
+                if not chunk:
+                    break
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(out, view) :]
+                left -= len(chunk)
+                report.bytes += len(chunk)
+        except BaseException:
+            os.close(out)
+            out = -1
+            try:
+                os.unlink(name, dir_fd=dst)
+            except OSError:
+                pass
+            raise
+        finally:
+            if out >= 0:
+                os.close(out)
+        report.files += 1
+    finally:
+        os.close(fd)
 
 
 def _clear_results(review: Path) -> None:
     for name in LOG_FILES:
         (review / name).unlink(missing_ok=True)
-    shutil.rmtree(review / "outputs", ignore_errors=True)
+    remove_tree(review / "outputs")
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a folder however deep it is, never following a link (best effort).
+
+    ``shutil.rmtree`` recurses once per level, so a job's deeply nested folders
+    would make it raise RecursionError in every later pass. This walks down, and
+    back up through "..", holding one folder open at a time; each ".." must be
+    the folder it came from.
+    """
+    try:
+        fd = os.open(path, DIR_FLAGS)
+    except FileNotFoundError:
+        return
+    except OSError:
+        try:
+            os.unlink(path)  # a link or a file where a folder was expected
+        except OSError:
+            pass
+        return
+    # Per open level: its name in the folder above, its identity, the folders left in it.
+    levels: list[tuple[str, tuple[int, int], list[str]]] = []
+    try:
+        levels.append(("", _identity(fd), _clear_files(fd)))
+        while True:
+            todo = levels[-1][2]
+            if todo:
+                name = todo.pop()
+                try:
+                    child = os.open(name, DIR_FLAGS, dir_fd=fd)
+                except OSError:
+                    continue
+                os.close(fd)
+                fd = child
+                levels.append((name, _identity(fd), _clear_files(fd)))
+                continue
+            if len(levels) == 1:
+                break
+            name, _, _ = levels.pop()
+            parent = os.open("..", DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            if _identity(fd) != levels[-1][1]:
+                return  # moved meanwhile: stop rather than delete elsewhere
+            try:
+                os.rmdir(name, dir_fd=fd)
+            except OSError:
+                pass
+    except OSError:
+        return
+    finally:
+        os.close(fd)
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    info = os.fstat(fd)
+    return info.st_dev, info.st_ino
+
+
+def _clear_files(fd: int) -> list[str]:
+    """Unlink everything in the folder ``fd`` but folders; return the folders."""
+    try:
+        # A job may leave folders it cannot write; the app's user owns them and fixes that.
+        if os.fstat(fd).st_uid == os.geteuid():
+            os.chmod(fd, 0o700)
+    except OSError:
+        pass
+    folders = []
+    try:
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        folders.append(entry.name)
+                    else:
+                        os.unlink(entry.name, dir_fd=fd)
+                except OSError:
+                    continue
+    except OSError:
+        pass
+    return folders
 
 
 def _finish(
@@ -457,7 +891,11 @@ def _finish(
     reason: str | None,
     duration: float | None,
     stderr_tail: str,
+    owner_reason: str | None = None,
+    outputs_note: str | None = None,
 ) -> None:
+    """Record the outcome. ``reason`` reaches the DS (without local paths);
+    ``owner_reason`` (default: reason) stays in the data owner's checkpoint and log."""
     now = iso()
     ctx.datasite.write_job_state(ref, status=outcome, return_code=return_code, completed_at=now)
     kept = {
@@ -467,14 +905,17 @@ def _finish(
     }
     record.clear()
     record.update(kept, status=outcome, return_code=return_code, finished_at=now)
-    if reason:
-        record["reason"] = reason
+    owner_reason = owner_reason or reason
+    if owner_reason:
+        record["reason"] = owner_reason
+    if outputs_note:
+        record["outputs_note"] = outputs_note
     ctx.counts["finished"] += 1
     log = ctx.log("execute")
     if outcome == "done":
         log.info("%s done in %s s", ref.label, duration)
     else:
-        log.warning("%s failed: %s", ref.label, reason)
+        log.warning("%s failed: %s", ref.label, owner_reason)
     ctx.state.add_event(
         "job_finished",
         ds_email=ref.ds_email,
@@ -483,7 +924,8 @@ def _finish(
         return_code=return_code,
         duration_seconds=duration,
         stderr_tail=stderr_tail[-STDERR_TAIL_BYTES:],
-        reason=reason,
+        reason=public_text(ctx, reason) if reason else None,
+        outputs_note=outputs_note,
     )
 
 
@@ -516,12 +958,12 @@ def _clean_old_runs(ctx: Context) -> None:
             continue
         try:
             finished = max(
-                os.stat(p).st_mtime for p in (entry.path, layout.status) if os.path.exists(p)
+                os.lstat(p).st_mtime for p in (entry.path, layout.status) if os.path.lexists(p)
             )
         except (OSError, ValueError):
             continue
         if finished < cutoff:
-            shutil.rmtree(entry.path, ignore_errors=True)
+            remove_tree(Path(entry.path))
             ctx.log("execute").info("removed old run folder %s", entry.name)
 
 
