@@ -61,10 +61,14 @@ ensure_env() {
         }
     fi
     [ -n "$extras" ] && spec="$APP_DIR[$extras]"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$spec" >&2 || {
+    # pip's output is shown only when it fails, less its notes about index
+    # locations this machine may not have.
+    local pip_log="$VENV/.syft-bg-pip.log"
+    if ! "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -e "$spec" >"$pip_log" 2>&1; then
+        grep -v "^WARNING: Location '.*' is ignored" "$pip_log" >&2 || true
         echo "syft-bg: installing the app's packages failed (see above)" >&2
         return 1
-    }
+    fi
     echo "$want" >"$stamp_file"
 }
 
