@@ -3,9 +3,12 @@ write datasites the way syft-job and sync clients do."""
 
 from __future__ import annotations
 
+import email
 import os
 import subprocess
 import sys
+from email import policy
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -164,3 +167,18 @@ def _rewrite_snapshot_member(snapshot_dir: Path, rel: str, data: bytes) -> None:
 def tamper_snapshot():
     """Change a file inside a snapshot the way someone with access to the disk could."""
     return _rewrite_snapshot_member
+
+
+def outbox(app: App) -> list[EmailMessage]:
+    """The emails the outbox transport wrote, oldest name first."""
+    folder = app.home.outbox_dir
+    if not folder.is_dir():
+        return []
+    return [
+        email.message_from_bytes(path.read_bytes(), policy=policy.default)
+        for path in sorted(folder.glob("*.eml"))
+    ]
+
+
+def text_of(message: EmailMessage) -> str:
+    return message.get_body(("plain",)).get_content().replace("\r\n", "\n")

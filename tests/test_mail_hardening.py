@@ -4,35 +4,18 @@ following a swapped-in symlink or blocking on a fifo."""
 
 from __future__ import annotations
 
-import email
 import os
 import shlex
 import subprocess
 import threading
-from email import policy
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
-from conftest import DO_EMAIL, DS_EMAIL, REPO, App
+from conftest import DO_EMAIL, DS_EMAIL, REPO, App, outbox, text_of
 
 from syft_bg_app.datasite import JobRef
 from syft_bg_app.mail import compose
 from syft_bg_app.state import State
-
-
-def outbox(app: App) -> list[EmailMessage]:
-    folder = app.home.outbox_dir
-    if not folder.is_dir():
-        return []
-    return [
-        email.message_from_bytes(path.read_bytes(), policy=policy.default)
-        for path in sorted(folder.glob("*.eml"))
-    ]
-
-
-def text_of(message: EmailMessage) -> str:
-    return message.get_body(("plain",)).get_content().replace("\r\n", "\n")
 
 
 def owner_text(app: App, kind: str, job: str) -> str:

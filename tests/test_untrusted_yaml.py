@@ -5,19 +5,16 @@ text are type-checked and capped."""
 
 from __future__ import annotations
 
-import email
 import os
 import subprocess
 import sys
 import textwrap
 import time
-from email import policy
-from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import DO_EMAIL, DS_EMAIL, REPO, App
+from conftest import DO_EMAIL, DS_EMAIL, REPO, App, outbox, text_of
 
 from syft_bg_app import ds
 from syft_bg_app.fsutil import load_untrusted_yaml, short_repr, untrusted_text
@@ -33,20 +30,6 @@ def laughs(levels: int, key: str = "submitted_at") -> str:
         lines.append(f"a{level}: &a{level} [{refs}]")
     lines.append(f"{key}: *a{levels}")
     return "\n".join(lines) + "\n"
-
-
-def outbox(app: App) -> list[EmailMessage]:
-    folder = app.home.outbox_dir
-    if not folder.is_dir():
-        return []
-    return [
-        email.message_from_bytes(path.read_bytes(), policy=policy.default)
-        for path in sorted(folder.glob("*.eml"))
-    ]
-
-
-def text_of(message: EmailMessage) -> str:
-    return message.get_body(("plain",)).get_content().replace("\r\n", "\n")
 
 
 @pytest.fixture
