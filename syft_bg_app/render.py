@@ -116,23 +116,30 @@ def _job_row(job: Any) -> list[str]:
     ]
 
 
-def jobs_html(jobs: Sequence[Any], title: str = "Jobs") -> str:
+def _status_table_html(jobs, title, headers, row_of) -> str:
+    """A job table whose third column is a status badge."""
     if not jobs:
         return f'<div class="syft-bg"><em>{esc(title)}: no jobs</em></div>'
     rows = []
     for job in jobs:
-        row = _job_row(job)
+        row = row_of(job)
         row[2] = badge_html(job.status)
         rows.append(row)
-    return table_html(f"{title}: {_count_line(jobs)}", JOB_HEADERS, rows, raw_columns=(2,))
+    return table_html(f"{title}: {_count_line(jobs)}", headers, rows, raw_columns=(2,))
+
+
+def _status_table_text(jobs, title, headers, row_of) -> str:
+    if not jobs:
+        return f"{title}: no jobs"
+    return f"{title}: {_count_line(jobs)}\n" + table_text(headers, [row_of(job) for job in jobs])
+
+
+def jobs_html(jobs: Sequence[Any], title: str = "Jobs") -> str:
+    return _status_table_html(jobs, title, JOB_HEADERS, _job_row)
 
 
 def jobs_text(jobs: Sequence[Any], title: str = "Jobs") -> str:
-    if not jobs:
-        return f"{title}: no jobs"
-    return f"{title}: {_count_line(jobs)}\n" + table_text(
-        JOB_HEADERS, [_job_row(job) for job in jobs]
-    )
+    return _status_table_text(jobs, title, JOB_HEADERS, _job_row)
 
 
 def _job_fields(job: Any) -> list[tuple[str, Any]]:
@@ -219,22 +226,11 @@ def _my_row(job: Any) -> list[str]:
 
 
 def my_jobs_html(jobs: Sequence[Any], title: str = "My jobs") -> str:
-    if not jobs:
-        return f'<div class="syft-bg"><em>{esc(title)}: no jobs</em></div>'
-    rows = []
-    for job in jobs:
-        row = _my_row(job)
-        row[2] = badge_html(job.status)
-        rows.append(row)
-    return table_html(f"{title}: {_count_line(jobs)}", MY_JOB_HEADERS, rows, raw_columns=(2,))
+    return _status_table_html(jobs, title, MY_JOB_HEADERS, _my_row)
 
 
 def my_jobs_text(jobs: Sequence[Any], title: str = "My jobs") -> str:
-    if not jobs:
-        return f"{title}: no jobs"
-    return f"{title}: {_count_line(jobs)}\n" + table_text(
-        MY_JOB_HEADERS, [_my_row(job) for job in jobs]
-    )
+    return _status_table_text(jobs, title, MY_JOB_HEADERS, _my_row)
 
 
 # -- auto-approval rules ----------------------------------------------------------------
