@@ -27,13 +27,13 @@ from typing import Any
 
 import yaml
 
+from .atomic import fsync_dir
 from .config import EMAIL_RE, load_config
 from .datasite import CURRENT_PROTOCOL, PROTOCOL_DIR_RE, detect_datasite_path
 from .errors import SyftBgError, UsageError
 from .fsutil import (
     PERMISSION_FILE,
     atomic_write_yaml,
-    fsync_dir,
     is_ignored_name,
     load_untrusted_yaml,
     untrusted_text,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import supervisor
 from .config import Config
 from .errors import SyftBgError
 
@@ -126,31 +127,27 @@ class RunLayout:
 
     @property
     def spec(self) -> Path:
-        return self.root / "spec.json"
+        return self.root / supervisor.SPEC
 
     @property
     def status(self) -> Path:
-        return self.root / "status.json"
+        return self.root / supervisor.STATUS
 
     @property
     def lock(self) -> Path:
-        return self.root / "supervisor.lock"
-
-    @property
-    def info(self) -> Path:
-        return self.root / "run.json"
+        return self.root / supervisor.LOCK
 
     @property
     def stdout(self) -> Path:
-        return self.root / "stdout.txt"
+        return self.root / supervisor.STDOUT
 
     @property
     def stderr(self) -> Path:
-        return self.root / "stderr.txt"
+        return self.root / supervisor.STDERR
 
     @property
     def supervisor_errors(self) -> Path:
-        return self.root / "supervisor-errors.txt"
+        return self.root / supervisor.SUPERVISOR_ERRORS
 
     @property
     def outputs(self) -> Path:

@@ -19,9 +19,10 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from .atomic import atomic_write_bytes
 from .datasite import JobRef
 from .errors import SyftBgError
-from .fsutil import atomic_write_bytes, atomic_write_json
+from .fsutil import atomic_write_json
 from .jobfiles import collect, read_regular, sha256_bytes
 
 PACK = "files.tar"

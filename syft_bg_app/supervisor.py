@@ -1,4 +1,4 @@
-"""The supervisor of one run: ``python -m syft_bg_app.supervisor RUN_DIR``.
+"""The supervisor of one run: ``python -S -m syft_bg_app.supervisor RUN_DIR``.
 
 The pass starts it detached (its own session) and returns at once. The
 supervisor starts the job in a session of its own with the run's rlimits,
@@ -13,6 +13,10 @@ It holds ``supervisor.lock`` (flock) for its whole life; the pass takes that
 lock before starting it and hands it over, so "lock free and not finished"
 means the supervisor is gone (killed, or the machine restarted), whatever
 happened to its pid.
+
+One starts for every job, so it starts lean: the pass runs it without
+site-packages (``-S``) and it imports nothing beyond the standard library and
+``atomic``.
 """
 
 from __future__ import annotations
@@ -27,10 +31,9 @@ import signal
 import subprocess
 import sys
 import time
-import traceback
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
+
+from .atomic import atomic_write_bytes
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -46,6 +49,14 @@ RUN_MARKER = "SYFT_BG_RUN"
 # What programs print when an allocation fails (lower case).
 MEMORY_SIGNS = (b"memoryerror", b"cannot allocate", b"out of memory", b"bad_alloc")
 
+# The files of a run folder (``sandbox.RunLayout`` names them for the pass).
+SPEC = "spec.json"
+STATUS = "status.json"
+LOCK = "supervisor.lock"
+STDOUT = "stdout.txt"
+STDERR = "stderr.txt"
+SUPERVISOR_ERRORS = "supervisor-errors.txt"
+
 _libc: Any = None
 
 
@@ -54,9 +65,10 @@ def _lib() -> Any:
     global _libc
     if _libc is None:
         import ctypes
-        import ctypes.util
 
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # The interpreter's own symbols include libc's; find_library would run
+        # ldconfig, costing more than the rest of the supervisor's start.
+        _libc = ctypes.CDLL(None, use_errno=True)
     return _libc
 
 
@@ -75,8 +87,12 @@ def _prctl(option: int, value: int) -> bool:
 
 
 def _iso(seconds: float) -> str:
-    moment = datetime.fromtimestamp(seconds, timezone.utc)
-    return moment.isoformat().replace("+00:00", "Z")
+    """UTC ISO 8601 with microseconds, as the pass writes them (without datetime)."""
+    whole = int(seconds)
+    micro = int(round((seconds - whole) * 1_000_000))
+    if micro == 1_000_000:
+        whole, micro = whole + 1, 0
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{micro:06d}Z"
 
 
 # -- /proc ------------------------------------------------------------------------
@@ -242,12 +258,6 @@ def _trim_partial_start(data: bytes) -> bytes:
 # -- the supervisor ------------------------------------------------------------------
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    from .fsutil import atomic_write_json
-
-    atomic_write_json(path, data, mode=0o600)
-
-
 def _count_tasks(uid: int) -> int:
     """Tasks (threads) the user runs now: RLIMIT_NPROC counts them all."""
     count = 0
@@ -309,11 +319,10 @@ def _enter_network_namespace() -> None:
 
 
 class Supervisor:
-    def __init__(self, run_dir: Path) -> None:
-        from .sandbox import RunLayout
-
-        self.layout = RunLayout(run_dir)
-        self.spec: dict[str, Any] = json.loads(self.layout.spec.read_text())
+    def __init__(self, run_dir: str) -> None:
+        self.run_dir = run_dir
+        with open(os.path.join(run_dir, SPEC), "rb") as handle:
+            self.spec: dict[str, Any] = json.loads(handle.read())
         self.status: dict[str, Any] = {
             "phase": "launching",
             "supervisor_pid": os.getpid(),
@@ -326,7 +335,8 @@ class Supervisor:
         self.subreaper = False
 
     def save(self) -> None:
-        _write_json(self.layout.status, self.status)
+        text = json.dumps(self.status, indent=1, sort_keys=True) + "\n"
+        atomic_write_bytes(os.path.join(self.run_dir, STATUS), text.encode(), mode=0o600)
 
     # -- children -------------------------------------------------------------------
     def reap(self) -> None:
@@ -492,10 +502,8 @@ class Supervisor:
         stdout: bytes,
         stderr: bytes,
     ) -> None:
-        from .fsutil import atomic_write_bytes
-
-        atomic_write_bytes(self.layout.stdout, stdout, mode=0o600)
-        atomic_write_bytes(self.layout.stderr, stderr, mode=0o600)
+        atomic_write_bytes(os.path.join(self.run_dir, STDOUT), stdout, mode=0o600)
+        atomic_write_bytes(os.path.join(self.run_dir, STDERR), stderr, mode=0o600)
         self.status.update(
             phase="finished",
             finished_at=_iso(time.time()),
@@ -543,10 +551,10 @@ def _child_setup(limits: list[tuple[int, int, int]], unshare_net: bool) -> None:
         _enter_network_namespace()
 
 
-def _hold_lock(run_dir: Path, fd: int | None) -> int | None:
+def _hold_lock(run_dir: str, fd: int | None) -> int | None:
     """The inherited lock fd, or the lock taken here; None when another holds it."""
     if fd is None:
-        fd = os.open(run_dir / "supervisor.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(os.path.join(run_dir, LOCK), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
@@ -567,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m syft_bg_app.supervisor RUN_DIR [--lock-fd FD]", file=sys.stderr)
         return 2
-    run_dir = Path(args[0])
+    run_dir = args[0]
     if _hold_lock(run_dir, lock_fd) is None:
         print(f"{run_dir}: another supervisor holds this run", file=sys.stderr)
         return 1
@@ -576,6 +584,8 @@ def main(argv: list[str] | None = None) -> int:
         supervisor.run()
     except BaseException:
         # Whatever went wrong here, the job must not run on unwatched.
+        import traceback
+
         traceback.print_exc()
         supervisor.kill_all()
         supervisor.status.update(

@@ -213,7 +213,7 @@ def ledger_runs(scenario: Scenario) -> Counter:
     runs: Counter = Counter()
     for line in scenario.ledger.read_text().splitlines():
         run_id = line.split()[0]
-        info = json.loads(RunLayout(scenario.app.home.runs_dir / run_id).info.read_text())
+        info = json.loads(RunLayout(scenario.app.home.runs_dir / run_id).spec.read_text())
         runs[info["job"]] += 1
     return runs
 
@@ -306,7 +306,7 @@ def check_jobs(scenario: Scenario) -> State:
     ledger = {}
     for line in scenario.ledger.read_text().splitlines():
         run_id = line.split()[0]
-        info = json.loads(RunLayout(app.home.runs_dir / run_id).info.read_text())
+        info = json.loads(RunLayout(app.home.runs_dir / run_id).spec.read_text())
         ledger[info["job"]] = run_id
     for job in scenario.approved:
         review = app.datasite.review_dir(JobRef(job.ds, job.name))
@@ -319,7 +319,7 @@ def check_jobs(scenario: Scenario) -> State:
         status = json.loads(layout.status.read_text())
         assert status["phase"] == "finished", (folder, status)
         assert status["return_code"] == 0, (folder, status)
-        finished.append(json.loads(layout.info.read_text())["job"])
+        finished.append(json.loads(layout.spec.read_text())["job"])
     assert sorted(finished) == sorted(job.label for job in scenario.approved)
     return state
 

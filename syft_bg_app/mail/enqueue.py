@@ -13,9 +13,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from ..atomic import atomic_write_bytes
 from ..config import EMAIL_RE
 from ..context import Context
-from ..fsutil import atomic_write_bytes
 from ..state import iso, utcnow
 from .compose import Draft, digest_draft, drafts_for_event
 from .message import build, message_id

@@ -27,10 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from .. import audit, sandbox, snapshot
+from ..atomic import atomic_write_bytes
 from ..context import Context
 from ..datasite import JobRef
 from ..errors import NotFoundError, SyftBgError
-from ..fsutil import PERMISSION_FILE, atomic_write_bytes, atomic_write_json, atomic_write_yaml
+from ..fsutil import PERMISSION_FILE, atomic_write_json, atomic_write_yaml
 from ..sandbox import RunLayout
 from ..state import iso, parse_iso, utcnow
 from ..supervisor import is_running, kill_run_leftovers, start_ticks
@@ -57,6 +58,8 @@ READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 # The supervisor keeps at most output_cap_kb of each stream, plus its marker.
 RUN_FILE_SLACK = 64 * 1024
+# The folder that holds the syft_bg_app package, however it was installed.
+APP_PARENT = str(Path(__file__).resolve().parents[2])
 COLLECT_FAILED = (
     "its results could not be collected (an error in syft-bg; the data owner's log has the details)"
 )
@@ -105,12 +108,34 @@ def _start_approved(ctx: Context) -> None:
     choice = sandbox.choose(ctx.config)
     if choice.warning:
         ctx.log("execute").warning("%s", choice.warning)
+    claimed = []
     for _, ref, record in approved[:slots]:
-        start(ctx, ref, record, choice)
+        files = _claim(ctx, ref, record, choice)
+        if files is not None:
+            claimed.append((ref, record, files))
+    if not claimed:
+        return
+    # One checkpoint for all of them, before anything runs: a pass killed from
+    # here on leaves records the next pass checks, never approved jobs it would
+    # start again.
+    ctx.state.save()
+    for index, (ref, record, files) in enumerate(claimed):
+        try:
+            _launch(ctx, ref, record, files, choice)
+        except BaseException:
+            for other_ref, other_record, _ in claimed[index + 1 :]:
+                try:
+                    _unclaim(ctx, other_ref, other_record)
+                except OSError:
+                    ctx.log("execute").exception("resetting %s failed", other_ref.label)
+            raise
 
 
-def start(ctx: Context, ref: JobRef, record: dict[str, Any], choice: sandbox.Choice) -> None:
-    log = ctx.log("execute")
+def _claim(
+    ctx: Context, ref: JobRef, record: dict[str, Any], choice: sandbox.Choice
+) -> Path | None:
+    """Mark an approved job running (datasite and record); its verified files, or
+    None when it cannot run (then it is failed with the reason)."""
     try:
         files, _ = snapshot.verified(ctx.home.snapshots_dir, ref)
     except snapshot.SnapshotError as exc:
@@ -126,40 +151,40 @@ def start(ctx: Context, ref: JobRef, record: dict[str, Any], choice: sandbox.Cho
                 f"{reason}: review the files, then: "
                 f"syft-bg jobs rerun {shlex.quote(ref.label)} --fresh-snapshot"
             )
-            log.warning("%s not run: %s", ref.label, exc)
+            ctx.log("execute").warning("%s not run: %s", ref.label, exc)
         _publish_note(ctx, ref, reason)
         _finish(ctx, ref, record, "failed", NO_EXIT_STATUS, reason, None, "", owner_reason)
-        return
+        return None
     run_id = _new_run_id(ref)
-    layout = RunLayout(ctx.home.runs_dir / run_id)
-    timeout = timeout_for(ctx, record)
-    # Say "running" before anything runs: a pass killed from here on leaves a
-    # record the next pass checks, never an approved job it would start again.
     ctx.datasite.write_job_state(ref, status="running", completed_at=None, return_code=None)
     _write_permissions(ctx, ref)
     record.update(
         status="running",
         run_id=run_id,
-        run_dir=str(layout.root),
+        run_dir=str(ctx.home.runs_dir / run_id),
         started_at=iso(),
-        timeout=timeout,
+        timeout=timeout_for(ctx, record),
         sandbox=choice.mode,
     )
     for key in ("supervisor_pid", "supervisor_start", "reason"):
         record.pop(key, None)
-    ctx.state.save()
+    return files
+
+
+def _launch(
+    ctx: Context, ref: JobRef, record: dict[str, Any], files: Path, choice: sandbox.Choice
+) -> None:
+    """Prepare the run folder of a claimed job and start its supervisor."""
+    log = ctx.log("execute")
+    run_id, timeout = record["run_id"], record["timeout"]
+    layout = RunLayout(Path(record["run_dir"]))
     try:
         ctx.home.runs_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(ctx.home.runs_dir, 0o700)
         sandbox.prepare_layout(layout, files, choice.mode)
         limits = sandbox.Limits.from_config(ctx.config, timeout)
         spec = sandbox.build_spec(layout, choice, ctx.config, limits, run_id)
-        atomic_write_json(layout.spec, spec, mode=0o600)
-        atomic_write_json(
-            layout.info,
-            {"job": ref.label, "protocol": ref.protocol, "created_at": iso()},
-            mode=0o600,
-        )
+        atomic_write_json(layout.spec, dict(spec, job=ref.label), mode=0o600)
         _clear_results(ctx.datasite.review_dir(ref))
         pid = _launch_supervisor(layout)
     except (OSError, subprocess.SubprocessError, SyftBgError) as exc:
@@ -167,10 +192,7 @@ def start(ctx: Context, ref: JobRef, record: dict[str, Any], choice: sandbox.Cho
         remove_tree(layout.root)
         if out_of_space(exc):
             # A full disk is the machine's state, not the job's: it waits for space.
-            for key in ("run_id", "run_dir", "started_at", "timeout", "sandbox"):
-                record.pop(key, None)
-            record["status"] = "approved"
-            ctx.datasite.write_job_state(ref, status="approved")
+            _unclaim(ctx, ref, record)
             raise
         reason = f"could not start: {_error_words(exc)}"
         _publish_note(ctx, ref, reason)
@@ -181,6 +203,14 @@ def start(ctx: Context, ref: JobRef, record: dict[str, Any], choice: sandbox.Cho
     log.info(
         "started %s (run %s, sandbox %s, timeout %d s)", ref.label, run_id, choice.mode, timeout
     )
+
+
+def _unclaim(ctx: Context, ref: JobRef, record: dict[str, Any]) -> None:
+    """A claimed job that was not started goes back to approved."""
+    for key in ("run_id", "run_dir", "started_at", "timeout", "sandbox"):
+        record.pop(key, None)
+    record["status"] = "approved"
+    ctx.datasite.write_job_state(ref, status="approved")
 
 
 def timeout_for(ctx: Context, record: dict[str, Any]) -> int:
@@ -207,7 +237,7 @@ def _launch_supervisor(layout: RunLayout) -> int:
         errors = open(layout.supervisor_errors, "ab")
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", "syft_bg_app.supervisor", str(layout.root)]
+                [sys.executable, "-S", "-m", "syft_bg_app.supervisor", str(layout.root)]
                 + ["--lock-fd", str(fd)],
                 cwd=layout.root,
                 env=_supervisor_environment(),
@@ -227,11 +257,11 @@ def _launch_supervisor(layout: RunLayout) -> int:
 
 
 def _supervisor_environment() -> dict[str, str]:
-    # The supervisor needs nothing of the pass's environment but how to import the app.
-    env = {"PATH": sandbox.SYSTEM_PATH, "LANG": "C.UTF-8"}
-    for name in ("PYTHONPATH", "PYTHONHOME"):
-        if os.environ.get(name):
-            env[name] = os.environ[name]
+    # The supervisor needs nothing of the pass's environment. It starts without
+    # site-packages (one starts per job), so it is told where the app itself is.
+    env = {"PATH": sandbox.SYSTEM_PATH, "LANG": "C.UTF-8", "PYTHONPATH": APP_PARENT}
+    if os.environ.get("PYTHONHOME"):
+        env["PYTHONHOME"] = os.environ["PYTHONHOME"]
     return env
 
 
@@ -555,7 +585,8 @@ def write_result_permissions(
         rules += [{"pattern": name, "access": read} for name in LOG_FILES]
     if share_outputs:
         rules.append({"pattern": "outputs/**", "access": read})
-    atomic_write_yaml(review / PERMISSION_FILE, {"rules": rules, "terminal": True})
+    grant = {"rules": rules, "terminal": True}
+    atomic_write_yaml(review / PERMISSION_FILE, grant, unless_same=True)
 
 
 @dataclass
