@@ -69,6 +69,9 @@ ensure_env() {
         echo "syft-bg: installing the app's packages failed (see above)" >&2
         return 1
     fi
+    # A pass starts often and imports most of the app: compile it once here, also
+    # where Python is told never to write bytecode itself (PYTHONDONTWRITEBYTECODE).
+    "$VENV/bin/python" -m compileall -q "$APP_DIR/syft_bg_app" >/dev/null 2>&1 || true
     echo "$want" >"$stamp_file"
 }
 

@@ -110,6 +110,9 @@ def compare(workdir: Path, jobs: int = 200) -> list[str]:
 if __name__ == "__main__":
     import tempfile
 
+    from installed import compile_app
+
+    compile_app()
     scratch = Path(tempfile.mkdtemp(prefix="syft-bg-compare-"))
     try:
         print("\n".join(compare(scratch, int(sys.argv[1]) if len(sys.argv) > 1 else 200)))

@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import make_datasite  # noqa: E402
+from installed import compile_app  # noqa: E402
 
 PASS = [sys.executable, "-m", "syft_bg_app", "run", "--once"]
 BARE = [sys.executable, "-c", "import yaml, filelock"]
@@ -94,6 +95,7 @@ def main() -> None:
     parser.add_argument("--skip-syft-job", action="store_true", help="skip the syft-job comparison")
     args = parser.parse_args()
     runs = 3 if args.quick else 7
+    compile_app()
     workdir = Path(tempfile.mkdtemp(prefix="syft-bg-bench-"))
     lines = ["| what | wall | CPU | peak RSS | note |", "|---|---|---|---|---|"]
     try:

@@ -565,17 +565,8 @@ def _hold_lock(run_dir: str, fd: int | None) -> int | None:
     return fd
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    lock_fd = None
-    if "--lock-fd" in args:
-        index = args.index("--lock-fd")
-        lock_fd = int(args[index + 1])
-        del args[index : index + 2]
-    if len(args) != 1:
-        print("usage: python -m syft_bg_app.supervisor RUN_DIR [--lock-fd FD]", file=sys.stderr)
-        return 2
-    run_dir = args[0]
+def supervise(run_dir: str, lock_fd: int | None = None) -> int:
+    """Supervise one run here, holding its lock (``lock_fd``, or taken here)."""
     if _hold_lock(run_dir, lock_fd) is None:
         print(f"{run_dir}: another supervisor holds this run", file=sys.stderr)
         return 1
@@ -598,6 +589,82 @@ def main(argv: list[str] | None = None) -> int:
         supervisor.save()
         return 1
     return 0
+
+
+def launch(lines: list[str]) -> int:
+    """Fork one detached supervisor per line ``LOCK_FD ERRORS_FD RUN_DIR``.
+
+    The pass starts one launcher for all the runs it starts, so the interpreter
+    starts once, not once per job. For each line, in order, the launcher prints
+    the supervisor's pid, or ``-`` when it could not fork one (the reason goes
+    to that run's errors file); then it exits, and each supervisor lives on in a
+    session of its own holding its run's lock.
+    """
+    runs = []
+    for line in lines:
+        lock_fd, errors_fd, run_dir = line.rstrip("\n").split(" ", 2)
+        runs.append((int(lock_fd), int(errors_fd), run_dir))
+    inherited = {fd for lock_fd, errors_fd, _ in runs for fd in (lock_fd, errors_fd)}
+    for lock_fd, errors_fd, run_dir in runs:
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            os.write(errors_fd, f"no supervisor could be started: {exc}\n".encode())
+            _report("-")
+            continue
+        if pid == 0:
+            _become_supervisor(run_dir, lock_fd, errors_fd, inherited)
+        _report(str(pid))
+    return 0
+
+
+def _report(word: str) -> None:
+    # A pass that is gone no longer reads this; the other runs still get supervisors.
+    try:
+        print(word, flush=True)
+    except OSError:
+        pass
+
+
+def _become_supervisor(run_dir: str, lock_fd: int, errors_fd: int, inherited: set[int]) -> None:
+    """In a child of the launcher: detach, keep only this run's files, supervise, exit."""
+    code = 1
+    try:
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(errors_fd, 1)
+        os.dup2(errors_fd, 2)
+        for fd in (inherited | {devnull}) - {lock_fd}:
+            os.close(fd)
+        os.chdir(run_dir)
+        code = supervise(run_dir, lock_fd)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["--launch"]:
+        return launch(sys.stdin.readlines())
+    if len(args) != 1 or args[0].startswith("-"):
+        print(
+            "usage: python -m syft_bg_app.supervisor RUN_DIR\n"
+            "       python -m syft_bg_app.supervisor --launch  (lines on stdin: "
+            "LOCK_FD ERRORS_FD RUN_DIR)",
+            file=sys.stderr,
+        )
+        return 2
+    return supervise(args[0])
 
 
 if __name__ == "__main__":

@@ -277,16 +277,80 @@ def test_a_run_whose_supervisor_was_killed_is_failed_with_the_reason_and_not_res
     assert len(list(app.home.runs_dir.iterdir())) == 1  # never started a second time
 
 
+def test_supervisors_started_together_are_independent_of_each_other(quiet_app):
+    """One launcher forks the supervisors of a pass; each must hold its own run's lock
+    only, in a session of its own, so that one dying is seen for that run alone."""
+    app = quiet_app
+    app.set_config(execute={"max_concurrent": 3, "timeout": 40})
+    names = ("first", "second", "third")
+    for name in names:
+        app.submit(name, run_sh="#!/bin/bash\nsleep 30\n")
+    app.run_pass()
+    for name in names:
+        app.cli("jobs", "approve", name, check=True)
+
+    result = app.run_pass()
+
+    assert "3 started" in result.summary
+    records = {name: _record(app, name) for name in names}
+    pids = {name: record["supervisor_pid"] for name, record in records.items()}
+    assert len(set(pids.values())) == 3
+    for pid in pids.values():
+        assert os.getsid(pid) == pid  # each leads a session of its own
+    os.kill(pids["second"], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while execute.supervisor_alive(RunLayout(Path(records["second"]["run_dir"]))):
+        assert time.monotonic() < deadline, "the killed supervisor's lock stayed held"
+        time.sleep(0.05)
+    for name in ("first", "third"):
+        assert execute.supervisor_alive(RunLayout(Path(records[name]["run_dir"])))
+
+    app.run_pass()
+
+    assert _record(app, "second")["status"] == "failed"
+    assert [_record(app, n)["status"] for n in ("first", "third")] == ["running", "running"]
+    _stop_runs(app)
+
+
+def test_jobs_whose_supervisors_never_started_start_on_a_later_pass(quiet_app, monkeypatch):
+    app = quiet_app
+    for name in ("one", "two"):
+        app.submit(name, run_sh=f"#!/bin/bash\necho {name}\n")
+    app.run_pass()
+    for name in ("one", "two"):
+        app.cli("jobs", "approve", name, check=True)
+    nowhere = str(app.home.root / "no-such-folder")
+    monkeypatch.setattr(
+        execute, "_supervisor_environment", lambda: {"PATH": "/usr/bin", "PYTHONPATH": nowhere}
+    )
+
+    result = app.run_pass()  # the launcher cannot even import the app
+
+    assert "started" not in result.summary
+    assert [_record(app, n)["status"] for n in ("one", "two")] == ["running", "running"]
+    assert "No module named" in (
+        RunLayout(Path(_record(app, "one")["run_dir"])).supervisor_errors.read_text()
+    )
+    monkeypatch.undo()
+
+    states = run_until_finished(app, ["one", "two"])
+
+    assert [states[n]["status"] for n in ("one", "two")] == ["done", "done"]
+    assert (_review(app, "two") / "stdout.txt").read_text() == "two\n"
+    runs = [execute.read_run_status(RunLayout(d)) for d in app.home.runs_dir.iterdir()]
+    assert [status["phase"] for status in runs] == ["finished", "finished"]  # each ran once
+
+
 def test_a_pass_killed_before_its_supervisor_started_runs_the_job_once_later(
     quiet_app, monkeypatch
 ):
     app = quiet_app
     _approved(app, "once", "#!/bin/bash\necho ran-once\n")
 
-    def pass_dies_here(layout):
+    def pass_dies_here(runs):
         raise SystemExit("killed")
 
-    monkeypatch.setattr(execute, "_launch_supervisor", pass_dies_here)
+    monkeypatch.setattr(execute, "_start_supervisors", pass_dies_here)
     with pytest.raises(SystemExit):
         app.run_pass()
     monkeypatch.undo()

@@ -58,6 +58,8 @@ READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 # The supervisor keeps at most output_cap_kb of each stream, plus its marker.
 RUN_FILE_SLACK = 64 * 1024
+# How long the launcher of a pass's supervisors may take to fork them all.
+LAUNCH_TIMEOUT = 60
 # The folder that holds the syft_bg_app package, however it was installed.
 APP_PARENT = str(Path(__file__).resolve().parents[2])
 COLLECT_FAILED = (
@@ -119,16 +121,25 @@ def _start_approved(ctx: Context) -> None:
     # here on leaves records the next pass checks, never approved jobs it would
     # start again.
     ctx.state.save()
-    for index, (ref, record, files) in enumerate(claimed):
-        try:
-            _launch(ctx, ref, record, files, choice)
-        except BaseException:
-            for other_ref, other_record, _ in claimed[index + 1 :]:
-                try:
-                    _unclaim(ctx, other_ref, other_record)
-                except OSError:
-                    ctx.log("execute").exception("resetting %s failed", other_ref.label)
-            raise
+    prepared: list[tuple[JobRef, dict[str, Any], RunLayout]] = []
+    done = 0
+    try:
+        for ref, record, files in claimed:
+            layout = _prepare(ctx, ref, record, files, choice)
+            done += 1
+            if layout is not None:
+                prepared.append((ref, record, layout))
+    except BaseException:
+        for other_ref, other_record, _ in claimed[done + 1 :]:
+            try:
+                _unclaim(ctx, other_ref, other_record)
+            except OSError:
+                ctx.log("execute").exception("resetting %s failed", other_ref.label)
+        raise
+    finally:
+        # What is prepared starts, even when the disk filled up on a later job.
+        if prepared:
+            _launch(ctx, prepared, choice)
 
 
 def _claim(
@@ -171,38 +182,95 @@ def _claim(
     return files
 
 
-def _launch(
+def _prepare(
     ctx: Context, ref: JobRef, record: dict[str, Any], files: Path, choice: sandbox.Choice
-) -> None:
-    """Prepare the run folder of a claimed job and start its supervisor."""
-    log = ctx.log("execute")
-    run_id, timeout = record["run_id"], record["timeout"]
+) -> RunLayout | None:
+    """The run folder of a claimed job, ready for its supervisor; None when the job
+    cannot start (then it is failed with the reason)."""
     layout = RunLayout(Path(record["run_dir"]))
     try:
         ctx.home.runs_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(ctx.home.runs_dir, 0o700)
         sandbox.prepare_layout(layout, files, choice.mode)
-        limits = sandbox.Limits.from_config(ctx.config, timeout)
-        spec = sandbox.build_spec(layout, choice, ctx.config, limits, run_id)
+        limits = sandbox.Limits.from_config(ctx.config, record["timeout"])
+        spec = sandbox.build_spec(layout, choice, ctx.config, limits, record["run_id"])
         atomic_write_json(layout.spec, dict(spec, job=ref.label), mode=0o600)
         _clear_results(ctx.datasite.review_dir(ref))
-        pid = _launch_supervisor(layout)
-    except (OSError, subprocess.SubprocessError, SyftBgError) as exc:
-        log.error("cannot start %s: %s", ref.label, exc)
-        remove_tree(layout.root)
-        if out_of_space(exc):
-            # A full disk is the machine's state, not the job's: it waits for space.
-            _unclaim(ctx, ref, record)
-            raise
-        reason = f"could not start: {_error_words(exc)}"
-        _publish_note(ctx, ref, reason)
-        _finish(ctx, ref, record, "failed", NO_EXIT_STATUS, reason, None, "", f"{reason} ({exc})")
-        return
-    record.update(supervisor_pid=pid, supervisor_start=start_ticks(pid))
-    ctx.counts["started"] += 1
-    log.info(
-        "started %s (run %s, sandbox %s, timeout %d s)", ref.label, run_id, choice.mode, timeout
-    )
+    except (OSError, SyftBgError) as exc:
+        _not_started(ctx, ref, record, layout, exc)
+        return None
+    return layout
+
+
+def _not_started(
+    ctx: Context, ref: JobRef, record: dict[str, Any], layout: RunLayout, exc: BaseException
+) -> None:
+    """A claimed job whose run could not be set up or started: failed with the reason,
+    or, on a full disk (the machine's state, not the job's), back to approved to wait
+    for space, and the error raised."""
+    ctx.log("execute").error("cannot start %s: %s", ref.label, exc)
+    remove_tree(layout.root)
+    if out_of_space(exc):
+        _unclaim(ctx, ref, record)
+        raise exc
+    reason = f"could not start: {_error_words(exc)}"
+    _publish_note(ctx, ref, reason)
+    _finish(ctx, ref, record, "failed", NO_EXIT_STATUS, reason, None, "", f"{reason} ({exc})")
+
+
+def _launch(
+    ctx: Context, runs: list[tuple[JobRef, dict[str, Any], RunLayout]], choice: sandbox.Choice
+) -> None:
+    """Start the supervisors of prepared runs and record their pids."""
+    log = ctx.log("execute")
+    full_disk: BaseException | None = None
+    handed: list[tuple[JobRef, dict[str, Any], RunLayout, int, int]] = []
+    try:
+        for ref, record, layout in runs:
+            try:
+                lock_fd, errors_fd = _run_files_for_supervisor(layout)
+            except OSError as exc:
+                try:
+                    _not_started(ctx, ref, record, layout, exc)
+                except OSError as raised:
+                    full_disk = full_disk or raised
+                continue
+            handed.append((ref, record, layout, lock_fd, errors_fd))
+        if not handed:
+            return
+        try:
+            pids, errors = _start_supervisors([(h[2], h[3], h[4]) for h in handed])
+        except (OSError, subprocess.SubprocessError) as exc:
+            for ref, record, layout, _, _ in handed:
+                try:
+                    _not_started(ctx, ref, record, layout, exc)
+                except OSError as raised:
+                    full_disk = full_disk or raised
+            return
+    finally:
+        for _, _, _, lock_fd, errors_fd in handed:
+            # Each supervisor holds its run's lock through the descriptor it inherited.
+            os.close(lock_fd)
+            os.close(errors_fd)
+    # A launcher that died part way reported fewer pids than runs.
+    pids = (pids + [None] * len(handed))[: len(handed)]
+    for (ref, record, layout, _, _), pid in zip(handed, pids, strict=True):
+        if pid is None:
+            # The next pass finds no status and starts it again (a bounded number of times).
+            log.warning("no supervisor started for %s: %s", ref.label, errors or "no error")
+            _note_start_error(layout, errors)
+            continue
+        record.update(supervisor_pid=pid, supervisor_start=start_ticks(pid))
+        ctx.counts["started"] += 1
+        log.info(
+            "started %s (run %s, sandbox %s, timeout %d s)",
+            ref.label,
+            record["run_id"],
+            choice.mode,
+            record["timeout"],
+        )
+    if full_disk is not None:
+        raise full_disk
 
 
 def _unclaim(ctx: Context, ref: JobRef, record: dict[str, Any]) -> None:
@@ -229,31 +297,67 @@ def _new_run_id(ref: JobRef) -> str:
     return f"{stamp}-{digest[:10]}-{secrets.token_hex(3)}"
 
 
-def _launch_supervisor(layout: RunLayout) -> int:
-    """Start the detached supervisor holding the run's lock; return its pid."""
-    fd = os.open(layout.lock, os.O_RDWR | os.O_CREAT, 0o600)
+def _run_files_for_supervisor(layout: RunLayout) -> tuple[int, int]:
+    """The run's lock (taken) and its errors file, as descriptors to hand over.
+
+    The errors file exists from here on: a run folder without it was never
+    handed to a supervisor (the pass stopped first), which is no failed start.
+    """
+    lock_fd = _above_stdio(os.open(layout.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        errors = open(layout.supervisor_errors, "ab")
-        try:
-            process = subprocess.Popen(
-                [sys.executable, "-S", "-m", "syft_bg_app.supervisor", str(layout.root)]
-                + ["--lock-fd", str(fd)],
-                cwd=layout.root,
-                env=_supervisor_environment(),
-                stdin=subprocess.DEVNULL,
-                stdout=errors,
-                stderr=errors,
-                start_new_session=True,
-                close_fds=True,
-                pass_fds=(fd,),
-            )
-        finally:
-            errors.close()
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+        errors_fd = _above_stdio(os.open(layout.supervisor_errors, flags, 0o600))
+    except BaseException:
+        os.close(lock_fd)
+        raise
+    return lock_fd, errors_fd
+
+
+def _above_stdio(fd: int) -> int:
+    # A pass started with a standard stream closed must not hand one over as a run file.
+    if fd > 2:
+        return fd
+    try:
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
     finally:
-        # The supervisor holds the same lock through its inherited descriptor.
         os.close(fd)
-    return process.pid
+
+
+def _start_supervisors(runs: list[tuple[RunLayout, int, int]]) -> tuple[list[int | None], str]:
+    """One launcher process forks a detached supervisor per run; their pids (None
+    where none started) and what the launcher printed on stderr."""
+    lines = "".join(f"{lock} {errors} {layout.root}\n" for layout, lock, errors in runs)
+    process = subprocess.Popen(
+        [sys.executable, "-S", "-m", "syft_bg_app.supervisor", "--launch"],
+        cwd=runs[0][0].root.parent,
+        env=_supervisor_environment(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        close_fds=True,
+        pass_fds=[fd for _, lock, errors in runs for fd in (lock, errors)],
+    )
+    try:
+        out, err = process.communicate(lines.encode(), timeout=LAUNCH_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        # Supervisors it forked live on and are found by their runs' locks.
+        process.kill()
+        out, err = process.communicate()
+    pids: list[int | None] = []
+    for word in out.decode("ascii", "replace").split():
+        pids.append(int(word) if word.isdigit() else None)
+    return pids, err.decode("utf-8", "replace").strip()
+
+
+def _note_start_error(layout: RunLayout, errors: str) -> None:
+    if errors:
+        try:
+            with open(layout.supervisor_errors, "a", encoding="utf-8") as handle:
+                handle.write(errors + "\n")
+        except OSError:
+            pass
 
 
 def _supervisor_environment() -> dict[str, str]:
