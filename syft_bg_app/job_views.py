@@ -91,6 +91,9 @@ def describe(ctx: Context, ref: JobRef) -> str:
     if results:
         lines.append(f"  results in {v.review_dir}:")
         lines.extend(f"    {rel}" for rel in results)
+    run_dir = (ctx.state.job(ref.ds_email, ref.name) or {}).get("run_dir")
+    if run_dir and os.path.isdir(run_dir):
+        lines.append(f"  run folder: {run_dir}")
     return "\n".join(lines)
 
 

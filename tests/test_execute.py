@@ -95,6 +95,10 @@ def test_an_approved_job_runs_detached_and_its_results_follow_the_syft_job_layou
     assert event["ds_email"] == DS and event["duration_seconds"] >= 0
     assert event["stderr_tail"] == "a warning\n"
     assert _record(app, "stats")["status"] == "done"
+    shown = app.cli("jobs", "show", f"{DS}/stats", check=True).stdout
+    assert f"run folder: {record['run_dir']}" in shown
+    spec = json.loads(RunLayout(Path(record["run_dir"])).spec.read_text())
+    assert spec["job"] == f"{DS}/stats"
 
 
 def test_a_failing_job_is_failed_with_its_return_code_and_reason(quiet_app):
