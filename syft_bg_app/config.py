@@ -100,8 +100,9 @@ SCHEMA: dict[str, Key] = {
         incomplete_grace=Key(
             "int",
             900,
-            "Seconds a job folder that is still arriving may stay incomplete before "
-            "it is rejected with a reason.",
+            "Seconds a job folder that is still arriving may stay incomplete; then it is "
+            "rejected with a reason, or, when only files its config.yaml lists are "
+            "absent (empty files are never synced), received without them.",
             minimum=0,
         ),
         max_job_mb=Key(

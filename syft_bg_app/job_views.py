@@ -84,14 +84,20 @@ def describe(ctx: Context, ref: JobRef) -> str:
                 lines.append(f"  {key}: {metadata[key]}")
     elif problem:
         lines.append(f"  metadata: {problem}")
+    record = ctx.state.job(ref.ds_email, ref.name) or {}
     lines.append(f"  submission: {v.submission_dir}")
     lines.append("  files:")
     lines.extend(f"    {rel}  ({size} bytes)" for rel, size in _files(v.submission_dir))
+    if record.get("never_arrived"):
+        lines.append(
+            "  listed in config.yaml, never arrived (sync clients skip empty files): "
+            + ", ".join(record["never_arrived"])
+        )
     results = [rel for rel, _ in _files(v.review_dir) if rel not in ("state.yaml",)]
     if results:
         lines.append(f"  results in {v.review_dir}:")
         lines.extend(f"    {rel}" for rel in results)
-    run_dir = (ctx.state.job(ref.ds_email, ref.name) or {}).get("run_dir")
+    run_dir = record.get("run_dir")
     if run_dir and os.path.isdir(run_dir):
         lines.append(f"  run folder: {run_dir}")
     return "\n".join(lines)

@@ -3,7 +3,9 @@
 This is what rules match and what approval snapshots. Anything that could make
 the bytes checked differ from the bytes run is refused and reported: symlinks,
 devices, sockets, fifos, files with more than one hard link, names that are not
-UTF-8 or that try to leave the folder.
+UTF-8 or that try to leave the folder. Empty files under ``code/`` are not part
+of it: sync clients never deliver them, so a job looks the same whether it was
+synced or written in place (and an empty file is never run).
 """
 
 from __future__ import annotations
@@ -152,7 +154,7 @@ def collect(job_dir: Path) -> JobFiles:
                 problem = _refusal(rel, st)
                 if problem:
                     found.problems.append(problem)
-                else:
+                elif st.st_size:
                     found.files[rel] = st
     found.problems.sort()
     return found

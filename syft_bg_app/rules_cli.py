@@ -96,7 +96,14 @@ def _collect_contents(args: argparse.Namespace, notes: list[str]) -> tuple[dict[
         if job_layout and not explicit and rel != RUN_SH and not rel.startswith("code/"):
             notes.append(f"skipped {rel} (a job's file set is run.sh and code/ only)")
             return
-        files[_rule_path(rel, job_layout, shown)] = sha256_file(path)
+        rule_path = _rule_path(rel, job_layout, shown)
+        if rule_path != RUN_SH and path.stat().st_size == 0:
+            notes.append(
+                f"skipped empty file {rel} (sync clients never deliver empty files, "
+                "so they are not part of a job)"
+            )
+            return
+        files[rule_path] = sha256_file(path)
 
     for arg in args.contents:
         path = Path(os.path.normpath(base / arg))

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
+from freezegun import freeze_time
+
+from syft_bg_app.datasite import JobRef
 
 syft_job = pytest.importorskip("syft_job")
 
@@ -65,3 +70,55 @@ def test_another_scientist_sending_the_same_script_is_not_covered_by_the_rule(ap
 
     assert app.job_state("mean-age", ds_email=DS)["status"] == "approved"
     assert app.job_state("mean-age", ds_email=bob_email)["status"] == "pending"
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # syft-job: no install source advertised
+def test_a_folder_job_with_an_empty_file_is_the_same_job_synced_or_not(app, alice, tmp_path):
+    """syft-job lists every file, an empty __init__.py too; sync clients never deliver
+    empty files. Such a job is received after the grace, and a rule made from the
+    reviewed code (which leaves empty files out) approves it synced or written in place."""
+    app.set_config(sync={"incomplete_grace": 60})
+    code = tmp_path / "analysis"
+    (code / "stats").mkdir(parents=True)
+    (code / "main.py").write_text("from stats.mean import mean\nprint(mean([1, 2, 3]))\n")
+    (code / "stats" / "mean.py").write_text("def mean(xs):\n    return sum(xs) / len(xs)\n")
+    (code / "stats" / "__init__.py").write_text("")
+    alice.submit_python_job(app.do_email, str(code), "synced", entrypoint="main.py")
+    synced = app.datasite.inbox / DS / "v1" / "synced"
+    (synced / "code" / "stats" / "__init__.py").unlink()  # as a sync client delivers it
+
+    with freeze_time("2026-11-22 10:00:00"):
+        app.run_pass()
+    assert not (app.datasite.review_dir(JobRef(DS, "synced")) / "state.yaml").exists()
+    with freeze_time("2026-11-22 10:01:01"):
+        app.run_pass()
+    assert app.job_state("synced")["status"] == "pending"
+    shown = app.cli("jobs", "show", f"{DS}/synced", check=True).stdout
+    assert "never arrived (sync clients skip empty files): code/stats/__init__.py" in shown
+
+    reviewed = tmp_path / "reviewed"
+    shutil.copytree(code, reviewed / "code")
+    (reviewed / "run.sh").write_bytes((synced / "run.sh").read_bytes())
+    out = app.cli(
+        "auto-approve",
+        "run.sh",
+        "code",
+        "-b",
+        str(reviewed),
+        "-n",
+        "analysis",
+        "-p",
+        DS,
+        check=True,
+    ).stdout
+    assert "skipped empty file code/stats/__init__.py" in out
+    [rule] = app.config.get("approve.auto_approvals")
+    assert set(rule["files"]) == {"run.sh", "code/main.py", "code/stats/mean.py"}
+
+    alice.submit_python_job(app.do_email, str(code), "in-place", entrypoint="main.py")
+    assert (app.datasite.inbox / DS / "v1" / "in-place" / "code/stats/__init__.py").exists()
+    with freeze_time("2026-11-22 10:02:00"):
+        app.run_pass()
+
+    assert app.job_state("synced")["status"] == "approved"
+    assert app.job_state("in-place")["status"] == "approved"

@@ -67,7 +67,7 @@ def test_an_arriving_job_waits_and_is_received_once_complete(app):
 def test_an_incomplete_job_is_rejected_with_a_reason_after_the_grace_period(app):
     app.set_config(sync={"incomplete_grace": 600})
     folder = app.submit("stuck", files={"main.py": "print(1)\n"})
-    (folder / "code" / "main.py").unlink()
+    (folder / "run.sh").unlink()
     with freeze_time("2026-11-22 10:00:00"):
         app.run_pass()
     with freeze_time("2026-11-22 10:09:00"):
@@ -79,7 +79,7 @@ def test_an_incomplete_job_is_rejected_with_a_reason_after_the_grace_period(app)
     assert state["status"] == "rejected"
     assert state["rejected_by"] == app.do_email
     assert "incomplete after 601 seconds" in state["review_reason"]
-    assert "code/main.py has not arrived" in state["review_reason"]
+    assert "run.sh has not arrived" in state["review_reason"]
 
 
 def test_an_invalid_job_is_rejected_at_once_and_others_proceed(app):

@@ -16,6 +16,7 @@ import os
 import stat
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -146,18 +147,16 @@ def _receive(ctx: Context, ref: JobRef) -> None:
     check = check_submission(folder, ctx.config.get("sync.max_job_mb") * 1_000_000)
     now = utcnow()
     if check.complete:
-        received_at = iso(now)
-        # What the data owner is shown; a manual approval must approve these bytes.
-        hashes = file_set_hashes(folder)
-        ctx.datasite.write_job_state(ref, status="pending", received_at=received_at)
-        _remember(ctx, ref, "pending", record, received_at=received_at, received_hashes=hashes)
-        ctx.counts["received"] += 1
-        log.info("received %s", ref.label)
-        ctx.state.add_event("job_submitted", ds_email=ref.ds_email, job=ref.name)
+        _mark_pending(ctx, ref, record, folder, now)
         return
     record = record or _remember(ctx, ref, "received", None, waiting_since=iso(now))
     waited = (now - parse_iso(record["waiting_since"])).total_seconds()
     grace = ctx.config.get("sync.incomplete_grace")
+    if check.only_listed_files_absent and waited >= grace:
+        # Sync clients never deliver empty files, and syft-job lists every file
+        # (an empty __init__.py): the job is received as it is, without them.
+        _mark_pending(ctx, ref, record, folder, now, never_arrived=check.not_arrived)
+        return
     if check.invalid or waited >= grace:
         reason = check.reason()
         if not check.invalid:
@@ -168,6 +167,37 @@ def _receive(ctx: Context, ref: JobRef) -> None:
     if record.get("waiting_reason") != check.reason():
         log.info("%s is still arriving: %s", ref.label, check.reason())
         record["waiting_reason"] = check.reason()
+
+
+def _mark_pending(
+    ctx: Context,
+    ref: JobRef,
+    record: dict | None,
+    folder: Path,
+    now: datetime,
+    never_arrived: list[str] | None = None,
+) -> None:
+    """A complete job (or one that only lacks files its config.yaml lists) is pending."""
+    received_at = iso(now)
+    # What the data owner is shown; a manual approval must approve these bytes.
+    hashes = file_set_hashes(folder)
+    ctx.datasite.write_job_state(ref, status="pending", received_at=received_at)
+    if record:
+        record.pop("waiting_reason", None)
+    extra: dict[str, Any] = {"received_at": received_at, "received_hashes": hashes}
+    if never_arrived:
+        extra["never_arrived"] = never_arrived
+    _remember(ctx, ref, "pending", record, **extra)
+    ctx.counts["received"] += 1
+    if never_arrived:
+        ctx.log("sync").info(
+            "received %s without %s, which its config.yaml lists (never delivered: empty?)",
+            ref.label,
+            ", ".join(never_arrived),
+        )
+    else:
+        ctx.log("sync").info("received %s", ref.label)
+    ctx.state.add_event("job_submitted", ds_email=ref.ds_email, job=ref.name)
 
 
 def _remember(ctx: Context, ref: JobRef, status: str, record: dict | None, **extra: Any) -> dict:
