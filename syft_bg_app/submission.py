@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from .fsutil import PERMISSION_FILE, is_ignored_name, load_untrusted_yaml
+from .fsutil import PERMISSION_FILE, is_ignored_name, load_untrusted_yaml, short_repr
 from .jobfiles import collect
 
 TOP_LEVEL = ("config.yaml", "run.sh", "code")
@@ -135,7 +135,7 @@ def check_submission(folder: Path, max_bytes: int | None = None) -> SubmissionCh
     check.metadata = metadata
     job_type = metadata.get("type", "python")
     if job_type not in JOB_TYPES:
-        check.invalid.append(f"config.yaml type must be python or bash, got {job_type!r}")
+        check.invalid.append(f"config.yaml type must be python or bash, got {short_repr(job_type)}")
     manifest = metadata.get("files", [])
     if manifest is None:
         manifest = []
@@ -145,7 +145,7 @@ def check_submission(folder: Path, max_bytes: int | None = None) -> SubmissionCh
     for item in manifest:
         rel = _safe_manifest_path(item)
         if rel is None:
-            check.invalid.append(f"config.yaml files lists an unsafe path {item!r}")
+            check.invalid.append(f"config.yaml files lists an unsafe path {short_repr(item)}")
             continue
         if _never_delivered(rel):
             continue  # syft-job lists every file; sync clients skip these

@@ -249,3 +249,19 @@ def test_a_rejected_peer_asks_again_only_with_a_newer_request(app):
     app.run_pass()
     assert State.load(app.home.state_file).peer("bob@lab.org")["status"] == "requested"
     assert len(_events(app, "peer_requested")) == 2
+
+
+def test_a_huge_value_in_config_yaml_does_not_end_up_whole_in_the_reason(app):
+    folder = app.submit("huge-type")
+    metadata = yaml.safe_load((folder / "config.yaml").read_text())
+    metadata["type"] = "r" * 100_000
+    metadata["files"] = ["script.sh", "/" + "e" * 100_000]
+    (folder / "config.yaml").write_text(yaml.safe_dump(metadata))
+
+    app.run_pass()
+
+    state = app.job_state("huge-type")
+    assert state["status"] == "rejected"
+    assert "type must be python or bash, got 'rrrr" in state["review_reason"]
+    assert "unsafe path '/eeee" in state["review_reason"]
+    assert len(state["review_reason"]) < 400
