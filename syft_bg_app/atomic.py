@@ -43,7 +43,9 @@ def atomic_write_bytes(
     """Replace ``path`` with ``data`` so that readers see old or new, never half.
 
     With ``unless_same``, a regular file that already holds exactly ``data`` with
-    ``mode`` is left as it is (no write, no fsync).
+    ``mode`` is left as it is (no write, no fsync): one left by a writer killed
+    between its rename and the folder fsync is trusted as it reads, and the next
+    change to it is written durably.
     """
     path = os.fspath(path)
     if unless_same and _holds(path, data, mode):

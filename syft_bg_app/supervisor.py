@@ -1,22 +1,23 @@
-"""The supervisor of one run: ``python -S -m syft_bg_app.supervisor RUN_DIR``.
+"""The supervisor of one run: ``python -m syft_bg_app.supervisor RUN_DIR``.
 
-The pass starts it detached (its own session) and returns at once. The
-supervisor starts the job in a session of its own with the run's rlimits,
-reads its stdout and stderr keeping head and tail, enforces the wall-clock
-timeout, and when the job ends (or must end) kills every process the job left
-behind. It is a child subreaper, so processes that double-fork or call setsid
-stay its descendants and are found. Its state goes to ``status.json`` in the
-run folder, written atomically in phases (launching, running, finished),
-which a later pass reads.
+A pass starts the supervisors of the jobs it starts through one launcher
+process (``launch``), which forks one per run, detached in a session of its
+own, and exits; the pass returns at once. The supervisor starts the job in a
+session of its own with the run's rlimits, reads its stdout and stderr keeping
+head and tail, enforces the wall-clock timeout, and when the job ends (or must
+end) kills every process the job left behind. It is a child subreaper, so
+processes that double-fork or call setsid stay its descendants and are found.
+Its state goes to ``status.json`` in the run folder, written atomically in
+phases (launching, running, finished), which a later pass reads.
 
 It holds ``supervisor.lock`` (flock) for its whole life; the pass takes that
 lock before starting it and hands it over, so "lock free and not finished"
 means the supervisor is gone (killed, or the machine restarted), whatever
 happened to its pid.
 
-One starts for every job, so it starts lean: the pass runs it without
-site-packages (``-S``) and it imports nothing beyond the standard library and
-``atomic``.
+One runs for every job, so it stays lean: the launcher starts without
+site-packages (``python -I -S``) and imports nothing beyond the standard
+library and ``atomic``.
 """
 
 from __future__ import annotations
@@ -592,41 +593,52 @@ def supervise(run_dir: str, lock_fd: int | None = None) -> int:
 
 
 def launch(lines: list[str]) -> int:
-    """Fork one detached supervisor per line ``LOCK_FD ERRORS_FD RUN_DIR``.
+    """Fork one detached supervisor per line ``LOCK_FD RUN_DIR``.
 
     The pass starts one launcher for all the runs it starts, so the interpreter
-    starts once, not once per job. For each line, in order, the launcher prints
-    the supervisor's pid, or ``-`` when it could not fork one (the reason goes
-    to that run's errors file); then it exits, and each supervisor lives on in a
-    session of its own holding its run's lock.
+    starts once, not once per job. For each line, in order, the launcher creates
+    the run's ``supervisor-errors.txt`` (from then on the run counts as tried),
+    forks its supervisor and prints the supervisor's pid, or ``-`` when it could
+    not; then it exits, and each supervisor lives on in a session of its own
+    holding its run's lock and nothing else of the others'.
     """
     runs = []
     for line in lines:
-        lock_fd, errors_fd, run_dir = line.rstrip("\n").split(" ", 2)
-        runs.append((int(lock_fd), int(errors_fd), run_dir))
-    inherited = {fd for lock_fd, errors_fd, _ in runs for fd in (lock_fd, errors_fd)}
-    for lock_fd, errors_fd, run_dir in runs:
+        lock_fd, run_dir = line.rstrip("\n").split(" ", 1)
+        runs.append((int(lock_fd), run_dir))
+    locks = {lock_fd for lock_fd, _ in runs}
+    for lock_fd, run_dir in runs:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+        try:
+            errors_fd = os.open(os.path.join(run_dir, SUPERVISOR_ERRORS), flags, 0o600)
+        except OSError as exc:
+            print(f"{run_dir}: {exc.strerror}", file=sys.stderr)
+            _report("-")
+            continue
         try:
             pid = os.fork()
         except OSError as exc:
-            os.write(errors_fd, f"no supervisor could be started: {exc}\n".encode())
+            os.write(errors_fd, f"no supervisor could be started: {exc.strerror}\n".encode())
+            os.close(errors_fd)
             _report("-")
             continue
         if pid == 0:
-            _become_supervisor(run_dir, lock_fd, errors_fd, inherited)
+            _become_supervisor(run_dir, lock_fd, errors_fd, locks)
+        os.close(errors_fd)
         _report(str(pid))
     return 0
 
 
 def _report(word: str) -> None:
+    # Written past Python's buffers, which forked children would inherit and repeat.
     # A pass that is gone no longer reads this; the other runs still get supervisors.
     try:
-        print(word, flush=True)
+        os.write(1, f"{word}\n".encode())
     except OSError:
         pass
 
 
-def _become_supervisor(run_dir: str, lock_fd: int, errors_fd: int, inherited: set[int]) -> None:
+def _become_supervisor(run_dir: str, lock_fd: int, errors_fd: int, locks: set[int]) -> None:
     """In a child of the launcher: detach, keep only this run's files, supervise, exit."""
     code = 1
     try:
@@ -635,7 +647,7 @@ def _become_supervisor(run_dir: str, lock_fd: int, errors_fd: int, inherited: se
         os.dup2(devnull, 0)
         os.dup2(errors_fd, 1)
         os.dup2(errors_fd, 2)
-        for fd in (inherited | {devnull}) - {lock_fd}:
+        for fd in (locks | {devnull, errors_fd}) - {lock_fd}:
             os.close(fd)
         os.chdir(run_dir)
         code = supervise(run_dir, lock_fd)
@@ -660,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             "usage: python -m syft_bg_app.supervisor RUN_DIR\n"
             "       python -m syft_bg_app.supervisor --launch  (lines on stdin: "
-            "LOCK_FD ERRORS_FD RUN_DIR)",
+            "LOCK_FD RUN_DIR)",
             file=sys.stderr,
         )
         return 2

@@ -3,6 +3,7 @@ crash recovery, rerun, cleanup, sharing, and the pass staying quick."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -16,7 +17,7 @@ import yaml
 from freezegun import freeze_time
 from hostile import marked_processes, run_until_finished, script
 
-from syft_bg_app.datasite import JobRef
+from syft_bg_app.datasite import Datasite, JobRef
 from syft_bg_app.jobfiles import sha256_bytes
 from syft_bg_app.sandbox import RunLayout
 from syft_bg_app.session import open_view
@@ -323,10 +324,7 @@ def test_jobs_whose_supervisors_never_started_start_on_a_later_pass(quiet_app, m
     app.run_pass()
     for name in ("one", "two"):
         app.cli("jobs", "approve", name, check=True)
-    nowhere = str(app.home.root / "no-such-folder")
-    monkeypatch.setattr(
-        execute, "_supervisor_environment", lambda: {"PATH": "/usr/bin", "PYTHONPATH": nowhere}
-    )
+    monkeypatch.setattr(execute, "APP_PARENT", str(app.home.root / "no-such-folder"))
 
     result = app.run_pass()  # the launcher cannot even import the app
 
@@ -343,6 +341,55 @@ def test_jobs_whose_supervisors_never_started_start_on_a_later_pass(quiet_app, m
     assert (_review(app, "two") / "stdout.txt").read_text() == "two\n"
     runs = [execute.read_run_status(RunLayout(d)) for d in app.home.runs_dir.iterdir()]
     assert [status["phase"] for status in runs] == ["finished", "finished"]  # each ran once
+
+
+def _two_approved(app, names=("good", "bad")):
+    app.set_config(execute={"max_concurrent": 2, "timeout": 20})
+    for name in names:
+        app.submit(name, run_sh=f"#!/bin/bash\necho {name}\n")
+    app.run_pass()
+    for name in names:
+        app.cli("jobs", "approve", name, check=True)
+
+
+def test_a_job_that_cannot_be_marked_running_does_not_hold_up_the_others(quiet_app, monkeypatch):
+    app = quiet_app
+    _two_approved(app)
+    real_write = Datasite.write_job_state
+
+    def io_error_for_bad(self, ref, **changes):
+        if ref.name == "bad" and changes.get("status") == "running":
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real_write(self, ref, **changes)
+
+    monkeypatch.setattr(Datasite, "write_job_state", io_error_for_bad)
+    result = app.run_pass()
+    monkeypatch.undo()
+
+    assert result.exit_code == 1 and "1 started" in result.summary
+    assert _record(app, "good")["status"] == "running"
+    assert _record(app, "bad")["status"] == "approved"
+    states = run_until_finished(app, ["good", "bad"])
+    assert [states[n]["status"] for n in ("good", "bad")] == ["done", "done"]
+
+
+def test_a_full_disk_when_handing_runs_over_is_reported_and_the_jobs_wait(quiet_app, monkeypatch):
+    app = quiet_app
+    _two_approved(app)
+
+    def disk_full(layout):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(execute, "_take_run_lock", disk_full)
+    result = app.run_pass()
+    monkeypatch.undo()
+
+    assert result.exit_code == 1
+    assert "No space left" in str(State.load(app.home.state_file).data["steps"]["execute"])
+    assert [_record(app, n)["status"] for n in ("good", "bad")] == ["approved", "approved"]
+    assert [app.job_state(n)["status"] for n in ("good", "bad")] == ["approved", "approved"]
+    states = run_until_finished(app, ["good", "bad"])
+    assert [states[n]["status"] for n in ("good", "bad")] == ["done", "done"]
 
 
 def test_a_pass_killed_before_its_supervisor_started_runs_the_job_once_later(

@@ -110,36 +110,51 @@ def _start_approved(ctx: Context) -> None:
     choice = sandbox.choose(ctx.config)
     if choice.warning:
         ctx.log("execute").warning("%s", choice.warning)
-    claimed = []
+    claimed: list[tuple[JobRef, dict[str, Any], Path]] = []
+    # The first error that stops a job from starting: raised once the others started.
+    problem: OSError | None = None
     for _, ref, record in approved[:slots]:
-        files = _claim(ctx, ref, record, choice)
+        try:
+            files = _claim(ctx, ref, record, choice)
+        except OSError as exc:
+            # This job stays approved and is tried again by the next pass.
+            ctx.log("execute").error("cannot start %s: %s", ref.label, exc)
+            problem = problem or exc
+            continue
         if files is not None:
             claimed.append((ref, record, files))
-    if not claimed:
-        return
-    # One checkpoint for all of them, before anything runs: a pass killed from
-    # here on leaves records the next pass checks, never approved jobs it would
-    # start again.
-    ctx.state.save()
-    prepared: list[tuple[JobRef, dict[str, Any], RunLayout]] = []
-    done = 0
-    try:
+    if claimed:
+        # One checkpoint for all of them, before anything runs: a pass killed from
+        # here on leaves records the next pass checks, never approved jobs it would
+        # start again.
+        ctx.state.save()
+        prepared: list[Run] = []
         for ref, record, files in claimed:
-            layout = _prepare(ctx, ref, record, files, choice)
-            done += 1
-            if layout is not None:
-                prepared.append((ref, record, layout))
-    except BaseException:
-        for other_ref, other_record, _ in claimed[done + 1 :]:
+            if problem is not None and out_of_space(problem):
+                # The disk is full: the rest waits for space instead of failing.
+                _unclaim_quietly(ctx, ref, record)
+                continue
             try:
-                _unclaim(ctx, other_ref, other_record)
-            except OSError:
-                ctx.log("execute").exception("resetting %s failed", other_ref.label)
-        raise
-    finally:
-        # What is prepared starts, even when the disk filled up on a later job.
+                layout = _prepare(ctx, ref, record, files, choice)
+            except OSError as exc:  # out of space: this job is approved again
+                problem = problem or exc
+                continue
+            if layout is not None:
+                prepared.append(Run(ref, record, layout))
         if prepared:
-            _launch(ctx, prepared, choice)
+            problem = _launch(ctx, prepared, choice) or problem
+    if problem is not None:
+        raise problem
+
+
+@dataclass
+class Run:
+    """A claimed job with its prepared run folder."""
+
+    ref: JobRef
+    record: dict[str, Any]
+    layout: RunLayout
+    lock_fd: int = -1
 
 
 def _claim(
@@ -205,9 +220,9 @@ def _prepare(
 def _not_started(
     ctx: Context, ref: JobRef, record: dict[str, Any], layout: RunLayout, exc: BaseException
 ) -> None:
-    """A claimed job whose run could not be set up or started: failed with the reason,
-    or, on a full disk (the machine's state, not the job's), back to approved to wait
-    for space, and the error raised."""
+    """A claimed job whose run could not be set up: failed with the reason, or, on a
+    full disk (the machine's state, not the job's), back to approved to wait for
+    space, and the error raised."""
     ctx.log("execute").error("cannot start %s: %s", ref.label, exc)
     remove_tree(layout.root)
     if out_of_space(exc):
@@ -218,59 +233,45 @@ def _not_started(
     _finish(ctx, ref, record, "failed", NO_EXIT_STATUS, reason, None, "", f"{reason} ({exc})")
 
 
-def _launch(
-    ctx: Context, runs: list[tuple[JobRef, dict[str, Any], RunLayout]], choice: sandbox.Choice
-) -> None:
-    """Start the supervisors of prepared runs and record their pids."""
+def _launch(ctx: Context, runs: list[Run], choice: sandbox.Choice) -> OSError | None:
+    """Start the supervisors of prepared runs and record their pids; returns a full
+    disk met on the way (those jobs wait, approved), for the step to report."""
     log = ctx.log("execute")
-    full_disk: BaseException | None = None
-    handed: list[tuple[JobRef, dict[str, Any], RunLayout, int, int]] = []
+    full_disk: OSError | None = None
+    handed: list[Run] = []
     try:
-        for ref, record, layout in runs:
+        for run in runs:
             try:
-                lock_fd, errors_fd = _run_files_for_supervisor(layout)
+                run.lock_fd = _take_run_lock(run.layout)
             except OSError as exc:
                 try:
-                    _not_started(ctx, ref, record, layout, exc)
+                    _not_started(ctx, run.ref, run.record, run.layout, exc)
                 except OSError as raised:
                     full_disk = full_disk or raised
                 continue
-            handed.append((ref, record, layout, lock_fd, errors_fd))
-        if not handed:
-            return
-        try:
-            pids, errors = _start_supervisors([(h[2], h[3], h[4]) for h in handed])
-        except (OSError, subprocess.SubprocessError) as exc:
-            for ref, record, layout, _, _ in handed:
-                try:
-                    _not_started(ctx, ref, record, layout, exc)
-                except OSError as raised:
-                    full_disk = full_disk or raised
-            return
+            handed.append(run)
+        pids, errors = _start_supervisors(handed) if handed else ([], "")
     finally:
-        for _, _, _, lock_fd, errors_fd in handed:
+        for run in handed:
             # Each supervisor holds its run's lock through the descriptor it inherited.
-            os.close(lock_fd)
-            os.close(errors_fd)
-    # A launcher that died part way reported fewer pids than runs.
-    pids = (pids + [None] * len(handed))[: len(handed)]
-    for (ref, record, layout, _, _), pid in zip(handed, pids, strict=True):
+            os.close(run.lock_fd)
+    for run, pid in zip(handed, pids, strict=True):
         if pid is None:
-            # The next pass finds no status and starts it again (a bounded number of times).
-            log.warning("no supervisor started for %s: %s", ref.label, errors or "no error")
-            _note_start_error(layout, errors)
+            # Its run folder has no status: the next pass starts it again, a bounded
+            # number of times when the supervisor-errors file says it was tried.
+            log.warning("no supervisor started for %s: %s", run.ref.label, errors)
             continue
-        record.update(supervisor_pid=pid, supervisor_start=start_ticks(pid))
+        run.record.update(supervisor_pid=pid, supervisor_start=start_ticks(pid))
         ctx.counts["started"] += 1
         log.info(
-            "started %s (run %s, sandbox %s, timeout %d s)",
-            ref.label,
-            record["run_id"],
+            "started %s (run %s, supervisor pid %d, sandbox %s, timeout %d s)",
+            run.ref.label,
+            run.record["run_id"],
+            pid,
             choice.mode,
-            record["timeout"],
+            run.record["timeout"],
         )
-    if full_disk is not None:
-        raise full_disk
+    return full_disk
 
 
 def _unclaim(ctx: Context, ref: JobRef, record: dict[str, Any]) -> None:
@@ -279,6 +280,14 @@ def _unclaim(ctx: Context, ref: JobRef, record: dict[str, Any]) -> None:
         record.pop(key, None)
     record["status"] = "approved"
     ctx.datasite.write_job_state(ref, status="approved")
+
+
+def _unclaim_quietly(ctx: Context, ref: JobRef, record: dict[str, Any]) -> None:
+    try:
+        _unclaim(ctx, ref, record)
+    except OSError:
+        # The record says approved; state.yaml says running until a pass can write it.
+        ctx.log("execute").exception("resetting %s to approved failed", ref.label)
 
 
 def timeout_for(ctx: Context, record: dict[str, Any]) -> int:
@@ -297,25 +306,19 @@ def _new_run_id(ref: JobRef) -> str:
     return f"{stamp}-{digest[:10]}-{secrets.token_hex(3)}"
 
 
-def _run_files_for_supervisor(layout: RunLayout) -> tuple[int, int]:
-    """The run's lock (taken) and its errors file, as descriptors to hand over.
-
-    The errors file exists from here on: a run folder without it was never
-    handed to a supervisor (the pass stopped first), which is no failed start.
-    """
-    lock_fd = _above_stdio(os.open(layout.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+def _take_run_lock(layout: RunLayout) -> int:
+    """The run's lock, taken, as a descriptor to hand to its supervisor."""
+    fd = _above_stdio(os.open(layout.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
     try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-        errors_fd = _above_stdio(os.open(layout.supervisor_errors, flags, 0o600))
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BaseException:
-        os.close(lock_fd)
+        os.close(fd)
         raise
-    return lock_fd, errors_fd
+    return fd
 
 
 def _above_stdio(fd: int) -> int:
-    # A pass started with a standard stream closed must not hand one over as a run file.
+    # A pass started with a standard stream closed must not hand one over as a lock.
     if fd > 2:
         return fd
     try:
@@ -324,49 +327,69 @@ def _above_stdio(fd: int) -> int:
         os.close(fd)
 
 
-def _start_supervisors(runs: list[tuple[RunLayout, int, int]]) -> tuple[list[int | None], str]:
-    """One launcher process forks a detached supervisor per run; their pids (None
-    where none started) and what the launcher printed on stderr."""
-    lines = "".join(f"{lock} {errors} {layout.root}\n" for layout, lock, errors in runs)
-    process = subprocess.Popen(
-        [sys.executable, "-S", "-m", "syft_bg_app.supervisor", "--launch"],
-        cwd=runs[0][0].root.parent,
-        env=_supervisor_environment(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-        close_fds=True,
-        pass_fds=[fd for _, lock, errors in runs for fd in (lock, errors)],
-    )
+# The launcher runs isolated (-I: no environment variables, no current folder on
+# the path) and without site-packages (-S); the app's folder goes on the path
+# after the standard library, so nothing installed beside the app can shadow it.
+LAUNCHER = (
+    "import sys; sys.path.append(sys.argv[1]); "
+    "from syft_bg_app.supervisor import main; sys.exit(main(['--launch']))"
+)
+
+
+def _start_supervisors(runs: list[Run]) -> tuple[list[int | None], str]:
+    """One launcher process forks a detached supervisor per run. Returns their pids
+    (None where none started) and what went wrong, in words, if anything did."""
+    lines = "".join(f"{run.lock_fd} {run.layout.root}\n" for run in runs)
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", LAUNCHER, APP_PARENT],
+            cwd=runs[0].layout.root.parent,
+            env=_supervisor_environment(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            close_fds=True,
+            pass_fds=[run.lock_fd for run in runs],
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        # Counted as a failed start of each run, so a lasting cause ends in failed jobs.
+        errors = f"the supervisor launcher could not be started: {_error_words(exc)}"
+        for run in runs:
+            _note_start_error(run.layout, errors)
+        return [None] * len(runs), errors
     try:
         out, err = process.communicate(lines.encode(), timeout=LAUNCH_TIMEOUT)
+        problem = f"exit status {process.returncode}" if process.returncode else ""
     except subprocess.TimeoutExpired:
         # Supervisors it forked live on and are found by their runs' locks.
         process.kill()
         out, err = process.communicate()
-    pids: list[int | None] = []
-    for word in out.decode("ascii", "replace").split():
-        pids.append(int(word) if word.isdigit() else None)
-    return pids, err.decode("utf-8", "replace").strip()
+        problem = f"timed out after {LAUNCH_TIMEOUT} s"
+    words = out.decode("ascii", "replace").split()
+    pids = [int(word) if word.isdigit() else None for word in words[: len(runs)]]
+    # A launcher that died part way reported fewer pids than runs.
+    pids += [None] * (len(runs) - len(pids))
+    text = err.decode("utf-8", "replace").strip()
+    errors = "; ".join(part for part in (problem, text.splitlines()[-1] if text else "") if part)
+    if text:
+        for run, pid in zip(runs, pids, strict=True):
+            if pid is None:
+                _note_start_error(run.layout, text)
+    return pids, errors or "no error given"
 
 
 def _note_start_error(layout: RunLayout, errors: str) -> None:
-    if errors:
-        try:
-            with open(layout.supervisor_errors, "a", encoding="utf-8") as handle:
-                handle.write(errors + "\n")
-        except OSError:
-            pass
+    try:
+        with open(layout.supervisor_errors, "a", encoding="utf-8") as handle:
+            handle.write(errors + "\n")
+    except OSError:
+        pass
 
 
 def _supervisor_environment() -> dict[str, str]:
-    # The supervisor needs nothing of the pass's environment. It starts without
-    # site-packages (one starts per job), so it is told where the app itself is.
-    env = {"PATH": sandbox.SYSTEM_PATH, "LANG": "C.UTF-8", "PYTHONPATH": APP_PARENT}
-    if os.environ.get("PYTHONHOME"):
-        env["PYTHONHOME"] = os.environ["PYTHONHOME"]
-    return env
+    # The supervisors need nothing of the pass's environment.
+    return {"PATH": sandbox.SYSTEM_PATH, "LANG": "C.UTF-8"}
 
 
 # -- reaping ---------------------------------------------------------------------------
@@ -436,8 +459,9 @@ def _reap(ctx: Context, ref: JobRef, record: dict[str, Any]) -> None:
         return
     if not status:
         # Nothing was launched: the pass stopped first, or the supervisor could not start.
-        # The pass creates this file just before it launches the supervisor: without
-        # it the pass itself stopped (killed) while preparing, which is no failed start.
+        # The launcher creates this file just before it forks the supervisor (the pass,
+        # when no launcher started): without it the pass itself stopped (killed) first,
+        # which is no failed start.
         launched = os.path.lexists(layout.supervisor_errors)
         errors = read_run_file(layout.supervisor_errors, RUN_FILE_SLACK)
         errors_text = errors.decode("utf-8", "replace").strip()
