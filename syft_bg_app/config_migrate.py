@@ -346,17 +346,11 @@ class _Migrator:
                     _, rel = _get(entry, "relative_path")
                     if rel is None:
                         _, rel = _get(entry, "name")
-                    _, digest = _get(entry, "hash")
-                    if rel is None or digest is None:
-                        self.warn(entry, f"{dotted}.file_contents", "entry without a name or hash")
+                    pinned = self._pinned(entry, rel, f"{dotted}.file_contents", "entry")
+                    if pinned is None:
                         broken = True
-                        continue
-                    files.append(
-                        (
-                            _str(code_path(_py(rel)), rel.start_mark),
-                            self._hash(digest, f"{dotted}.file_contents"),
-                        )
-                    )
+                    else:
+                        files.append(pinned)
             elif key in ("file_paths", "file_names"):
                 for item in _items(value):
                     name_only.append(_str(code_path(_py(item)), item.start_mark))
@@ -365,6 +359,17 @@ class _Migrator:
             elif key != "name":
                 self.warn(key_node, f"{dotted}.{key}", "unknown 0.3 key; ignored")
         return self._rule(name, mark, peers_node, files, name_only), broken
+
+    def _pinned(
+        self, entry: yaml.Node, rel: yaml.Node | None, dotted: str, what: str
+    ) -> tuple[yaml.Node, yaml.Node] | None:
+        """(rule path under code/, hash) of an old-format content entry; None, with a
+        warning, when it lacks a name or a hash."""
+        _, digest = _get(entry, "hash")
+        if rel is None or digest is None:
+            self.warn(entry, dotted, f"{what} without a name or hash")
+            return None
+        return _str(code_path(_py(rel)), rel.start_mark), self._hash(digest, dotted)
 
     def _rule(
         self,
@@ -450,18 +455,11 @@ class _Migrator:
         files = []
         broken = False
         for script in _items(_get(entry, "scripts")[1]):
-            _, name = _get(script, "name")
-            _, digest = _get(script, "hash")
-            if name is None or digest is None:
-                self.warn(script, f"{dotted}.scripts", "script without a name or hash")
+            pinned = self._pinned(script, _get(script, "name")[1], f"{dotted}.scripts", "script")
+            if pinned is None:
                 broken = True
-                continue
-            files.append(
-                (
-                    _str(code_path(_py(name)), name.start_mark),
-                    self._hash(digest, f"{dotted}.scripts"),
-                )
-            )
+            else:
+                files.append(pinned)
         rule_name = f"migrated-{email}"
         peers = _seq([_str(str(email), mark)], mark)
         rule = self._rule(rule_name, mark, peers, files, [])

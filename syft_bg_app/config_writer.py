@@ -112,13 +112,21 @@ def _line_start(text: str, index: int) -> int:
     return text.rfind("\n", 0, index) + 1
 
 
-def _splice(text: str, sets: dict[str, Any], removes: set[str]) -> str | None:
-    """Edit the ``approve`` keys in place; None when the layout does not allow it."""
+def _block_mapping(text: str) -> yaml.MappingNode | None:
+    """The document's top-level mapping, when it is a block one that can be edited."""
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError:
         return None
     if not isinstance(root, yaml.MappingNode) or root.flow_style:
+        return None
+    return root
+
+
+def _splice(text: str, sets: dict[str, Any], removes: set[str]) -> str | None:
+    """Edit the ``approve`` keys in place; None when the layout does not allow it."""
+    root = _block_mapping(text)
+    if root is None:
         return None
     approve = None
     for key_node, value_node in root.value:
@@ -295,11 +303,8 @@ def _value_line_end(text: str, index: int) -> int:
 
 def _splice_values(text: str, values: dict[str, Any]) -> str | None:
     """``text`` with each ``section.key`` set; None when the layout needs a full rewrite."""
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return None
-    if not isinstance(root, yaml.MappingNode) or root.flow_style:
+    root = _block_mapping(text)
+    if root is None:
         return None
     sections: dict[str, yaml.Node] = {}
     for key_node, value_node in root.value:

@@ -144,32 +144,23 @@ def _job_drafts(ctx: Context, event: dict[str, Any]) -> list[Draft]:
         summary = f"{label}: {word} (exit code {finished['return_code']})"
         ds_summary = f"your job {job} {word} on {do}"
     entity = f"job:{ds}/{job}"
-    terminal = kind in TERMINAL_EVENTS
     return [
         Draft(
-            key=f"{do}|{kind}|{entity}|do|{do}",
+            key=f"{do}|{kind}|{entity}|{role}|{to}",
             kind=kind,
-            role="do",
-            to=do,
-            template=f"{kind}_do",
-            subject=job_subject("do", ds, job, do),
-            summary=summary,
-            variables=do_vars,
-            thread=f"{entity}|do",
-            terminal=terminal,
-        ),
-        Draft(
-            key=f"{do}|{kind}|{entity}|ds|{ds}",
-            kind=kind,
-            role="ds",
-            to=ds,
-            template=f"{kind}_ds",
-            subject=job_subject("ds", ds, job, do),
-            summary=ds_summary,
-            variables=ds_vars,
-            thread=f"{entity}|ds",
-            terminal=terminal,
-        ),
+            role=role,
+            to=to,
+            template=f"{kind}_{role}",
+            subject=job_subject(role, ds, job, do),
+            summary=text,
+            variables=variables,
+            thread=f"{entity}|{role}",
+            terminal=kind in TERMINAL_EVENTS,
+        )
+        for role, to, text, variables in (
+            ("do", do, summary, do_vars),
+            ("ds", ds, ds_summary, ds_vars),
+        )
     ]
 
 
