@@ -649,8 +649,27 @@ class Plan:
         return "\n".join(out)
 
 
-def choose_method(method: str = "auto") -> tuple[str, str]:
-    """(systemd|cron, why) for ``method`` auto, systemd or cron."""
+def every_command(interval: int) -> str:
+    """The loop that runs passes where nothing can schedule them."""
+    return f"{shlex.quote(str(app_dir() / 'run.sh'))} --every {interval}"
+
+
+class NoScheduler(ScheduleError):
+    """Neither a systemd user instance nor cron is available on this machine."""
+
+    def __init__(self, why: str, cron_why: str, interval: int) -> None:
+        self.why = why
+        self.cron_why = cron_why
+        self.interval = interval
+        super().__init__(
+            f"cannot schedule passes here: {why}, and {cron_why}. Install cron, or run "
+            f"passes another way by keeping this running: {every_command(interval)}"
+        )
+
+
+def choose_method(method: str = "auto", interval: int = 60) -> tuple[str, str]:
+    """(systemd|cron, why) for ``method`` auto, systemd or cron; NoScheduler when
+    ``auto`` finds neither."""
     if method == "systemd":
         return "systemd", "asked for with --method systemd"
     if method == "cron":
@@ -661,14 +680,27 @@ def choose_method(method: str = "auto") -> tuple[str, str]:
     cron_ok, cron_why = cron_available()
     if cron_ok:
         return "cron", f"{why}; using cron instead"
-    raise ScheduleError(
-        f"cannot schedule passes here: {why}, and {cron_why}. Run passes another way, "
-        f"e.g. keep '{app_dir() / 'run.sh'} --every 60' running, or install cron"
-    )
+    raise NoScheduler(why, cron_why, interval)
 
 
-def plan_install(home: AppHome, interval: int, method: str = "auto") -> Plan:
-    plan = _plan(home, interval, method)
+def plan_install(home: AppHome, interval: int, method: str = "auto", dry_run: bool = False) -> Plan:
+    """What install would do. With ``dry_run`` on a machine with neither systemd nor
+    cron, the plan is what a machine with a systemd user instance would get, with notes
+    saying that install cannot work here and what to run instead."""
+    try:
+        plan = _plan(home, interval, method)
+    except NoScheduler as missing:
+        if not dry_run:
+            raise
+        plan = _plan(home, interval, "systemd")
+        plan.why_method = (
+            f"neither is available here: {missing.why}, and {missing.cron_why}; shown is "
+            f"what a machine with a systemd user instance gets"
+        )
+        plan.notes.append(
+            f"install fails on this machine: install cron and run it again, or keep this "
+            f"running instead: {every_command(interval)}"
+        )
     if hosted_by_syftbox():
         plan.notes.append(
             f"the app is in {app_dir().parent}, where SyftBox runs it too; both are harmless "
@@ -678,7 +710,7 @@ def plan_install(home: AppHome, interval: int, method: str = "auto") -> Plan:
 
 
 def _plan(home: AppHome, interval: int, method: str) -> Plan:
-    chosen, why = choose_method(method)
+    chosen, why = choose_method(method, interval)
     if chosen == "systemd":
         service_path, timer_path = unit_paths(home)
         plan = Plan("systemd", interval, interval, why_method=why)

@@ -46,7 +46,7 @@ def cmd_install(args: argparse.Namespace) -> int:
 
     home = _home(args)
     interval, config_changes, config = _interval(args, home)
-    plan = schedule.plan_install(home, interval, args.method)
+    plan = schedule.plan_install(home, interval, args.method, dry_run=args.dry_run)
     if args.dry_run:
         print(plan.describe())
         if config is None:

@@ -1,18 +1,29 @@
 """Shared fixtures: a throwaway app home and SyftBox folder, and helpers that
-write datasites the way syft-job and sync clients do."""
+write datasites the way syft-job and sync clients do.
+
+Tests run in parallel (pytest-xdist, see tests/run.sh) on machines of any speed:
+nothing here may depend on how fast the machine is, or on running alone.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import email
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 import yaml
+from filelock import FileLock
+from hypothesis import HealthCheck, settings
 
 from syft_bg_app.config import load_config
 from syft_bg_app.datasite import Datasite
@@ -22,6 +33,67 @@ from syft_bg_app.passes import run_pass
 REPO = Path(__file__).resolve().parent.parent
 DO_EMAIL = "owner@datasite.org"
 DS_EMAIL = "alice@uni.edu"
+
+# Seconds to wait for something that takes well under a second on an idle machine
+# (a job to finish, a process to appear, a line to be printed). Only a hang reaches
+# it: a loaded 2-core machine can be many times slower than a developer's laptop.
+PATIENCE = 300.0
+# A command that must never run in a test: stands for "not installed".
+MISSING_COMMAND = "/nonexistent/syft-bg-test-command"
+
+
+# Property tests judge what the code does, not how fast: no per-example deadline and
+# no "generating data is too slow" failure on a loaded machine.
+settings.register_profile(
+    "any-machine", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("any-machine")
+
+
+def wait_until(condition: Callable[[], object], what: str, limit: float = PATIENCE) -> object:
+    """Poll ``condition`` until it returns something true; fail naming ``what``."""
+    end = time.monotonic() + limit
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < end, f"waited {limit:.0f} s for {what}"
+        time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def job_user_alone() -> Iterator[None]:
+    """Hold while jobs run whose test counts on RLIMIT_NPROC of the job user (fork
+    bombs, ``max_processes``): that limit counts every process of the user, so such
+    runs never overlap, whichever test worker (or other checkout's suite on this
+    machine) starts them. As root the job user is ``nobody`` for all of them."""
+    path = Path(tempfile.gettempdir()) / f"syft-bg-tests-uid{os.getuid()}-job-user.lock"
+    with FileLock(path):
+        yield
+
+
+def default_sigint() -> None:
+    """For ``preexec_fn``: give a child the default SIGINT (Ctrl-C) disposition.
+
+    A suite started from a non-interactive shell (``nohup ... &``, some CI runners)
+    inherits SIGINT ignored, and so would every process it starts: a test that
+    sends SIGINT sets up the disposition it relies on. The app itself keeps an
+    ignored SIGINT ignored, as Unix programs do."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture(name="isolated_schedule", autouse=True)
+def isolated_schedule_fixture(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """No test touches the real user's schedule: each gets its own XDG_CONFIG_HOME
+    (where systemd user units would go) and, unless it asks for more, a
+    ``crontab`` and ``systemctl`` that do not exist ("no scheduler here")."""
+    config_home = tmp_path_factory.mktemp("xdg-config")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config_home))
+    monkeypatch.setenv("SYFT_BG_CRONTAB", MISSING_COMMAND)
+    monkeypatch.setenv("SYFT_BG_SYSTEMCTL", MISSING_COMMAND)
+    return config_home
 
 
 class App:
@@ -67,7 +139,7 @@ class App:
     def run_pass(self):
         return run_pass(self.home)
 
-    def cli(self, *args: str, check: bool = False, timeout: float = 120):
+    def cli(self, *args: str, check: bool = False, timeout: float = PATIENCE):
         result = subprocess.run(
             [sys.executable, "-m", "syft_bg_app", *args],
             env=self.env,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import PATIENCE
 
 import syft_bg_app as bg
 from syft_bg_app import home as home_mod
@@ -23,7 +24,7 @@ def _python(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         env=env,
-        timeout=60,
+        timeout=PATIENCE,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import PATIENCE
 
 from syft_bg_app.cli import build_parser
 from syft_bg_app.state import State
@@ -114,7 +115,7 @@ def test_the_pass_prints_one_summary_line(app):
 
 
 def test_the_demo_runs_end_to_end(bare_app):
-    result = bare_app.cli("demo", timeout=120)
+    result = bare_app.cli("demo", timeout=PATIENCE)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "the job is done" in result.stdout
     assert "mean_age" in result.stdout

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import PATIENCE, wait_until
 from freezegun import freeze_time
 from hostile import marked_processes, run_until_finished, script
 
@@ -25,6 +26,9 @@ from syft_bg_app.state import State
 from syft_bg_app.steps import execute
 
 DS = "alice@uni.edu"
+# execute.timeout where a job's timeout is not what a test is about: a job that
+# takes a second on an idle machine must never time out on a loaded one.
+JOB_TIMEOUT = int(PATIENCE)
 
 RESULT_JOB = """#!/bin/bash
 echo "rows: 3"
@@ -62,7 +66,7 @@ def _finished_events(app, name):
 def quiet_app(app):
     """An app whose notify step is off, so events stay in the checkpoint to inspect."""
     app.cli("peers", "accept", DS, check=True)
-    app.set_config(notify={"enabled": False}, execute={"timeout": 20})
+    app.set_config(notify={"enabled": False}, execute={"timeout": JOB_TIMEOUT})
     return app
 
 
@@ -145,52 +149,51 @@ def test_a_job_submitted_with_syft_job_runs_and_syft_job_reads_the_results(app):
     assert owner_view["syft-job-run"].status == "done"
 
 
-def test_a_pass_while_a_long_job_runs_takes_about_as_long_as_an_idle_pass(quiet_app):
+def test_a_pass_never_waits_for_a_running_job(quiet_app):
+    """A pass is bounded whatever the jobs do: it starts a long job and returns, and
+    later passes return while the job still runs. (How long a pass takes is measured
+    in bench/, not here: a test never depends on the speed of the machine.)"""
     app = quiet_app
-    app.run_pass()
-    idle = []
-    for _ in range(3):
-        started = time.monotonic()
-        app.run_pass()
-        idle.append(time.monotonic() - started)
-    _approved(app, "long", "#!/bin/bash\nsleep 30\n")
-    started = time.monotonic()
-    app.run_pass()
-    start_pass = time.monotonic() - started
-    assert _record(app, "long")["status"] == "running"
+    # Longer than JOB_TIMEOUT: a pass that waited for it would see it finished.
+    _approved(app, "long", f"#!/bin/bash\nsleep {JOB_TIMEOUT * 2}\n")
 
-    busy = []
-    for _ in range(3):
-        started = time.monotonic()
-        app.run_pass()
-        busy.append(time.monotonic() - started)
+    result = app.run_pass()
 
-    assert start_pass < 2.0, start_pass
-    assert max(busy) < 1.0, busy
-    assert max(busy) < max(idle) + 0.5, (idle, busy)
-    assert _record(app, "long")["status"] == "running"
+    assert "1 started" in result.summary
+    record = _record(app, "long")
+    assert record["status"] == "running"
+    layout = RunLayout(Path(record["run_dir"]))
+    for _ in range(3):
+        result = app.run_pass()
+        assert result.exit_code == 0, result.summary
+        assert "finished" not in result.summary
+        assert _record(app, "long")["status"] == "running"
+        assert execute.supervisor_alive(layout)
+    assert app.job_state("long")["status"] == "running"
     _stop_runs(app)
 
 
 def _stop_runs(app):
     """SIGTERM every supervisor of this app, as a machine shutting down would."""
-    deadline = time.monotonic() + 10
     for run_dir in app.home.runs_dir.iterdir():
         layout = RunLayout(run_dir)
-        while not execute.read_run_status(layout).get("supervisor_pid"):
-            assert time.monotonic() < deadline, "the supervisor never wrote its status"
-            time.sleep(0.02)
+        wait_until(
+            lambda layout=layout: execute.read_run_status(layout).get("supervisor_pid"),
+            "the supervisor to write its status",
+        )
         status = execute.read_run_status(layout)
         if status["phase"] != "finished":
             os.kill(status["supervisor_pid"], signal.SIGTERM)
-    while any(execute.supervisor_alive(RunLayout(d)) for d in app.home.runs_dir.iterdir()):
-        assert time.monotonic() < deadline, "a supervisor did not stop on SIGTERM"
-        time.sleep(0.05)
+    runs = [RunLayout(d) for d in app.home.runs_dir.iterdir()]
+    wait_until(
+        lambda: not any(execute.supervisor_alive(layout) for layout in runs),
+        "every supervisor to stop on SIGTERM",
+    )
 
 
 def test_no_more_than_max_concurrent_jobs_run_at_once(quiet_app):
     app = quiet_app
-    app.set_config(execute={"max_concurrent": 2, "timeout": 20})
+    app.set_config(execute={"max_concurrent": 2, "timeout": JOB_TIMEOUT})
     for name in ("one", "two", "three"):
         app.submit(name, run_sh="#!/bin/bash\nsleep 1\necho ran\n")
     app.run_pass()
@@ -237,10 +240,9 @@ def test_the_approving_rules_timeout_overrides_execute_timeout(quiet_app):
     app.run_pass()  # received, approved by the rule, started
     assert _record(app, "by-rule")["rule"] == "short-jobs"
 
-    started = time.monotonic()
     state = run_until_finished(app, "by-rule")["by-rule"]
 
-    assert time.monotonic() - started < 15
+    # Under execute.timeout (600 s) the job would have slept its 30 s and succeeded.
     assert state["status"] == "failed"
     assert state["return_code"] == -1
     [event] = _finished_events(app, "by-rule")
@@ -253,21 +255,16 @@ def test_a_run_whose_supervisor_was_killed_is_failed_with_the_reason_and_not_res
     quiet_app, mode
 ):
     app = quiet_app
-    app.set_config(execute={"sandbox": mode, "timeout": 20})
+    app.set_config(execute={"sandbox": mode, "timeout": JOB_TIMEOUT})
     marker = f"syftbg-orphan-{os.getpid()}-{time.time_ns()}"
     _approved(app, "interrupted", script("tree.sh", marker=marker))
     app.run_pass()
     record = _record(app, "interrupted")
-    deadline = time.monotonic() + 10
-    while len(marked_processes(marker)) < 5:
-        assert time.monotonic() < deadline, "the job's processes never appeared"
-        time.sleep(0.05)
+    wait_until(lambda: len(marked_processes(marker)) >= 5, "the job's processes to appear")
 
     os.kill(record["supervisor_pid"], signal.SIGKILL)  # as a reboot or the OOM killer would
-    deadline = time.monotonic() + 10
-    while execute.supervisor_alive(RunLayout(Path(record["run_dir"]))):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    layout = RunLayout(Path(record["run_dir"]))
+    wait_until(lambda: not execute.supervisor_alive(layout), "the killed supervisor to go")
     result = app.run_pass()
 
     assert "1 finished" in result.summary and "started" not in result.summary.split(":")[0]
@@ -286,7 +283,7 @@ def test_supervisors_started_together_are_independent_of_each_other(quiet_app):
     """One launcher forks the supervisors of a pass; each must hold its own run's lock
     only, in a session of its own, so that one dying is seen for that run alone."""
     app = quiet_app
-    app.set_config(execute={"max_concurrent": 3, "timeout": 40})
+    app.set_config(execute={"max_concurrent": 3, "timeout": JOB_TIMEOUT})
     names = ("first", "second", "third")
     for name in names:
         app.submit(name, run_sh="#!/bin/bash\nsleep 30\n")
@@ -303,10 +300,8 @@ def test_supervisors_started_together_are_independent_of_each_other(quiet_app):
     for pid in pids.values():
         assert os.getsid(pid) == pid  # each leads a session of its own
     os.kill(pids["second"], signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while execute.supervisor_alive(RunLayout(Path(records["second"]["run_dir"]))):
-        assert time.monotonic() < deadline, "the killed supervisor's lock stayed held"
-        time.sleep(0.05)
+    second = RunLayout(Path(records["second"]["run_dir"]))
+    wait_until(lambda: not execute.supervisor_alive(second), "the killed supervisor's lock")
     for name in ("first", "third"):
         assert execute.supervisor_alive(RunLayout(Path(records[name]["run_dir"])))
 
@@ -344,7 +339,7 @@ def test_jobs_whose_supervisors_never_started_start_on_a_later_pass(quiet_app, m
 
 
 def _two_approved(app, names=("good", "bad")):
-    app.set_config(execute={"max_concurrent": 2, "timeout": 20})
+    app.set_config(execute={"max_concurrent": 2, "timeout": JOB_TIMEOUT})
     for name in names:
         app.submit(name, run_sh=f"#!/bin/bash\necho {name}\n")
     app.run_pass()
@@ -460,7 +455,7 @@ def test_rerun_refuses_a_job_that_has_not_finished(quiet_app):
 
 def test_old_run_folders_are_removed_after_keep_days_and_results_stay(quiet_app):
     app = quiet_app
-    app.set_config(execute={"keep_days": 3, "timeout": 20})
+    app.set_config(execute={"keep_days": 3, "timeout": JOB_TIMEOUT})
     _approved(app, "old", RESULT_JOB)
     run_until_finished(app, "old")
     [run_dir] = list(app.home.runs_dir.iterdir())
@@ -561,7 +556,7 @@ def test_sandbox_bwrap_required_but_missing_keeps_jobs_waiting_and_the_step_says
 
 def test_status_warns_without_bwrap_and_lists_running_jobs(quiet_app):
     app = quiet_app
-    app.set_config(execute={"sandbox": "none", "timeout": 20})
+    app.set_config(execute={"sandbox": "none", "timeout": JOB_TIMEOUT})
     _approved(app, "slow", "#!/bin/bash\nsleep 20\n")
     app.run_pass()
 
@@ -639,10 +634,13 @@ def _files_under(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
 
+# One mkdir for all 1100 levels (2,200 characters, within PATH_MAX): the job is quick
+# on any machine, and the tree is as deep as 1100 separate mkdir calls would make it.
 DEEP_JOB = """#!/bin/bash
 cd code/outputs
 echo top > top.txt
-for i in $(seq 1100); do mkdir d && cd d || exit 9; done
+deep=$(printf 'd/%.0s' $(seq 1100))
+mkdir -p "$deep" && cd "$deep" || exit 9
 echo bottom > bottom.txt
 echo nested
 """
@@ -650,7 +648,7 @@ echo nested
 
 def test_a_job_nesting_1100_folders_finishes_and_other_jobs_still_run(quiet_app, deep_trees):
     app = quiet_app
-    app.set_config(execute={"max_concurrent": 1, "timeout": 20, "keep_days": 1})
+    app.set_config(execute={"max_concurrent": 1, "timeout": JOB_TIMEOUT, "keep_days": 1})
     _approved(app, "deep", DEEP_JOB)
     _approved(app, "after", "#!/bin/bash\necho after-ran\n")
 
@@ -678,7 +676,7 @@ def test_a_job_nesting_1100_folders_finishes_and_other_jobs_still_run(quiet_app,
 
 def test_outputs_beyond_the_size_and_entry_caps_are_left_out_and_stderr_says_so(quiet_app):
     app = quiet_app
-    app.set_config(execute={"outputs_cap_mb": 1, "timeout": 30})
+    app.set_config(execute={"outputs_cap_mb": 1, "timeout": JOB_TIMEOUT})
     _approved(
         app,
         "big",
@@ -707,7 +705,7 @@ def test_one_run_that_cannot_be_collected_fails_alone_and_the_next_job_starts(
     quiet_app, monkeypatch
 ):
     app = quiet_app
-    app.set_config(execute={"max_concurrent": 1, "timeout": 20})
+    app.set_config(execute={"max_concurrent": 1, "timeout": JOB_TIMEOUT})
     _approved(app, "breaks", "#!/bin/bash\necho fine\n")
     _approved(app, "waits", "#!/bin/bash\necho waited\n")
     real = execute._replace_outputs

@@ -10,6 +10,7 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from conftest import PATIENCE
 from faults_support import Scenario, check_outcome, pass_intervals, run_until_quiet
 
 from syft_bg_app.state import State
@@ -46,7 +47,7 @@ def test_eight_run_sh_at_once_for_25_rounds_never_overlap_and_lose_nothing(app, 
                 )
             )
             time.sleep(spread)
-        outputs = [p.communicate(timeout=120)[1] for p in procs]
+        outputs = [p.communicate(timeout=PATIENCE)[1] for p in procs]
         assert [p.returncode for p in procs] == [0] * AT_ONCE, outputs
         # Each one either did the pass or said at once that another one was doing it.
         passes = [err for err in outputs if "another pass is running" not in err]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import App
+from conftest import PATIENCE, App
 from faults_support import (
     Scenario,
     check_outcome,
@@ -121,7 +121,7 @@ def _in_namespace(app: App, script: str, **paths: Path) -> subprocess.CompletedP
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=PATIENCE,
     )
 
 

@@ -16,7 +16,7 @@ from email import policy
 from pathlib import Path
 
 import pytest
-from conftest import DO_EMAIL, App
+from conftest import DO_EMAIL, PATIENCE, App
 from fake_google import FakeGoogle, Scripted, gmail_error
 from faults_support import Scenario, check_jobs, email_table, free_port
 
@@ -124,8 +124,9 @@ def passes_until_delivered(app: App, delivered, limit: int = PASS_BOUND) -> int:
     raise AssertionError(f"not delivered within {limit} passes")
 
 
-def _settle(state: State, seconds: float = 5.0) -> None:
-    """Wait (a little) for the jobs that run to finish, so the next pass reaps them."""
+def _settle(state: State, seconds: float = PATIENCE) -> None:
+    """Wait for the jobs that run to finish, so the next pass reaps them (the bound on
+    passes counts mail retries, not how long jobs take on this machine)."""
     end = time.monotonic() + seconds
     for _, _, record in state.iter_jobs():
         if record["status"] == "running" and record.get("run_dir"):

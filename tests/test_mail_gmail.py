@@ -16,7 +16,7 @@ from email import policy
 from pathlib import Path
 
 import pytest
-from conftest import DO_EMAIL, DS_EMAIL, App
+from conftest import DO_EMAIL, DS_EMAIL, PATIENCE, App
 from fake_google import FakeGoogle, gmail_error
 from freezegun import freeze_time
 
@@ -256,7 +256,7 @@ def test_init_gmail_runs_the_consent_with_a_local_redirect(
     )
     try:
         url = None
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + PATIENCE
         while url is None and time.monotonic() < deadline:
             line = process.stdout.readline()
             if not line:
@@ -276,9 +276,9 @@ def test_init_gmail_runs_the_consent_with_a_local_redirect(
                 {"state": query["state"][0], "code": "code-from-google", "scope": query["scope"][0]}
             )
         )
-        with urllib.request.urlopen(back, timeout=30) as answer:
+        with urllib.request.urlopen(back, timeout=PATIENCE) as answer:
             assert b"signed in" in answer.read()
-        out, err = process.communicate(timeout=60)
+        out, err = process.communicate(timeout=PATIENCE)
     finally:
         if process.poll() is None:
             process.kill()

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import DO_EMAIL, DS_EMAIL, REPO, App, outbox, text_of
+from conftest import DO_EMAIL, DS_EMAIL, PATIENCE, REPO, App, outbox, text_of
 
 from syft_bg_app.datasite import JobRef
 from syft_bg_app.mail import compose
@@ -63,7 +63,7 @@ def test_a_syft_job_default_name_gives_commands_that_work_when_pasted(owner: App
     # The owner pastes the command into a real shell; the real CLI approves the job.
     env = dict(app.env, PATH=f"{REPO / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}")
     pasted = subprocess.run(
-        ["bash", "-c", approve], env=env, capture_output=True, text=True, timeout=120
+        ["bash", "-c", approve], env=env, capture_output=True, text=True, timeout=PATIENCE
     )
     assert pasted.returncode == 0, pasted.stderr
     assert app.job_state(name)["status"] == "approved"
@@ -91,7 +91,7 @@ def test_shell_syntax_in_a_job_name_stays_one_argument(owner: App, tmp_path: Pat
     fake.chmod(0o755)
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     for command in commands:
-        subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, check=True, timeout=30)
+        subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, check=True, timeout=PATIENCE)
         args = record.read_bytes().decode().split("\0")[:-1]
         assert args[2] == label, command
         assert not marker.exists(), command

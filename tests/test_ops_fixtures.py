@@ -1,11 +1,10 @@
 """Fixtures for the schedule and operations tests: nothing of the real user's
 schedule is ever touched.
 
-Every test gets its own XDG_CONFIG_HOME (where systemd user units would go)
-and, unless it asks for more, a ``crontab`` and ``systemctl`` that do not
-exist, so "no scheduler here" is the default. ``cron_user`` gives a test the
-real crontab of a throwaway user made with useradd (root only) and removes
-the user afterwards.
+Every test gets its own XDG_CONFIG_HOME and no crontab or systemctl (the
+autouse ``isolated_schedule`` fixture of conftest.py). ``cron_user`` gives a
+test the real crontab of a throwaway user made with useradd (root only) and
+removes the user afterwards.
 """
 
 from __future__ import annotations
@@ -13,22 +12,23 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 import uuid
-from pathlib import Path
 
 import pytest
+from conftest import PATIENCE
 
-MISSING = "/nonexistent/syft-bg-test-command"
 
-
-@pytest.fixture(name="isolated_schedule", autouse=True)
-def isolated_schedule_fixture(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    config_home = tmp_path / "xdg-config"
-    config_home.mkdir()
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(config_home))
-    monkeypatch.setenv("SYFT_BG_CRONTAB", MISSING)
-    monkeypatch.setenv("SYFT_BG_SYSTEMCTL", MISSING)
-    return config_home
+def _account_command(argv: list[str]) -> subprocess.CompletedProcess:
+    """useradd/userdel, retried while another one holds the lock on /etc/passwd
+    (parallel test workers, or anyone else on the machine, add users too)."""
+    end = time.monotonic() + PATIENCE
+    while True:
+        result = subprocess.run(argv, capture_output=True, text=True)
+        busy = "lock" in (result.stderr or "").lower()
+        if result.returncode == 0 or not busy or time.monotonic() > end:
+            return result
+        time.sleep(0.2)
 
 
 @pytest.fixture(name="cron_user")
@@ -40,17 +40,14 @@ def cron_user_fixture(monkeypatch: pytest.MonkeyPatch):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed (Debian: apt-get install cron passwd)")
     name = "sbgt" + uuid.uuid4().hex[:10]
-    subprocess.run(
-        ["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name],
-        check=True,
-        capture_output=True,
-    )
+    made = _account_command(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name])
+    assert made.returncode == 0, made.stderr
     monkeypatch.setenv("SYFT_BG_CRONTAB", f"crontab -u {name}")
     try:
         yield name
     finally:
         subprocess.run(["crontab", "-u", name, "-r"], capture_output=True)
-        subprocess.run(["userdel", name], capture_output=True)
+        _account_command(["userdel", name])
 
 
 def crontab_of(user: str) -> str:

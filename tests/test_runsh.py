@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
+from conftest import PATIENCE, wait_until
 
 RUN_SH = Path(__file__).resolve().parent.parent / "run.sh"
 VENV_STAMP = RUN_SH.parent / ".venv" / ".syft-bg-env"
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(
 
 def test_run_sh_without_config_says_what_to_do(bare_app):
     result = subprocess.run(
-        [str(RUN_SH)], env=bare_app.env, capture_output=True, text=True, timeout=120
+        [str(RUN_SH)], env=bare_app.env, capture_output=True, text=True, timeout=PATIENCE
     )
     assert result.returncode == 2
     assert "syft-bg init -e YOUR_EMAIL" in result.stderr
@@ -33,6 +33,13 @@ def test_run_sh_every_rejects_a_bad_interval(bare_app):
     assert result.returncode == 2 and "usage: run.sh --every SECONDS" in result.stderr
 
 
+def _received(app, name: str) -> bool:
+    try:
+        return app.job_state(name)["status"] == "pending"
+    except FileNotFoundError:
+        return False
+
+
 def test_run_sh_every_starts_a_fresh_pass_process_each_interval(app):
     app.submit("first")
     loop = subprocess.Popen(
@@ -43,14 +50,20 @@ def test_run_sh_every_starts_a_fresh_pass_process_each_interval(app):
         text=True,
         start_new_session=True,
     )
-    time.sleep(1.5)
-    app.submit("second")
-    time.sleep(2.5)
-    loop.send_signal(signal.SIGTERM)
-    _, err = loop.communicate(timeout=30)
-    log = (app.home.logs_dir / "syft-bg.log").read_text()
-    pids = set(re.findall(r"pass started \(pid (\d+)\)", log))
-    assert len(pids) >= 2, log
+    log = app.home.logs_dir / "syft-bg.log"
+
+    def pass_pids() -> set[str]:
+        text = log.read_text() if log.exists() else ""
+        return set(re.findall(r"pass started \(pid (\d+)\)", text))
+
+    try:
+        wait_until(lambda: _received(app, "first"), "the first pass to receive a job")
+        app.submit("second")
+        wait_until(lambda: _received(app, "second"), "a later pass to receive the second job")
+    finally:
+        loop.send_signal(signal.SIGTERM)
+        _, err = loop.communicate(timeout=PATIENCE)
+    assert len(pass_pids()) >= 2, log.read_text()
     assert app.job_state("first")["status"] == "pending"
     assert app.job_state("second")["status"] == "pending"
     assert err.count("syft-bg: pass ok") >= 2

@@ -3,6 +3,10 @@
 Each sandbox mode runs one batch of hostile jobs side by side (to keep the
 suite quick); the tests then look at what each job achieved. The fork bomb
 runs on its own, so it cannot starve the others.
+
+The job runs here count on RLIMIT_NPROC, which counts every process of the
+job user (``nobody`` when the suite runs as root): they hold ``job_user_alone``
+so that no other test's fork bomb runs beside them.
 """
 
 from __future__ import annotations
@@ -13,18 +17,25 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import App
-from hostile import marked_processes, run_until_finished, script
+from conftest import PATIENCE, App, job_user_alone
+from hostile import ProcessSampler, marked_processes, run_until_finished, script
 
 from syft_bg_app import decisions, sandbox
 from syft_bg_app.datasite import JobRef
+from syft_bg_app.jobfiles import sha256_bytes
 from syft_bg_app.session import changing
 from syft_bg_app.state import State
 
 DS = "alice@uni.edu"
 TOKEN_NAME = "gmail_token.json"
+# Only the jobs that test the wall-clock timeout get a short one (from the rule that
+# approves them, as a data owner would set it): it must only outlast starting a few
+# processes. Every other job has all the time a loaded machine needs.
+SHORT_TIMEOUT = 10
+# A fork bomb held at max_processes spins until its timeout: it only has to fork once.
+BOMB_TIMEOUT = 3
 LIMITS = {
-    "timeout": 3,
+    "timeout": int(PATIENCE),
     "memory_mb": 64,
     "cpu_seconds": 1,
     "file_size_mb": 2,
@@ -89,14 +100,35 @@ def _new_app(tmp_path: Path, mode: str, **execute: object) -> App:
     return app
 
 
+def _short_timeout_rule(app: App, run_sh: str, seconds: int = SHORT_TIMEOUT) -> None:
+    """Auto-approve the job whose run.sh is ``run_sh``, with a timeout of ``seconds``."""
+    app.set_config(
+        approve={
+            "auto_approvals": [
+                {
+                    "name": "short-timeout",
+                    "peers": [DS],
+                    "files": {
+                        "run.sh": sha256_bytes(run_sh.encode()),
+                        "code/script.sh": sha256_bytes(b"echo hello\n"),
+                    },
+                    "timeout": seconds,
+                }
+            ]
+        }
+    )
+
+
 def _submit_and_approve(app: App, jobs: dict[str, str]) -> None:
     for name, run_sh in jobs.items():
         app.submit(name, run_sh=run_sh)
     assert app.run_pass().exit_code == 0
-    # In-process approval (the CLI path is tested elsewhere) keeps the batch quick.
+    # In-process approval (the CLI path is tested elsewhere) keeps the batch quick;
+    # a job a rule approved in the pass above keeps that approval (and its timeout).
     with changing(app.home, "test approvals") as ctx:
         for name in jobs:
-            decisions.approve_job(ctx, JobRef(DS, name), "manual")
+            if ctx.state.job(DS, name)["status"] == "pending":
+                decisions.approve_job(ctx, JobRef(DS, name), "manual")
 
 
 @pytest.fixture(scope="module", params=MODES)
@@ -148,22 +180,21 @@ def batch(request, tmp_path_factory):
         "bigfile": script("bigfile.sh", megabytes=10),
     }
     result = Batch(app, mode, marker, secrets, port)
+    _short_timeout_rule(app, jobs["tree"])
     with pytest.MonkeyPatch.context() as patch:
         # The pass runs with a secret in its environment, as with notify.smtp.password_env.
         patch.setenv("SYFT_BG_SMTP_PASSWORD", secrets["env"])
-        _submit_and_approve(app, jobs)
-
-        def watch():
-            result.most_marked = max(result.most_marked, len(marked_processes(f"{marker}-tree")))
-
-        result.states = run_until_finished(app, list(jobs), deadline=90, watch=watch)
+        with job_user_alone(), ProcessSampler(f"{marker}-tree") as tree:
+            _submit_and_approve(app, jobs)
+            result.states = run_until_finished(app, list(jobs))
+        result.most_marked = tree.most
     listener.close()
     yield result
 
 
 def test_a_timed_out_job_and_all_it_started_are_killed(batch):
     assert batch.states["tree"]["status"] == "failed"
-    assert batch.event("tree")["reason"] == f"timed out after {LIMITS['timeout']} s"
+    assert batch.event("tree")["reason"] == f"timed out after {SHORT_TIMEOUT} s"
     assert batch.states["tree"]["return_code"] == -1
     assert "tree started" in batch.stdout("tree")
     # Children, grandchildren, setsid, nohup and double-forked processes all ran...
@@ -303,8 +334,9 @@ def test_network_on_lets_a_job_connect(tmp_path, mode):
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
     port = listener.getsockname()[1]
-    _submit_and_approve(app, {"online": script("escape.sh", targets="", port=port)})
-    run_until_finished(app, "online")
+    with job_user_alone():
+        _submit_and_approve(app, {"online": script("escape.sh", targets="", port=port)})
+        run_until_finished(app, "online")
     listener.close()
     out = app.datasite.review_dir(JobRef(DS, "online")) / "stdout.txt"
     assert "CONNECTED" in out.read_text()
@@ -314,14 +346,12 @@ def test_network_on_lets_a_job_connect(tmp_path, mode):
 def test_a_fork_bomb_is_bounded_and_cleaned_up(tmp_path, mode):
     app = _new_app(tmp_path, mode, max_processes=32)
     marker = f"syftbg-bomb-{uuid.uuid4().hex[:12]}"
-    _submit_and_approve(app, {"bomb": script("forkbomb.sh", marker=marker)})
-    most = 0
-
-    def watch():
-        nonlocal most
-        most = max(most, len(marked_processes(marker)))
-
-    state = run_until_finished(app, "bomb", deadline=60, watch=watch)["bomb"]
+    bomb = script("forkbomb.sh", marker=marker)
+    _short_timeout_rule(app, bomb, BOMB_TIMEOUT)
+    with job_user_alone(), ProcessSampler(marker) as sampler:
+        _submit_and_approve(app, {"bomb": bomb})
+        state = run_until_finished(app, "bomb")["bomb"]
+    most = sampler.most
 
     assert state["status"] == "failed"
     events = State.load(app.home.state_file).data["events"]

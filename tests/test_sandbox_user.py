@@ -2,6 +2,8 @@
 
 The suite runs as root in CI, so these tests switch to ``nobody`` with
 setpriv and drive the app through its command line in a folder nobody owns.
+RLIMIT_NPROC counts every process of nobody, so the jobs run holding
+``job_user_alone`` (as do test_sandbox.py's, whose bwrap jobs are nobody too).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hostile import marked_processes, script
+from conftest import PATIENCE, job_user_alone
+from hostile import ProcessSampler, marked_processes, script
 
 DO = "owner@datasite.org"
 DS = "alice@uni.edu"
@@ -29,6 +32,8 @@ pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or SETPRIV is None,
     reason="needs root and setpriv to act as an ordinary user",
 )
+# The fork bomb's wall-clock timeout: held at max_processes it spins until then.
+BOMB_TIMEOUT = 5
 
 
 class UserApp:
@@ -56,7 +61,7 @@ class UserApp:
             env=self.env,
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=PATIENCE,
             cwd=self.base,
         )
         if check:
@@ -97,16 +102,19 @@ class UserApp:
             self.root / DO / "app_data" / "job" / "review" / DS / "v1" / name / file
         ).read_text()
 
-    def until_finished(self, names: list[str], watch=None, deadline: float = 60) -> None:
-        end = time.monotonic() + deadline
+    def until_finished(self, names: list[str]) -> None:
+        end = time.monotonic() + PATIENCE
         while True:
             self.cli("run")
             if all(self.state(n).get("status") in ("done", "failed") for n in names):
                 return
             assert time.monotonic() < end, {n: self.state(n) for n in names}
-            if watch:
-                watch()
             time.sleep(0.1)
+
+    def set_execute(self, **values: object) -> None:
+        config = yaml.safe_load(self.home.joinpath("config.yaml").read_text())
+        config["execute"].update(values)
+        self.write(self.home / "config.yaml", yaml.safe_dump(config))
 
 
 def _probe_as_nobody(app: UserApp) -> tuple[bool, str]:
@@ -141,8 +149,8 @@ def test_an_ordinary_users_jobs_are_limited_and_cut_off_from_the_network(user_ap
     app = user_app
     config = yaml.safe_load(app.home.joinpath("config.yaml").read_text())
     config["notify"]["enabled"] = False
-    config["execute"].update(sandbox=mode, network=False, timeout=3, max_processes=16)
     app.write(app.home / "config.yaml", yaml.safe_dump(config))
+    app.set_execute(sandbox=mode, network=False, timeout=int(PATIENCE), max_processes=16)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
@@ -154,16 +162,14 @@ def test_an_ordinary_users_jobs_are_limited_and_cut_off_from_the_network(user_ap
     app.cli("run")
     # One after the other: RLIMIT_NPROC counts every task of the user, so a fork
     # bomb running beside another job of the same user can starve it of processes.
-    app.cli("jobs", "approve", f"{DS}/who")
-    app.until_finished(["who"])
-    app.cli("jobs", "approve", f"{DS}/bomb")
-    most = 0
-
-    def watch():
-        nonlocal most
-        most = max(most, len(marked_processes(marker)))
-
-    app.until_finished(["bomb"], watch=watch)
+    with job_user_alone():
+        app.cli("jobs", "approve", f"{DS}/who")
+        app.until_finished(["who"])
+        app.set_execute(timeout=BOMB_TIMEOUT)  # taken when the job starts
+        app.cli("jobs", "approve", f"{DS}/bomb")
+        with ProcessSampler(marker) as sampler:
+            app.until_finished(["bomb"])
+    most = sampler.most
     listener.close()
 
     assert app.state("who")["status"] == "done", app.cli("jobs", "show", f"{DS}/who").stdout

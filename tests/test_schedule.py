@@ -4,6 +4,7 @@ reading the schedule back for status."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -17,7 +18,6 @@ import pytest
 from test_ops_fixtures import (  # noqa: F401 (fixtures)
     cron_user_fixture,
     crontab_of,
-    isolated_schedule_fixture,
     set_crontab,
 )
 
@@ -162,6 +162,54 @@ def test_with_no_scheduler_at_all_install_explains_what_to_do(app):
     assert result.returncode == 1
     assert "cannot schedule passes here" in result.stderr
     assert "run.sh --every 60" in result.stderr
+
+
+@pytest.mark.parametrize("interval", [None, "300"])
+def test_a_dry_run_without_systemd_or_cron_shows_the_units_and_what_to_run_instead(app, interval):
+    """Neither scheduler here (the fixture's default): a dry run still shows what a
+    machine with a systemd user instance gets, says install cannot work here, and
+    names the run.sh --every loop at the interval asked for."""
+    args = ["install", "--dry-run"] + (["--interval", interval] if interval else [])
+    result = app.cli(*args)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    first = out.splitlines()[0]
+    assert first.startswith("method: systemd (neither is available here: ")
+    assert first.count("is not installed") == 2  # systemctl, crontab (stand-ins here)
+    name = schedule.unit_name(app.home)
+    user_dir = Path(os.environ["XDG_CONFIG_HOME"]) / "systemd" / "user"
+    files = _files_in_dry_run(out)
+    assert set(files) == {str(user_dir / f"{name}.service"), str(user_dir / f"{name}.timer")}
+    every = interval or "60"
+    assert f"OnUnitActiveSec={every}" in files[str(user_dir / f"{name}.timer")]
+    assert (
+        f"note: install fails on this machine: install cron and run it again, or keep this "
+        f"running instead: {REPO / 'run.sh'} --every {every}" in out
+    )
+    assert out.rstrip().endswith("(dry run: nothing was changed)")
+    assert not user_dir.exists() and app.config.get("schedule.interval") == 60
+    # Without --dry-run it fails, saying the same.
+    failed = app.cli(*args[:1] + args[2:])
+    assert failed.returncode == 1
+    assert f"keeping this running: {REPO / 'run.sh'} --every {every}" in failed.stderr
+    assert not user_dir.exists() and app.config.get("schedule.interval") == 60
+
+
+def test_the_unit_names_are_the_ones_the_readme_gives(tmp_path, monkeypatch):
+    """README: syft-bg.service for ~/.syft-bg, syft-bg-<hash>.service for any other app
+    home, <hash> being the first 8 hex digits of the SHA-256 of the home's path."""
+    readme = (REPO / "README.md").read_text()
+    section = " ".join(readme.split("## Scheduling", 1)[1].split("\n## ", 1)[0].split())
+    assert "/systemd/user/syft-bg.service`" in section and "`syft-bg-<hash>.service`" in section
+    assert "first 8 hex digits of the SHA-256 of its path" in section
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert schedule.unit_name(AppHome(tmp_path / ".syft-bg")) == "syft-bg"
+    other = tmp_path / "homes" / "lab"
+    digest = hashlib.sha256(str(other).encode()).hexdigest()[:8]
+    assert schedule.unit_name(AppHome(other)) == f"syft-bg-{digest}"
+    service, timer = schedule.unit_paths(AppHome(other))
+    assert (service.name, timer.name) == (f"syft-bg-{digest}.service", f"syft-bg-{digest}.timer")
+    assert schedule.cron_line(AppHome(other), 60, REPO).endswith(f"# syft-bg-app:syft-bg-{digest}")
 
 
 def test_install_and_uninstall_units_with_a_recording_systemctl(app, tmp_path, monkeypatch):

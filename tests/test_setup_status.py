@@ -7,7 +7,6 @@ import re
 
 import pytest
 from fake_google import FakeGoogle
-from test_ops_fixtures import isolated_schedule_fixture  # noqa: F401 (fixture)
 
 from syft_bg_app import schedule
 from syft_bg_app.mail.deliver import record_problem

@@ -14,12 +14,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import DO_EMAIL, DS_EMAIL, REPO, App, outbox, text_of
+from conftest import DO_EMAIL, DS_EMAIL, PATIENCE, REPO, App, outbox, text_of
 
 from syft_bg_app import ds
 from syft_bg_app.fsutil import load_untrusted_yaml, short_repr, untrusted_text
 from syft_bg_app.state import State
 from syft_bg_app.submission import read_metadata
+
+# What these files cost is milliseconds; what the attacks would cost is minutes (a
+# pass stalled by *a7), gigabytes (*a9) or forever (a fifo). A bound between the two
+# tells them apart on any machine, however loaded.
+STALL = 60.0
 
 
 def laughs(levels: int, key: str = "submitted_at") -> str:
@@ -47,7 +52,7 @@ def test_nested_aliases_are_refused_at_once_with_a_clear_message() -> None:
     started = time.monotonic()
     with pytest.raises(yaml.YAMLError) as caught:
         load_untrusted_yaml(text)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < STALL
     # The first anchor is refused, before any alias could be expanded.
     assert "anchors and aliases are not accepted" in str(caught.value)
     assert "line 1" in str(caught.value)
@@ -100,7 +105,7 @@ def test_a_large_plain_file_loads_quickly() -> None:
     assert len(text) > 200_000
     started = time.monotonic()
     assert len(load_untrusted_yaml(text)["files"]) == 9000
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < STALL
 
 
 def test_untrusted_values_become_short_single_line_text_or_a_description() -> None:
@@ -139,7 +144,7 @@ def test_read_metadata_refuses_aliases_fifos_and_symlinks(tmp_path: Path) -> Non
     os.mkfifo(config)
     started = time.monotonic()
     metadata, problem = read_metadata(config)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < STALL
     assert metadata is None and "not a regular file" in (problem or "")
 
     config.unlink()
@@ -162,7 +167,7 @@ def test_a_config_with_nested_aliases_neither_stalls_the_pass_nor_floods_email(
     (folder / "config.yaml").write_text("type: bash\nfiles: [script.sh]\n" + laughs(5))
     started = time.monotonic()
     result = app.run_pass()
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < STALL
     assert result.exit_code == 0, result.summary
     assert all(len(m.as_bytes()) < 200_000 for m in outbox(app))
     record = State.load(app.home.state_file).job(DS_EMAIL, "laughs")
@@ -228,9 +233,9 @@ def test_a_peer_request_with_nested_aliases_is_refused_in_one_quick_pass(app: Ap
     )
     started = time.monotonic()
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=app.env, timeout=60
+        [sys.executable, "-c", code], capture_output=True, text=True, env=app.env, timeout=PATIENCE
     )
-    assert time.monotonic() - started < 20, out.stderr[-2000:]
+    assert time.monotonic() - started < STALL, out.stderr[-2000:]
     assert out.stdout.strip() == "0", out.stderr[-2000:]
     peer = State.load(app.home.state_file).peer(DS_EMAIL)
     assert peer is not None and peer["status"] == "invalid"
@@ -257,7 +262,7 @@ def test_my_jobs_survives_a_hostile_state_yaml_from_the_data_owner(app: App) -> 
     os.mkfifo(review / "fifo" / "state.yaml")
     started = time.monotonic()
     jobs = {job.name: job for job in ds.my_jobs(ident)}
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < STALL
     assert jobs["laughs"].status == "unreadable"
     assert jobs["fifo"].status == "unreadable"
     assert "\n" not in jobs["long"].status and len(jobs["long"].status) <= 200

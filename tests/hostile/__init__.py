@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -36,11 +37,16 @@ def marked_processes(marker: str) -> list[int]:
     return found
 
 
-def run_until_finished(app, names, ds_email="alice@uni.edu", deadline=60.0, watch=None):
+def run_until_finished(app, names, ds_email="alice@uni.edu", deadline=None, watch=None):
     """Run passes until every job in ``names`` is done or failed; returns their states.
 
     ``watch`` is called between passes (to sample processes while jobs run).
+    ``deadline`` (default: the suite's PATIENCE) only ends a hang: how long jobs
+    take depends on the machine, never on the test.
     """
+    from conftest import PATIENCE
+
+    deadline = PATIENCE if deadline is None else deadline
     names = [names] if isinstance(names, str) else list(names)
     end = time.monotonic() + deadline
     while True:
@@ -53,3 +59,28 @@ def run_until_finished(app, names, ds_email="alice@uni.edu", deadline=60.0, watc
         if watch is not None:
             watch()
         time.sleep(0.1)
+
+
+class ProcessSampler:
+    """The most live processes marked ``marker`` seen at once, sampled from a thread
+    every few milliseconds while the ``with`` block runs (however long passes take)."""
+
+    def __init__(self, marker: str, every: float = 0.02) -> None:
+        self.marker = marker
+        self.every = every
+        self.most = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.most = max(self.most, len(marked_processes(self.marker)))
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> ProcessSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
