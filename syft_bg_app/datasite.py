@@ -298,8 +298,24 @@ class Datasite:
             },
         )
 
+    def _is_link(self, path: Path) -> bool:
+        try:
+            return stat.S_ISLNK(os.lstat(path).st_mode)
+        except FileNotFoundError:
+            return False
+
     def ensure_peer_folders(self, ds_email: str) -> None:
-        """What accepting a peer creates: its inbox (write) and review (read) folders."""
+        """What accepting a peer creates: its inbox (write) and review (read) folders.
+
+        A data scientist may have put a link where their inbox belongs: the app
+        never writes through it (it would write the permission file wherever
+        the link points).
+        """
+        for base in (self.inbox, self.review):
+            if self._is_link(base / ds_email):
+                raise SyftBgError(
+                    f"{base.name}/{ds_email} is a symlink; remove it, then accept {ds_email} again"
+                )
         self.write_permissions(self.inbox / ds_email, write=[ds_email])
         self.write_permissions(self.review / ds_email, read=[ds_email])
 
@@ -330,7 +346,12 @@ class Datasite:
             os.close(fd)
 
     def write_peer_status(self, ds_email: str, status: str, reason: str | None) -> None:
-        """Tell the requester the decision (they may read their own folder)."""
+        """Tell the requester the decision (they may read their own folder).
+
+        Not written when their folder is a link: the app never writes through one.
+        """
+        if self._is_link(self.peers / ds_email):
+            return
         atomic_write_yaml(
             self.peers / ds_email / "status.yaml",
             {"status": status, "decided_at": iso(), "reason": reason},

@@ -135,6 +135,14 @@ def test_an_inbox_folder_that_is_a_symlink_is_never_listed(app, target):
     assert app.job_state("stats", ds_email=BOB)["status"] == "pending"
     assert EVE not in (State.load(app.home.state_file).data["peers"])
 
+    # Accepting Eve would write her permission file wherever the link points
+    # (into Bob's inbox: Eve could then write there). It is refused instead.
+    permission = to / "syft.pub.yaml"
+    before = permission.read_bytes() if permission.exists() else None
+    accepted = app.cli("peers", "accept", EVE)
+    assert accepted.returncode != 0 and "symlink" in accepted.stderr
+    assert (permission.read_bytes() if permission.exists() else None) == before
+
 
 @pytest.mark.parametrize("target", ["another-ds", "system", "owner"])
 def test_a_v1_folder_that_is_a_symlink_is_never_listed(app, target):
@@ -225,6 +233,24 @@ def test_a_job_folder_swapped_after_receipt_is_rejected_by_the_next_pass(app, sw
     assert app.job_state("stats", ds_email=BOB)["status"] == "approved"
     for message in mail_to(app, EVE):
         assert_no_leak(text_of(message), app.tmp)
+
+
+@pytest.mark.parametrize("swap", sorted(SWAPS))
+def test_a_job_folder_swapped_while_it_is_still_arriving_is_rejected(app, swap):
+    accept(app, EVE, BOB)
+    submit(app, "stats", ds=BOB)
+    folder = submit(app, "mine", ds=EVE)
+    (folder / "run.sh").unlink()  # still arriving: run.sh comes later
+    app.run_pass()
+    assert jobs_of(app, EVE)["mine"]["status"] == "received"
+
+    SWAPS[swap](app, folder)
+    app.run_pass()
+
+    state = app.job_state("mine", ds_email=EVE)
+    assert state["status"] == "rejected"
+    assert "replaced" in state["review_reason"] or "symlink" in state["review_reason"]
+    assert_no_leak(state["review_reason"], app.tmp)
 
 
 @pytest.mark.parametrize("swap", sorted(SWAPS))

@@ -24,7 +24,7 @@ import yaml
 
 from ..context import Context
 from ..datasite import JobRef, JobStateError
-from ..decisions import reject_job
+from ..decisions import FOLDER_REPLACED, reject_job
 from ..fsutil import load_untrusted_yaml, short_repr, untrusted_text
 from ..jobfiles import Limits, file_set_hashes
 from ..nofollow import UnsafePathError, identity
@@ -142,26 +142,8 @@ def _unknown_jobs(ctx: Context, ds_email: str) -> list[JobRef]:
 
 
 def _receive(ctx: Context, ref: JobRef) -> None:
-    record = ctx.state.job(ref.ds_email, ref.name, ref.protocol)
-    try:
-        job_fd = ctx.datasite.open_job_dir(ref)
-    except UnsafePathError as exc:
-        if exc.errno == errno.ENOENT:
-            return  # gone (or not there yet): nothing to receive
-        # A link where a job folder belongs: never looked through. The reason
-        # names only the data scientist's own folders, never the link's target.
-        record = record or _remember(ctx, ref, "received", None)
-        record.pop("waiting_reason", None)
-        reject_job(ctx, ref, f"the job folder cannot be read safely: {exc}", method="on receipt")
-        return
-    try:
-        _receive_at(ctx, ref, record, job_fd)
-    finally:
-        os.close(job_fd)
-
-
-def _receive_at(ctx: Context, ref: JobRef, record: dict | None, job_fd: int) -> None:
     log = ctx.log("sync")
+    record = ctx.state.job(ref.ds_email, ref.name, ref.protocol)
     try:
         on_disk = ctx.datasite.read_job_state(ref)
     except JobStateError as exc:
@@ -175,12 +157,50 @@ def _receive_at(ctx: Context, ref: JobRef, record: dict | None, job_fd: int) -> 
                 _status_event(ctx, ref, on_disk["status"], on_disk)
         extra: dict[str, Any] = {}
         if record is None and on_disk["status"] == "pending":
-            extra["received_hashes"] = file_set_hashes(
-                ctx.datasite.submission_dir(ref), job_fd, Limits.from_config(ctx.config)
-            )
-            extra["folder_id"] = identity(job_fd)
+            extra.update(_received_as(ctx, ref))
         _remember(ctx, ref, on_disk["status"], record, **extra)
         return
+    try:
+        job_fd = ctx.datasite.open_job_dir(ref)
+    except UnsafePathError as exc:
+        if exc.errno == errno.ENOENT:
+            return  # gone (or not there yet): nothing to receive
+        # A link where a job folder belongs: never looked through. The reason
+        # names only the data scientist's own folders, never the link's target.
+        _reject_on_receipt(ctx, ref, record, f"the job folder cannot be read safely: {exc}")
+        return
+    try:
+        if record and record.get("folder_id") not in (None, identity(job_fd)):
+            _reject_on_receipt(ctx, ref, record, FOLDER_REPLACED)
+            return
+        _receive_at(ctx, ref, record, job_fd)
+    finally:
+        os.close(job_fd)
+
+
+def _received_as(ctx: Context, ref: JobRef) -> dict[str, Any]:
+    """What a pending job received by another tool is: its file hashes and folder."""
+    try:
+        job_fd = ctx.datasite.open_job_dir(ref)
+    except UnsafePathError:
+        return {"received_hashes": {}}  # the approve step rejects it with the reason
+    try:
+        hashes = file_set_hashes(
+            ctx.datasite.submission_dir(ref), job_fd, Limits.from_config(ctx.config)
+        )
+        return {"received_hashes": hashes, "folder_id": identity(job_fd)}
+    finally:
+        os.close(job_fd)
+
+
+def _reject_on_receipt(ctx: Context, ref: JobRef, record: dict | None, reason: str) -> None:
+    record = record or _remember(ctx, ref, "received", None)
+    record.pop("waiting_reason", None)
+    reject_job(ctx, ref, reason, method="on receipt")
+
+
+def _receive_at(ctx: Context, ref: JobRef, record: dict | None, job_fd: int) -> None:
+    log = ctx.log("sync")
     folder = ctx.datasite.submission_dir(ref)
     check = check_submission(
         folder,
@@ -192,7 +212,10 @@ def _receive_at(ctx: Context, ref: JobRef, record: dict | None, job_fd: int) -> 
     if check.complete:
         _mark_pending(ctx, ref, record, folder, job_fd, now)
         return
-    record = record or _remember(ctx, ref, "received", None, waiting_since=iso(now))
+    # A folder still arriving is remembered as the folder it is, like a received one.
+    record = record or _remember(
+        ctx, ref, "received", None, waiting_since=iso(now), folder_id=identity(job_fd)
+    )
     waited = (now - parse_iso(record["waiting_since"])).total_seconds()
     grace = ctx.config.get("sync.incomplete_grace")
     if check.only_listed_files_absent and waited >= grace:
