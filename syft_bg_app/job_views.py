@@ -93,7 +93,7 @@ def describe(ctx: Context, ref: JobRef) -> str:
     for key in (*JOB_STATE_FIELDS[1:], "reason", "problem"):
         if v.state.get(key) not in (None, ""):
             lines.append(f"  {key}: {v.state[key]}")
-    metadata, problem = read_metadata(v.submission_dir / "config.yaml")
+    metadata, problem, files = _submission(ctx, ref)
     if metadata:
         for key in ("type", "submitted_at", "entrypoint", "dependencies"):
             if metadata.get(key):
@@ -103,7 +103,9 @@ def describe(ctx: Context, ref: JobRef) -> str:
     record = ctx.state.job(ref.ds_email, ref.name, ref.protocol) or {}
     lines.append(f"  submission: {v.submission_dir}")
     lines.append("  files:")
-    lines.extend(f"    {rel}  ({size} bytes)" for rel, size in _files(v.submission_dir))
+    lines.extend(f"    {rel}  ({size} bytes)" for rel, size in files)
+    if len(files) >= FILES_LISTED:
+        lines.append(f"    (the listing stops at {FILES_LISTED} entries)")
     if record.get("never_arrived"):
         lines.append(
             "  listed in config.yaml, never arrived (sync clients skip empty files): "
@@ -117,6 +119,21 @@ def describe(ctx: Context, ref: JobRef) -> str:
     if run_dir and os.path.isdir(run_dir):
         lines.append(f"  run folder: {run_dir}")
     return "\n".join(lines)
+
+
+def _submission(ctx: Context, ref: JobRef) -> tuple[dict | None, str | None, list]:
+    """(metadata, problem, files) of the job folder, reached without following a link."""
+    try:
+        job_fd = ctx.datasite.open_job_dir(ref)
+    except OSError as exc:
+        return None, f"the job folder cannot be read safely: {exc}", []
+    try:
+        metadata, problem = read_metadata(Path("config.yaml"), dir_fd=job_fd)
+        files: list[tuple[str, int]] = []
+        _list_into(job_fd, "", 0, files, [FILES_LISTED])
+        return metadata, problem, sorted(files)
+    finally:
+        os.close(job_fd)
 
 
 # ``jobs show`` lists at most this many entries of a folder (a job may hold many).

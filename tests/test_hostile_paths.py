@@ -641,3 +641,19 @@ def test_a_schema_2_checkpoint_is_migrated_and_the_job_it_left_out_is_received(a
     app.cli("jobs", "approve", f"{ALICE}/v0/stats", check=True)
     assert app.job_state("stats", protocol="0")["status"] == "approved"
     assert app.job_state("stats", protocol="1")["status"] == "pending"
+
+
+def test_an_old_v0_job_keeps_its_short_name_where_it_has_no_v1_twin(app):
+    accept(app, ALICE)
+    submit(app, "legacy", protocol="0")
+    app.run_pass()
+    path = app.home.state_file
+    data = json.loads(path.read_text())
+    data["jobs"][ALICE] = {"legacy": data["jobs"][ALICE].pop("v0/legacy")}
+    data["schema"] = 2
+    path.write_text(json.dumps(data))
+
+    app.cli("jobs", "approve", f"{ALICE}/legacy", check=True)
+
+    assert app.job_state("legacy", protocol="0")["status"] == "approved"
+    assert State.load(path).job(ALICE, "legacy", "0")["status"] == "approved"
