@@ -201,7 +201,9 @@ def reject_job(ctx: Context, ref: JobRef, reason: str | None, method: str = "man
     )
     record.update(status="rejected", reason=reason)
     ctx.counts["rejected"] += 1
-    ctx.log("approve" if method == "manual" else "sync").info("rejected %s: %s", ref.label, reason)
+    ctx.log("sync" if method == "on receipt" else "approve").info(
+        "rejected %s: %s", ref.label, reason
+    )
     ctx.state.add_event("job_rejected", **ref.event_fields, reason=reason)
     why = reason or "rejected by the data owner (no reason given)"
     audit.record(ctx.home.audit_log, ref.label, "rejected", why, method=method)

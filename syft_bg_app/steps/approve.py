@@ -168,6 +168,14 @@ def _job(
     except JobFolderChanged as exc:
         reject_changed_folder(ctx, ref, str(exc))
         return
+    except DecisionError as exc:
+        # The folder is gone (withdrawn, or a sync client in the middle of a
+        # move): nothing to match; said once, looked at again each pass.
+        note = f"gone: {exc}"
+        if record.get("auto_note") != note:
+            record["auto_note"] = note
+            ctx.log("approve").info("%s left pending: %s", ref.label, exc)
+        return
     try:
         _job_at(ctx, ref, record, index, accepted, notes, job_fd)
     finally:
