@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config import SCHEMA
 from .fsutil import is_ignored_name
 from .nofollow import UnsafePathError, open_dir, open_dir_at, open_file_at
 
@@ -108,9 +109,9 @@ class Limits:
     bounded: it stops at the first entry past a limit.
     """
 
-    max_files: int = 10_000
-    max_depth: int = 32
-    max_path: int = 1024
+    max_files: int
+    max_depth: int
+    max_path: int
 
     @classmethod
     def from_config(cls, config: Any) -> Limits:
@@ -121,7 +122,17 @@ class Limits:
         )
 
 
-DEFAULT_LIMITS = Limits()
+def _default_limits() -> Limits:
+    sync = SCHEMA["sync"].fields
+    return Limits(
+        max_files=sync["max_job_files"].default,
+        max_depth=sync["max_job_depth"].default,
+        max_path=sync["max_path_length"].default,
+    )
+
+
+# For callers without a config (the email of a job, a rule made from a folder).
+DEFAULT_LIMITS = _default_limits()
 # A job with thousands of symlinks must not make a reason of megabytes.
 PROBLEMS_SHOWN = 20
 
