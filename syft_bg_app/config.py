@@ -36,6 +36,7 @@ class Key:
     doc: str = ""
     choices: tuple[str, ...] = ()
     minimum: int | None = None
+    maximum: int | None = None
     required: bool = False
     fields: dict[str, Key] = field(default_factory=dict)
     example: Any = None
@@ -111,6 +112,28 @@ SCHEMA: dict[str, Key] = {
             "A job whose files (run.sh and code/) add up to more megabytes than this is "
             "rejected on receipt.",
             minimum=1,
+        ),
+        max_job_files=Key(
+            "int",
+            10_000,
+            "A job with more files and folders under code/ than this is rejected on "
+            "receipt; the listing stops there, so such a job costs later passes nothing.",
+            minimum=1,
+        ),
+        max_job_depth=Key(
+            "int",
+            32,
+            "A job whose folders under code/ are nested deeper than this is rejected on receipt.",
+            minimum=1,
+            maximum=256,
+        ),
+        max_path_length=Key(
+            "int",
+            1024,
+            "A job with a path (relative to its folder) longer than this many characters "
+            "is rejected on receipt.",
+            minimum=64,
+            maximum=3072,
         ),
     ),
     "notify": section(
@@ -600,6 +623,8 @@ def _check_int(value: Any, spec: Key) -> tuple[bool, Any, str]:
         )
     if spec.minimum is not None and value < spec.minimum:
         return False, None, f"must be at least {spec.minimum}, got {value}"
+    if spec.maximum is not None and value > spec.maximum:
+        return False, None, f"must be at most {spec.maximum}, got {value}"
     return True, value, ""
 
 

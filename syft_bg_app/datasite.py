@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import yaml
 
 from .errors import SyftBgError
 from .fsutil import PERMISSION_FILE, atomic_write_yaml, load_yaml
+from .nofollow import UnsafePathError, lstat_at, open_dir, open_dir_at, open_file_at
 from .state import iso
 
 PROTOCOL_DIR_RE = re.compile(r"^v\d+$")
@@ -58,8 +60,24 @@ class JobRef:
     protocol: str = CURRENT_PROTOCOL
 
     @property
+    def display_name(self) -> str:
+        """The job name, with its protocol in front unless it is the current one.
+
+        A data scientist may have a v0 and a v1 job of the same name: they are
+        two jobs, so everything that names one (command line, emails) says which.
+        """
+        if self.protocol == CURRENT_PROTOCOL:
+            return self.name
+        return f"v{self.protocol}/{self.name}"
+
+    @property
     def label(self) -> str:
-        return f"{self.ds_email}/{self.name}"
+        return f"{self.ds_email}/{self.display_name}"
+
+    @property
+    def event_fields(self) -> dict[str, str]:
+        """What names this job in a queued event (the notify step builds the ref back)."""
+        return {"ds_email": self.ds_email, "job": self.name, "protocol": self.protocol}
 
 
 def detect_datasite_path(root: Path, email: str) -> Path:
@@ -118,15 +136,81 @@ class Datasite:
         base = self.inbox / ds_email
         return [(CURRENT_PROTOCOL, base / f"v{CURRENT_PROTOCOL}"), ("0", base)]
 
+    # Everything under inbox/<ds>/ and peers/<ds>/ is written by a data scientist:
+    # it is reached from the datasite folder one component at a time, never
+    # through a link (see ``nofollow``).
+    def open_under(self, path: Path) -> int:
+        """Open the folder ``path`` (below ``app_data/job``) without following any link.
+
+        Messages name the path from ``app_data/job`` on (``inbox/<ds> is a symlink``).
+        """
+        return self._open_job_root_parts(list(Path(path).relative_to(self.job_root).parts))
+
+    def _open_job_root_parts(self, parts: list[str]) -> int:
+        # app_data/job is the owner's; its names are not shown to anyone.
+        anchor_fd = open_dir(self.path, ["app_data", "job"])
+        try:
+            return open_dir_at(anchor_fd, parts)
+        finally:
+            os.close(anchor_fd)
+
+    def stat_folder(self, path: Path) -> os.stat_result | None:
+        """``stat`` of a folder below the datasite, reached without links; None if unsafe."""
+        try:
+            fd = self.open_under(path)
+        except UnsafePathError:
+            return None
+        try:
+            return os.fstat(fd)
+        finally:
+            os.close(fd)
+
+    def _job_parts(self, ref: JobRef) -> list[str]:
+        parts = ["inbox", ref.ds_email]
+        if ref.protocol != "0":
+            parts.append(f"v{ref.protocol}")
+        return [*parts, ref.name]
+
+    def open_job_dir(self, ref: JobRef) -> int:
+        """The job's submission folder, opened without following a link at any level.
+
+        Raises ``UnsafePathError`` whose message names only the folders the data
+        scientist controls (``inbox/<ds>/v1/<job> is a symlink``).
+        """
+        return self._open_job_root_parts(self._job_parts(ref))
+
     def list_job_names(self, ds_email: str) -> list[JobRef]:
+        """Jobs in ``inbox/<ds>/v1/`` and (protocol 0) ``inbox/<ds>/``.
+
+        A symlink where a job folder belongs is listed too, so that it gets a
+        rejection with its reason; it is never looked through.
+        """
+        refs: list[JobRef] = []
+        try:
+            base_fd = self.open_under(self.inbox / ds_email)
+        except UnsafePathError:
+            return refs
+        try:
+            for protocol in (CURRENT_PROTOCOL, "0"):
+                try:
+                    fd = base_fd if protocol == "0" else open_dir_at(base_fd, [f"v{protocol}"])
+                except UnsafePathError:
+                    continue
+                try:
+                    refs.extend(self._job_entries(ds_email, protocol, fd))
+                finally:
+                    if fd != base_fd:
+                        os.close(fd)
+        finally:
+            os.close(base_fd)
+        return refs
+
+    @staticmethod
+    def _job_entries(ds_email: str, protocol: str, fd: int) -> list[JobRef]:
         refs = []
-        for protocol, folder in self.job_folders(ds_email):
-            try:
-                entries = list(os.scandir(folder))
-            except (FileNotFoundError, NotADirectoryError):
-                continue
+        with os.scandir(fd) as entries:
             for entry in entries:
-                if not entry.is_dir(follow_symlinks=False):
+                if not (entry.is_dir(follow_symlinks=False) or entry.is_symlink()):
                     continue
                 if protocol == "0" and PROTOCOL_DIR_RE.match(entry.name):
                     continue
@@ -214,20 +298,60 @@ class Datasite:
             },
         )
 
+    def _is_link(self, path: Path) -> bool:
+        try:
+            return stat.S_ISLNK(os.lstat(path).st_mode)
+        except FileNotFoundError:
+            return False
+
     def ensure_peer_folders(self, ds_email: str) -> None:
-        """What accepting a peer creates: its inbox (write) and review (read) folders."""
+        """What accepting a peer creates: its inbox (write) and review (read) folders.
+
+        A data scientist may have put a link where their inbox belongs: the app
+        never writes through it (it would write the permission file wherever
+        the link points).
+        """
+        for base in (self.inbox, self.review):
+            if self._is_link(base / ds_email):
+                raise SyftBgError(
+                    f"{base.name}/{ds_email} is a symlink; remove it, then accept {ds_email} again"
+                )
         self.write_permissions(self.inbox / ds_email, write=[ds_email])
         self.write_permissions(self.review / ds_email, read=[ds_email])
 
     def peer_has_inbox(self, ds_email: str) -> bool:
-        return (self.inbox / ds_email / PERMISSION_FILE).is_file()
+        try:
+            fd = self.open_under(self.inbox / ds_email)
+        except UnsafePathError:
+            return False
+        try:
+            st = lstat_at(fd, PERMISSION_FILE)
+        finally:
+            os.close(fd)
+        return st is not None and stat.S_ISREG(st.st_mode)
 
     # -- peer requests -----------------------------------------------------------------
     def peer_request_file(self, ds_email: str) -> Path:
         return self.peers / ds_email / "request.yaml"
 
+    def open_peer_request(self, ds_email: str) -> int:
+        """``peers/<ds>/request.yaml`` opened for reading, following no link at any level.
+
+        Non-blocking (a fifo answers at once); the caller checks it is a regular file.
+        """
+        fd = self.open_under(self.peers / ds_email)
+        try:
+            return open_file_at(fd, "request.yaml", f"peers/{ds_email}/")
+        finally:
+            os.close(fd)
+
     def write_peer_status(self, ds_email: str, status: str, reason: str | None) -> None:
-        """Tell the requester the decision (they may read their own folder)."""
+        """Tell the requester the decision (they may read their own folder).
+
+        Not written when their folder is a link: the app never writes through one.
+        """
+        if self._is_link(self.peers / ds_email):
+            return
         atomic_write_yaml(
             self.peers / ds_email / "status.yaml",
             {"status": status, "decided_at": iso(), "reason": reason},

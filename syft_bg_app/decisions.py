@@ -7,6 +7,8 @@ to the audit log.
 
 from __future__ import annotations
 
+import errno
+import os
 import shlex
 from typing import Any
 
@@ -14,7 +16,8 @@ from . import audit, snapshot
 from .context import Context
 from .datasite import JobRef
 from .errors import SyftBgError
-from .jobfiles import file_set_hashes
+from .jobfiles import Limits, file_set_hashes
+from .nofollow import UnsafePathError, identity
 from .state import iso
 
 
@@ -23,10 +26,72 @@ class DecisionError(SyftBgError):
 
 
 def _job_record(ctx: Context, ref: JobRef) -> dict[str, Any]:
-    record = ctx.state.job(ref.ds_email, ref.name)
+    record = ctx.state.job(ref.ds_email, ref.name, ref.protocol)
     if record is None:
         raise DecisionError(f"{ref.label} has not been received yet; run a pass first")
     return record
+
+
+class JobFolderChanged(DecisionError):
+    """The job's folder is no longer the one received: a link now, or another folder."""
+
+
+FOLDER_REPLACED = (
+    "the job folder was replaced after it was received; a job is the folder it was "
+    "received as (submit the new files as a new job)"
+)
+
+
+def open_received_job(ctx: Context, ref: JobRef, record: dict[str, Any]) -> int:
+    """The job's folder, opened without links, checked to be the folder received.
+
+    Raises ``JobFolderChanged`` (its message is safe to show the data
+    scientist: no link target, no path of the owner's) when a folder on the
+    way is a link, or the job folder's (device, inode) differs from the one
+    recorded at receipt. A record from before folders were recorded takes the
+    folder it finds now.
+    """
+    try:
+        fd = ctx.datasite.open_job_dir(ref)
+    except UnsafePathError as exc:
+        if exc.errno == errno.ENOENT:
+            raise DecisionError(f"{ref.label}: the job folder is gone") from None
+        raise JobFolderChanged(f"the job folder cannot be read safely: {exc}") from None
+    found = identity(fd)
+    recorded = record.get("folder_id")
+    if recorded is None:
+        record["folder_id"] = found
+    elif list(recorded) != found:
+        os.close(fd)
+        raise JobFolderChanged(FOLDER_REPLACED)
+    return fd
+
+
+def snapshot_current_files(ctx: Context, ref: JobRef, record: dict[str, Any]) -> dict[str, str]:
+    """Snapshot the job's files as they are now (``jobs rerun --fresh-snapshot``).
+
+    The folder is reached as ``open_received_job`` reaches it: never through a
+    link, and not at all when it is no longer the folder received.
+    """
+    try:
+        job_fd = open_received_job(ctx, ref, record)
+    except DecisionError as exc:
+        raise snapshot.SnapshotError(f"{ref.label}: {exc}") from None
+    try:
+        return snapshot.take(
+            ctx.home.snapshots_dir,
+            ref,
+            ctx.datasite.submission_dir(ref),
+            dir_fd=job_fd,
+            limits=Limits.from_config(ctx.config),
+        )
+    finally:
+        os.close(job_fd)
+
+
+def reject_changed_folder(ctx: Context, ref: JobRef, reason: str) -> None:
+    """Reject a job whose folder changed identity; it is never approved or run."""
+    reject_job(ctx, ref, reason, method="folder check")
 
 
 def approve_job(
@@ -40,17 +105,46 @@ def approve_job(
     record = _job_record(ctx, ref)
     if record["status"] != "pending":
         raise DecisionError(f"{ref.label} is {record['status']}; only pending jobs can be approved")
+    try:
+        job_fd = open_received_job(ctx, ref, record)
+    except JobFolderChanged as exc:
+        reject_changed_folder(ctx, ref, str(exc))
+        raise DecisionError(f"cannot approve {ref.label}: {exc}; it was rejected") from None
+    try:
+        _approve_at(ctx, ref, record, job_fd, method, reason, rule, hashes)
+    finally:
+        os.close(job_fd)
+
+
+def _approve_at(
+    ctx: Context,
+    ref: JobRef,
+    record: dict[str, Any],
+    job_fd: int,
+    method: str,
+    reason: str | None,
+    rule: str | None,
+    hashes: dict[str, str] | None,
+) -> None:
     folder = ctx.datasite.submission_dir(ref)
+    limits = Limits.from_config(ctx.config)
     # A rule pins the hashes it matched; a person approves what they were shown,
     # the files as they were when the job was received.
     shown = record.get("received_hashes") if hashes is None else None
     # The snapshot is what will run; take it before anything says "approved".
     try:
-        hashes = snapshot.take(ctx.home.snapshots_dir, ref, folder, expected=hashes or shown)
+        hashes = snapshot.take(
+            ctx.home.snapshots_dir,
+            ref,
+            folder,
+            expected=hashes or shown,
+            dir_fd=job_fd,
+            limits=limits,
+        )
     except snapshot.SnapshotError as exc:
         if shown is None:
             raise DecisionError(f"cannot approve: {exc}") from None
-        now_hashes = file_set_hashes(folder)
+        now_hashes = file_set_hashes(folder, job_fd, limits)
         changed = sorted(
             p for p in set(shown) | set(now_hashes) if shown.get(p) != now_hashes.get(p)
         )
@@ -76,9 +170,7 @@ def approve_job(
     ctx.log("approve").info(
         "approved %s (%s%s)", ref.label, method, f", rule {rule}" if rule else ""
     )
-    ctx.state.add_event(
-        "job_approved", ds_email=ref.ds_email, job=ref.name, method=method, rule=rule
-    )
+    ctx.state.add_event("job_approved", **ref.event_fields, method=method, rule=rule)
     audit.record(
         ctx.home.audit_log,
         ref.label,
@@ -109,8 +201,10 @@ def reject_job(ctx: Context, ref: JobRef, reason: str | None, method: str = "man
     )
     record.update(status="rejected", reason=reason)
     ctx.counts["rejected"] += 1
-    ctx.log("approve" if method == "manual" else "sync").info("rejected %s: %s", ref.label, reason)
-    ctx.state.add_event("job_rejected", ds_email=ref.ds_email, job=ref.name, reason=reason)
+    ctx.log("sync" if method == "on receipt" else "approve").info(
+        "rejected %s: %s", ref.label, reason
+    )
+    ctx.state.add_event("job_rejected", **ref.event_fields, reason=reason)
     why = reason or "rejected by the data owner (no reason given)"
     audit.record(ctx.home.audit_log, ref.label, "rejected", why, method=method)
 

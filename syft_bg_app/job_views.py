@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .context import Context
-from .datasite import JOB_STATE_FIELDS, JobRef, JobStateError
+from .datasite import JOB_STATE_FIELDS, PROTOCOL_DIR_RE, JobRef, JobStateError
 from .errors import NotFoundError
+from .nofollow import open_dir, open_dir_at
 from .submission import read_metadata
 
 
@@ -27,11 +29,25 @@ class JobView:
 
 
 def resolve(ctx: Context, spec: str) -> JobRef:
-    """``<ds_email>/<job_name>``, or a job name alone when only one DS used it."""
+    """A job by its label, or a shorter name that is unambiguous.
+
+    Labels are ``<ds_email>/<job_name>`` (protocol 1) and
+    ``<ds_email>/v0/<job_name>`` (protocol 0); ``<ds_email>/v1/<job_name>``
+    names a protocol 1 job too. ``<ds_email>/<job_name>`` also finds a
+    protocol 0 job when that data scientist has no v1 job of the name, and a
+    job name alone works when only one job has it.
+    """
     known = [JobRef(ds, name, rec["protocol"]) for ds, name, rec in ctx.state.iter_jobs()]
-    if "/" in spec:
+    parts = spec.split("/")
+    if len(parts) == 3 and PROTOCOL_DIR_RE.match(parts[1]):
+        ds_email, protocol, name = parts[0], parts[1][1:], parts[2]
+        wanted = (ds_email, protocol, name)
+        matches = [r for r in known if (r.ds_email, r.protocol, r.name) == wanted]
+    elif "/" in spec:
         ds_email, _, name = spec.partition("/")
         matches = [r for r in known if r.ds_email == ds_email and r.name == name]
+        exact = [r for r in matches if r.label == spec]
+        matches = exact or matches
     else:
         matches = [r for r in known if r.name == spec]
     if len(matches) == 1:
@@ -45,7 +61,7 @@ def resolve(ctx: Context, spec: str) -> JobRef:
 
 
 def view(ctx: Context, ref: JobRef) -> JobView:
-    record = ctx.state.job(ref.ds_email, ref.name) or {"status": "received"}
+    record = ctx.state.job(ref.ds_email, ref.name, ref.protocol) or {"status": "received"}
     try:
         state = ctx.datasite.read_job_state(ref) or {}
     except JobStateError as exc:
@@ -77,17 +93,19 @@ def describe(ctx: Context, ref: JobRef) -> str:
     for key in (*JOB_STATE_FIELDS[1:], "reason", "problem"):
         if v.state.get(key) not in (None, ""):
             lines.append(f"  {key}: {v.state[key]}")
-    metadata, problem = read_metadata(v.submission_dir / "config.yaml")
+    metadata, problem, files = _submission(ctx, ref)
     if metadata:
         for key in ("type", "submitted_at", "entrypoint", "dependencies"):
             if metadata.get(key):
                 lines.append(f"  {key}: {metadata[key]}")
     elif problem:
         lines.append(f"  metadata: {problem}")
-    record = ctx.state.job(ref.ds_email, ref.name) or {}
+    record = ctx.state.job(ref.ds_email, ref.name, ref.protocol) or {}
     lines.append(f"  submission: {v.submission_dir}")
     lines.append("  files:")
-    lines.extend(f"    {rel}  ({size} bytes)" for rel, size in _files(v.submission_dir))
+    lines.extend(f"    {rel}  ({size} bytes)" for rel, size in files)
+    if len(files) >= FILES_LISTED:
+        lines.append(f"    (the listing stops at {FILES_LISTED} entries)")
     if record.get("never_arrived"):
         lines.append(
             "  listed in config.yaml, never arrived (sync clients skip empty files): "
@@ -103,15 +121,67 @@ def describe(ctx: Context, ref: JobRef) -> str:
     return "\n".join(lines)
 
 
-def _files(folder: Path) -> list[tuple[str, int]]:
-    out = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames.sort()
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            try:
-                size = path.lstat().st_size
-            except OSError:
-                continue
-            out.append((path.relative_to(folder).as_posix(), size))
-    return out
+def _submission(ctx: Context, ref: JobRef) -> tuple[dict | None, str | None, list]:
+    """(metadata, problem, files) of the job folder, reached without following a link."""
+    try:
+        job_fd = ctx.datasite.open_job_dir(ref)
+    except OSError as exc:
+        return None, f"the job folder cannot be read safely: {exc}", []
+    try:
+        metadata, problem = read_metadata(Path("config.yaml"), dir_fd=job_fd)
+        files: list[tuple[str, int]] = []
+        _list_into(job_fd, "", 0, files, [FILES_LISTED])
+        return metadata, problem, sorted(files)
+    finally:
+        os.close(job_fd)
+
+
+# ``jobs show`` lists at most this many entries of a folder (a job may hold many).
+FILES_LISTED = 1000
+FOLDERS_DEEP = 32
+
+
+def _files(folder: Path, cap: int = FILES_LISTED) -> list[tuple[str, int]]:
+    """(relative path, size) of the files in ``folder``, without following any link.
+
+    The folder and every folder below it are opened with ``O_NOFOLLOW`` (a
+    job folder swapped for a link lists nothing), and the listing stops after
+    ``cap`` entries or ``FOLDERS_DEEP`` levels.
+    """
+    out: list[tuple[str, int]] = []
+    try:
+        top = open_dir(folder.parent, [folder.name])
+    except OSError:
+        return out
+    try:
+        _list_into(top, "", 0, out, [cap])
+    finally:
+        os.close(top)
+    return sorted(out)
+
+
+def _list_into(fd: int, prefix: str, depth: int, out: list, budget: list[int]) -> None:
+    subfolders = []
+    with os.scandir(fd) as entries:
+        for entry in entries:
+            budget[0] -= 1
+            if budget[0] < 0:
+                return
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                subfolders.append(entry.name)
+            else:
+                out.append((prefix + entry.name, st.st_size))
+    if depth >= FOLDERS_DEEP:
+        return
+    for name in sorted(subfolders):
+        if budget[0] < 0:
+            return
+        try:
+            child = open_dir_at(fd, [name])
+        except OSError:
+            continue
+        try:
+            _list_into(child, f"{prefix}{name}/", depth + 1, out, budget)
+        finally:
+            os.close(child)

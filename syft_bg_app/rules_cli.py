@@ -167,14 +167,17 @@ def _peers(values: list[str]) -> list[str]:
 
 def _from_job(args: argparse.Namespace, notes: list[str]) -> tuple[dict[str, str], str, str]:
     """({path: sha256}, job name, submitter) of a received job: exactly what it contains."""
+    import os
+
     from . import job_views, snapshot
+    from .decisions import DecisionError, open_received_job
     from .errors import UsageError
-    from .jobfiles import collect
+    from .jobfiles import Limits, collect
     from .session import open_view
 
     ctx = open_view(_home(args))
     ref = job_views.resolve(ctx, args.from_job)
-    record = ctx.state.job(ref.ds_email, ref.name) or {}
+    record = ctx.state.job(ref.ds_email, ref.name, ref.protocol) or {}
     if record.get("status") not in (None, "received", "pending"):
         try:
             # What ran is what the data owner saw the results of.
@@ -183,12 +186,21 @@ def _from_job(args: argparse.Namespace, notes: list[str]) -> tuple[dict[str, str
             return dict(hashes), ref.name, ref.ds_email
         except snapshot.SnapshotError:
             pass
-    found = collect(ctx.datasite.submission_dir(ref))
-    if found.problems:
-        raise UsageError(f"{ref.label} cannot be trusted as it is: " + "; ".join(found.problems))
-    if RUN_SH not in found.files:
-        raise UsageError(f"{ref.label} has no run.sh")
-    return {rel: found.hash(rel) for rel in sorted(found.files)}, ref.name, ref.ds_email
+    try:
+        # Reached without links, and only while it is the folder that was received.
+        job_fd = open_received_job(ctx, ref, dict(record))
+    except DecisionError as exc:
+        raise UsageError(f"{ref.label} cannot be trusted as it is: {exc}") from None
+    try:
+        found = collect(ctx.datasite.submission_dir(ref), Limits.from_config(ctx.config), job_fd)
+        problems = [found.over_limit] if found.over_limit else found.problems
+        if problems:
+            raise UsageError(f"{ref.label} cannot be trusted as it is: " + "; ".join(problems))
+        if RUN_SH not in found.files:
+            raise UsageError(f"{ref.label} has no run.sh")
+        return {rel: found.hash(rel) for rel in sorted(found.files)}, ref.name, ref.ds_email
+    finally:
+        os.close(job_fd)
 
 
 def _default_name(args: argparse.Namespace, taken: set[str]) -> str:

@@ -23,7 +23,7 @@ from .atomic import atomic_write_bytes
 from .datasite import JobRef
 from .errors import SyftBgError
 from .fsutil import atomic_write_json
-from .jobfiles import collect, read_regular, sha256_bytes
+from .jobfiles import Limits, collect, read_regular, sha256_bytes
 
 PACK = "files.tar"
 MANIFEST = "manifest.json"
@@ -43,11 +43,21 @@ def take(
     ref: JobRef,
     job_dir: Path,
     expected: dict[str, str] | None = None,
+    dir_fd: int | None = None,
+    limits: Limits | None = None,
 ) -> dict[str, str]:
-    """Pack the job's files; return {path: sha256}. ``expected`` pins exact hashes."""
-    found = collect(job_dir)
+    """Pack the job's files; return {path: sha256}. ``expected`` pins exact hashes.
+
+    ``dir_fd`` is the job folder as the caller opened and checked it
+    (``decisions.open_received_job``): every file is read below that
+    descriptor, so a folder swapped for a link since is never read through.
+    """
+    found = collect(job_dir, limits, dir_fd)
+    if found.over_limit:
+        raise SnapshotError(f"{ref.label}: {found.over_limit}")
     if found.problems:
         raise SnapshotError(f"{ref.label}: " + "; ".join(found.problems))
+    source = job_dir if dir_fd is None else dir_fd
     hashes: dict[str, str] = {}
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as pack:
@@ -55,7 +65,7 @@ def take(
             try:
                 # Not (job_dir / rel).read_bytes(): a file swapped for a symlink after
                 # the scan must not pull an outside file into what runs.
-                data = read_regular(job_dir, rel)
+                data = read_regular(source, rel)
             except OSError as exc:
                 raise SnapshotError(f"{ref.label}: {exc}") from None
             digest = sha256_bytes(data)

@@ -1,8 +1,10 @@
 """The checkpointed state: everything the next pass needs, in one JSON file.
 
-Jobs are keyed by (ds_email, job_name), never by name alone. The file carries a
-schema number; older schemas are migrated on load. Saving is atomic, so a pass
-killed at any instant leaves the previous or the new checkpoint, both loadable.
+Jobs are keyed by (ds_email, protocol, job_name), never by name alone: a data
+scientist's ``inbox/<ds>/<job>`` (protocol 0) and ``inbox/<ds>/v1/<job>`` are
+two jobs. The file carries a schema number; older schemas are migrated on load.
+Saving is atomic, so a pass killed at any instant leaves the previous or the
+new checkpoint, both loadable.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any
 from .errors import SyftBgError
 from .fsutil import atomic_write_json
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+CURRENT_PROTOCOL = "1"
 TERMINAL_STATUSES = frozenset({"rejected", "done", "failed"})
 ACTIVE_STATUSES = frozenset({"received", "pending", "approved", "running"})
 SYNC_ONLY_KEYS = frozenset(
@@ -28,6 +31,7 @@ SYNC_ONLY_KEYS = frozenset(
         "state_mtime_ns",
         "received_at",
         "received_hashes",
+        "folder_id",
     }
 )
 
@@ -62,7 +66,32 @@ def _migrate_1_to_2(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-MIGRATIONS = {1: _migrate_1_to_2}
+def job_key(job_name: str, protocol: str) -> str:
+    """The checkpoint key of a job under its data scientist.
+
+    Current-protocol jobs keep their bare name (as in schema 2); others are
+    ``v<protocol>/<name>``. Job names are folder names, so never contain "/".
+    """
+    return job_name if protocol == CURRENT_PROTOCOL else f"v{protocol}/{job_name}"
+
+
+def _migrate_2_to_3(data: dict[str, Any]) -> dict[str, Any]:
+    # Schema 2 keyed jobs by name under their data scientist, so a v0 and a v1
+    # job of the same name shared one record and the second was never received.
+    # Each record moves to the key of its own protocol; the folder listings
+    # are forgotten, so the next pass lists every inbox again and receives
+    # the job that was left out.
+    for ds_email, jobs in data.get("jobs", {}).items():
+        moved = {}
+        for name, record in jobs.items():
+            protocol = str(record.get("protocol", CURRENT_PROTOCOL))
+            moved[job_key(name, protocol)] = record
+        data["jobs"][ds_email] = moved
+    data["scan"] = {}
+    return data
+
+
+MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
 
 
 def empty_state() -> dict[str, Any]:
@@ -172,16 +201,23 @@ class State:
                     del record[key]
 
     # -- jobs ---------------------------------------------------------------
-    def job(self, ds_email: str, job_name: str) -> dict[str, Any] | None:
-        return self.data["jobs"].get(ds_email, {}).get(job_name)
+    def job(
+        self, ds_email: str, job_name: str, protocol: str = CURRENT_PROTOCOL
+    ) -> dict[str, Any] | None:
+        return self.data["jobs"].get(ds_email, {}).get(job_key(job_name, protocol))
 
-    def set_job(self, ds_email: str, job_name: str, record: dict[str, Any]) -> None:
-        self.data["jobs"].setdefault(ds_email, {})[job_name] = record
+    def set_job(
+        self, ds_email: str, job_name: str, record: dict[str, Any], protocol: str | None = None
+    ) -> None:
+        """Store a job's record; its protocol is ``protocol`` or the record's own."""
+        protocol = protocol or record.get("protocol") or CURRENT_PROTOCOL
+        self.data["jobs"].setdefault(ds_email, {})[job_key(job_name, protocol)] = record
 
     def iter_jobs(self) -> Iterator[tuple[str, str, dict[str, Any]]]:
+        """(ds_email, job_name, record); the record's ``protocol`` tells v0 from v1."""
         for ds_email, jobs in self.data["jobs"].items():
-            for job_name, record in jobs.items():
-                yield ds_email, job_name, record
+            for key, record in jobs.items():
+                yield ds_email, key.rpartition("/")[2], record
 
     def active_jobs(self) -> list[tuple[str, str, dict[str, Any]]]:
         return [j for j in self.iter_jobs() if j[2]["status"] in ACTIVE_STATUSES]

@@ -17,7 +17,8 @@ from typing import Any
 import yaml
 
 from .fsutil import PERMISSION_FILE, is_ignored_name, load_untrusted_yaml, short_repr
-from .jobfiles import collect
+from .jobfiles import DEFAULT_LIMITS, Limits, collect
+from .nofollow import FILE_FLAGS, UnsafePathError, lstat_at, open_dir
 
 TOP_LEVEL = ("config.yaml", "run.sh", "code")
 JOB_TYPES = ("python", "bash")
@@ -45,7 +46,7 @@ class SubmissionCheck:
         return "; ".join(self.invalid or waiting)
 
 
-def _top_entries(folder: Path) -> dict[str, os.stat_result]:
+def _top_entries(folder: Path | int) -> dict[str, os.stat_result]:
     out = {}
     for entry in os.scandir(folder):
         is_dir = entry.is_dir(follow_symlinks=False)
@@ -69,16 +70,22 @@ def _never_delivered(rel: str) -> bool:
     return is_ignored_name(name, False) or any(is_ignored_name(f, True) for f in folders)
 
 
-def read_metadata(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+def read_metadata(
+    path: Path, dir_fd: int | None = None
+) -> tuple[dict[str, Any] | None, str | None]:
     """(metadata, problem): parse config.yaml without trusting its size or shape.
 
     The data scientist writes this file: it is opened without following a
     symlink or blocking on a fifo, read up to the cap, and parsed without
-    aliases (see ``load_untrusted_yaml``).
+    aliases (see ``load_untrusted_yaml``). With ``dir_fd`` (the job folder,
+    opened without links) ``path`` is ``config.yaml`` inside it.
     """
     try:
         # O_NONBLOCK: a fifo in place of the file must not hang the reader.
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        if dir_fd is None:
+            fd = os.open(path, FILE_FLAGS)
+        else:
+            fd = os.open("config.yaml", FILE_FLAGS, dir_fd=dir_fd)
         with os.fdopen(fd, "rb") as handle:
             if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
                 return None, "config.yaml is not a regular file"
@@ -102,10 +109,36 @@ def read_metadata(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     return data, None
 
 
-def check_submission(folder: Path, max_bytes: int | None = None) -> SubmissionCheck:
+def check_submission(
+    folder: Path,
+    max_bytes: int | None = None,
+    dir_fd: int | None = None,
+    limits: Limits | None = None,
+) -> SubmissionCheck:
+    """Is the job folder complete and well-formed? ``dir_fd``: the folder, opened without links.
+
+    Without ``dir_fd`` the folder at ``folder`` is opened (its last component
+    without following a link); everything below is reached from that descriptor.
+    """
+    folder = Path(folder)
+    try:
+        top = os.dup(dir_fd) if dir_fd is not None else open_dir(folder.parent, [folder.name])
+    except UnsafePathError as exc:
+        check = SubmissionCheck()
+        check.invalid.append(f"the job folder cannot be read safely: {exc}")
+        return check
+    try:
+        return _check_at(folder, top, max_bytes, limits)
+    finally:
+        os.close(top)
+
+
+def _check_at(
+    folder: Path, top: int, max_bytes: int | None, limits: Limits | None
+) -> SubmissionCheck:
     check = SubmissionCheck()
     try:
-        entries = _top_entries(folder)
+        entries = _top_entries(top)
     except OSError as exc:
         check.invalid.append(f"the job folder cannot be read: {exc.strerror}")
         return check
@@ -127,7 +160,7 @@ def check_submission(folder: Path, max_bytes: int | None = None) -> SubmissionCh
     if "config.yaml" not in entries:
         check.missing.append("config.yaml has not arrived")
         return check
-    metadata, problem = read_metadata(folder / "config.yaml")
+    metadata, problem = read_metadata(folder / "config.yaml", dir_fd=top)
     if problem:
         # A half-delivered file parses badly too: wait before calling it invalid.
         check.missing.append(problem)
@@ -142,6 +175,13 @@ def check_submission(folder: Path, max_bytes: int | None = None) -> SubmissionCh
     if not isinstance(manifest, list):
         check.invalid.append("config.yaml files must be a list of paths under code/")
         return check
+    limits = limits or DEFAULT_LIMITS
+    if len(manifest) > limits.max_files:
+        check.invalid.append(
+            f"config.yaml files lists more than {limits.max_files} files "
+            f"(this datasite accepts at most {limits.max_files})"
+        )
+        return check
     for item in manifest:
         rel = _safe_manifest_path(item)
         if rel is None:
@@ -149,23 +189,39 @@ def check_submission(folder: Path, max_bytes: int | None = None) -> SubmissionCh
             continue
         if _never_delivered(rel):
             continue  # syft-job lists every file; sync clients skip these
+        if len(rel) + len("code/") > limits.max_path:
+            check.invalid.append(
+                f"config.yaml files lists a path longer than {limits.max_path} characters"
+            )
+            continue
         try:
-            st = os.stat(folder / "code" / rel, follow_symlinks=False)
-        except (FileNotFoundError, NotADirectoryError):
+            st = lstat_at(top, f"code/{rel}")
+        except UnsafePathError as exc:
+            check.invalid.append(str(exc))
+            continue
+        if st is None:
             check.not_arrived.append(f"code/{rel}")
             continue
-        if not stat.S_ISREG(st.st_mode):
+        if stat.S_ISLNK(st.st_mode):
+            check.invalid.append(f"code/{rel} is a symlink")
+        elif not stat.S_ISREG(st.st_mode):
             check.invalid.append(f"code/{rel} is not a regular file")
     if check.complete or check.only_listed_files_absent:
-        _check_file_set(folder, check, max_bytes)
+        _check_file_set(folder, top, check, max_bytes, limits)
     return check
 
 
-def _check_file_set(folder: Path, check: SubmissionCheck, max_bytes: int | None) -> None:
+def _check_file_set(
+    folder: Path, top: int, check: SubmissionCheck, max_bytes: int | None, limits: Limits
+) -> None:
     """Refuse what could never be approved safely, and jobs too large to keep."""
-    found = collect(folder)
+    found = collect(folder, limits, dir_fd=top)
+    if found.over_limit:
+        # The listing stopped there: what was found is not the whole job.
+        check.invalid.append(found.over_limit)
+        return
     check.invalid.extend(found.problems)
-    total = sum(st.st_size for st in found.files.values())
+    total = found.total_bytes
     if max_bytes is not None and total > max_bytes:
         check.invalid.append(
             f"the job's files add up to {total / 1e6:.1f} MB, more than the "

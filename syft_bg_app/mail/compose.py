@@ -82,15 +82,22 @@ def job_subject(role: str, ds_email: str, job: str, do_email: str) -> str:
     return f"[syft-bg] your job {job} on {do_email}"
 
 
-def _job_ref(ctx: Context, ds_email: str, job: str) -> JobRef:
-    record = ctx.state.job(ds_email, job) or {}
-    return JobRef(ds_email, job, record.get("protocol", "1"))
+def _job_ref(ctx: Context, event: dict[str, Any]) -> JobRef:
+    ds_email, job = event["ds_email"], event["job"]
+    protocol = event.get("protocol")
+    if protocol is None:
+        # Queued before events named their protocol: the v1 job, else the v0 one.
+        only_v0 = ctx.state.job(ds_email, job, "0") and not ctx.state.job(ds_email, job, "1")
+        protocol = "0" if only_v0 else "1"
+    return JobRef(ds_email, job, str(protocol))
 
 
 def _job_drafts(ctx: Context, event: dict[str, Any]) -> list[Draft]:
-    kind, ds, job = event["kind"], event["ds_email"], event["job"]
+    kind, ds = event["kind"], event["ds_email"]
     do = ctx.config.do_email
-    ref = _job_ref(ctx, ds, job)
+    ref = _job_ref(ctx, event)
+    # A v0 and a v1 job of the same name are two jobs: "v0/<name>" tells them apart.
+    job = ref.display_name
     label = ref.label
     # Job names are chosen by the data scientist (syft-job's default has spaces):
     # every suggested command quotes the label so pasting it runs only syft-bg.
@@ -143,7 +150,7 @@ def _job_drafts(ctx: Context, event: dict[str, Any]) -> list[Draft]:
         word = "finished" if finished["ok"] else "failed"
         summary = f"{label}: {word} (exit code {finished['return_code']})"
         ds_summary = f"your job {job} {word} on {do}"
-    entity = f"job:{ds}/{job}"
+    entity = f"job:{label}"
     return [
         Draft(
             key=f"{do}|{kind}|{entity}|{role}|{to}",

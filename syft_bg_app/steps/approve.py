@@ -25,9 +25,18 @@ from typing import Any
 
 from ..context import Context
 from ..datasite import JobRef
-from ..decisions import DecisionError, accept_peer, approve_job
+from ..decisions import (
+    DecisionError,
+    JobFolderChanged,
+    accept_peer,
+    approve_job,
+    open_received_job,
+    reject_changed_folder,
+    reject_job,
+)
 from ..fsutil import append_line
-from ..jobfiles import CHUNK, HASH_PREFIX, UnsafeFileError, collect
+from ..jobfiles import CHUNK, HASH_PREFIX, Limits, UnsafeFileError, collect
+from ..nofollow import open_file_at
 from ..rules import RuleIndex, load_rules, match, peer_auto_accept_reason
 from ..state import iso
 
@@ -106,8 +115,8 @@ def _jobs(ctx: Context, notes: _AuditNotes) -> None:
         ref = JobRef(ds_email, name, record["protocol"])
         try:
             _job(ctx, ref, record, index, accepted, notes)
-        except OSError as exc:
-            # A folder that changes under the scan is looked at again next pass.
+        except (OSError, DecisionError) as exc:
+            # A folder that changes under the scan (or is gone) is looked at again next pass.
             ctx.log("approve").warning("%s: not matched this pass: %s", ref.label, exc)
 
 
@@ -115,14 +124,18 @@ def _stat_sig(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
 
 
-def hash_scanned_file(root: Path, rel: str, scanned: os.stat_result) -> str:
+def hash_scanned_file(root: Path | int, rel: str, scanned: os.stat_result) -> str:
     """``sha256:`` of the very file ``collect`` saw at ``root/rel``.
 
-    One ``open`` per file (a pass may hash thousands): the opened file must be
-    the inode the scan found, a single-linked regular file, so a symlink or a
-    folder swapped in since the scan is refused rather than followed.
+    ``root`` is the job folder's path or (from the approve step) its open
+    descriptor. The opened file must be the inode the scan found, a
+    single-linked regular file, and no folder on its way may be a link, so a
+    symlink or a folder swapped in since the scan is refused rather than followed.
     """
-    fd = os.open(os.path.join(root, rel), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    if isinstance(root, int):
+        fd = open_file_at(root, rel)
+    else:
+        fd = os.open(os.path.join(root, rel), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     with os.fdopen(fd, "rb") as handle:
         st = os.fstat(fd)
         if (
@@ -150,8 +163,41 @@ def _job(
     accepted: bool,
     notes: _AuditNotes,
 ) -> None:
+    try:
+        job_fd = open_received_job(ctx, ref, record)
+    except JobFolderChanged as exc:
+        reject_changed_folder(ctx, ref, str(exc))
+        return
+    except DecisionError as exc:
+        # The folder is gone (withdrawn, or a sync client in the middle of a
+        # move): nothing to match; said once, looked at again each pass.
+        note = f"gone: {exc}"
+        if record.get("auto_note") != note:
+            record["auto_note"] = note
+            ctx.log("approve").info("%s left pending: %s", ref.label, exc)
+        return
+    try:
+        _job_at(ctx, ref, record, index, accepted, notes, job_fd)
+    finally:
+        os.close(job_fd)
+
+
+def _job_at(
+    ctx: Context,
+    ref: JobRef,
+    record: dict,
+    index: RuleIndex,
+    accepted: bool,
+    notes: _AuditNotes,
+    job_fd: int,
+) -> None:
     folder = ctx.datasite.submission_dir(ref)
-    found = collect(folder)
+    found = collect(folder, Limits.from_config(ctx.config), dir_fd=job_fd)
+    if found.over_limit:
+        # Grown past a limit since it was received: it can never be approved
+        # (the listing stops at the limit), so the data scientist is told why.
+        reject_job(ctx, ref, found.over_limit, method="limits")
+        return
     sigs = {rel: _stat_sig(st) for rel, st in found.files.items()}
     key_source = [sorted(sigs.items()), found.problems, index.fingerprint, accepted]
     key = hashlib.sha256(repr(key_source).encode()).hexdigest()[:24]
@@ -168,7 +214,7 @@ def _job(
         if cached and cached[:-1] == sig:
             digest = cached[-1]
         else:
-            digest = hash_scanned_file(found.root, rel, found.files[rel])
+            digest = hash_scanned_file(job_fd, rel, found.files[rel])
         if not _racy(sig, now):
             fresh[rel] = [*sig, digest]
         return digest
@@ -180,6 +226,8 @@ def _job(
         try:
             approve_job(ctx, ref, "auto", rule=rule.name, hashes=result.hashes)
         except DecisionError as exc:
+            if record["status"] != "pending":
+                return  # rejected: its folder was replaced while it was matched
             # The bytes changed between hashing and snapshotting: look again next pass.
             record["auto"] = {"hashes": fresh}
             _left_pending(ctx, notes, ref, record, f"not approved: {exc}", result, key=None)

@@ -26,7 +26,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from .. import audit, sandbox, snapshot
+from .. import audit, decisions, sandbox, snapshot
 from ..atomic import atomic_write_bytes
 from ..context import Context
 from ..datasite import JobRef
@@ -1077,8 +1077,7 @@ def _finish(
         log.warning("%s failed: %s", ref.label, owner_reason)
     ctx.state.add_event(
         "job_finished",
-        ds_email=ref.ds_email,
-        job=ref.name,
+        **ref.event_fields,
         status=outcome,
         return_code=return_code,
         duration_seconds=duration,
@@ -1131,7 +1130,7 @@ def _clean_old_runs(ctx: Context) -> None:
 
 def rerun(ctx: Context, ref: JobRef, fresh_snapshot: bool = False) -> None:
     """Set a done or failed job back to approved; the next pass runs it again."""
-    record = ctx.state.job(ref.ds_email, ref.name)
+    record = ctx.state.job(ref.ds_email, ref.name, ref.protocol)
     if record is None:
         raise NotFoundError(f"no job {ref.label}")
     if record["status"] not in ("done", "failed"):
@@ -1140,7 +1139,7 @@ def rerun(ctx: Context, ref: JobRef, fresh_snapshot: bool = False) -> None:
         )
     try:
         if fresh_snapshot:
-            hashes = snapshot.take(ctx.home.snapshots_dir, ref, ctx.datasite.submission_dir(ref))
+            hashes = decisions.snapshot_current_files(ctx, ref, record)
         else:
             _, hashes = snapshot.verified(ctx.home.snapshots_dir, ref)
     except snapshot.SnapshotError as exc:

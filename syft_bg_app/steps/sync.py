@@ -12,6 +12,7 @@ again; finished history is never re-read.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import time
@@ -23,9 +24,10 @@ import yaml
 
 from ..context import Context
 from ..datasite import JobRef, JobStateError
-from ..decisions import reject_job
+from ..decisions import FOLDER_REPLACED, reject_job
 from ..fsutil import load_untrusted_yaml, short_repr, untrusted_text
-from ..jobfiles import file_set_hashes
+from ..jobfiles import Limits, file_set_hashes
+from ..nofollow import UnsafePathError, identity
 from ..state import iso, parse_iso, utcnow
 from ..submission import check_submission
 
@@ -42,7 +44,7 @@ def run(ctx: Context) -> None:
     problems: list[str] = []
     for ds_email in ctx.datasite.list_ds_emails():
         _note_known_peer(ctx, ds_email)
-        looks = [_look(ctx, folder) for _, folder in ctx.datasite.job_folders(ds_email)]
+        looks = [_look_inbox(ctx, folder) for _, folder in ctx.datasite.job_folders(ds_email)]
         if not any(changed for _, changed, _ in looks):
             continue
         failed = [ref for ref in _unknown_jobs(ctx, ds_email) if not _isolated(ctx, ref, problems)]
@@ -65,7 +67,7 @@ class SyncError(RuntimeError):
 def _isolated(ctx: Context, ref: JobRef, problems: list[str]) -> bool:
     """Receive or follow one job; a failure is logged and kept from the others."""
     try:
-        record = ctx.state.job(ref.ds_email, ref.name)
+        record = ctx.state.job(ref.ds_email, ref.name, ref.protocol)
         if record is None or record["status"] == "received":
             _receive(ctx, ref)
         else:
@@ -99,16 +101,31 @@ def _record_history(ctx: Context) -> None:
     ctx.state.save()
 
 
-def _look(ctx: Context, folder: os.PathLike) -> tuple[str, bool, int | None]:
-    """(key, changed since last remembered, mtime to remember once handled).
+def _look_inbox(ctx: Context, folder: os.PathLike) -> tuple[str, bool, int | None]:
+    """``_look`` at a folder a data scientist controls: reached without following links.
 
-    A folder modified within RACY_SECONDS may change again in the same clock
-    tick; its mtime is not trusted as a cache key (None) until it is older.
+    A folder that is a symlink (or sits under one) counts as absent: what it
+    points at is never listed as this data scientist's jobs.
     """
-    key = os.fspath(folder)
+    st = ctx.datasite.stat_folder(Path(folder))
+    return _compare_mtime(ctx, os.fspath(folder), st.st_mtime_ns if st else None)
+
+
+def _look(ctx: Context, folder: os.PathLike) -> tuple[str, bool, int | None]:
+    """(key, changed since last remembered, mtime to remember once handled)."""
     try:
         mtime_ns = os.stat(folder).st_mtime_ns
     except (FileNotFoundError, NotADirectoryError):
+        mtime_ns = None
+    return _compare_mtime(ctx, os.fspath(folder), mtime_ns)
+
+
+def _compare_mtime(ctx: Context, key: str, mtime_ns: int | None) -> tuple[str, bool, int | None]:
+    """A folder modified within RACY_SECONDS may change again in the same clock
+    tick; its mtime is not trusted as a cache key (None) until it is older.
+    ``mtime_ns`` None: the folder is absent.
+    """
+    if mtime_ns is None:
         ctx.state.data["scan"].pop(key, None)
         return key, False, None
     if ctx.state.data["scan"].get(key) == mtime_ns:
@@ -119,12 +136,14 @@ def _look(ctx: Context, folder: os.PathLike) -> tuple[str, bool, int | None]:
 
 def _unknown_jobs(ctx: Context, ds_email: str) -> list[JobRef]:
     refs = ctx.datasite.list_job_names(ds_email)
-    return sorted(ref for ref in refs if ctx.state.job(ref.ds_email, ref.name) is None)
+    return sorted(
+        ref for ref in refs if ctx.state.job(ref.ds_email, ref.name, ref.protocol) is None
+    )
 
 
 def _receive(ctx: Context, ref: JobRef) -> None:
     log = ctx.log("sync")
-    record = ctx.state.job(ref.ds_email, ref.name)
+    record = ctx.state.job(ref.ds_email, ref.name, ref.protocol)
     try:
         on_disk = ctx.datasite.read_job_state(ref)
     except JobStateError as exc:
@@ -133,29 +152,76 @@ def _receive(ctx: Context, ref: JobRef) -> None:
     if on_disk is not None and on_disk["status"] != "received":
         # Received already (by another tool, or by a pass that died before saving).
         if record is None and not ctx.state.is_fresh:
-            ctx.state.add_event("job_submitted", ds_email=ref.ds_email, job=ref.name)
+            ctx.state.add_event("job_submitted", **ref.event_fields)
             if on_disk["status"] != "pending":
                 _status_event(ctx, ref, on_disk["status"], on_disk)
-        extra = {}
+        extra: dict[str, Any] = {}
         if record is None and on_disk["status"] == "pending":
-            extra["received_hashes"] = file_set_hashes(ctx.datasite.submission_dir(ref))
+            extra.update(_received_as(ctx, ref))
         _remember(ctx, ref, on_disk["status"], record, **extra)
         return
-    folder = ctx.datasite.submission_dir(ref)
-    if not folder.is_dir():
+    try:
+        job_fd = ctx.datasite.open_job_dir(ref)
+    except UnsafePathError as exc:
+        if exc.errno == errno.ENOENT:
+            return  # gone (or not there yet): nothing to receive
+        # A link where a job folder belongs: never looked through. The reason
+        # names only the data scientist's own folders, never the link's target.
+        _reject_on_receipt(ctx, ref, record, f"the job folder cannot be read safely: {exc}")
         return
-    check = check_submission(folder, ctx.config.get("sync.max_job_mb") * 1_000_000)
+    try:
+        if record and record.get("folder_id") not in (None, identity(job_fd)):
+            _reject_on_receipt(ctx, ref, record, FOLDER_REPLACED)
+            return
+        _receive_at(ctx, ref, record, job_fd)
+    finally:
+        os.close(job_fd)
+
+
+def _received_as(ctx: Context, ref: JobRef) -> dict[str, Any]:
+    """What a pending job received by another tool is: its file hashes and folder."""
+    try:
+        job_fd = ctx.datasite.open_job_dir(ref)
+    except UnsafePathError:
+        return {"received_hashes": {}}  # the approve step rejects it with the reason
+    try:
+        hashes = file_set_hashes(
+            ctx.datasite.submission_dir(ref), job_fd, Limits.from_config(ctx.config)
+        )
+        return {"received_hashes": hashes, "folder_id": identity(job_fd)}
+    finally:
+        os.close(job_fd)
+
+
+def _reject_on_receipt(ctx: Context, ref: JobRef, record: dict | None, reason: str) -> None:
+    record = record or _remember(ctx, ref, "received", None)
+    record.pop("waiting_reason", None)
+    reject_job(ctx, ref, reason, method="on receipt")
+
+
+def _receive_at(ctx: Context, ref: JobRef, record: dict | None, job_fd: int) -> None:
+    log = ctx.log("sync")
+    folder = ctx.datasite.submission_dir(ref)
+    check = check_submission(
+        folder,
+        ctx.config.get("sync.max_job_mb") * 1_000_000,
+        dir_fd=job_fd,
+        limits=Limits.from_config(ctx.config),
+    )
     now = utcnow()
     if check.complete:
-        _mark_pending(ctx, ref, record, folder, now)
+        _mark_pending(ctx, ref, record, folder, job_fd, now)
         return
-    record = record or _remember(ctx, ref, "received", None, waiting_since=iso(now))
+    # A folder still arriving is remembered as the folder it is, like a received one.
+    record = record or _remember(
+        ctx, ref, "received", None, waiting_since=iso(now), folder_id=identity(job_fd)
+    )
     waited = (now - parse_iso(record["waiting_since"])).total_seconds()
     grace = ctx.config.get("sync.incomplete_grace")
     if check.only_listed_files_absent and waited >= grace:
         # Sync clients never deliver empty files, and syft-job lists every file
         # (an empty __init__.py): the job is received as it is, without them.
-        _mark_pending(ctx, ref, record, folder, now, never_arrived=check.not_arrived)
+        _mark_pending(ctx, ref, record, folder, job_fd, now, never_arrived=check.not_arrived)
         return
     if check.invalid or waited >= grace:
         reason = check.reason()
@@ -174,17 +240,24 @@ def _mark_pending(
     ref: JobRef,
     record: dict | None,
     folder: Path,
+    job_fd: int,
     now: datetime,
     never_arrived: list[str] | None = None,
 ) -> None:
     """A complete job (or one that only lacks files its config.yaml lists) is pending."""
     received_at = iso(now)
     # What the data owner is shown; a manual approval must approve these bytes.
-    hashes = file_set_hashes(folder)
+    hashes = file_set_hashes(folder, job_fd, Limits.from_config(ctx.config))
     ctx.datasite.write_job_state(ref, status="pending", received_at=received_at)
     if record:
         record.pop("waiting_reason", None)
-    extra: dict[str, Any] = {"received_at": received_at, "received_hashes": hashes}
+    # The folder this job is: a later pass that finds another folder (or a
+    # link) at this name rejects the job rather than approve what it finds.
+    extra: dict[str, Any] = {
+        "received_at": received_at,
+        "received_hashes": hashes,
+        "folder_id": identity(job_fd),
+    }
     if never_arrived:
         extra["never_arrived"] = never_arrived
     _remember(ctx, ref, "pending", record, **extra)
@@ -197,14 +270,14 @@ def _mark_pending(
         )
     else:
         ctx.log("sync").info("received %s", ref.label)
-    ctx.state.add_event("job_submitted", ds_email=ref.ds_email, job=ref.name)
+    ctx.state.add_event("job_submitted", **ref.event_fields)
 
 
 def _remember(ctx: Context, ref: JobRef, status: str, record: dict | None, **extra: Any) -> dict:
     record = record or {}
     record.update(protocol=ref.protocol, status=status, **extra)
     record.setdefault("seen_at", iso())
-    ctx.state.set_job(ref.ds_email, ref.name, record)
+    ctx.state.set_job(ref.ds_email, ref.name, record, ref.protocol)
     return record
 
 
@@ -235,7 +308,7 @@ def _follow(ctx: Context, ref: JobRef, record: dict) -> None:
 
 
 def _status_event(ctx: Context, ref: JobRef, status: str, on_disk: dict) -> None:
-    fields = {"ds_email": ref.ds_email, "job": ref.name, "by": "another tool"}
+    fields = {**ref.event_fields, "by": "another tool"}
     if status == "approved":
         ctx.state.add_event(
             "job_approved", method=on_disk.get("approval_method") or "manual", **fields
@@ -298,16 +371,19 @@ def _read_peer_requests(ctx: Context, problems: list[str]) -> None:
 
 def _read_one_request(ctx: Context, folder_name: str) -> bool:
     """Read peers/<email>/request.yaml if new or changed; False while it has not arrived."""
-    path = ctx.datasite.peer_request_file(folder_name)
     try:
-        mtime_ns = path.stat().st_mtime_ns
-    except (FileNotFoundError, NotADirectoryError):
+        # peers/<ds> and request.yaml are the data scientist's: a link is never
+        # followed (to another's request or the owner's files); it counts as absent.
+        fd = ctx.datasite.open_peer_request(folder_name)
+    except UnsafePathError:
         return False
+    mtime_ns = os.fstat(fd).st_mtime_ns
     record = ctx.state.peer(folder_name)
     if record and record.get("request_mtime_ns") == mtime_ns:
+        os.close(fd)
         return True
     log = ctx.log("sync")
-    request, problem = _parse_request(path, folder_name)
+    request, problem = _parse_request(fd, folder_name)
     if problem:
         if not record or record.get("problem") != problem:
             log.warning("peer request %s: %s", folder_name, problem)
@@ -340,10 +416,14 @@ def _read_one_request(ctx: Context, folder_name: str) -> bool:
     return True
 
 
-def _parse_request(path: os.PathLike, folder_name: str) -> tuple[dict, str | None]:
+def _parse_request(path: os.PathLike | int, folder_name: str) -> tuple[dict, str | None]:
+    """Parse request.yaml; ``path`` may be the file already opened (and is then closed)."""
     try:
         # O_NONBLOCK: a fifo put in place of the file must not hang the pass.
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        if isinstance(path, int):
+            fd = path
+        else:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         with os.fdopen(fd, "rb") as handle:
             if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
                 return {}, "request.yaml is not a regular file"
