@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from ..context import Context
 from ..datasite import JobRef
 from ..fsutil import untrusted_text
 from ..jobfiles import UnsafeFileError, collect, open_regular
+from ..render import has_bidi_controls
 from ..submission import read_metadata
 
 # Bytes looked at to tell text from binary before reading a file whole.
@@ -36,6 +37,10 @@ DIGEST_ITEMS_SHOWN = 200
 STDERR_TAIL_CAP = 8192
 # Caps for text that others wrote (config.yaml fields, reasons, peer messages).
 METADATA_TEXT_CAP = 100
+# Files (and refused entries) an email lists by name; the rest are counted, and
+# ``syft-bg jobs show`` lists them all. Keeps a job of 100,000 files from making
+# a 40 MB email.
+EMAIL_FILES_LISTED = 50
 REASON_CAP = 4000
 MESSAGE_CAP = 2000
 
@@ -227,6 +232,22 @@ def _submission_variables(ctx: Context, ref: JobRef) -> dict[str, Any]:
     }
 
 
+def without_inline_code(draft: Draft) -> Draft | None:
+    """``draft`` with its code listed but not shown (an email over the size cap),
+    or None when it shows no code."""
+    code = draft.variables.get("code")
+    if not isinstance(code, dict) or not any(f.get("text") for f in code.get("files", [])):
+        return None
+    files = [
+        {**f, "text": None, "omitted": True, "note": _file_note({**f, "omitted": True})}
+        if f.get("text") is not None
+        else f
+        for f in code["files"]
+    ]
+    variables = {**draft.variables, "code": {**code, "files": files, "shown_bytes": _kib(0)}}
+    return replace(draft, variables=variables)
+
+
 def _kib(size: int) -> str:
     return f"{size} bytes" if size < 1024 else f"{size / 1024:.1f} KB"
 
@@ -236,7 +257,10 @@ def collect_code(folder: Path, file_cap: int, total_cap: int) -> dict[str, Any]:
 
     Text files are shown up to ``file_cap`` bytes each and ``total_cap`` bytes
     altogether; binary files are listed, never inlined; once the total is
-    reached the remaining files are listed by name and size.
+    reached the remaining files are listed by name and size. At most
+    ``EMAIL_FILES_LISTED`` files and refused entries are listed; ``more_files``
+    and ``more_problems`` count the others. ``bidi_files`` names the files whose
+    text holds bidirectional controls (shown marked, e.g. ``<U+202E>``).
     """
     result: dict[str, Any] = {
         "available": folder.is_dir(),
@@ -247,16 +271,22 @@ def collect_code(folder: Path, file_cap: int, total_cap: int) -> dict[str, Any]:
         "shown_bytes": 0,
         "total_bytes": 0,
         "file_count": 0,
+        "more_files": 0,
+        "more_problems": 0,
+        "bidi_files": [],
     }
     if not result["available"]:
         return result
     found = collect(folder)
-    result["problems"] = list(found.problems)
+    result["problems"] = list(found.problems[:EMAIL_FILES_LISTED])
+    result["more_problems"] = max(0, len(found.problems) - EMAIL_FILES_LISTED)
     paths = sorted(found.files, key=lambda rel: (rel != "run.sh", rel))
+    result["file_count"] = len(paths)
+    result["total_bytes"] = sum(st.st_size for st in found.files.values())
+    result["more_files"] = max(0, len(paths) - EMAIL_FILES_LISTED)
     budget = total_cap
-    for rel in paths:
+    for rel in paths[:EMAIL_FILES_LISTED]:
         size = found.files[rel].st_size
-        result["total_bytes"] += size
         entry: dict[str, Any] = {
             "path": rel,
             "size": _kib(size),
@@ -293,13 +323,14 @@ def collect_code(folder: Path, file_cap: int, total_cap: int) -> dict[str, Any]:
             entry["binary"] = True
             continue
         entry["text"] = text
+        if has_bidi_controls(text):
+            result["bidi_files"].append(rel)
         entry["truncated"] = take < size
         entry["shown"] = _kib(take)
         budget -= take
         result["shown_bytes"] += take
     for entry in result["files"]:
         entry["note"] = _file_note(entry)
-    result["file_count"] = len(result["files"])
     result["shown_bytes"] = _kib(result["shown_bytes"])
     result["total_bytes"] = _kib(result["total_bytes"])
     return result
@@ -415,7 +446,7 @@ def digest_draft(ctx: Context, to: str, drafts: list[Draft], first_event_id: int
 def _short_hash(text: str) -> str:
     import hashlib
 
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def heartbeat_draft(ctx: Context, now_iso: str, queued: int, transport: str) -> Draft:
