@@ -144,7 +144,9 @@ class SmtpTransport:
             error = self._classify(exc)
             # After a refusal the server answered, the connection is still in step
             # (smtplib reset the transaction); after anything else it may not be.
-            in_step = isinstance(exc, smtplib.SMTPException) and error.scope == "message"
+            in_step = (
+                isinstance(exc, smtplib.SMTPException) and getattr(error, "scope", "") == "message"
+            )
             if isinstance(error, TransientMailError) or not in_step:
                 self.close()
             raise error from None
