@@ -12,6 +12,7 @@ owner's review email.
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 import subprocess
@@ -21,9 +22,10 @@ import pytest
 import yaml
 from conftest import DO_EMAIL, DS_EMAIL, App, outbox, text_of
 
+from syft_bg_app.dashboard import CLEAR, run_dashboard
 from syft_bg_app.logsetup import SafeFormatter
 from syft_bg_app.ops import RECORD_RE
-from syft_bg_app.render import BIDI_CONTROLS, terminal_text
+from syft_bg_app.render import BIDI_CONTROLS, SafeTerminalStream, terminal_text
 
 SPOOF = "review_reason: verified safe"
 # (name, what it tries): each is a job name a data scientist may choose.
@@ -137,6 +139,7 @@ def test_hostile_config_fields_are_escaped_in_jobs_show_and_the_log(peer: App) -
 def test_peer_names_and_messages_are_escaped_in_peers_list(app: App) -> None:
     app.request_peer("bob@lab.org", message=f"hi\n{'x' * 3}  {SPOOF}\x1b[2J")
     app.request_peer("carol@lab.org", message="please\r\x1b[1A\x1b[2Kaccepted by owner")
+    app.request_peer("frank@lab.org", message="harmless \u202eden\u2069 text")
     # A request whose email is not its folder (and carries escapes) is shown, not used.
     path = app.datasite.peers / "dave@lab.org" / "request.yaml"
     path.parent.mkdir(parents=True)
@@ -148,8 +151,35 @@ def test_peer_names_and_messages_are_escaped_in_peers_list(app: App) -> None:
     _clean(listing)
     assert "bob@lab.org" in listing and "carol@lab.org" in listing
     assert "\\x1b[2J" in listing
+    assert "harmless <U+202E>den<U+2069> text" in listing
     for args in (("status",), ()):
         _clean(_raw(app, *args))
+    # The owner's email about the request shows the message the same way.
+    requests = [m for m in outbox(app) if m["X-Syft-BG-Event"] == "peer_requested"]
+    for message in requests:
+        text = text_of(message)
+        assert not RAW_CONTROL.search(text) and not RAW_CONTROL.search(str(message["Subject"]))
+    owner_mail = [text_of(m) for m in requests if m["To"] == DO_EMAIL]
+    assert any("harmless <U+202E>den<U+2069> text" in text for text in owner_mail)
+
+
+def test_the_dashboard_on_a_terminal_sends_only_its_own_screen_clear(peer: App) -> None:
+    app = peer
+    app.submit("clear\x1b[2J\x1b[31mred")
+    app.run_pass()
+    app.cli("jobs", "reject", "clear\\x1b[2J\\x1b[31mred", "-r", "\x1b]0;owned\x07", check=True)
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    run_dashboard(app.home, out=SafeTerminalStream(screen), refresh=0, rounds=1)
+    drawn = screen.getvalue()
+    assert drawn.startswith(CLEAR)
+    assert drawn.count("\x1b") == CLEAR.count("\x1b")
+    assert "clear\\x1b[2J\\x1b[31mred" in drawn  # in the log and the audit lines
+    _clean(drawn[len(CLEAR) :])
 
 
 def test_bidi_controls_in_code_are_marked_in_jobs_show_and_the_review_email(peer: App) -> None:

@@ -35,7 +35,6 @@ MAX_REFERENCES = 20
 # Variables that hold several lines of someone else's text (reasons, messages,
 # code, stderr); every other string is shown on one line.
 MULTILINE_VARIABLES = frozenset({"reason", "failure_reason", "message", "stderr_tail", "text"})
-SET_ASIDE_SHOWN = 200
 
 
 class EmailTooLarge(SyftBgError):
@@ -168,8 +167,8 @@ def enqueue_events(ctx: Context, events: list[dict[str, Any]]) -> tuple[int, lis
         members = [d for d in flat if d.to == to]
         plan.append((digest_draft(ctx, to, members, first_id), [event_of[id(d)] for d in members]))
     templates = templates_for(ctx) if plan else None
-    # All emails of one event are rendered before any of them is queued, so an
-    # event is either wholly queued or wholly set aside.
+    # All emails are rendered before any is queued: an event one of whose emails
+    # fails to render has none of them queued (they come back with the event).
     rendered: list[tuple[Rendered, list[dict[str, Any]]]] = []
     for draft, sources in plan:
         if any(id(e) in failed for e in sources):
