@@ -140,6 +140,8 @@ def test_peer_names_and_messages_are_escaped_in_peers_list(app: App) -> None:
     app.request_peer("bob@lab.org", message=f"hi\n{'x' * 3}  {SPOOF}\x1b[2J")
     app.request_peer("carol@lab.org", message="please\r\x1b[1A\x1b[2Kaccepted by owner")
     app.request_peer("frank@lab.org", message="harmless \u202eden\u2069 text")
+    # A folder name is the requester's identity, and also theirs to choose.
+    app.request_peer("mallory\x1b[2J\x1b[H@lab.org", message="x")
     # A request whose email is not its folder (and carries escapes) is shown, not used.
     path = app.datasite.peers / "dave@lab.org" / "request.yaml"
     path.parent.mkdir(parents=True)
