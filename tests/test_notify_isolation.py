@@ -14,6 +14,7 @@ from __future__ import annotations
 import email
 import os
 import shutil
+import time
 from email import policy
 from pathlib import Path
 
@@ -88,6 +89,37 @@ def test_a_job_folder_name_that_is_not_utf8_never_stops_notifications(peers: App
     assert app.run_pass().exit_code == 0
     assert any("after" in s for to, s in _job_emails(app) if to == DO_EMAIL)
     assert BAD_NAME not in app.home.logs_dir.joinpath("syft-bg.log").read_text("utf-8", "replace")
+
+
+def test_a_job_whose_name_is_not_utf8_lives_its_whole_life_with_its_emails(peers: App) -> None:
+    app = peers
+    app.set_config(execute={"enabled": True})
+    app.submit("template")
+    _copy_job(app, "template", b"bad\xffname")
+    app.run_pass()
+    # Approved by its name as shown, run, and every party told, in one thread.
+    app.cli("jobs", "approve", f"{DS_EMAIL}/bad\\xffname", check=True)
+    deadline = time.monotonic() + 120
+    while app.job_state(BAD_NAME).get("status") not in ("done", "failed"):
+        assert time.monotonic() < deadline, app.job_state(BAD_NAME)
+        assert app.run_pass().exit_code == 0
+        time.sleep(0.2)
+    assert app.job_state(BAD_NAME)["status"] == "done"
+    assert app.run_pass().exit_code == 0
+    kinds = sorted(
+        (str(m["To"]), str(m["X-Syft-BG-Event"]))
+        for m in outbox(app)
+        if "bad\\xffname" in str(m["Subject"])
+    )
+    assert kinds == sorted(
+        (to, kind)
+        for to in (DO_EMAIL, DS_EMAIL)
+        for kind in ("job_submitted", "job_approved", "job_finished")
+    )
+    threads = {
+        str(m["Subject"]) for m in outbox(app) if m["To"] == DO_EMAIL and "bad" in m["Subject"]
+    }
+    assert len(threads) == 1
 
 
 def test_file_names_that_are_not_utf8_reach_the_rejection_email_escaped(peers: App) -> None:
