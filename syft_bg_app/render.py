@@ -71,7 +71,8 @@ NOTE_LIMIT = 120
 
 
 def esc(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
+    """A value for HTML: escaped, with control and bidi characters shown as text."""
+    return html.escape(terminal_text(value, multiline=True), quote=True)
 
 
 def plain(value: Any) -> str:

@@ -249,3 +249,15 @@ def test_log_records_are_one_line_and_tracebacks_cannot_forge_records() -> None:
     assert RECORD_RE.match(lines[0])
     assert not any(RECORD_RE.match(line) for line in lines[1:]), lines
     assert "\x1b" not in text
+
+
+def test_the_notebook_view_shows_control_and_bidi_characters_as_text(peer: App) -> None:
+    import syft_bg_app as bg
+
+    peer.submit("nb\u202eevil\x1b[2J")
+    peer.run_pass()
+    jobs = bg.jobs()
+    for markup in (jobs._repr_html_(), jobs["nb\u202eevil\x1b[2J"]._repr_html_()):
+        assert not RAW_CONTROL.search(markup)
+        assert "nb&lt;U+202E&gt;evil\\x1b[2J" in markup
+    _clean(repr(jobs))
