@@ -160,7 +160,7 @@ SCHEMA: dict[str, Key] = {
             2048,
             "Largest email in KiB. An email that would be larger is sent without the code "
             "it shows inline; one still larger is set aside (syft-bg mail list).",
-            minimum=64,
+            minimum=256,
         ),
         retry_budget=Key(
             "int",

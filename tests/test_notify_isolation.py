@@ -238,18 +238,43 @@ def test_an_email_whose_file_cannot_be_read_is_set_aside_and_the_rest_are_sent(
 
 def test_an_email_over_the_size_cap_is_sent_without_inline_code(peers: App) -> None:
     app = peers
-    app.set_config(notify={"max_email_kb": 64, "code_file_cap": 200_000, "code_total_cap": 400_000})
-    big = "".join(f"value_{i} = {i}  # some long line of code\n" for i in range(4000))
+    app.set_config(
+        notify={"max_email_kb": 256, "code_file_cap": 400_000, "code_total_cap": 400_000}
+    )
+    big = "".join(f"value_{i} = {i}  # some long line of code\n" for i in range(9000))
     app.submit("large", files={"a.py": big, "b.py": "print('small')\n"})
     assert app.run_pass().exit_code == 0
     message = next(
         m for m in outbox(app) if m["To"] == DO_EMAIL and m["X-Syft-BG-Event"] == "job_submitted"
     )
     raw = message.as_bytes()
-    assert len(raw) <= 64 * 1024
+    assert len(raw) <= 256 * 1024
     text = text_of(message)
     assert "code/a.py" in text and "not shown: this email's limit is reached" in text
-    assert "value_3999" not in text
+    assert "value_8999" not in text
+
+
+def test_an_email_still_over_the_size_cap_is_set_aside_and_the_rest_flow(
+    peers: App, tmp_path: Path
+) -> None:
+    app = peers
+    custom = tmp_path / "templates"
+    custom.mkdir()
+    # A template that makes one job's confirmation far larger than the cap.
+    (custom / "job_submitted_ds.txt.j2").write_text(
+        "{% if job == 'bloated' %}{{ 'x' * 400000 }}{% endif %}Received {{ job }}.\n"
+    )
+    app.set_config(notify={"max_email_kb": 256, "templates_dir": str(custom)})
+    app.submit("bloated")
+    app.submit("normal")
+    assert app.run_pass().failed_steps == ["notify"]
+    sent = _job_emails(app)
+    assert any("normal" in s for to, s in sent if to == DS_EMAIL)
+    # The owner's email about it is fine and goes; only the bloated one waits.
+    assert [to for to, s in sent if "bloated" in s] == [DO_EMAIL]
+    out = app.cli("mail", "list", check=True).stdout
+    assert "over notify.max_email_kb (256 KB)" in out and "bloated" in out
+    assert app.run_pass().exit_code == 0
 
 
 def test_a_job_of_100000_files_makes_an_email_that_lists_50_and_stays_small(

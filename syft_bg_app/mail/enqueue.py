@@ -168,7 +168,9 @@ def enqueue_events(ctx: Context, events: list[dict[str, Any]]) -> tuple[int, lis
         plan.append((digest_draft(ctx, to, members, first_id), [event_of[id(d)] for d in members]))
     templates = templates_for(ctx) if plan else None
     # All emails are rendered before any is queued: an event one of whose emails
-    # fails to render has none of them queued (they come back with the event).
+    # fails to render has none of them queued. One whose message cannot be built
+    # (too large) keeps the emails already queued; retrying the event later
+    # composes only the others, since each email is sent once ever.
     rendered: list[tuple[Rendered, list[dict[str, Any]]]] = []
     for draft, sources in plan:
         if any(id(e) in failed for e in sources):
