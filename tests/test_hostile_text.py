@@ -121,6 +121,7 @@ def test_hostile_config_fields_are_escaped_in_jobs_show_and_the_log(peer: App) -
         },
     )
     app.submit("bad-type", metadata={"type": f"bash\x1b[8m\n  {SPOOF}"})
+    app.submit("odd-name", metadata={"name": f"other\x1b[2J\r\n  {SPOOF}"})
     app.run_pass()
     page = _raw(app, "jobs", "show", "fields")
     _clean(page)
@@ -129,6 +130,8 @@ def test_hostile_config_fields_are_escaped_in_jobs_show_and_the_log(peer: App) -
     rejected = _raw(app, "jobs", "show", "bad-type")
     _clean(rejected)
     assert "status: rejected" in rejected
+    _clean(_raw(app, "jobs", "show", "odd-name"))
+    _clean(_raw(app, "jobs", "list"))
     log = app.home.logs_dir.joinpath("syft-bg.log").read_bytes().decode("utf-8")
     _clean(log)
     # Every line of the log is a record of its own, or part of one (a traceback).
