@@ -14,6 +14,7 @@ from .datasite import JOB_STATUSES, Datasite
 from .errors import SyftBgError, UsageError
 from .fsutil import atomic_write_text
 from .home import AppHome
+from .render import terminal_text
 from .session import changing, open_view
 
 # Modules that add their own commands: register(subparsers, add, commands).
@@ -76,16 +77,18 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
     if not views:
         print("no jobs" + (f" with status {args.status}" if args.status else ""))
         return 0
-    width = max(len(v.label) for v in views)
+    labels = [terminal_text(v.label) for v in views]
+    width = max(len(label) for label in labels)
     print(f"{'JOB':<{width}}  STATUS    RECEIVED")
-    for v in views:
-        print(f"{v.label:<{width}}  {v.status:<8}  {v.state.get('received_at') or '-'}")
+    for label, v in zip(labels, views, strict=True):
+        received = terminal_text(v.state.get("received_at") or "-")
+        print(f"{label:<{width}}  {terminal_text(v.status):<8}  {received}")
     return 0
 
 
 def cmd_jobs_show(args: argparse.Namespace) -> int:
     ctx = open_view(_home(args))
-    print(job_views.describe(ctx, job_views.resolve(ctx, args.job)))
+    print(job_views.describe(ctx, job_views.resolve(ctx, args.job), show_code=args.code))
     return 0
 
 
@@ -93,7 +96,7 @@ def cmd_jobs_approve(args: argparse.Namespace) -> int:
     with changing(_home(args), "jobs approve") as ctx:
         ref = job_views.resolve(ctx, args.job)
         decisions.approve_job(ctx, ref, "manual", reason=args.reason)
-    print(f"approved {ref.label}; it runs in the next pass")
+    print(f"approved {terminal_text(ref.label)}; it runs in the next pass")
     return 0
 
 
@@ -101,7 +104,8 @@ def cmd_jobs_reject(args: argparse.Namespace) -> int:
     with changing(_home(args), "jobs reject") as ctx:
         ref = job_views.resolve(ctx, args.job)
         decisions.reject_job(ctx, ref, args.reason)
-    print(f"rejected {ref.label}" + (f": {args.reason}" if args.reason else ""))
+    reason = f": {terminal_text(args.reason)}" if args.reason else ""
+    print(f"rejected {terminal_text(ref.label)}{reason}")
     return 0
 
 
@@ -111,12 +115,14 @@ def cmd_peers_list(args: argparse.Namespace) -> int:
     if not peers:
         print("no peers or peer requests yet")
         return 0
-    width = max(len(email) for email, _ in peers)
+    # Peer folder names, request times and messages are the requesters' writes.
+    width = max(len(terminal_text(email)) for email, _ in peers)
     print(f"{'PEER':<{width}}  STATUS     SINCE")
     for email, record in peers:
-        since = record.get("decided_at") or record.get("requested_at") or "-"
-        note = record.get("problem") or record.get("message") or ""
-        print(f"{email:<{width}}  {record['status']:<9}  {since}  {note}".rstrip())
+        since = terminal_text(record.get("decided_at") or record.get("requested_at") or "-")
+        note = terminal_text(record.get("problem") or record.get("message") or "")
+        status = terminal_text(record["status"])
+        print(f"{terminal_text(email):<{width}}  {status:<9}  {since}  {note}".rstrip())
     return 0
 
 
@@ -243,9 +249,14 @@ def build_parser() -> argparse.ArgumentParser:
         "show",
         cmd_jobs_show,
         "Show a job's state, files and results.",
-        "syft-bg jobs show alice@uni.edu/my-analysis",
+        "syft-bg jobs show alice@uni.edu/my-analysis --code",
     )
     q.add_argument("job", help=job_help)
+    q.add_argument(
+        "--code",
+        action="store_true",
+        help="also print run.sh and the code (bidi control characters marked)",
+    )
     q = _add(
         jobs_sub,
         "approve",
@@ -326,6 +337,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _call(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    from .render import SafeTerminalStream
+
+    # Whatever a command prints passes through terminal_text: names and fields
+    # that data scientists wrote can never send escape sequences to the terminal.
+    # (Values that could hold a line break are escaped where they are printed.)
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = SafeTerminalStream(sys.stdout), SafeTerminalStream(sys.stderr)
     try:
         return handler(args)
     except SyftBgError as exc:
@@ -333,6 +351,10 @@ def _call(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = saved
 
 
 if __name__ == "__main__":

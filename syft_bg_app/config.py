@@ -178,6 +178,13 @@ SCHEMA: dict[str, Key] = {
             "are listed by name.",
             minimum=1024,
         ),
+        max_email_kb=Key(
+            "int",
+            2048,
+            "Largest email in KiB. An email that would be larger is sent without the code "
+            "it shows inline; one still larger is set aside (syft-bg mail list).",
+            minimum=256,
+        ),
         retry_budget=Key(
             "int",
             20,

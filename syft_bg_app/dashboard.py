@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import TextIO
 
 from .home import AppHome
+from .render import terminal_text
 
 REFRESH_SECONDS = 3.0
 ACTIVITY_LINES = 12
@@ -33,7 +34,8 @@ def recent_activity(home: AppHome, count: int = ACTIVITY_LINES) -> list[str]:
         for line in last_records(home, "all", count * 3, window=DASHBOARD_LOG_WINDOW)
         if RECORD_RE.match(line) and "pass started" not in line
     ]
-    return [_short(line) for line in lines[-count:]]
+    # Log lines are escaped when written; older logs or other writers may not be.
+    return [terminal_text(_short(line)) for line in lines[-count:]]
 
 
 def _short(line: str) -> str:
@@ -65,9 +67,12 @@ def recent_decisions(home: AppHome, count: int = DECISIONS) -> list[str]:
             continue
         when = str(entry.get("at", ""))[:19].replace("T", " ")
         method = f" ({entry['method']})" if entry.get("method") else ""
+        # The subject names a job, and the reason may quote its files.
         out.append(
-            f"{when} {entry.get('decision', '?')} {entry.get('subject', '?')}{method}: "
-            f"{entry.get('why', '')}"
+            terminal_text(
+                f"{when} {entry.get('decision', '?')} {entry.get('subject', '?')}{method}: "
+                f"{entry.get('why', '')}"
+            )
         )
     return out
 
@@ -99,14 +104,16 @@ def run_dashboard(
     """Print the dashboard; on a terminal, redraw it every ``refresh`` seconds until Ctrl-C."""
     out = out or sys.stdout
     if not out.isatty():
-        out.write(render_dashboard(home) + "\n")
+        out.write(terminal_text(render_dashboard(home), multiline=True) + "\n")
         return 0
     drawn = 0
     try:
         while rounds is None or drawn < rounds:
             text = render_dashboard(home)
             footer = f"\n\nrefreshing every {refresh:g} s; Ctrl-C to quit"
-            out.write(CLEAR + text + footer + "\n")
+            # The screen clear is the app's own; everything else is escaped text.
+            getattr(out, "write_control", out.write)(CLEAR)
+            out.write(terminal_text(text + footer, multiline=True) + "\n")
             out.flush()
             drawn += 1
             if rounds is not None and drawn >= rounds:

@@ -12,6 +12,7 @@ from .context import Context
 from .datasite import JOB_STATE_FIELDS, PROTOCOL_DIR_RE, JobRef, JobStateError
 from .errors import NotFoundError
 from .nofollow import open_dir, open_dir_at
+from .render import terminal_text
 from .submission import read_metadata
 
 
@@ -38,26 +39,36 @@ def resolve(ctx: Context, spec: str) -> JobRef:
     job name alone works when only one job has it.
     """
     known = [JobRef(ds, name, rec["protocol"]) for ds, name, rec in ctx.state.iter_jobs()]
+
+    def same(value: str, wanted: str) -> bool:
+        # A name is also found by the way it is shown (``bad\xffname`` for a
+        # folder name that is not UTF-8, ``\x1b`` for an escape character).
+        return value == wanted or terminal_text(value) == wanted
+
     parts = spec.split("/")
     if len(parts) == 3 and PROTOCOL_DIR_RE.match(parts[1]):
         ds_email, protocol, name = parts[0], parts[1][1:], parts[2]
-        wanted = (ds_email, protocol, name)
-        matches = [r for r in known if (r.ds_email, r.protocol, r.name) == wanted]
+        matches = [
+            r
+            for r in known
+            if same(r.ds_email, ds_email) and r.protocol == protocol and same(r.name, name)
+        ]
     elif "/" in spec:
         ds_email, _, name = spec.partition("/")
-        matches = [r for r in known if r.ds_email == ds_email and r.name == name]
-        exact = [r for r in matches if r.label == spec]
+        matches = [r for r in known if same(r.ds_email, ds_email) and same(r.name, name)]
+        exact = [r for r in matches if r.label == spec or terminal_text(r.label) == spec]
         matches = exact or matches
     else:
-        matches = [r for r in known if r.name == spec]
+        matches = [r for r in known if same(r.name, spec)]
     if len(matches) == 1:
         return matches[0]
     if not matches:
         raise NotFoundError(
-            f"no job {spec!r} (see: syft-bg jobs list; a job is received by the next pass)"
+            f"no job {terminal_text(spec)!r} (see: syft-bg jobs list; a job is received by "
+            f"the next pass)"
         )
-    names = ", ".join(sorted(r.label for r in matches))
-    raise NotFoundError(f"{spec!r} is ambiguous; name one of: {names}")
+    names = ", ".join(sorted(terminal_text(r.label) for r in matches))
+    raise NotFoundError(f"{terminal_text(spec)!r} is ambiguous; name one of: {names}")
 
 
 def view(ctx: Context, ref: JobRef) -> JobView:
@@ -86,38 +97,48 @@ def all_views(ctx: Context, status: str | None = None) -> list[JobView]:
     return [v for v in views if status is None or v.status == status]
 
 
-def describe(ctx: Context, ref: JobRef) -> str:
-    """A readable page about one job: state, metadata, files and results."""
+def describe(ctx: Context, ref: JobRef, show_code: bool = False) -> str:
+    """A readable page about one job: state, metadata, files and results.
+
+    Everything the data scientist chose (names, config.yaml fields, file names,
+    reasons) is shown through ``terminal_text``: one line each, control
+    characters escaped, bidi controls marked. With ``show_code``, the text of
+    ``run.sh`` and ``code/`` follows (within the email's caps), bidi controls
+    marked, so what is shown is what runs.
+    """
     v = view(ctx, ref)
-    lines = [f"job {ref.label}  (protocol v{ref.protocol})", f"  status: {v.status}"]
+    safe = terminal_text
+    lines = [f"job {safe(ref.label)}  (protocol v{ref.protocol})", f"  status: {safe(v.status)}"]
     for key in (*JOB_STATE_FIELDS[1:], "reason", "problem"):
         if v.state.get(key) not in (None, ""):
-            lines.append(f"  {key}: {v.state[key]}")
+            lines.append(f"  {key}: {safe(v.state[key])}")
     metadata, problem, files = _submission(ctx, ref)
     if metadata:
         for key in ("type", "submitted_at", "entrypoint", "dependencies"):
             if metadata.get(key):
-                lines.append(f"  {key}: {metadata[key]}")
+                lines.append(f"  {key}: {safe(metadata[key])}")
     elif problem:
-        lines.append(f"  metadata: {problem}")
+        lines.append(f"  metadata: {safe(problem)}")
     record = ctx.state.job(ref.ds_email, ref.name, ref.protocol) or {}
-    lines.append(f"  submission: {v.submission_dir}")
+    lines.append(f"  submission: {safe(v.submission_dir)}")
     lines.append("  files:")
-    lines.extend(f"    {rel}  ({size} bytes)" for rel, size in files)
+    lines.extend(f"    {safe(rel)}  ({size} bytes)" for rel, size in files)
     if len(files) >= FILES_LISTED:
         lines.append(f"    (the listing stops at {FILES_LISTED} entries)")
     if record.get("never_arrived"):
         lines.append(
             "  listed in config.yaml, never arrived (sync clients skip empty files): "
-            + ", ".join(record["never_arrived"])
+            + ", ".join(safe(name) for name in record["never_arrived"])
         )
     results = [rel for rel, _ in _files(v.review_dir) if rel not in ("state.yaml",)]
     if results:
-        lines.append(f"  results in {v.review_dir}:")
-        lines.extend(f"    {rel}" for rel in results)
+        lines.append(f"  results in {safe(v.review_dir)}:")
+        lines.extend(f"    {safe(rel)}" for rel in results)
     run_dir = record.get("run_dir")
     if run_dir and os.path.isdir(run_dir):
-        lines.append(f"  run folder: {run_dir}")
+        lines.append(f"  run folder: {safe(run_dir)}")
+    if show_code:
+        lines.extend(_code_lines(ctx, ref))
     return "\n".join(lines)
 
 
@@ -185,3 +206,31 @@ def _list_into(fd: int, prefix: str, depth: int, out: list, budget: list[int]) -
             _list_into(child, f"{prefix}{name}/", depth + 1, out, budget)
         finally:
             os.close(child)
+
+
+def _code_lines(ctx: Context, ref: JobRef) -> list[str]:
+    from .mail.compose import read_submission
+
+    _, code = read_submission(ctx, ref)
+    if not code["available"]:
+        return ["  code: the job folder is no longer there"]
+    lines = []
+    if code["bidi_files"]:
+        lines.append(
+            "  WARNING: "
+            + ", ".join(terminal_text(p) for p in code["bidi_files"])
+            + " hold characters that reorder how text is displayed (shown as <U+XXXX>): "
+            "the code may not run the way it reads"
+        )
+    for problem in code["problems"]:
+        lines.append(f"  refused: {terminal_text(problem)}")
+    for entry in code["files"]:
+        if entry["text"] is None:
+            lines.append(f"  ===== {terminal_text(entry['path'])}: {entry['note']}")
+            continue
+        cut = f" (first {entry['shown']} of {entry['size']})" if entry["truncated"] else ""
+        lines.append(f"  ===== {terminal_text(entry['path'])}{cut} =====")
+        lines.append(terminal_text(entry["text"].rstrip("\n"), multiline=True))
+    if code["more_files"]:
+        lines.append(f"  ({code['more_files']:,} more files not shown)")
+    return lines

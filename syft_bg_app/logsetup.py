@@ -1,12 +1,47 @@
-"""Logging: a rotating file in <app home>/logs and warnings on stderr."""
+"""Logging: a rotating file in <app home>/logs and warnings on stderr.
+
+Records often quote what data scientists chose (job and file names, config
+fields, reasons). ``SafeFormatter`` writes every message on one line with
+control characters escaped, so no name can forge a log line ("... INFO
+syft_bg.approve: approved") or send escape sequences to whoever reads the log.
+"""
 
 from __future__ import annotations
 
 import logging
 import logging.handlers
+import re
 import sys
 
 from .home import AppHome
+from .render import terminal_text
+
+# A line that would read as a record of its own (it starts with a timestamp).
+_RECORD_START = re.compile(r"^(?=\d{4}-\d\d-\d\d )", re.MULTILINE)
+
+
+class SafeFormatter(logging.Formatter):
+    """Messages on one line, control characters escaped; tracebacks keep their
+    lines, escaped the same way, and none of their lines can pass for a record."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        message = record.message
+        record.message = terminal_text(message)
+        try:
+            return super().formatMessage(record)
+        finally:
+            record.message = message
+
+    def formatException(self, ei) -> str:
+        return _defuse(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        return _defuse(super().formatStack(stack_info))
+
+
+def _defuse(text: str) -> str:
+    return _RECORD_START.sub("  ", terminal_text(text, multiline=True))
+
 
 LOG_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
 _configured: list[logging.Handler] = []
@@ -35,7 +70,7 @@ def configure(
             encoding="utf-8",
         )
         file_handler.setLevel(level.upper())
-        file_handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        file_handler.setFormatter(SafeFormatter(LOG_FORMAT))
         _configured.append(file_handler)
     except OSError as exc:
         print(
@@ -44,7 +79,7 @@ def configure(
         )
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(stderr_level.upper())
-    console.setFormatter(logging.Formatter("syft-bg: %(levelname)s %(name)s: %(message)s"))
+    console.setFormatter(SafeFormatter("syft-bg: %(levelname)s %(name)s: %(message)s"))
     _configured.append(console)
     for handler in _configured:
         root.addHandler(handler)

@@ -139,6 +139,8 @@ def _print_queue(ctx) -> None:
 
     for line in status_lines(ctx):
         print(line)
+    from .render import terminal_text
+
     queue = peek(ctx.state)["queue"]
     if not queue:
         return
@@ -146,9 +148,12 @@ def _print_queue(ctx) -> None:
     print("CREATED               KIND            TO                             TRIES  STATE")
     for entry in queue:
         state = entry.get("error") or entry.get("status", "queued")
+        if entry.get("status") == "set aside":
+            state = f"set aside: {state}"
         print(
-            f"{entry['created_at'][:19]:<21} {entry['kind']:<15} {entry['to']:<30} "
-            f"{entry.get('attempts', 0):<6} {state}"
+            f"{terminal_text(entry['created_at'][:19]):<21} {terminal_text(entry['kind']):<15} "
+            f"{terminal_text(entry['to']):<30} {entry.get('attempts', 0):<6} "
+            f"{terminal_text(state)}"
         )
 
 
@@ -167,6 +172,7 @@ def _deliver_now(ctx) -> None:
 
 
 def cmd_mail_retry(args: argparse.Namespace) -> int:
+    from .mail.enqueue import retry_set_aside
     from .mail.queue import mail_state
     from .session import changing
 
@@ -176,10 +182,15 @@ def cmd_mail_retry(args: argparse.Namespace) -> int:
         for entry in mail["queue"]:
             for key in ("not_before", "error", "error_kind", "advice"):
                 entry.pop(key, None)
+            if entry.get("status") == "set aside":
+                entry["status"] = "queued"
+        events_back = retry_set_aside(ctx, force=True)
         waiting = len(mail["queue"])
         _deliver_now(ctx)
         sent = ctx.counts["sent"]
     print(f"sent {sent} of {waiting} queued emails")
+    if events_back:
+        print(f"{events_back} set-aside events are composed again by the next pass")
     _print_queue(ctx)
     return 0 if sent == waiting else 1
 

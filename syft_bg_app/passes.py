@@ -13,7 +13,6 @@ import importlib
 import os
 import sys
 import time
-import traceback
 from dataclasses import dataclass, field
 
 from . import logsetup
@@ -111,7 +110,7 @@ def _run_step(ctx: Context, step: str) -> bool:
     try:
         module.run(ctx)
     except Exception as exc:
-        ctx.log(step).error("step %s failed:\n%s", step, traceback.format_exc())
+        ctx.log(step).error("step %s failed", step, exc_info=True)
         ctx.state.record_step(step, False, f"{type(exc).__name__}: {exc}", {})
         return False
     delta = {k: v - before.get(k, 0) for k, v in ctx.counts.items() if v != before.get(k, 0)}

@@ -1,15 +1,58 @@
 """How jobs and job lists look: HTML tables for Jupyter, aligned text for a terminal.
 
 Every string that comes from a job (names, emails, reasons, paths) is escaped
-with ``html.escape`` on its way into HTML, and stripped of control characters
-on its way to a terminal: a job is named by whoever submitted it.
+with ``html.escape`` on its way into HTML, and through ``terminal_text`` on its
+way to a terminal or a log line: a job is named by whoever submitted it.
 """
 
 from __future__ import annotations
 
 import html
+import io
+import re
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, TextIO
+
+# Bidirectional controls reorder what is shown ("Trojan Source"): code that reads
+# one way runs another. They are shown as <U+XXXX> wherever others' text appears.
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\x1b": "\\x1b"}
+# C0 and C1 controls, DEL, line/paragraph separators, bidi controls and lone
+# surrogates (the undecodable bytes of a file name, as os.fsdecode gives them).
+_UNSAFE = re.compile(f"[\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029{BIDI_CONTROLS}\\ud800-\\udfff]")
+# The same, keeping line breaks and tabs; a CR is kept only as part of CRLF.
+_UNSAFE_MULTILINE = re.compile(
+    f"\\r(?!\\n)|[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f\\u2028\\u2029{BIDI_CONTROLS}\\ud800-\\udfff]"
+)
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    ch = match.group()
+    if ch in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[ch]
+    code = ord(ch)
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"\\x{code - 0xDC00:02x}"  # the byte that was not UTF-8
+    if ch in BIDI_CONTROLS or code > 0xFF:
+        return f"<U+{code:04X}>"
+    return f"\\x{code:02x}"
+
+
+def terminal_text(value: Any, multiline: bool = False) -> str:
+    """``value`` as text that is safe to print or log: control characters (escape
+    sequences, CR, LF, DEL, C1) are shown escaped (``\\x1b``, ``\\n``), bidi controls
+    as ``<U+202E>``, and bytes of a name that was not UTF-8 as ``\\xff``.
+
+    With ``multiline``, line breaks (LF, CRLF) and tabs are kept.
+    """
+    text = "" if value is None else str(value)
+    pattern = _UNSAFE_MULTILINE if multiline else _UNSAFE
+    return pattern.sub(_escape_char, text)
+
+
+def has_bidi_controls(text: str) -> bool:
+    return any(ch in text for ch in BIDI_CONTROLS)
+
 
 # (background, text) per status; unknown statuses get the neutral grey.
 BADGE_COLORS = {
@@ -28,13 +71,50 @@ NOTE_LIMIT = 120
 
 
 def esc(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
+    """A value for HTML: escaped, with control and bidi characters shown as text."""
+    return html.escape(terminal_text(value, multiline=True), quote=True)
 
 
 def plain(value: Any) -> str:
-    """A value for a terminal: no control characters (escape sequences, newlines)."""
-    text = "" if value is None else str(value)
-    return "".join(ch if ch.isprintable() else "?" for ch in text)
+    """A value for a terminal: one line, control characters escaped."""
+    return terminal_text(value)
+
+
+class SafeTerminalStream(io.TextIOBase):
+    """A text stream that passes what is written through ``terminal_text`` (line
+    breaks and tabs kept): whatever a command prints, a name someone else chose
+    cannot move the cursor, clear the screen or flip the text direction.
+
+    ``write_control`` writes the app's own escape sequences (the dashboard's
+    screen clear) as they are.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        self.stream.write(terminal_text(text, multiline=True))
+        return len(text)
+
+    def write_control(self, text: str) -> None:
+        self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.stream, "encoding", "utf-8")
+
+    def writable(self) -> bool:
+        return True
 
 
 def _short(text: str | None, limit: int = NOTE_LIMIT) -> str:

@@ -319,21 +319,24 @@ def cmd_auto_approve(args: argparse.Namespace) -> int:
 
 
 def _describe(rule: Any) -> str:
+    from .render import terminal_text as safe
+
+    # File names in a rule made --from-job are the data scientist's choice.
     reason = rule.inert_reason()
-    lines = [f"{rule.name}  [{'approves nothing: ' + reason if reason else 'live'}]"]
+    lines = [f"{safe(rule.name)}  [{'approves nothing: ' + safe(reason) if reason else 'live'}]"]
     if rule.peers:
-        lines.append(f"  peers: {', '.join(rule.peers)}")
+        lines.append(f"  peers: {', '.join(safe(p) for p in rule.peers)}")
     elif rule.enabled:
         lines.append("  peers: every accepted peer")
     else:
         lines.append("  peers: none")
     if rule.files:
         lines.append("  by content:")
-        width = max(len(p) for p in rule.files)
-        lines.extend(f"    {p:<{width}}  {rule.files[p]}" for p in sorted(rule.files))
+        width = max(len(safe(p)) for p in rule.files)
+        lines.extend(f"    {safe(p):<{width}}  {safe(rule.files[p])}" for p in sorted(rule.files))
     if rule.name_only:
         lines.append("  by name only (any content):")
-        lines.extend(f"    {p}" for p in sorted(rule.name_only))
+        lines.extend(f"    {safe(p)}" for p in sorted(rule.name_only))
     if rule.timeout is not None:
         lines.append(f"  timeout: {rule.timeout} s")
     return "\n".join(lines)

@@ -34,7 +34,9 @@ class SnapshotError(SyftBgError):
 
 
 def snapshot_dir(snapshots_root: Path, ref: JobRef) -> Path:
-    key = hashlib.sha256(f"{ref.ds_email}\0{ref.protocol}\0{ref.name}".encode()).hexdigest()
+    key = hashlib.sha256(
+        f"{ref.ds_email}\0{ref.protocol}\0{ref.name}".encode("utf-8", "surrogatepass")
+    ).hexdigest()
     return snapshots_root / key[:32]
 
 

@@ -9,6 +9,7 @@ from .context import Context
 from .errors import ConfigError
 from .home import AppHome
 from .lock import PassLock
+from .render import terminal_text
 from .steps import STEPS
 
 
@@ -66,4 +67,6 @@ def render_status(home: AppHome) -> str:
         lines.append("job folders still arriving:")
         lines.extend(waiting)
     lines.extend(ops.tail_lines(home, state))
-    return "\n".join(lines)
+    # Each line may quote what others wrote (job names, reasons, errors about
+    # them): one line each, control characters escaped.
+    return "\n".join(terminal_text(line) for line in lines)

@@ -30,6 +30,20 @@ from syft_bg_app.datasite import Datasite
 from syft_bg_app.home import AppHome
 from syft_bg_app.passes import run_pass
 
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """Captured output and logs of tests about names that are not UTF-8 hold lone
+    surrogates, which a report cannot carry to the main process under
+    pytest-xdist: show them as ``\\udcff`` escapes instead."""
+    outcome = yield
+    report = outcome.get_result()
+    report.sections = [
+        (title, text.encode("utf-8", "backslashreplace").decode("utf-8"))
+        for title, text in report.sections
+    ]
+
+
 REPO = Path(__file__).resolve().parent.parent
 DO_EMAIL = "owner@datasite.org"
 DS_EMAIL = "alice@uni.edu"

@@ -150,16 +150,24 @@ def test_a_folder_name_with_a_trailing_newline_gets_no_email(owner: App) -> None
 # -- reading job code for the owner's email ---------------------------------------------------
 
 
-def _swap_after_collect(monkeypatch: pytest.MonkeyPatch, swap) -> None:
+def _swap_after_collect(monkeypatch: pytest.MonkeyPatch, swap, folder: Path) -> None:
     """Run ``swap`` between the file-set check and the read, as a racing writer could."""
     real = compose.collect
 
-    def collect_then_swap(folder: Path):
-        found = real(folder)
+    def collect_then_swap(*args, **kwargs):
+        found = real(*args, **kwargs)
         swap(folder)
         return found
 
     monkeypatch.setattr(compose, "collect", collect_then_swap)
+
+
+def _collect_code(folder: Path) -> dict:
+    job_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        return compose.collect_code(job_fd, 50_000, 500_000)
+    finally:
+        os.close(job_fd)
 
 
 def test_a_file_swapped_for_a_symlink_after_the_check_is_not_followed(
@@ -174,8 +182,8 @@ def test_a_file_swapped_for_a_symlink_after_the_check_is_not_followed(
         target.unlink()
         target.symlink_to(secret)
 
-    _swap_after_collect(monkeypatch, swap)
-    code = compose.collect_code(folder, 50_000, 500_000)
+    _swap_after_collect(monkeypatch, swap, folder)
+    code = _collect_code(folder)
     shown = "".join(entry["text"] or "" for entry in code["files"])
     assert "TOP-SECRET" not in shown
     assert any("code/script.sh" in problem for problem in code["problems"])
@@ -191,10 +199,10 @@ def test_a_file_swapped_for_a_fifo_after_the_check_does_not_block(
         target.unlink()
         os.mkfifo(target)
 
-    _swap_after_collect(monkeypatch, swap)
+    _swap_after_collect(monkeypatch, swap, folder)
     result: dict = {}
     worker = threading.Thread(
-        target=lambda: result.update(code=compose.collect_code(folder, 50_000, 500_000)),
+        target=lambda: result.update(code=_collect_code(folder)),
         daemon=True,
     )
     worker.start()

@@ -355,7 +355,7 @@ def test_without_a_command_the_dashboard_prints_once_when_not_on_a_terminal(app,
     out = result.stdout
     assert "\033[" not in out and out.count("services (the steps of each pass") == 1
     assert "recent activity (syft-bg logs all):" in out
-    assert "ERROR approve: step approve failed:" in out
+    assert "ERROR approve: step approve failed" in out
     assert "sync: peer" in out or "pass: pass finished with failed steps: approve" in out
 
 

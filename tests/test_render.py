@@ -96,7 +96,7 @@ def test_the_terminal_form_is_aligned_and_free_of_control_characters(app):
     text = repr(bg.jobs())
 
     assert "\x1b" not in text
-    assert "ansi?[2Jclear" in text
+    assert "ansi\\x1b[2Jclear" in text
     lines = text.splitlines()
     assert lines[0] == "Jobs: 3 jobs (2 pending, 1 rejected)"
     header = lines[1]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from ..context import Context
 from ..datasite import JobRef
 from ..fsutil import untrusted_text
 from ..jobfiles import UnsafeFileError, collect, open_regular
+from ..render import has_bidi_controls
 from ..submission import read_metadata
 
 # Bytes looked at to tell text from binary before reading a file whole.
@@ -36,6 +37,10 @@ DIGEST_ITEMS_SHOWN = 200
 STDERR_TAIL_CAP = 8192
 # Caps for text that others wrote (config.yaml fields, reasons, peer messages).
 METADATA_TEXT_CAP = 100
+# Files (and refused entries) an email lists by name; the rest are counted, and
+# ``syft-bg jobs show`` lists them all. Keeps a job of 100,000 files from making
+# a 40 MB email.
+EMAIL_FILES_LISTED = 50
 REASON_CAP = 4000
 MESSAGE_CAP = 2000
 
@@ -217,14 +222,8 @@ def _finished_variables(ctx: Context, ref: JobRef, event: dict[str, Any]) -> dic
 
 
 def _submission_variables(ctx: Context, ref: JobRef) -> dict[str, Any]:
-    folder = ctx.datasite.submission_dir(ref)
-    metadata, _ = read_metadata(folder / "config.yaml") if folder.is_dir() else ({}, None)
+    metadata, code = read_submission(ctx, ref)
     metadata = metadata or {}
-    code = collect_code(
-        folder,
-        ctx.config.get("notify.code_file_cap"),
-        ctx.config.get("notify.code_total_cap"),
-    )
     # config.yaml may change after it was checked on receipt: only short text
     # reaches the email, never the repr of whatever shape it has now.
     return {
@@ -234,19 +233,56 @@ def _submission_variables(ctx: Context, ref: JobRef) -> dict[str, Any]:
     }
 
 
+def without_inline_code(draft: Draft) -> Draft | None:
+    """``draft`` with its code listed but not shown (an email over the size cap),
+    or None when it shows no code."""
+    code = draft.variables.get("code")
+    if not isinstance(code, dict) or not any(f.get("text") for f in code.get("files", [])):
+        return None
+    files = [
+        {**f, "text": None, "omitted": True, "note": _file_note({**f, "omitted": True})}
+        if f.get("text") is not None
+        else f
+        for f in code["files"]
+    ]
+    variables = {**draft.variables, "code": {**code, "files": files, "shown_bytes": _kib(0)}}
+    return replace(draft, variables=variables)
+
+
 def _kib(size: int) -> str:
     return f"{size} bytes" if size < 1024 else f"{size / 1024:.1f} KB"
 
 
-def collect_code(folder: Path, file_cap: int, total_cap: int) -> dict[str, Any]:
+def read_submission(ctx: Context, ref: JobRef) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(config.yaml metadata, ``collect_code``) of a job's submission folder,
+    reached without following a link at any level."""
+    file_cap = ctx.config.get("notify.code_file_cap")
+    total_cap = ctx.config.get("notify.code_total_cap")
+    try:
+        job_fd = ctx.datasite.open_job_dir(ref)
+    except OSError:
+        return {}, collect_code(None, file_cap, total_cap)
+    try:
+        metadata, _ = read_metadata(Path("config.yaml"), dir_fd=job_fd)
+        return metadata or {}, collect_code(job_fd, file_cap, total_cap)
+    finally:
+        os.close(job_fd)
+
+
+def collect_code(job_fd: int | None, file_cap: int, total_cap: int) -> dict[str, Any]:
     """``run.sh`` and ``code/**`` of a job for the DO's email, within the caps.
+
+    ``job_fd`` is the job folder, opened without following links (None: it is gone).
 
     Text files are shown up to ``file_cap`` bytes each and ``total_cap`` bytes
     altogether; binary files are listed, never inlined; once the total is
-    reached the remaining files are listed by name and size.
+    reached the remaining files are listed by name and size. At most
+    ``EMAIL_FILES_LISTED`` files and refused entries are listed; ``more_files``
+    and ``more_problems`` count the others. ``bidi_files`` names the files whose
+    text holds bidirectional controls (shown marked, e.g. ``<U+202E>``).
     """
     result: dict[str, Any] = {
-        "available": folder.is_dir(),
+        "available": job_fd is not None,
         "files": [],
         "problems": [],
         "file_cap": _kib(file_cap),
@@ -254,16 +290,24 @@ def collect_code(folder: Path, file_cap: int, total_cap: int) -> dict[str, Any]:
         "shown_bytes": 0,
         "total_bytes": 0,
         "file_count": 0,
+        "more_files": 0,
+        "more_problems": 0,
+        "bidi_files": [],
     }
     if not result["available"]:
         return result
-    found = collect(folder)
-    result["problems"] = list(found.problems)
+    found = collect(Path("."), dir_fd=job_fd)
+    # A walk stopped at a job limit says so first: the listing is then partial.
+    problems = ([found.over_limit] if found.over_limit else []) + found.problems
+    result["problems"] = problems[:EMAIL_FILES_LISTED]
+    result["more_problems"] = max(0, len(problems) - EMAIL_FILES_LISTED)
     paths = sorted(found.files, key=lambda rel: (rel != "run.sh", rel))
+    result["file_count"] = len(paths)
+    result["total_bytes"] = sum(st.st_size for st in found.files.values())
+    result["more_files"] = max(0, len(paths) - EMAIL_FILES_LISTED)
     budget = total_cap
-    for rel in paths:
+    for rel in paths[:EMAIL_FILES_LISTED]:
         size = found.files[rel].st_size
-        result["total_bytes"] += size
         entry: dict[str, Any] = {
             "path": rel,
             "size": _kib(size),
@@ -277,7 +321,7 @@ def collect_code(folder: Path, file_cap: int, total_cap: int) -> dict[str, Any]:
         try:
             # collect() looked with lstat; the file may have been swapped since
             # (for a symlink, or a fifo that would block): open it safely.
-            fd = open_regular(folder, rel)
+            fd = open_regular(job_fd, rel)
             with os.fdopen(fd, "rb") as handle:
                 head = handle.read(min(size, max(file_cap, SNIFF_BYTES)))
         except UnsafeFileError as exc:
@@ -300,13 +344,14 @@ def collect_code(folder: Path, file_cap: int, total_cap: int) -> dict[str, Any]:
             entry["binary"] = True
             continue
         entry["text"] = text
+        if has_bidi_controls(text):
+            result["bidi_files"].append(rel)
         entry["truncated"] = take < size
         entry["shown"] = _kib(take)
         budget -= take
         result["shown_bytes"] += take
     for entry in result["files"]:
         entry["note"] = _file_note(entry)
-    result["file_count"] = len(result["files"])
     result["shown_bytes"] = _kib(result["shown_bytes"])
     result["total_bytes"] = _kib(result["total_bytes"])
     return result
@@ -422,7 +467,7 @@ def digest_draft(ctx: Context, to: str, drafts: list[Draft], first_event_id: int
 def _short_hash(text: str) -> str:
     import hashlib
 
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def heartbeat_draft(ctx: Context, now_iso: str, queued: int, transport: str) -> Draft:

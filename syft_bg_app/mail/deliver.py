@@ -21,6 +21,10 @@ from .smtp import resolve_path
 # unless the configuration or the token/password file changes, or the data
 # owner runs ``syft-bg mail retry``.
 PERMANENT_RETRY_AFTER = timedelta(hours=1)
+# An email that cannot be handled at all (its file unreadable, the transport
+# failing on it in a way no retry mends) waits with this status until
+# ``syft-bg mail retry``; the others are sent.
+SET_ASIDE = "set aside"
 
 
 class Transport(Protocol):
@@ -121,6 +125,8 @@ def transport_blocked(ctx: Context) -> bool:
 
 
 def _due(entry: dict[str, Any], now) -> bool:
+    if entry.get("status") == SET_ASIDE:
+        return False
     not_before = entry.get("not_before")
     return not not_before or parse_iso(not_before) <= now
 
@@ -216,6 +222,9 @@ def _send_one(
         mail["queue"].remove(entry)
         ctx.state.save()
         return "held"
+    except OSError as exc:
+        _set_aside(ctx, entry, f"cannot read its message file {path}: {exc.strerror}")
+        return "held"
     if entry.get("status") == "sending":
         log.warning(
             "resending %s to %s: the pass that sent it stopped before it could record the result",
@@ -252,6 +261,10 @@ def _send_one(
         record_problem(ctx, exc, transport.name)
         ctx.state.save()
         return "stop"
+    except Exception as exc:
+        # A failure that is about this email alone: the others still go.
+        _set_aside(ctx, entry, f"{type(exc).__name__}: {exc}")
+        return "held"
     mail["queue"].remove(entry)
     if thread is not None and new_thread_id and not thread.get("gmail_thread_id"):
         thread["gmail_thread_id"] = new_thread_id
@@ -270,6 +283,22 @@ def _send_one(
         # The message file goes once the checkpoint no longer lists the email.
         sent_files.append(path)
     return "sent"
+
+
+def _set_aside(ctx: Context, entry: dict[str, Any], reason: str) -> None:
+    from ..render import terminal_text
+
+    reason = terminal_text(reason)[:1000]
+    entry.update(
+        status=SET_ASIDE,
+        error=reason,
+        error_kind="set_aside",
+        advice="fix the cause, then run: syft-bg mail retry",
+    )
+    ctx.log("notify").warning(
+        "set aside the %s email to %s: %s (the others are sent)", entry["kind"], entry["to"], reason
+    )
+    ctx.state.save()
 
 
 def _remove(path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..context import Context
+from ..render import terminal_text
 from .queue import peek
 
 
@@ -16,7 +17,10 @@ def status_lines(ctx: Context) -> list[str]:
     problem = mail.get("problem")
     if problem:
         if problem["kind"] == "permanent":
-            lines.append(f"  MAIL PROBLEM since {problem['since']}: {_sentence(problem['error'])}")
+            lines.append(
+                f"  MAIL PROBLEM since {problem['since']}: "
+                f"{terminal_text(_sentence(problem['error']))}"
+            )
             if problem.get("advice"):
                 lines.append(f"  What to do: {_sentence(problem['advice'])}")
             lines.append(
@@ -26,17 +30,37 @@ def status_lines(ctx: Context) -> list[str]:
             )
         else:
             lines.append(
-                f"  mail could not be delivered at {problem['at']}: {_sentence(problem['error'])} "
-                f"This looks temporary; each pass tries again."
+                f"  mail could not be delivered at {problem['at']}: "
+                f"{terminal_text(_sentence(problem['error']))} This looks temporary; each pass "
+                f"tries again."
             )
-    held = [e for e in queue if e.get("error_kind") == "permanent" and e.get("not_before")]
+    held = [
+        e
+        for e in queue
+        if (e.get("error_kind") == "permanent" and e.get("not_before"))
+        or e.get("error_kind") == "set_aside"
+    ]
     for entry in held[:5]:
+        word = "set aside" if entry.get("error_kind") == "set_aside" else "held"
         advice = f" {_sentence(entry['advice'])}" if entry.get("advice") else ""
         lines.append(
-            f"  held: {entry['kind']} to {entry['to']}: {_sentence(entry['error'])}{advice}"
+            terminal_text(
+                f"  {word}: {entry['kind']} to {entry['to']}: {_sentence(entry['error'])}{advice}"
+            )
         )
     if len(held) > 5:
         lines.append(f"  ... and {len(held) - 5} more held (syft-bg mail list)")
+    set_aside = mail.get("set_aside") or []
+    if set_aside:
+        from .enqueue import describe_set_aside
+
+        lines.append(
+            f"  {len(set_aside)} events set aside (their emails cannot be composed; tried "
+            f"again when the templates or notify settings change, or with: syft-bg mail retry):"
+        )
+        lines.extend(f"    {describe_set_aside(record)}" for record in set_aside[:5])
+        if len(set_aside) > 5:
+            lines.append(f"    ... and {len(set_aside) - 5} more")
     if queue and not problem and not held:
         lines.append(f"  oldest queued email from {queue[0]['created_at']} (syft-bg mail list)")
     if transport == "outbox" and sent:

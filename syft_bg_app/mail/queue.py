@@ -3,8 +3,9 @@
 ``state.data["mail"]`` holds the queue (one entry per email, in order), the
 identities of every email ever queued (``seen``: one email per event, entity
 and recipient, ever), the DO's threads (Message-IDs sent so far and the Gmail
-threadId), the transport's last problem and a few counters. The full RFC 5322
-bytes of a queued email live in ``<app home>/mail/queue/<id>.eml`` so the
+threadId), the transport's last problem and a few counters. Events whose
+emails could not be composed wait in ``set_aside`` with the reason. The full
+RFC 5322 bytes of a queued email live in ``<app home>/mail/queue/<id>.eml`` so the
 checkpoint stays small; they are written before the entry that points to them.
 """
 
@@ -26,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "sent_total": 0,
     "last_sent_at": None,
     "heartbeat_at": None,
+    "set_aside": [],
 }
 
 
@@ -44,8 +46,12 @@ def peek(state: State) -> dict[str, Any]:
 
 
 def email_id(key: str) -> str:
-    """Stable id of the email with identity ``key`` (also its file name and Message-ID)."""
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:24]
+    """Stable id of the email with identity ``key`` (also its file name and Message-ID).
+
+    A key may hold a folder name that was not UTF-8 (os.fsdecode keeps its bytes
+    as surrogates): those are hashed too, always the same way.
+    """
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 
 def queue_dir(home: AppHome) -> Path:

@@ -139,8 +139,15 @@ class SmtpTransport:
                 self._conn = self._connect(deadline)
             self._conn.sendmail(self.from_address, [entry["to"]], raw)
         except Exception as exc:
+            import smtplib
+
             error = self._classify(exc)
-            if isinstance(error, TransientMailError) or error.scope == "transport":
+            # After a refusal the server answered, the connection is still in step
+            # (smtplib reset the transaction); after anything else it may not be.
+            in_step = (
+                isinstance(exc, smtplib.SMTPException) and getattr(error, "scope", "") == "message"
+            )
+            if isinstance(error, TransientMailError) or not in_step:
                 self.close()
             raise error from None
         return None
@@ -180,6 +187,15 @@ class SmtpTransport:
         if isinstance(exc, smtplib.SMTPSenderRefused):
             if 400 <= exc.smtp_code < 500:
                 return TransientMailError(f"{where} deferred the sender ({exc.smtp_code})")
+            if refuses_this_message(exc.smtp_code, _text(exc.smtp_error)):
+                # MAIL FROM carries the message's SIZE=: this refusal is about
+                # this email, not the sender; the others still go.
+                return PermanentMailError(
+                    f"{where} refused the email ({exc.smtp_code} {_text(exc.smtp_error)})",
+                    advice="the email stays queued (syft-bg mail list); lower "
+                    "notify.max_email_kb or notify.code_total_cap, then run syft-bg mail retry",
+                    scope="message",
+                )
             return PermanentMailError(
                 f"{where} does not accept {self.from_address} as the sender ({exc.smtp_code} "
                 f"{_text(exc.smtp_error)})",
@@ -209,7 +225,9 @@ class SmtpTransport:
             )
         if isinstance(exc, (smtplib.SMTPException, OSError)):
             return TransientMailError(f"cannot reach {where}: {exc or type(exc).__name__}")
-        return PermanentMailError(f"sending through {where} failed: {exc!r}")
+        # Anything else (a message the library cannot encode, ...) is about this
+        # email: it is held, the others still go.
+        return PermanentMailError(f"sending through {where} failed: {exc!r}", scope="message")
 
     def close(self) -> None:
         if self._conn is not None:
@@ -218,6 +236,24 @@ class SmtpTransport:
                 conn.quit()
             except Exception:
                 _quietly_close(conn)
+
+
+# Enhanced status codes (RFC 3463) that are about one message: too big for the
+# system (5.3.4), over an administrative size limit (5.2.3), a mailbox full (5.2.2).
+MESSAGE_STATUS_CODES = ("5.3.4", "5.2.3", "5.2.2")
+SIZE_WORDS = ("size", "too large", "too big", "too long", "exceeds")
+
+
+def refuses_this_message(code: int, text: str) -> bool:
+    """Whether a 5xx answer to MAIL FROM refuses this email (its SIZE) rather than
+    the sender: 552 is "exceeded storage allocation" (RFC 5321, RFC 1870), and a
+    554 or 550 counts when it says so."""
+    if code == 552:
+        return True
+    lowered = text.lower()
+    return any(c in lowered for c in MESSAGE_STATUS_CODES) or any(
+        word in lowered for word in SIZE_WORDS
+    )
 
 
 def _quietly_close(conn) -> None:

@@ -19,6 +19,10 @@ def run(ctx: Context) -> None:
     from ..mail.queue import mail_state, remove_orphans
 
     mail = mail_state(ctx.state)
+    if mail["set_aside"]:
+        from ..mail.enqueue import retry_set_aside
+
+        retry_set_aside(ctx)
     events = list(ctx.state.data["events"])
     failure: SyftBgError | None = None
     if events or heartbeat_due(ctx):
@@ -27,7 +31,7 @@ def run(ctx: Context) -> None:
         from ..mail.enqueue import enqueue_events
 
         try:
-            queued = enqueue_events(ctx, events)
+            queued, set_aside = enqueue_events(ctx, events)
         except SyftBgError as exc:
             # The events stay; what is already queued is still delivered below.
             ctx.log("notify").error("cannot compose emails: %s", exc)
@@ -35,6 +39,13 @@ def run(ctx: Context) -> None:
         else:
             ctx.log("notify").debug("%d events became %d emails", len(events), queued)
             ctx.state.save()
+            if set_aside:
+                # Fail this pass once, saying why; later passes go on without them.
+                more = f" (and {len(set_aside) - 1} more)" if len(set_aside) > 1 else ""
+                failure = SyftBgError(
+                    f"set aside {len(set_aside)} event(s) whose emails cannot be composed: "
+                    f"{set_aside[0]}{more}; see syft-bg mail list"
+                )
     if heartbeat_due(ctx):
         try:
             _queue_heartbeat(ctx)
