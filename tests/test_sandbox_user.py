@@ -6,6 +6,7 @@ setpriv and drive the app through its command line in a folder nobody owns.
 
 from __future__ import annotations
 
+import email
 import os
 import shutil
 import socket
@@ -14,10 +15,12 @@ import sys
 import tempfile
 import time
 import uuid
+from email import policy
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import text_of
 from hostile import marked_processes, script
 
 DO = "owner@datasite.org"
@@ -173,3 +176,30 @@ def test_an_ordinary_users_jobs_are_limited_and_cut_off_from_the_network(user_ap
     assert app.state("bomb")["status"] == "failed"
     assert 1 < most <= 16 + 2, most  # RLIMIT_NPROC holds an ordinary user's bomb
     assert marked_processes(marker) == []
+
+
+def test_an_ordinary_users_unisolated_jobs_are_announced_plainly(user_app):
+    """With execute.sandbox: none the job runs as the app's user: status, setup-status
+    and the approval email say that it can read everything that user can."""
+    app = user_app
+    config = yaml.safe_load(app.home.joinpath("config.yaml").read_text())
+    config["execute"].update(sandbox="none", timeout=10)
+    app.write(app.home / "config.yaml", yaml.safe_dump(config))
+    app.write(app.home / "gmail_token.json", '{"refresh_token": "USER-SECRET"}')
+    app.submit("plain", f"#!/bin/bash\nid -u\ncat {app.home}/gmail_token.json\n")
+    app.cli("peers", "accept", DS)
+    app.cli("run")
+    app.cli("jobs", "approve", f"{DS}/plain")
+    app.until_finished(["plain"])
+
+    said = "jobs run without isolation as nobody and can read everything nobody can"
+    assert said in app.cli("status").stdout
+    assert said in app.cli("setup-status", check=False).stdout
+    mails = [
+        text_of(email.message_from_bytes(p.read_bytes(), policy=policy.default))
+        for p in (app.home / "outbox").glob("*.eml")
+    ]
+    assert any(said in mail and "was approved" in mail for mail in mails)
+    # What it says is what happens: the job ran as the app's user and read the token.
+    assert app.state("plain")["status"] == "done"
+    assert "USER-SECRET" in app.result("plain", "stdout.txt")
