@@ -17,6 +17,7 @@ tokens, passwords and the data owner's variables never reach a job.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -573,11 +574,7 @@ def prepare_layout(
     # Traversable (not listable) when the job runs as a uid of its own.
     os.chmod(layout.root, 0o711 if run_as is not None else 0o700)
     if reserve_bytes:
-        fd = os.open(layout.reserve, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.posix_fallocate(fd, 0, reserve_bytes)
-        finally:
-            os.close(fd)
+        _reserve(layout.reserve, reserve_bytes)
     shutil.copytree(snapshot_files, layout.job, symlinks=True)
     for folder in (layout.home, layout.tmp, layout.bin, layout.outputs):
         folder.mkdir(parents=True, exist_ok=True)
@@ -601,6 +598,24 @@ def prepare_layout(
                     os.lchown(os.path.join(dirpath, name), uid, gid)
             if run_as is not None:
                 os.chmod(top, 0o700)  # no other job's uid gets in
+
+
+def _reserve(path: Path, size: int) -> None:
+    """A file holding ``size`` bytes of disk; a full disk raises (the job then waits)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                raise
+            # A file system without fallocate: real zeros hold the space as well.
+            block = bytes(min(size, 1 << 20))
+            left = size
+            while left > 0:
+                left -= os.write(fd, block[: min(left, len(block))])
+    finally:
+        os.close(fd)
 
 
 def status_lines(config: Config) -> list[str]:

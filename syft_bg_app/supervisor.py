@@ -485,6 +485,7 @@ class Supervisor:
         self.job_pid: int | None = None
         self.job_status: int | None = None
         self.subreaper = False
+        self.disk_stop = False
 
     def save(self) -> None:
         text = json.dumps(self.status, indent=1, sort_keys=True) + "\n"
@@ -625,6 +626,11 @@ class Supervisor:
                 self._read(key.fd, streams, selector)
         # The job's main process is done (or must stop): nothing it started may outlive it.
         cleaned = self.kill_all()
+        if stopped_by is None and spec.get("disk_watch"):
+            # A burst between two measurements still counts, also when the job ended.
+            stopped_by = self.check_disk()
+        if stopped_by and self.disk_stop and cleaned:
+            stopped_by += self.shed_job_files()
         drain_until = time.monotonic() + DRAIN_SECONDS
         while selector.get_map() and time.monotonic() < drain_until:
             for key, _ in selector.select(timeout=0.1):
@@ -653,10 +659,12 @@ class Supervisor:
         limit = spec["disk_bytes"]
         used = disk_used(spec["disk_watch"], self.live_descendants(), limit)
         if used > limit:
+            self.disk_stop = True
             return f"stopped: the job used more than {spec['disk_mb']} MB of disk (execute.disk_mb)"
         free = free_bytes(spec["disk_watch"][0])
         floor = spec.get("min_free_bytes") or 0
         if free is not None and free < floor:
+            self.disk_stop = True
             return (
                 f"stopped: the disk it writes to was nearly full (less than "
                 f"{floor // (1024 * 1024)} MB free, execute.min_free_disk_mb); the job "
@@ -676,6 +684,19 @@ class Supervisor:
         else:
             selector.unregister(fd)
             os.close(fd)
+
+    def shed_job_files(self) -> str:
+        """After a stop for disk (the job is dead): delete what it wrote but its
+        code/outputs, and those too while the disk is still nearly full, so that
+        its files never keep the app from writing. Returns what to add to the reason."""
+        job = os.path.join(self.run_dir, "job")
+        outputs = os.path.join(job, "code", "outputs")
+        _remove_below(job, keep=outputs)
+        free = free_bytes(self.run_dir)
+        if free is not None and free < (self.spec.get("min_free_bytes") or 0):
+            _remove_below(outputs)
+            return "; its files were deleted to free the disk"
+        return "; its files other than code/outputs were deleted"
 
     def free_space(self) -> None:
         try:
@@ -714,8 +735,9 @@ class Supervisor:
         self.save()
 
 
-def _remove_below(path: str) -> None:
-    """Delete what is inside ``path`` (best effort, never following links)."""
+def _remove_below(path: str, keep: str | None = None) -> None:
+    """Delete what is inside ``path`` but ``keep`` (best effort, never following links;
+    only for folders no live process of the job can change)."""
     stack, folders = [path], []
     while stack:
         folder = stack.pop()
@@ -723,6 +745,8 @@ def _remove_below(path: str) -> None:
         try:
             with os.scandir(folder) as entries:
                 for entry in entries:
+                    if entry.path == keep:
+                        continue
                     try:
                         if entry.is_dir(follow_symlinks=False):
                             stack.append(entry.path)

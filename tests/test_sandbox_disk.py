@@ -56,6 +56,8 @@ def fill(request, tmp_path_factory):
         "filljob": script("fill.sh", dir="data", count=FILES),
         "filloutputs": script("fill.sh", dir="code/outputs", count=FILES),
         "fillunlinked": script("fill_unlinked.sh", count=FILES),
+        # Faster than any measurement, and done before the next one.
+        "burst": "#!/bin/bash\nfor i in $(seq 1 40); do head -c 1M /dev/zero > b$i; done\n",
         "modest": "#!/bin/bash\nhead -c 1M /dev/zero > code/outputs/one.bin\necho fine\n",
     }
     _submit_and_approve(app, jobs)
@@ -76,13 +78,20 @@ def test_a_job_filling_its_tmp_or_home_is_stopped_and_told_why(fill, name):
     assert "the machine restarted" not in reason
 
 
-@pytest.mark.parametrize("name", ["filljob", "filloutputs", "fillunlinked"])
+@pytest.mark.parametrize("name", ["filljob", "filloutputs", "fillunlinked", "burst"])
 def test_a_job_filling_its_own_folder_is_stopped_at_the_limit(fill, name):
     assert fill.states[name]["status"] == "failed"
     reason = fill.event(name)["reason"]
-    assert reason == f"stopped: {OVER} (execute.disk_mb)"
+    assert reason.startswith(f"stopped: {OVER} (execute.disk_mb); its files ")
     assert OVER in fill.stderr(name)
     assert "wrote everything" not in fill.stderr(name)
+
+
+def test_what_a_job_wrote_to_code_outputs_before_the_stop_is_published(fill):
+    reason = fill.event("filloutputs")["reason"]
+    assert reason.endswith("its files other than code/outputs were deleted")
+    published = fill.app.datasite.review_dir(JobRef(DS, "filloutputs")) / "outputs"
+    assert len(list(published.iterdir())) >= DISK_MB
 
 
 def test_the_other_jobs_and_the_passes_carry_on_while_jobs_fill_the_disk(fill):

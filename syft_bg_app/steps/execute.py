@@ -1220,10 +1220,13 @@ def _clean_old_runs(ctx: Context) -> None:
     if last and now - parse_iso(last) < CLEANUP_EVERY:
         return
     memo["cleaned_at"] = iso(now)
-    try:
-        entries = list(os.scandir(ctx.home.runs_dir))
-    except FileNotFoundError:
-        return
+    entries = []
+    # Before run folders moved out of the app home they were in its runs/.
+    for folder in dict.fromkeys((ctx.home.runs_dir, ctx.home.root / "runs")):
+        try:
+            entries += list(os.scandir(folder))
+        except OSError:
+            continue
     busy = {
         record.get("run_dir")
         for _, _, record in ctx.state.iter_jobs()
