@@ -90,6 +90,7 @@ def test_without_a_working_sandbox_approved_jobs_wait_and_every_pass_says_why(
 
     status = app.cli("status").stdout
     assert "WARNING no job starts" in status and detail in status
+    assert "2 approved jobs wait for a working sandbox" in status
     setup = app.cli("setup-status").stdout
     assert "✗ bwrap: bwrap" in setup and "approved jobs wait" in setup
     assert fix in setup and "execute.sandbox: none" in setup

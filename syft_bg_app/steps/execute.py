@@ -1302,6 +1302,14 @@ def rerun(ctx: Context, ref: JobRef, fresh_snapshot: bool = False) -> None:
 def status_lines(ctx: Context) -> list[str]:
     """The sandbox in use and the jobs running now, for ``syft-bg status``."""
     lines = sandbox.status_lines(ctx.config)
+    memo = ctx.state.data.get("execute")
+    problem = memo.get("sandbox_problem") if isinstance(memo, dict) else None
+    if isinstance(problem, dict):
+        waiting = sum(1 for _, _, r in ctx.state.iter_jobs() if r["status"] == "approved")
+        lines.append(
+            f"{waiting} approved jobs wait for a working sandbox (since "
+            f"{problem.get('since', '?')}; the data owner was emailed)"
+        )
     running = [
         (ds, name, record)
         for ds, name, record in ctx.state.iter_jobs()
