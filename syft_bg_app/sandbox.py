@@ -226,6 +226,8 @@ def fix_for(probe: Probe) -> str:
         return INSTALL_BWRAP
     if "setpriv" in probe.detail:
         return "sudo apt-get install util-linux   (it provides setpriv)"
+    if "Unknown option" in probe.detail or "unrecognized option" in probe.detail:
+        return "install bubblewrap 0.5 or newer (this one lacks options syft-bg needs)"
     return (
         "allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1; "
         "on Ubuntu 24.04 an AppArmor profile for bwrap), or install a setuid bwrap"
@@ -378,6 +380,9 @@ def bwrap_argv(
     for name in ETC_ENTRIES:
         argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
     argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "0755", "--dir", "/sandbox"]
+    if probe:
+        # The options a run's scratch needs, which old bwraps (before 0.5) lack.
+        argv += ["--size", str(1 << 20), "--tmpfs", "/tmp", "--chmod", "1777", "/tmp"]
     if layout is not None:
         argv += ["--bind", str(layout.job), IN_BWRAP["job"]]
         for place in (IN_BWRAP["home"], IN_BWRAP["tmp"]):
