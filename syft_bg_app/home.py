@@ -92,10 +92,14 @@ class AppHome:
         One folder per user and app home under /var/tmp; ``execute`` creates it and
         refuses one that someone else made.
         """
+        return self.runs_dir_of(os.geteuid())
+
+    def runs_dir_of(self, uid: int) -> Path:
+        """``runs_dir`` of this app home when the app runs as ``uid``."""
         if not os.path.isdir(SHARED_TMP):
             return self.root / "runs"
         digest = hashlib.sha256(os.fsencode(os.path.abspath(self.root))).hexdigest()[:16]
-        return Path(SHARED_TMP) / f"syft-bg-runs-{os.geteuid()}-{digest}"
+        return Path(SHARED_TMP) / f"syft-bg-runs-{uid}-{digest}"
 
     def ensure(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import yaml
-from conftest import DO_EMAIL, App
+from conftest import DO_EMAIL, SHARED_FOLDERS, App
 
 from syft_bg_app.datasite import JobRef
 from syft_bg_app.jobfiles import sha256_bytes
@@ -218,6 +218,7 @@ def _writable_by_jobs(ledger: Path) -> Path:
         return ledger
     folder = Path(tempfile.mkdtemp(prefix="syft-bg-ledger-", dir="/tmp"))
     folder.chmod(0o755)
+    SHARED_FOLDERS.add(folder)
     return folder / ledger.name
 
 

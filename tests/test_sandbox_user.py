@@ -23,6 +23,8 @@ import yaml
 from conftest import text_of
 from hostile import marked_processes, script
 
+from syft_bg_app.home import AppHome
+
 DO = "owner@datasite.org"
 DS = "alice@uni.edu"
 SETPRIV = shutil.which("setpriv")
@@ -133,6 +135,7 @@ def user_app():
     app.cli("init", "-e", DO, "-r", str(app.root))
     yield app
     shutil.rmtree(base, ignore_errors=True)
+    shutil.rmtree(AppHome(app.home).runs_dir_of(65534), ignore_errors=True)
 
 
 @pytest.mark.parametrize("mode", ["none", "bwrap"])
@@ -203,3 +206,33 @@ def test_an_ordinary_users_unisolated_jobs_are_announced_plainly(user_app):
     # What it says is what happens: the job ran as the app's user and read the token.
     assert app.state("plain")["status"] == "done"
     assert "USER-SECRET" in app.result("plain", "stdout.txt")
+
+
+def test_an_ordinary_users_bwrap_job_learns_no_path_and_makes_no_user_namespace(user_app):
+    """Run by an ordinary user, bwrap itself refuses the job new user namespaces
+    (--disable-userns), and the job's pid 1, mounts and environment name none of
+    the data owner's folders."""
+    works, detail = _probe_as_nobody(user_app)
+    if not works:
+        pytest.skip(f"bwrap unusable for an ordinary user here: {detail}")
+    app = user_app
+    config = yaml.safe_load(app.home.joinpath("config.yaml").read_text())
+    config["notify"]["enabled"] = False
+    config["execute"].update(sandbox="bwrap", timeout=20)
+    app.write(app.home / "config.yaml", yaml.safe_dump(config))
+    app.submit("paths", script("paths.sh"))
+    app.submit("userns", script("userns.sh"))
+    app.cli("peers", "accept", DS)
+    app.cli("run")
+    app.cli("jobs", "approve", f"{DS}/paths")
+    app.cli("jobs", "approve", f"{DS}/userns")
+    app.until_finished(["paths", "userns"])
+
+    out = app.result("paths", "stdout.txt")
+    assert "== end" in out
+    assert out.split("== pid 1\n")[1].split()[1] == "--args"
+    for place in (app.home, app.root, app.base):
+        assert str(place) not in out
+    userns = app.result("userns", "stdout.txt")
+    assert "== end" in userns and "MADE" not in userns
+    assert userns.count("refused") == 3
