@@ -8,10 +8,16 @@ data scientist is told why; the passes beside it carry on and checkpoint.
 
 from __future__ import annotations
 
+import json
 import os
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
+from conftest import App
 from hostile import run_until_finished, script
+from test_faults_disk import _in_namespace, needs_mounts
 from test_sandbox import DS, MODES, _new_app, _submit_and_approve
 
 from syft_bg_app.datasite import JobRef
@@ -150,3 +156,94 @@ def test_a_runs_folder_someone_else_made_is_refused(tmp_path):
         assert not any(elsewhere.iterdir())
     finally:
         runs.unlink()
+
+
+PASSES_UNTIL_DONE = """
+import json, os, subprocess, sys, time, yaml
+out, state_yaml = os.environ["OUT"], os.environ["JOB_STATE"]
+exits = []
+for _ in range(240):
+    done = subprocess.run([sys.executable, "-m", "syft_bg_app", "run", "--once"],
+                          capture_output=True, text=True)
+    exits.append(done.returncode)
+    try:
+        status = yaml.safe_load(open(state_yaml))["status"]
+    except OSError:
+        status = None
+    if status in ("done", "failed"):
+        break
+    time.sleep(0.25)
+done = subprocess.run([sys.executable, "-m", "syft_bg_app", "run", "--once"],
+                      capture_output=True, text=True)
+exits.append(done.returncode)
+disk = os.statvfs(os.environ["DISK"])
+json.dump({"exits": exits, "last_err": done.stderr,
+           "free_mb": disk.f_bavail * disk.f_frsize // (1024 * 1024)},
+          open(os.path.join(out, "result.json"), "w"))
+subprocess.run(["cp", "-a", os.environ["DISK"] + "/.", os.path.join(out, "disk")], check=True)
+"""
+
+
+@needs_mounts
+def test_a_job_that_fills_the_owners_disk_is_stopped_and_the_app_carries_on(tmp_path):
+    """App home, SyftBox folder and run folders on one small disk (a 48 MB tmpfs); a job
+    fills it to the last byte at once. It is stopped and its files go, and the passes
+    after it checkpoint and report the right reason."""
+    disk = tmp_path / "disk"
+    app = App(disk).init(
+        notify={"enabled": False},
+        execute={"sandbox": "none", "disk_mb": 20, "min_free_disk_mb": 8, "timeout": 120},
+    )
+    app.cli("peers", "accept", DS, check=True)
+    app.set_config(execute={"enabled": False})
+    _submit_and_approve(
+        app,
+        {
+            "hog": "#!/bin/bash\nfor i in $(seq 1 100); do\n"
+            "  fallocate -l 4M big$i 2>/dev/null || head -c 4M /dev/zero > big$i || break\n"
+            "done\necho full\nsleep 60\n"
+        },
+    )
+    app.set_config(execute={"enabled": True})
+    out, scratch = tmp_path / "out", tmp_path / "scratch-mount"
+    out.mkdir()
+    scratch.mkdir()
+    review = app.datasite.review_dir(JobRef(DS, "hog"))
+    result = _in_namespace(
+        app,
+        textwrap.dedent(
+            """
+            mount -t tmpfs -o size=48m tmpfs "$SCRATCH"
+            cp -a "$DISK/." "$SCRATCH/"
+            mkdir "$SCRATCH/runs"
+            mount --bind "$SCRATCH" "$DISK"
+            mkdir -p "$RUNS"
+            mount --bind "$DISK/runs" "$RUNS"
+            "$PY" -c "$PASSES"
+            """
+        ),
+        DISK=disk,
+        SCRATCH=scratch,
+        RUNS=app.home.runs_dir,
+        OUT=out,
+        PY=Path(sys.executable),
+        JOB_STATE=review / "state.yaml",
+        PASSES=PASSES_UNTIL_DONE,
+    )
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads((out / "result.json").read_text())
+
+    final = App(out / "disk")
+    state = State.load(final.home.state_file)  # a whole checkpoint
+    record = state.job(DS, "hog")
+    assert record["status"] == "failed", record
+    assert record["reason"].startswith("stopped: the job used more than 20 MB of disk"), record
+    results = final.datasite.review_dir(JobRef(DS, "hog"))
+    # 100 files of 4 MB do not fit: the job ran until the disk was full.
+    assert "full" in (results / "stdout.txt").read_text()
+    stderr = (results / "stderr.txt").read_text()
+    assert "the job used more than 20 MB of disk" in stderr
+    assert "machine restarted" not in stderr
+    # The passes after the stop checkpoint again, and the job's files are gone.
+    assert outcome["exits"][-1] == 0, outcome
+    assert outcome["free_mb"] > 30, outcome
