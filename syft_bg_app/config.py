@@ -285,7 +285,9 @@ SCHEMA: dict[str, Key] = {
         sandbox=Key(
             "choice",
             "auto",
-            "auto (bubblewrap when it works), bwrap (required) or none.",
+            "auto or bwrap: jobs run in bubblewrap, and wait (the pass says why) while it "
+            "does not work; none: jobs run without isolation (never as root: an app run by "
+            "root runs each as an unprivileged uid of its own).",
             choices=("auto", "bwrap", "none"),
         ),
         share_outputs=Key("bool", True, "Share a job's outputs/ with the submitting DS."),
@@ -329,11 +331,28 @@ SCHEMA: dict[str, Key] = {
             "left out, and stderr.txt says so.",
             minimum=1,
         ),
+        disk_mb=Key(
+            "int",
+            1024,
+            "MiB of disk a run may fill: under bwrap its $HOME and /tmp are tmpfs mounts "
+            "of this size (memory-backed) and its job folder may hold this much; without "
+            "bwrap job folder, home and tmp together. A job past it is stopped, and the "
+            "data scientist is told.",
+            minimum=1,
+        ),
+        min_free_disk_mb=Key(
+            "int",
+            256,
+            "MiB that stay free on the disk of the run folders: jobs wait rather than "
+            "start without execute.disk_mb above it, and a running job is stopped when "
+            "free space falls below it, so the app's own writes keep working.",
+            minimum=0,
+        ),
         keep_days=Key(
             "int",
             7,
-            "Days a finished run's working folder (<app home>/runs) is kept; the results "
-            "in the datasite stay.",
+            "Days a finished run's folder (its logs and status, under "
+            "/var/tmp/syft-bg-runs-*) is kept; the results in the datasite stay.",
             minimum=0,
         ),
         tools=Key(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 HOME_ENV = "SYFT_BG_HOME"
+# Kept across reboots (unlike /tmp, often a small tmpfs), and on every Linux.
+SHARED_TMP = "/var/tmp"
 
 
 def default_home() -> Path:
@@ -83,7 +86,20 @@ class AppHome:
 
     @property
     def runs_dir(self) -> Path:
-        return self.root / "runs"
+        """Where the working folders of runs live: outside the app home, so a job
+        never learns (from its mounts) or reaches (by path) where the app home is.
+
+        One folder per user and app home under /var/tmp; ``execute`` creates it and
+        refuses one that someone else made.
+        """
+        return self.runs_dir_of(os.geteuid())
+
+    def runs_dir_of(self, uid: int) -> Path:
+        """``runs_dir`` of this app home when the app runs as ``uid``."""
+        if not os.path.isdir(SHARED_TMP):
+            return self.root / "runs"
+        digest = hashlib.sha256(os.fsencode(os.path.abspath(self.root))).hexdigest()[:16]
+        return Path(SHARED_TMP) / f"syft-bg-runs-{uid}-{digest}"
 
     def ensure(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

@@ -2,9 +2,14 @@
 
 A run folder holds the working copy of the approved snapshot (``job/``), the
 job's own ``home/`` and ``tmp/``, and ``bin/`` with the few tools the data
-owner lets jobs use. With bubblewrap the job sees a read-only system, those
-folders and nothing else; without it the job runs as the app's user with the
-same environment and limits but no filesystem isolation.
+owner lets jobs use. With bubblewrap the job sees a read-only system, its
+folder, a ``$HOME`` and a ``/tmp`` that are size-limited tmpfs mounts, and
+nothing else, at fixed paths; bwrap's own arguments reach it through a file
+descriptor, so neither ``/proc/1/cmdline`` nor the mounts name the data
+owner's folders. Without a working bubblewrap no job starts, unless the data
+owner wrote ``execute.sandbox: none``: then the job has the same environment
+and limits but no filesystem isolation, and never runs as root (an app run
+by root gives each run an unprivileged uid of its own).
 
 The environment is built from an allow-list, never copied from the pass, so
 tokens, passwords and the data owner's variables never reach a job.
@@ -12,6 +17,7 @@ tokens, passwords and the data owner's variables never reach a job.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import subprocess
@@ -23,7 +29,11 @@ from . import supervisor
 from .config import Config
 from .errors import SyftBgError
 
-SANDBOX_NONE_WARNING = "sandbox none: jobs run without filesystem isolation; install bubblewrap"
+# Jobs of an app run by root without bwrap get uids from here, one per running job,
+# so that no job can read another's folders or processes. Far above any account.
+JOB_UID_BASE = 1_879_000_000
+JOB_UID_SLOTS = 100_000
+INSTALL_BWRAP = "sudo apt-get install bubblewrap   (Fedora: sudo dnf install bubblewrap)"
 # Every process of a run carries this variable, so leftovers of a run whose
 # supervisor died can still be found.
 RUN_MARKER = "SYFT_BG_RUN"
@@ -60,7 +70,16 @@ PROBE_TIMEOUT = 10.0
 
 
 class SandboxUnavailable(SyftBgError):
-    """execute.sandbox is bwrap but bubblewrap does not work here."""
+    """bubblewrap does not work here and execute.sandbox is not none: jobs wait."""
+
+    def __init__(self, probe: Probe, wanted: str) -> None:
+        self.probe = probe
+        self.fix = fix_for(probe)
+        super().__init__(
+            f"execute.sandbox is {wanted} but {probe.detail}; approved jobs wait and never "
+            f"run without isolation. Fix: {self.fix}; or, to run them without isolation, "
+            f"write execute.sandbox: none in config.yaml"
+        )
 
 
 @dataclass(frozen=True)
@@ -71,6 +90,7 @@ class Limits:
     file_size_mb: int
     max_processes: int
     output_cap_kb: int
+    disk_mb: int
 
     @classmethod
     def from_config(cls, config: Config, timeout: int) -> Limits:
@@ -81,6 +101,7 @@ class Limits:
             file_size_mb=config.get("execute.file_size_mb"),
             max_processes=config.get("execute.max_processes"),
             output_cap_kb=config.get("execute.output_cap_kb"),
+            disk_mb=config.get("execute.disk_mb"),
         )
 
 
@@ -153,6 +174,11 @@ class RunLayout:
     def outputs(self) -> Path:
         return self.job / "code" / "outputs"
 
+    @property
+    def reserve(self) -> Path:
+        """Space set aside for the supervisor's last writes, should the disk fill up."""
+        return self.root / supervisor.RESERVE
+
 
 # -- bwrap ---------------------------------------------------------------------
 
@@ -170,7 +196,8 @@ def job_identity() -> tuple[int, int, str] | None:
     """(uid, gid, name) a job runs as inside bwrap when the app runs as root.
 
     The kernel never applies the process-count limit to root, and a job has
-    no business being root, so inside bwrap it becomes ``nobody``.
+    no business being root, so inside bwrap it becomes ``nobody``. (Without
+    bwrap each run gets a uid of its own instead: ``free_job_uid``.)
     """
     if not running_as_root():
         return None
@@ -181,6 +208,53 @@ def job_identity() -> tuple[int, int, str] | None:
         return entry.pw_uid, entry.pw_gid, "nobody"
     except KeyError:
         return 65534, 65534, "nobody"
+
+
+def free_job_uid(taken: set[int]) -> int:
+    """An unprivileged uid (and gid) no running job uses, for a job run without bwrap
+    by an app run as root. It is no account: it owns only that run's folders."""
+    for slot in range(JOB_UID_SLOTS):
+        uid = JOB_UID_BASE + slot
+        if uid not in taken:
+            return uid
+    raise SyftBgError("no free uid for a job (too many jobs running)")
+
+
+def fix_for(probe: Probe) -> str:
+    """What the data owner does to make bwrap work, in one line."""
+    if probe.path is None:
+        return INSTALL_BWRAP
+    if "setpriv" in probe.detail:
+        return "sudo apt-get install util-linux   (it provides setpriv)"
+    if "Unknown option" in probe.detail or "unrecognized option" in probe.detail:
+        return "install bubblewrap 0.5 or newer (this one lacks options syft-bg needs)"
+    return (
+        "allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1; "
+        "on Ubuntu 24.04 an AppArmor profile for bwrap), or install a setuid bwrap"
+    )
+
+
+def none_warning() -> str:
+    """What execute.sandbox: none means on this machine, for status, setup-status and emails."""
+    if running_as_root():
+        return (
+            "execute.sandbox is none: jobs run without filesystem isolation (each as an "
+            "unprivileged uid of its own, never as root, that cannot read the app home)"
+        )
+    user = _own_name()
+    return (
+        f"execute.sandbox is none: jobs run without isolation as {user} and can read "
+        f"everything {user} can (the app home with its tokens, your files)"
+    )
+
+
+def _own_name() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return f"uid {os.getuid()}"
 
 
 def _setpriv() -> str | None:
@@ -215,7 +289,9 @@ def probe_bwrap(network: bool) -> Probe:
         probe=True,
         disable_userns=disable_userns,
     )
+    passed: list[int] = []
     try:
+        argv, passed = supervisor.pass_bwrap_args(argv)
         result = subprocess.run(
             argv,
             capture_output=True,
@@ -223,11 +299,15 @@ def probe_bwrap(network: bool) -> Probe:
             timeout=PROBE_TIMEOUT,
             stdin=subprocess.DEVNULL,
             env={"PATH": SYSTEM_PATH},
+            pass_fds=passed,
         )
     except subprocess.TimeoutExpired:
         return Probe(False, path, f"bwrap did not finish a test run in {PROBE_TIMEOUT:.0f} s")
     except OSError as exc:
         return Probe(False, path, f"bwrap cannot be started: {exc.strerror}")
+    finally:
+        for fd in passed:
+            os.close(fd)
     if result.returncode != 0:
         why = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ""
         hint = ""
@@ -242,19 +322,18 @@ def probe_bwrap(network: bool) -> Probe:
 
 
 def choose(config: Config, probe: Probe | None = None) -> Choice:
-    """Which sandbox jobs get now; raises SandboxUnavailable when bwrap is required."""
+    """Which sandbox jobs get now; raises SandboxUnavailable when bwrap does not work.
+
+    Only a data owner who wrote ``execute.sandbox: none`` gets jobs run without
+    bwrap: ``auto`` never falls back to running them unisolated.
+    """
     wanted = config.get("execute.sandbox")
     if wanted == "none":
-        return Choice("none", None, f"{SANDBOX_NONE_WARNING} (execute.sandbox is none)")
+        return Choice("none", None, none_warning())
     probe = probe or probe_bwrap(config.get("execute.network"))
     if probe.ok:
         return Choice("bwrap", probe, None)
-    if wanted == "bwrap":
-        raise SandboxUnavailable(
-            f"execute.sandbox is bwrap but {probe.detail}; approved jobs wait until it "
-            f"works (or set execute.sandbox: auto to run them without isolation)"
-        )
-    return Choice("none", probe, f"{SANDBOX_NONE_WARNING} ({probe.detail})")
+    raise SandboxUnavailable(probe, wanted)
 
 
 def bwrap_argv(
@@ -265,8 +344,14 @@ def bwrap_argv(
     ro_paths: list[str],
     probe: bool = False,
     disable_userns: bool = True,
+    scratch_bytes: int = 0,
 ) -> list[str]:
-    """The bwrap command line up to and including ``--`` and the in-sandbox command."""
+    """The bwrap command line up to and including ``--`` and the in-sandbox command.
+
+    The options between ``bwrap`` and ``--`` go to bwrap through ``--args``
+    (``supervisor.pass_bwrap_args``). With ``scratch_bytes``, ``$HOME`` and
+    ``/tmp`` are tmpfs mounts of that size: a job filling them fills only them.
+    """
     argv = [bwrap, "--die-with-parent", "--new-session"]
     argv += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
     if not network:
@@ -280,6 +365,10 @@ def bwrap_argv(
     else:
         # Root keeps only what setpriv needs to become nobody; it loses them on setuid.
         argv += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        # --disable-userns needs --unshare-user, which root cannot combine with
+        # becoming nobody: a seccomp filter refuses new user namespaces instead.
+        if supervisor.no_userns_filter() is not None:
+            argv += ["--seccomp", supervisor.NO_USERNS_FILTER]
     argv += ["--hostname", "sandbox", "--ro-bind", "/usr", "/usr"]
     for name in SYSTEM_DIRS:
         path = f"/{name}"
@@ -291,13 +380,25 @@ def bwrap_argv(
     for name in ETC_ENTRIES:
         argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
     argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "0755", "--dir", "/sandbox"]
+    if probe:
+        # The options a run's scratch needs, which old bwraps (before 0.5) lack.
+        argv += ["--size", str(1 << 20), "--tmpfs", "/tmp", "--chmod", "1777", "/tmp"]
     if layout is not None:
         argv += ["--bind", str(layout.job), IN_BWRAP["job"]]
-        argv += ["--bind", str(layout.home), IN_BWRAP["home"]]
-        argv += ["--bind", str(layout.tmp), IN_BWRAP["tmp"]]
+        for place in (IN_BWRAP["home"], IN_BWRAP["tmp"]):
+            if scratch_bytes:
+                argv += ["--size", str(scratch_bytes)]
+            # Owned by root where bwrap runs as root: the job (nobody) needs to write.
+            argv += ["--tmpfs", place, "--chmod", "1777", place]
         argv += ["--perms", "0755", "--dir", IN_BWRAP["bin"]]
         for name, real in sorted(tools.items()):
-            argv += ["--ro-bind", real, f"{IN_BWRAP['bin']}/{name}"]
+            place = f"{IN_BWRAP['bin']}/{name}"
+            if real.startswith("/usr/"):
+                argv += ["--symlink", real, place]
+            else:
+                # A copy, not a mount: a mount would show the tool's folder (often in
+                # the data owner's home) in the job's /proc/self/mountinfo.
+                argv += ["--perms", "0755", "--ro-bind-data", supervisor.FILE_FD + real, place]
         for path in ro_paths:
             argv += ["--ro-bind-try", path, path]
         argv += ["--chdir", IN_BWRAP["job"]]
@@ -374,11 +475,17 @@ def build_spec(
     config: Config,
     limits: Limits,
     run_id: str,
+    run_as: int | None = None,
 ) -> dict[str, Any]:
-    """What the supervisor executes: command, folder, environment, limits."""
+    """What the supervisor executes: command, folder, environment, limits.
+
+    ``run_as`` is the uid (and gid) a job without bwrap runs as when the app runs
+    as root (``free_job_uid``); otherwise the job keeps the app's user.
+    """
     tools = find_tools(config.get("execute.tools"))
     ro_paths = [os.path.expanduser(p) for p in config.get("execute.ro_paths")]
     network = config.get("execute.network")
+    disk_bytes = limits.disk_mb * 1024 * 1024
     if choice.mode == "bwrap":
         assert choice.probe is not None and choice.probe.path is not None
         argv = bwrap_argv(
@@ -388,6 +495,7 @@ def build_spec(
             tools=tools,
             ro_paths=ro_paths,
             disable_userns=choice.probe.disable_userns,
+            scratch_bytes=disk_bytes,
         )
         env = job_environment(
             run_id,
@@ -400,7 +508,12 @@ def build_spec(
         cwd = str(layout.root)
         identity = job_identity()
         job_uid = identity[0] if identity else os.getuid()
+        # $HOME and /tmp are sized tmpfs mounts; the job folder is on the disk.
+        watched = [str(layout.job)]
+        run_as = None
     else:
+        if running_as_root() and run_as is None:
+            raise SyftBgError("a job without bwrap never runs as root: no uid was given")
         for name, real in tools.items():
             link = layout.bin / name
             if not link.exists():
@@ -411,16 +524,19 @@ def build_spec(
             str(layout.tmp),
             str(layout.bin),
             config.do_email,
-            user_name(),
+            "job" if run_as is not None else user_name(),
         )
         bash = shutil.which("bash", path=SYSTEM_PATH) or "/bin/bash"
         argv = [bash, "run.sh"]
         cwd = str(layout.job)
-        job_uid = os.getuid()
+        job_uid = os.getuid() if run_as is None else run_as
+        watched = [str(layout.job), str(layout.home), str(layout.tmp)]
     return {
         "run_id": run_id,
         "sandbox": choice.mode,
         "argv": argv,
+        # bwrap's options go through a descriptor (--args), not its command line.
+        "bwrap_args": choice.mode == "bwrap",
         "cwd": cwd,
         "env": env,
         "timeout": limits.timeout,
@@ -431,16 +547,39 @@ def build_spec(
         # The kernel ignores RLIMIT_NPROC for root; the supervisor's count is then the bound.
         "process_rlimit_applies": job_uid != 0,
         "job_uid": job_uid,
+        # The uid and gid the job is switched to before it starts (none: keep the app's).
+        "run_as": run_as,
         "output_cap_bytes": limits.output_cap_kb * 1024,
         # Without bwrap, network off is a network namespace entered before exec.
         "unshare_net": choice.mode == "none" and not network,
+        # The folders on the disk the job can write to, and what they may hold together.
+        "disk_watch": watched,
+        "disk_bytes": disk_bytes,
+        "disk_mb": limits.disk_mb,
+        "scratch_in_tmpfs": choice.mode == "bwrap",
+        # The job is stopped when the disk's free space falls below this.
+        "min_free_bytes": config.get("execute.min_free_disk_mb") * 1024 * 1024,
     }
 
 
-def prepare_layout(layout: RunLayout, snapshot_files: Path, mode: str) -> None:
-    """Copy the approved snapshot into a fresh working copy with home, tmp and bin."""
+def prepare_layout(
+    layout: RunLayout,
+    snapshot_files: Path,
+    mode: str,
+    run_as: int | None = None,
+    reserve_bytes: int = 0,
+) -> None:
+    """Copy the approved snapshot into a fresh working copy with home, tmp and bin.
+
+    ``run_as``: the uid that owns the job's folders (a job without bwrap of an app
+    run as root); the run folder then lets it reach them and nothing else.
+    ``reserve_bytes`` are set aside for the supervisor's last writes.
+    """
     layout.root.mkdir(parents=True, exist_ok=False)
-    os.chmod(layout.root, 0o700)
+    # Traversable (not listable) when the job runs as a uid of its own.
+    os.chmod(layout.root, 0o711 if run_as is not None else 0o700)
+    if reserve_bytes:
+        _reserve(layout.reserve, reserve_bytes)
     shutil.copytree(snapshot_files, layout.job, symlinks=True)
     for folder in (layout.home, layout.tmp, layout.bin, layout.outputs):
         folder.mkdir(parents=True, exist_ok=True)
@@ -448,15 +587,40 @@ def prepare_layout(layout: RunLayout, snapshot_files: Path, mode: str) -> None:
         os.chmod(dirpath, 0o755)
         for name in filenames:
             os.chmod(os.path.join(dirpath, name), 0o644)
+    owner: tuple[int, int] | None = None
     identity = job_identity()
     if identity is not None and mode == "bwrap":
         # Inside bwrap the job is nobody and needs to own its folders.
-        uid, gid, _ = identity
+        owner = identity[0], identity[1]
+    elif run_as is not None:
+        owner = run_as, run_as
+    if owner is not None:
+        uid, gid = owner
         for top in (layout.job, layout.home, layout.tmp):
             for dirpath, _dirnames, filenames in os.walk(top):
                 os.chown(dirpath, uid, gid)
                 for name in filenames:
                     os.lchown(os.path.join(dirpath, name), uid, gid)
+            if run_as is not None:
+                os.chmod(top, 0o700)  # no other job's uid gets in
+
+
+def _reserve(path: Path, size: int) -> None:
+    """A file holding ``size`` bytes of disk; a full disk raises (the job then waits)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                raise
+            # A file system without fallocate: real zeros hold the space as well.
+            block = bytes(min(size, 1 << 20))
+            left = size
+            while left > 0:
+                left -= os.write(fd, block[: min(left, len(block))])
+    finally:
+        os.close(fd)
 
 
 def status_lines(config: Config) -> list[str]:
@@ -466,18 +630,14 @@ def status_lines(config: Config) -> list[str]:
     try:
         choice = choose(config)
     except SandboxUnavailable as exc:
-        return [f"WARNING {exc}"]
+        return [f"WARNING no job starts: {exc}"]
+    scratch = f"$HOME and /tmp {config.get('execute.disk_mb')} MB each"
     if choice.mode == "bwrap":
         net = "network on" if network else "network off"
-        who = " (jobs run as nobody)" if job_identity() else ""
-        lines.append(f"sandbox: bwrap, {net}{who}")
+        who = ", jobs run as nobody" if job_identity() else ""
+        lines.append(f"sandbox: bwrap, {net}{who}, {scratch}")
     else:
         lines.append(f"WARNING {choice.warning}")
-        if running_as_root():
-            lines.append(
-                "WARNING jobs run as root without bwrap; the process limit is enforced "
-                "only by the supervisor"
-            )
     missing = [t for t in config.get("execute.tools") if t not in find_tools([t])]
     if missing:
         lines.append(

@@ -461,29 +461,25 @@ def _delivery_problem(home: AppHome, config: Config) -> list[Check]:
 
 
 def _sandbox_check(config: Config | None) -> Check:
-    from .sandbox import probe_bwrap
+    from .sandbox import fix_for, none_warning, probe_bwrap
 
     network = config.get("execute.network") if config else True
     wanted = config.get("execute.sandbox") if config else "auto"
+    where = config.path if config else "config.yaml"
     probe = probe_bwrap(network)
-    install = "sudo apt-get install bubblewrap   (Fedora: sudo dnf install bubblewrap)"
-    if not probe.ok and probe.path is None:
-        return Check(False, "bwrap", f"{probe.detail}; jobs would run without isolation", install)
+    if wanted == "none":
+        fix = f"set execute.sandbox: auto in {where}"
+        if not probe.ok:
+            fix = f"{fix_for(probe)}\nthen {fix}"
+        return Check(False, "bwrap", f"{none_warning()} ({probe.detail})", fix)
     if not probe.ok:
         return Check(
             False,
             "bwrap",
-            probe.detail,
-            "allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1; "
-            "on Ubuntu 24.04 an AppArmor profile for bwrap), or install a setuid bwrap",
-        )
-    if wanted == "none":
-        where = config.path if config else "config.yaml"
-        return Check(
-            False,
-            "bwrap",
-            "works, but execute.sandbox is none: jobs run without isolation",
-            f"set execute.sandbox: auto in {where}",
+            f"{probe.detail}; approved jobs wait: with execute.sandbox: {wanted} they never "
+            f"run without isolation",
+            f"{fix_for(probe)}\n(or, to run jobs without isolation: execute.sandbox: none in "
+            f"{where})",
         )
     return Check(True, "bwrap", probe.detail)
 

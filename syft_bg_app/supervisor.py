@@ -57,6 +57,22 @@ LOCK = "supervisor.lock"
 STDOUT = "stdout.txt"
 STDERR = "stderr.txt"
 SUPERVISOR_ERRORS = "supervisor-errors.txt"
+# Space the pass sets aside in the run folder; freed for the supervisor's last writes.
+RESERVE = "reserve"
+# In a bwrap argument, a file whose contents bwrap copies in through a descriptor.
+FILE_FD = "@file:"
+# In a bwrap argument, a seccomp filter that refuses new user namespaces.
+NO_USERNS_FILTER = "@seccomp:no-userns"
+# Per architecture: audit arch, and the numbers of unshare, clone and clone3.
+SYSCALLS = {
+    "x86_64": (0xC000003E, 272, 56, 435),
+    "aarch64": (0xC00000B7, 97, 220, 435),
+}
+CLONE_NEWUSER_FLAG = 0x10000000
+# How often the disk the job writes to is measured.
+DISK_WATCH_SECONDS = 0.5
+# What programs print when a write fails for want of space (lower case).
+DISK_SIGNS = (b"no space left on device", b"disk quota exceeded")
 
 _libc: Any = None
 
@@ -197,6 +213,141 @@ def kill_run_leftovers(run_id: str, session: int | None, since_ticks: int | None
     return hit
 
 
+# -- bwrap's arguments and the job's disk ------------------------------------------
+
+
+def no_userns_filter() -> bytes | None:
+    """A seccomp program (classic BPF) that refuses unshare and clone with
+    CLONE_NEWUSER, and clone3 (whose flags it cannot see; libc falls back to clone).
+
+    bwrap run by root cannot combine its own --disable-userns with dropping to
+    nobody, so this keeps such jobs from making user namespaces. None where the
+    architecture is not known here.
+    """
+    import platform
+    import struct
+
+    numbers = SYSCALLS.get(platform.machine())
+    if numbers is None:
+        return None
+    arch, unshare, clone, clone3 = numbers
+    load, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
+    allow, enosys, eperm = 0x7FFF0000, 0x00050000 | errno.ENOSYS, 0x00050000 | errno.EPERM
+    program = [
+        (load, 0, 0, 4),  # the architecture
+        (jeq, 1, 0, arch),
+        (ret, 0, 0, enosys),  # another ABI (32-bit calls) is refused
+        (load, 0, 0, 0),  # the system call number
+        (jge, 6, 0, 0x40000000),  # x32 calls
+        (jeq, 5, 0, clone3),
+        (jeq, 1, 0, unshare),
+        (jeq, 0, 2, clone),
+        (load, 0, 0, 16),  # the low half of the first argument: the flags
+        (jset, 2, 0, CLONE_NEWUSER_FLAG),
+        (ret, 0, 0, allow),
+        (ret, 0, 0, enosys),
+        (ret, 0, 0, eperm),
+    ]
+    return b"".join(struct.pack("=HBBI", *op) for op in program)
+
+
+def _memfd(name: str, data: bytes) -> int:
+    fd = os.memfd_create(name, 0)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def pass_bwrap_args(argv: list[str]) -> tuple[list[str], list[int]]:
+    """``bwrap OPTIONS... -- COMMAND`` as ``bwrap --args FD -- COMMAND``.
+
+    The options (which name the run's folders) are read by bwrap from a memory
+    file, so they never appear on the command line of the sandbox's pid 1.
+    Options ``@file:PATH`` become descriptors of those files. Returns the new
+    argv and the descriptors to hand to bwrap (the caller closes them).
+    """
+    split = argv.index("--", 1)
+    options, command = argv[1:split], argv[split:]
+    fds: list[int] = []
+    try:
+        for i, option in enumerate(options):
+            if option.startswith(FILE_FD):
+                fd = os.open(option[len(FILE_FD) :], os.O_RDONLY | os.O_CLOEXEC)
+            elif option == NO_USERNS_FILTER:
+                fd = _memfd("no-userns", no_userns_filter() or b"")
+            else:
+                continue
+            fds.append(fd)
+            options[i] = str(fd)
+        data = b"".join(os.fsencode(option) + b"\0" for option in options)
+        args_fd = _memfd("bwrap-args", data)
+        fds.insert(0, args_fd)
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+    return [argv[0], "--args", str(args_fd), *command], fds
+
+
+def disk_used(folders: list[str], pids: list[int], limit: int) -> int:
+    """Bytes of disk the files below ``folders`` take, plus files the job deleted but
+    still holds open; stops counting once past ``limit``. Never follows a link."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+
+    def add(info: os.stat_result) -> None:
+        nonlocal total
+        key = (info.st_dev, info.st_ino)
+        if key not in seen:
+            seen.add(key)
+            total += info.st_blocks * 512
+
+    stack = list(folders)
+    while stack and total <= limit:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    try:
+                        info = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    add(info)
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+        except OSError:
+            continue
+    for pid in pids:
+        try:
+            names = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for name in names:
+            try:
+                if not os.readlink(f"/proc/{pid}/fd/{name}").endswith(" (deleted)"):
+                    continue
+                info = os.stat(f"/proc/{pid}/fd/{name}")
+            except OSError:
+                continue
+            if info.st_nlink == 0:
+                add(info)
+    return total
+
+
+def free_bytes(path: str) -> int | None:
+    try:
+        info = os.statvfs(path)
+    except OSError:
+        return None
+    return info.f_bavail * info.f_frsize
+
+
 # -- output capture ----------------------------------------------------------------
 
 
@@ -334,6 +485,7 @@ class Supervisor:
         self.job_pid: int | None = None
         self.job_status: int | None = None
         self.subreaper = False
+        self.disk_stop = False
 
     def save(self) -> None:
         text = json.dumps(self.status, indent=1, sort_keys=True) + "\n"
@@ -390,9 +542,14 @@ class Supervisor:
         self.save()
         limits = _rlimits(spec)
         started = time.monotonic()
+        run_as = spec.get("run_as")
+        passed: list[int] = []
         try:
+            argv = spec["argv"]
+            if spec.get("bwrap_args"):
+                argv, passed = pass_bwrap_args(argv)
             process = subprocess.Popen(
-                spec["argv"],
+                argv,
                 cwd=spec["cwd"],
                 env=spec["env"],
                 stdin=subprocess.DEVNULL,
@@ -400,7 +557,8 @@ class Supervisor:
                 stderr=subprocess.PIPE,
                 start_new_session=True,
                 close_fds=True,
-                preexec_fn=lambda: _child_setup(limits, spec["unshare_net"]),
+                pass_fds=passed,
+                preexec_fn=lambda: _child_setup(limits, spec["unshare_net"], run_as),
             )
         except (OSError, subprocess.SubprocessError) as exc:
             # The reason reaches the DS: the error's words, not the data owner's file names.
@@ -414,6 +572,9 @@ class Supervisor:
                 )
             self.finish(None, False, reason, started, b"", b"")
             return
+        finally:
+            for fd in passed:
+                os.close(fd)
         self.job_pid = process.pid
         self.status.update(
             phase="running",
@@ -430,6 +591,7 @@ class Supervisor:
         deadline = started + spec["timeout"]
         watch_every = 1.0 if spec["process_rlimit_applies"] else 0.2
         next_watch = started + watch_every
+        next_disk_watch = started + DISK_WATCH_SECONDS
         stopped_by = None
         while True:
             self.reap()
@@ -452,10 +614,23 @@ class Supervisor:
                         f"({spec['max_processes']})"
                     )
                     break
+            if now >= next_disk_watch and spec.get("disk_watch"):
+                stopped_by = self.check_disk()
+                # Measuring a big tree takes time: never more than a tenth of the run's.
+                next_disk_watch = time.monotonic() + max(
+                    DISK_WATCH_SECONDS, 10 * (time.monotonic() - now)
+                )
+                if stopped_by:
+                    break
             for key, _ in selector.select(timeout=min(0.05, max(deadline - now, 0.001))):
                 self._read(key.fd, streams, selector)
         # The job's main process is done (or must stop): nothing it started may outlive it.
         cleaned = self.kill_all()
+        if stopped_by is None and spec.get("disk_watch"):
+            # A burst between two measurements still counts, also when the job ended.
+            stopped_by = self.check_disk()
+        if stopped_by and self.disk_stop and cleaned:
+            stopped_by += self.shed_job_files()
         drain_until = time.monotonic() + DRAIN_SECONDS
         while selector.get_map() and time.monotonic() < drain_until:
             for key, _ in selector.select(timeout=0.1):
@@ -478,6 +653,25 @@ class Supervisor:
             return_code, stopped_by is not None, reason, started, out.render(), err.render()
         )
 
+    def check_disk(self) -> str | None:
+        """Why the job must stop for the disk it uses, or None."""
+        spec = self.spec
+        limit = spec["disk_bytes"]
+        used = disk_used(spec["disk_watch"], self.live_descendants(), limit)
+        if used > limit:
+            self.disk_stop = True
+            return f"stopped: the job used more than {spec['disk_mb']} MB of disk (execute.disk_mb)"
+        free = free_bytes(spec["disk_watch"][0])
+        floor = spec.get("min_free_bytes") or 0
+        if free is not None and free < floor:
+            self.disk_stop = True
+            return (
+                f"stopped: the disk it writes to was nearly full (less than "
+                f"{floor // (1024 * 1024)} MB free, execute.min_free_disk_mb); the job "
+                f"used {used // (1024 * 1024)} MB of disk"
+            )
+        return None
+
     def _read(self, fd: int, streams: dict[int, Capture], selector: selectors.BaseSelector) -> None:
         try:
             data = os.read(fd, READ_CHUNK)
@@ -491,6 +685,27 @@ class Supervisor:
             selector.unregister(fd)
             os.close(fd)
 
+    def shed_job_files(self) -> str:
+        """After a stop for disk (the job is dead): delete what it wrote but its
+        code/outputs, and those too while the disk is still nearly full, so that
+        its files never keep the app from writing. Returns what to add to the reason."""
+        job = os.path.join(self.run_dir, "job")
+        outputs = os.path.join(job, "code", "outputs")
+        _remove_below(job, keep=outputs)
+        free = free_bytes(self.run_dir)
+        if free is not None and free < (self.spec.get("min_free_bytes") or 0):
+            _remove_below(outputs)
+            return "; its files were deleted to free the disk"
+        return "; its files other than code/outputs were deleted"
+
+    def free_space(self) -> None:
+        try:
+            os.unlink(os.path.join(self.run_dir, RESERVE))
+        except OSError:
+            pass
+        for name in ("home", "tmp"):
+            _remove_below(os.path.join(self.run_dir, name))
+
     def _on_signal(self, signum: int, frame: Any) -> None:
         self.stop_signal = signum
 
@@ -503,6 +718,10 @@ class Supervisor:
         stdout: bytes,
         stderr: bytes,
     ) -> None:
+        # The job is gone: what it wrote where nobody reads it goes first, and the
+        # space set aside for these writes is handed back, so a job that filled
+        # the disk cannot keep its outcome from being written.
+        self.free_space()
         atomic_write_bytes(os.path.join(self.run_dir, STDOUT), stdout, mode=0o600)
         atomic_write_bytes(os.path.join(self.run_dir, STDERR), stderr, mode=0o600)
         self.status.update(
@@ -514,6 +733,34 @@ class Supervisor:
             reason=reason,
         )
         self.save()
+
+
+def _remove_below(path: str, keep: str | None = None) -> None:
+    """Delete what is inside ``path`` but ``keep`` (best effort, never following links;
+    only for folders no live process of the job can change)."""
+    stack, folders = [path], []
+    while stack:
+        folder = stack.pop()
+        folders.append(folder)
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.path == keep:
+                        continue
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        else:
+                            os.unlink(entry.path)
+                    except OSError:
+                        continue
+        except OSError:
+            continue
+    for folder in reversed(folders[1:]):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass
 
 
 def describe_exit(return_code: int | None, spec: dict[str, Any], err: Capture) -> str | None:
@@ -535,21 +782,38 @@ def describe_exit(return_code: int | None, spec: dict[str, Any], err: Capture) -
             reason += f" (killed by {signal.Signals(return_code - 128).name})"
         except ValueError:
             pass
-    tail = bytes(err.tail[-4096:] or err.head[-4096:])
-    if any(sign in tail.lower() for sign in MEMORY_SIGNS):
+    tail = bytes(err.tail[-4096:] or err.head[-4096:]).lower()
+    if any(sign in tail for sign in MEMORY_SIGNS):
         reason += f"; out of memory? (execute.memory_mb = {spec['memory_bytes'] // (1024 * 1024)})"
+    if any(sign in tail for sign in DISK_SIGNS):
+        if spec.get("scratch_in_tmpfs"):
+            mb = spec.get("disk_mb")
+            reason += (
+                f"; the job used more than {mb} MB of disk ($HOME and /tmp hold "
+                f"{mb} MB each: execute.disk_mb)"
+            )
+        else:
+            reason += "; the disk it wrote to was full"
     return reason
 
 
-def _child_setup(limits: list[tuple[int, int, int]], unshare_net: bool) -> None:
+def _child_setup(
+    limits: list[tuple[int, int, int]], unshare_net: bool, run_as: int | None = None
+) -> None:
     """Runs in the job's process between fork and exec."""
     os.umask(0o077)
-    for which, soft, hard in limits:
-        resource.setrlimit(which, (soft, hard))
-    # If the supervisor dies, its job dies with it rather than running unwatched.
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if unshare_net:
         _enter_network_namespace()
+    for which, soft, hard in limits:
+        resource.setrlimit(which, (soft, hard))
+    if run_as is not None:
+        # Root hands the job to an unprivileged uid of its own, and keeps no groups.
+        os.setgroups([])
+        os.setresgid(run_as, run_as, run_as)
+        os.setresuid(run_as, run_as, run_as)
+    # If the supervisor dies, its job dies with it rather than running unwatched
+    # (set last: a change of user clears it).
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _hold_lock(run_dir: str, fd: int | None) -> int | None:

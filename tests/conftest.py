@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import email
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -110,12 +111,26 @@ def isolated_schedule_fixture(
     return config_home
 
 
+# Folders tests make outside their tmp_path (run folders live under /var/tmp):
+# removed after the session.
+SHARED_FOLDERS: set[Path] = set()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _remove_shared_folders():
+    yield
+    for folder in SHARED_FOLDERS:
+        if folder.parent in (Path("/var/tmp"), Path("/tmp")):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 class App:
     """An initialised app home over a SyftBox folder, driven in-process or as a CLI."""
 
     def __init__(self, tmp_path: Path) -> None:
         self.tmp = tmp_path
         self.home = AppHome(tmp_path / "home")
+        SHARED_FOLDERS.add(self.home.runs_dir)
         self.root = tmp_path / "SyftBox"
         self.do_email = DO_EMAIL
 

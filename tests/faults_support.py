@@ -18,6 +18,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import yaml
-from conftest import DO_EMAIL, PATIENCE, App
+from conftest import DO_EMAIL, PATIENCE, SHARED_FOLDERS, App
 
 from syft_bg_app.datasite import JobRef
 from syft_bg_app.jobfiles import sha256_bytes
@@ -96,6 +97,7 @@ class Scenario:
             for k in range(jobs_per_peer)
         ]
         data = _data_files(data_files, data_kb)
+        ledger = _writable_by_jobs(ledger)
         script = SCRIPT.format(ledger=ledger)
         pinned = {"run.sh": RUN_SH, "code/script.sh": script}
         pinned.update({f"code/{rel}": text for rel, text in data.items()})
@@ -116,6 +118,7 @@ class Scenario:
             settings.setdefault(section, {}).update(values)
         app.set_config(**settings)
         ledger.touch()
+        ledger.chmod(0o666)
         scenario = cls(app, ledger, emails, jobs, data=data)
         # Peer i asks to connect in round i % rounds; its jobs follow one per round.
         plan: list[tuple[list[str], list[Job]]] = [([], []) for _ in range(rounds)]
@@ -206,6 +209,17 @@ def email_table(messages: list[EmailMessage]) -> Counter:
             entity = f"{ds}/{name}"
         found[(to, kind, entity)] += 1
     return found
+
+
+def _writable_by_jobs(ledger: Path) -> Path:
+    """Where the jobs can append to the ledger: a root app runs each job without bwrap
+    as a uid of its own, which cannot reach the test's private folders."""
+    if os.geteuid() != 0:
+        return ledger
+    folder = Path(tempfile.mkdtemp(prefix="syft-bg-ledger-", dir="/tmp"))
+    folder.chmod(0o755)
+    SHARED_FOLDERS.add(folder)
+    return folder / ledger.name
 
 
 def ledger_runs(scenario: Scenario) -> Counter:

@@ -562,7 +562,11 @@ def test_status_warns_without_bwrap_and_lists_running_jobs(quiet_app):
 
     out = app.cli("status", check=True).stdout
 
-    assert "sandbox none: jobs run without filesystem isolation; install bubblewrap" in out
+    assert "WARNING execute.sandbox is none: jobs run without" in out
+    if os.geteuid() == 0:
+        assert "unprivileged uid of its own, never as root" in out
+    else:
+        assert "can read everything" in out
     assert "running jobs:" in out
     assert f"{DS}/slow: running since" in out
     _stop_runs(app)
@@ -793,7 +797,7 @@ def test_a_job_that_could_not_start_names_no_local_paths_to_the_ds(quiet_app, mo
     app = quiet_app
     _approved(app, "unstarted", "#!/bin/bash\necho never\n")
 
-    def refused(layout, files, mode):
+    def refused(layout, files, mode, **options):
         raise PermissionError(13, "Permission denied", str(layout.root / "job" / "run.sh"))
 
     monkeypatch.setattr(execute.sandbox, "prepare_layout", refused)
@@ -832,3 +836,40 @@ def test_results_stay_readable_by_the_ds_without_a_review_folder_grant(quiet_app
     assert _can_read(app, DS, "outputs/plots/p.txt")
     assert not _can_read(app, DS, "syft.pub.yaml")
     assert not _can_read(app, "eve@elsewhere.org", "outputs/result.csv")
+
+
+@pytest.mark.parametrize(
+    ("name", "run_sh", "published"),
+    [
+        ("beside", "mkdir outputs\necho r > outputs/result.txt\n", []),
+        ("nested", "mkdir -p outputs/deep\necho r > outputs/deep/r.txt\n", []),
+        (
+            "both",
+            "mkdir outputs\necho r > outputs/a.txt\necho r > code/outputs/b.txt\n",
+            ["b.txt"],
+        ),
+    ],
+)
+def test_outputs_written_beside_run_sh_come_with_a_note_on_where_they_go(
+    quiet_app, name, run_sh, published
+):
+    app = quiet_app
+    _approved(app, name, "#!/bin/bash\n" + run_sh)
+
+    state = run_until_finished(app, name)[name]
+
+    assert state["status"] == "done"
+    [event] = _finished_events(app, name)
+    note = event["outputs_note"]
+    assert "outputs/ beside run.sh, which are not published" in note
+    assert "results go to code/outputs/" in note
+    assert note in (_review(app, name) / "stderr.txt").read_text()  # the DS reads it
+    assert sorted(p.name for p in (_review(app, name) / "outputs").iterdir()) == published
+
+
+def test_an_empty_outputs_folder_beside_run_sh_needs_no_note(quiet_app):
+    app = quiet_app
+    _approved(app, "empty", "#!/bin/bash\nmkdir outputs\necho r > code/outputs/r.txt\n")
+    run_until_finished(app, "empty")
+    [event] = _finished_events(app, "empty")
+    assert not event.get("outputs_note")

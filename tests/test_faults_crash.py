@@ -88,8 +88,8 @@ def test_a_job_whose_start_is_interrupted_again_and_again_still_runs_once(app, t
     scenario.arrive(0)
     real_prepare = sandbox.prepare_layout
 
-    def pass_dies_while_preparing(layout, files, mode):
-        real_prepare(layout, files, mode)
+    def pass_dies_while_preparing(layout, files, mode, **options):
+        real_prepare(layout, files, mode, **options)
         raise SystemExit("killed while preparing the run folder")
 
     with pytest.MonkeyPatch.context() as patch:

@@ -76,6 +76,15 @@ def real_variables(app: App) -> dict[str, list[dict]]:
             "stderr_tail": "boom\n",
             "reason": "timed out",
         },
+        {
+            "id": 12,
+            "kind": "sandbox_unavailable",
+            "since": "2026-11-20T10:00:00Z",
+            "detail": "bwrap is not installed (package: bubblewrap)",
+            "fix": "sudo apt-get install bubblewrap",
+            "waiting": 2,
+            "setting": "auto",
+        },
     ]
     found: dict[str, list[dict]] = {}
     drafts = []

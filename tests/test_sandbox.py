@@ -11,6 +11,8 @@ so that no other test's fork bomb runs beside them.
 
 from __future__ import annotations
 
+import os
+import shlex
 import socket
 import subprocess
 import uuid
@@ -80,14 +82,10 @@ class Batch:
         return event
 
 
-# Finds the app home as a hostile job would: bwrap's command line (pid 1 inside the
-# sandbox) names the bound run folder; without bwrap the job's own folder does.
+# A job that knows (or guessed) where the app home is: nothing in its sandbox
+# tells it (test_a_job_learns_no_path_of_the_data_owner).
 LINK_JOB = """#!/bin/bash
-bound=$(tr '\\0' '\\n' < /proc/1/cmdline 2>/dev/null | grep -m1 '/runs/[^/]*/job$')
-case "$bound" in
-  */runs/*) home=${bound%/runs/*} ;;
-  *) home=${PWD%/runs/*} ;;
-esac
+home=__HOME__
 echo "app home: $home"
 """
 
@@ -147,11 +145,14 @@ def batch(request, tmp_path_factory):
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
     port = listener.getsockname()[1]
-    # Paths a job can only reach by name when nothing isolates it.
-    named_paths = [str(token_file), str(app.home.config_file)] if mode == "bwrap" else []
-    # Only bwrap can refuse these; without it they would really be written.
+    # Paths a job can only reach by name when nothing isolates it: bwrap hides them,
+    # and without bwrap a root app's job runs as a uid of its own that may not read them.
+    isolated = mode == "bwrap" or os.geteuid() == 0
+    named_paths = [str(token_file), str(app.home.config_file), str(app.home.state_file)]
+    named_paths = named_paths if isolated else []
+    # Only isolation can refuse these; without it they would really be written.
     escape_targets = []
-    if mode == "bwrap":
+    if isolated:
         escape_targets = [
             "/usr/escaped-by-job",
             str(app.home.root / "escaped-by-job"),
@@ -164,10 +165,11 @@ def batch(request, tmp_path_factory):
     for rel in ("private/outputs", "private2/code/outputs"):
         (app.home.root / rel).mkdir(parents=True)
         (app.home.root / rel / "secret.txt").write_text(secrets["planted"])
+    link_job = LINK_JOB.replace("__HOME__", shlex.quote(str(app.home.root)))
     jobs = {
-        "linkout": LINK_JOB + 'rm -rf code/outputs\nln -s "$home" code/outputs && echo linked\n',
-        "linkcode": LINK_JOB + 'mv code code.real\nln -s "$home/private" code && echo linked\n',
-        "linkjob": LINK_JOB
+        "linkout": link_job + 'rm -rf code/outputs\nln -s "$home" code/outputs && echo linked\n',
+        "linkcode": link_job + 'mv code code.real\nln -s "$home/private" code && echo linked\n',
+        "linkjob": link_job
         + 'cd ..\nif mv job job.real; then ln -s "$home/private2" job && echo linked; '
         "else echo refused; fi\n",
         "tree": script("tree.sh", marker=f"{marker}-tree"),
@@ -178,6 +180,16 @@ def batch(request, tmp_path_factory):
         "escape": script("escape.sh", targets=" ".join(escape_targets), port=port),
         "cpu": script("cpu.sh"),
         "bigfile": script("bigfile.sh", megabytes=10),
+        "paths": script("paths.sh"),
+        "userns": script("userns.sh"),
+        # Runs beside "holder" and reads what it can of it and of the app home.
+        "neighbours": script(
+            "neighbours.sh",
+            wait=1,
+            runs=shlex.quote(str(app.home.runs_dir)),
+            paths=" ".join(named_paths),
+        ),
+        "holder": f"#!/bin/bash\n# {secrets.setdefault('holder', uuid.uuid4().hex)}\nsleep 2.5\n",
     }
     result = Batch(app, mode, marker, secrets, port)
     _short_timeout_rule(app, jobs["tree"])
@@ -279,13 +291,17 @@ def test_cpu_and_file_size_limits_stop_a_job(batch):
     assert batch.states["bigfile"]["status"] == "failed"
     assert "file size limit (execute.file_size_mb = 2)" in batch.event("bigfile")["reason"]
     assert "wrote it all" not in batch.stdout("bigfile")
-    [big] = batch.app.home.runs_dir.glob("*/job/big.bin")
-    assert big.stat().st_size == LIMITS["file_size_mb"] * 1024 * 1024
+    # Once published, a run's working copy is gone: finished runs hold no disk.
+    assert not list(batch.app.home.runs_dir.glob("*/job"))
 
 
-def test_with_bwrap_a_job_cannot_write_outside_its_folder(batch):
-    if batch.mode != "bwrap":
-        pytest.skip("without bwrap a job can write wherever the app's user can (status warns)")
+def _skip_unless_isolated(batch) -> None:
+    if batch.mode != "bwrap" and os.geteuid() != 0:
+        pytest.skip("without bwrap an ordinary user's job can do what that user can (status says)")
+
+
+def test_an_isolated_job_cannot_write_outside_its_folder(batch):
+    _skip_unless_isolated(batch)
     out = batch.stdout("escape")
     assert "WROTE" not in out
     assert out.count("refused") == 5
@@ -296,12 +312,15 @@ def test_with_bwrap_a_job_cannot_write_outside_its_folder(batch):
     assert (batch.review("escape") / "outputs" / "ok.txt").read_text() == "inside\n"
 
 
-def test_with_bwrap_a_job_sees_nothing_of_the_app_home(batch):
-    if batch.mode != "bwrap":
-        pytest.skip("without bwrap the app home is readable by path (status warns)")
+def test_an_isolated_job_reads_nothing_of_the_app_home(batch):
+    _skip_unless_isolated(batch)
     out = batch.stdout("snoop") + batch.stderr("snoop")
     assert f"== {batch.app.home.root / TOKEN_NAME}" in out
-    assert "No such file or directory" in out
+    assert f"== {batch.app.home.state_file}" in out
+    # bwrap shows no such file; a root app's job without bwrap may not open it.
+    denied = "No such file or directory" if batch.mode == "bwrap" else "Permission denied"
+    assert out.count(denied) >= 3
+    assert batch.secrets["token"] not in out
     assert batch.app.do_email not in out.replace(f"SYFTBOX_EMAIL={batch.app.do_email}", "")
 
 
@@ -317,8 +336,9 @@ def test_a_job_cannot_publish_the_owners_folders_by_linking_its_outputs(batch, n
     assert batch.secrets["planted"] not in published
     assert batch.secrets["token"] not in published
     assert not any((review / "outputs").iterdir())
-    if name == "linkjob" and batch.mode == "bwrap":
-        assert "refused" in out  # its folder is a mount point it cannot replace
+    if name == "linkjob" and (batch.mode == "bwrap" or os.geteuid() == 0):
+        # Its folder is a mount point, or (a uid of its own) in a folder it cannot write.
+        assert "refused" in out
         return
     assert "linked" in out
     assert batch.states[name]["status"] == "failed"
@@ -364,3 +384,51 @@ def test_a_fork_bomb_is_bounded_and_cleaned_up(tmp_path, mode):
     assert marked_processes(marker) == []
     # The machine is fine: this process can still start others.
     assert subprocess.run(["true"]).returncode == 0
+
+
+def test_a_job_never_runs_as_root(batch):
+    out = batch.stdout("neighbours")
+    [uid] = [line.split()[1] for line in out.splitlines() if line.startswith("uid ")]
+    if os.geteuid() == 0:
+        assert uid != "0"
+    else:
+        assert uid == str(os.geteuid())
+
+
+def test_a_job_reads_nothing_of_a_job_running_beside_it(batch):
+    _skip_unless_isolated(batch)
+    out = batch.stdout("neighbours") + batch.stderr("neighbours")
+    assert batch.states["holder"]["status"] == "done"
+    assert "== end" in out
+    assert batch.secrets["holder"] not in out
+    assert batch.secrets["token"] not in out
+    assert "SYFT_BG_RUN=" not in out  # no other process's environment
+    # It cannot list the folder of the runs either.
+    state = State.load(batch.app.home.state_file)
+    assert Path(state.job(DS, "holder")["run_dir"]).name not in out
+
+
+def test_a_job_learns_no_path_of_the_data_owner(batch):
+    """bwrap's options reach it through a descriptor and its folders are mounted at fixed
+    paths from outside the app home: /proc/1/cmdline, mountinfo and the environment name
+    neither the app home, nor the SyftBox folder, nor the data owner's home."""
+    if batch.mode != "bwrap":
+        pytest.skip("without bwrap there is no pid 1 or mount table of the job's own")
+    out = batch.stdout("paths") + batch.stderr("paths")
+    assert "== end" in out
+    pid1 = out.split("== pid 1\n")[1].split()
+    assert pid1[1:4:2] == ["--args", "--"], pid1
+    assert "/proc/self/mountinfo" not in out  # it read the table, not an error
+    for secret_place in (batch.app.home.root, batch.app.root, batch.app.home.root.parent):
+        assert str(secret_place) not in out
+    assert f"{Path.home()}/" not in out
+    assert "/sandbox/job" in out.split("== cwd")[1]
+
+
+def test_a_job_in_bwrap_cannot_make_user_namespaces(batch):
+    if batch.mode != "bwrap":
+        pytest.skip("without bwrap nothing takes user namespaces from a job")
+    out = batch.stdout("userns")
+    assert "== end" in out
+    assert "MADE" not in out
+    assert out.count("refused") == 3

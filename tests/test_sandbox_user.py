@@ -8,6 +8,7 @@ RLIMIT_NPROC counts every process of nobody, so the jobs run holding
 
 from __future__ import annotations
 
+import email
 import os
 import shutil
 import socket
@@ -16,12 +17,15 @@ import sys
 import tempfile
 import time
 import uuid
+from email import policy
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PATIENCE, job_user_alone
+from conftest import PATIENCE, job_user_alone, text_of
 from hostile import ProcessSampler, marked_processes, script
+
+from syft_bg_app.home import AppHome
 
 DO = "owner@datasite.org"
 DS = "alice@uni.edu"
@@ -138,6 +142,7 @@ def user_app():
     app.cli("init", "-e", DO, "-r", str(app.root))
     yield app
     shutil.rmtree(base, ignore_errors=True)
+    shutil.rmtree(AppHome(app.home).runs_dir_of(65534), ignore_errors=True)
 
 
 @pytest.mark.parametrize("mode", ["none", "bwrap"])
@@ -179,3 +184,60 @@ def test_an_ordinary_users_jobs_are_limited_and_cut_off_from_the_network(user_ap
     assert app.state("bomb")["status"] == "failed"
     assert 1 < most <= 16 + 2, most  # RLIMIT_NPROC holds an ordinary user's bomb
     assert marked_processes(marker) == []
+
+
+def test_an_ordinary_users_unisolated_jobs_are_announced_plainly(user_app):
+    """With execute.sandbox: none the job runs as the app's user: status, setup-status
+    and the approval email say that it can read everything that user can."""
+    app = user_app
+    config = yaml.safe_load(app.home.joinpath("config.yaml").read_text())
+    config["execute"].update(sandbox="none", timeout=10)
+    app.write(app.home / "config.yaml", yaml.safe_dump(config))
+    app.write(app.home / "gmail_token.json", '{"refresh_token": "USER-SECRET"}')
+    app.submit("plain", f"#!/bin/bash\nid -u\ncat {app.home}/gmail_token.json\n")
+    app.cli("peers", "accept", DS)
+    app.cli("run")
+    app.cli("jobs", "approve", f"{DS}/plain")
+    app.until_finished(["plain"])
+
+    said = "jobs run without isolation as nobody and can read everything nobody can"
+    assert said in app.cli("status").stdout
+    assert said in app.cli("setup-status", check=False).stdout
+    mails = [
+        text_of(email.message_from_bytes(p.read_bytes(), policy=policy.default))
+        for p in (app.home / "outbox").glob("*.eml")
+    ]
+    assert any(said in mail and "was approved" in mail for mail in mails)
+    # What it says is what happens: the job ran as the app's user and read the token.
+    assert app.state("plain")["status"] == "done"
+    assert "USER-SECRET" in app.result("plain", "stdout.txt")
+
+
+def test_an_ordinary_users_bwrap_job_learns_no_path_and_makes_no_user_namespace(user_app):
+    """Run by an ordinary user, bwrap itself refuses the job new user namespaces
+    (--disable-userns), and the job's pid 1, mounts and environment name none of
+    the data owner's folders."""
+    works, detail = _probe_as_nobody(user_app)
+    if not works:
+        pytest.skip(f"bwrap unusable for an ordinary user here: {detail}")
+    app = user_app
+    config = yaml.safe_load(app.home.joinpath("config.yaml").read_text())
+    config["notify"]["enabled"] = False
+    config["execute"].update(sandbox="bwrap", timeout=20)
+    app.write(app.home / "config.yaml", yaml.safe_dump(config))
+    app.submit("paths", script("paths.sh"))
+    app.submit("userns", script("userns.sh"))
+    app.cli("peers", "accept", DS)
+    app.cli("run")
+    app.cli("jobs", "approve", f"{DS}/paths")
+    app.cli("jobs", "approve", f"{DS}/userns")
+    app.until_finished(["paths", "userns"])
+
+    out = app.result("paths", "stdout.txt")
+    assert "== end" in out
+    assert out.split("== pid 1\n")[1].split()[1] == "--args"
+    for place in (app.home, app.root, app.base):
+        assert str(place) not in out
+    userns = app.result("userns", "stdout.txt")
+    assert "== end" in userns and "MADE" not in userns
+    assert userns.count("refused") == 3

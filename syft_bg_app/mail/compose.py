@@ -11,7 +11,10 @@ job_submitted  job_submitted_do (the code)  job_submitted_ds
 job_approved   job_approved_do (threaded)   job_approved_ds
 job_rejected   job_rejected_do (threaded)   job_rejected_ds
 job_finished   job_finished_do (threaded)   job_finished_ds
+sandbox_...    sandbox_unavailable_do       -
 ============== ============================ ==========================
+
+(``sandbox_unavailable``: bubblewrap stopped working and approved jobs wait.)
 
 Every email about one job to one person forms a thread with a fixed subject.
 """
@@ -75,7 +78,32 @@ def drafts_for_event(ctx: Context, event: dict[str, Any]) -> list[Draft]:
         return _job_drafts(ctx, event)
     if kind in PEER_EVENTS:
         return _peer_drafts(ctx, event)
+    if kind == "sandbox_unavailable":
+        return [sandbox_draft(ctx, event)]
     return []
+
+
+def sandbox_draft(ctx: Context, event: dict[str, Any]) -> Draft:
+    """One email to the data owner when jobs wait for want of a working sandbox."""
+    do = ctx.config.do_email
+    since = str(event.get("since") or event.get("at") or "")
+    return Draft(
+        key=f"{do}|sandbox_unavailable|{since}",
+        kind="sandbox_unavailable",
+        role="do",
+        to=do,
+        template="sandbox_unavailable_do",
+        subject="[syft-bg] approved jobs wait: the sandbox does not work",
+        summary="approved jobs wait: bubblewrap does not work",
+        variables={
+            **common_variables(ctx),
+            "since": since,
+            "detail": str(event.get("detail") or ""),
+            "fix": str(event.get("fix") or ""),
+            "waiting": event.get("waiting") or 0,
+            "setting": str(event.get("setting") or "auto"),
+        },
+    )
 
 
 # -- jobs ----------------------------------------------------------------------------
@@ -129,6 +157,7 @@ def _job_drafts(ctx: Context, event: dict[str, Any]) -> list[Draft]:
         by = event.get("by")
         for variables in (do_vars, ds_vars):
             variables.update(method=method, rule=rule, by=by)
+        do_vars["sandbox_warning"] = _unisolated_warning(ctx)
         how = (
             f"automatically (rule {rule})"
             if rule
@@ -174,6 +203,15 @@ def _job_drafts(ctx: Context, event: dict[str, Any]) -> list[Draft]:
             ("ds", ds, ds_summary, ds_vars),
         )
     ]
+
+
+def _unisolated_warning(ctx: Context) -> str | None:
+    """For the data owner: what a job run without bwrap can read (None under bwrap)."""
+    if ctx.config.get("execute.sandbox") != "none":
+        return None
+    from ..sandbox import none_warning
+
+    return none_warning()
 
 
 def _datasite_relative(ctx: Context, path: Path) -> str:

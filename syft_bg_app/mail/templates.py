@@ -27,6 +27,7 @@ TEMPLATE_NAMES = (
     "job_rejected_ds",
     "job_finished_do",
     "job_finished_ds",
+    "sandbox_unavailable_do",
     "digest",
     "heartbeat",
     "test",

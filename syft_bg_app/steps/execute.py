@@ -106,16 +106,32 @@ def _start_approved(ctx: Context) -> None:
     )
     if not approved or slots <= 0:
         return
-    # Raises when bwrap is required but unusable: the jobs wait, the step reports why.
-    choice = sandbox.choose(ctx.config)
+    try:
+        choice = sandbox.choose(ctx.config)
+    except sandbox.SandboxUnavailable as exc:
+        # No job ever runs unisolated for want of bwrap: they wait, every pass says why.
+        _sandbox_unavailable(ctx, exc, len(approved))
+        raise
+    _sandbox_works(ctx)
     if choice.warning:
         ctx.log("execute").warning("%s", choice.warning)
+    shared = choice.mode == "none" and sandbox.running_as_root()
+    _ensure_runs_dir(ctx, shared)
+    slots = min(slots, _runs_with_room(ctx))
     claimed: list[tuple[JobRef, dict[str, Any], Path]] = []
     # The first error that stops a job from starting: raised once the others started.
     problem: OSError | None = None
+    taken_uids = {
+        record["job_uid"]
+        for _, _, record in jobs
+        if record["status"] == "running" and isinstance(record.get("job_uid"), int)
+    }
     for _, ref, record in approved[:slots]:
         try:
             files = _claim(ctx, ref, record, choice)
+            if files is not None and shared:
+                record["job_uid"] = sandbox.free_job_uid(taken_uids)
+                taken_uids.add(record["job_uid"])
         except OSError as exc:
             # This job stays approved and is tried again by the next pass.
             ctx.log("execute").error("cannot start %s: %s", ref.label, exc)
@@ -145,6 +161,68 @@ def _start_approved(ctx: Context) -> None:
             problem = _launch(ctx, prepared, choice) or problem
     if problem is not None:
         raise problem
+
+
+def _sandbox_unavailable(ctx: Context, exc: sandbox.SandboxUnavailable, waiting: int) -> None:
+    """Remember since when bwrap fails; the data owner gets one email about it."""
+    memo = ctx.state.data.setdefault("execute", {})
+    if memo.get("sandbox_problem"):
+        return
+    now = iso()
+    memo["sandbox_problem"] = {"since": now, "detail": exc.probe.detail}
+    ctx.state.add_event(
+        "sandbox_unavailable",
+        since=now,
+        detail=exc.probe.detail,
+        fix=exc.fix,
+        waiting=waiting,
+        setting=ctx.config.get("execute.sandbox"),
+    )
+
+
+def _sandbox_works(ctx: Context) -> None:
+    memo = ctx.state.data.get("execute")
+    if isinstance(memo, dict) and memo.pop("sandbox_problem", None):
+        ctx.log("execute").info("the sandbox works again; approved jobs start")
+
+
+def _ensure_runs_dir(ctx: Context, shared: bool) -> None:
+    """Create the folder of the run folders, or check that it is this user's own.
+
+    It sits in a folder everyone may write to (/var/tmp): a folder or link someone
+    else put there first is refused, never used. ``shared``: jobs of their own
+    uids must pass through it to their folders (but not list it).
+    """
+    runs = ctx.home.runs_dir
+    runs.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = os.lstat(runs)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        raise SyftBgError(
+            f"{runs} (where jobs run) is not a folder of this user's; approved jobs wait. "
+            f"Remove it (someone else made it), then the next pass carries on"
+        )
+    os.chmod(runs, 0o711 if shared else 0o700)
+
+
+def _runs_with_room(ctx: Context) -> int:
+    """How many more runs fit on the disk of the run folders, each with execute.disk_mb,
+    leaving execute.min_free_disk_mb free; raises when none does (the jobs wait)."""
+    try:
+        info = os.statvfs(ctx.home.runs_dir)
+    except OSError:
+        return 1 << 30
+    free_mb = info.f_bavail * info.f_frsize // (1024 * 1024)
+    disk_mb = ctx.config.get("execute.disk_mb")
+    floor = ctx.config.get("execute.min_free_disk_mb")
+    room = (free_mb - floor) // disk_mb
+    if room <= 0:
+        raise SyftBgError(
+            f"not enough free disk to start a job: {free_mb} MB free where the jobs run "
+            f"({ctx.home.runs_dir}); each run may use execute.disk_mb ({disk_mb} MB) and "
+            f"execute.min_free_disk_mb ({floor} MB) stay free. Approved jobs wait: free "
+            f"some space (or lower execute.disk_mb)"
+        )
+    return room
 
 
 @dataclass
@@ -203,12 +281,15 @@ def _prepare(
     """The run folder of a claimed job, ready for its supervisor; None when the job
     cannot start (then it is failed with the reason)."""
     layout = RunLayout(Path(record["run_dir"]))
+    run_as = record.get("job_uid") if choice.mode == "none" else None
     try:
-        ctx.home.runs_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(ctx.home.runs_dir, 0o700)
-        sandbox.prepare_layout(layout, files, choice.mode)
+        sandbox.prepare_layout(
+            layout, files, choice.mode, run_as=run_as, reserve_bytes=_log_limit(ctx) * 2
+        )
         limits = sandbox.Limits.from_config(ctx.config, record["timeout"])
-        spec = sandbox.build_spec(layout, choice, ctx.config, limits, record["run_id"])
+        spec = sandbox.build_spec(
+            layout, choice, ctx.config, limits, record["run_id"], run_as=run_as
+        )
         atomic_write_json(layout.spec, dict(spec, job=ref.label), mode=0o600)
         _clear_results(ctx.datasite.review_dir(ref))
     except (OSError, SyftBgError) as exc:
@@ -276,7 +357,7 @@ def _launch(ctx: Context, runs: list[Run], choice: sandbox.Choice) -> OSError | 
 
 def _unclaim(ctx: Context, ref: JobRef, record: dict[str, Any]) -> None:
     """A claimed job that was not started goes back to approved."""
-    for key in ("run_id", "run_dir", "started_at", "timeout", "sandbox"):
+    for key in ("run_id", "run_dir", "started_at", "timeout", "sandbox", "job_uid"):
         record.pop(key, None)
     record["status"] = "approved"
     ctx.datasite.write_job_state(ref, status="approved")
@@ -631,6 +712,9 @@ def _publish(
     if report.refused:
         reason = f"{reason}; {report.refused}" if reason else report.refused
     note = report.note(ctx.config.get("execute.outputs_cap_mb"))
+    stray = _stray_outputs_note(layout)
+    if stray:
+        note = f"{note}; {stray}" if note else stray
     if note:
         ctx.log("execute").warning("%s: %s", ref.label, note)
     stdout = read_run_file(layout.stdout, _log_limit(ctx))
@@ -641,7 +725,40 @@ def _publish(
     atomic_write_bytes(review / "stdout.txt", _as_text(stdout))
     atomic_write_bytes(review / "stderr.txt", _as_text(stderr))
     atomic_write_bytes(review / "returncode.txt", f"{return_code}\n".encode())
+    # What the job wrote is published: its working copy goes (the logs stay for
+    # execute.keep_days), so finished runs never hold on to the disk.
+    for folder in (layout.job, layout.home, layout.tmp, layout.bin):
+        remove_tree(folder)
     return reason, note
+
+
+def _stray_outputs_note(layout: RunLayout) -> str | None:
+    """A note when the job wrote an outputs/ folder beside run.sh, which is not published."""
+    try:
+        fd = _open_below_path(layout.root, ("job", "outputs"))
+    except OSError:
+        return None
+    try:
+        with os.scandir(fd) as entries:
+            if next(iter(entries), None) is None:
+                return None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return (
+        "the job wrote files to outputs/ beside run.sh, which are not published: "
+        "results go to code/outputs/ (run.sh runs in the job folder; write to "
+        "code/outputs/, or cd code first as syft-job python jobs do)"
+    )
+
+
+def _open_below_path(root: Path, parts: tuple[str, ...]) -> int:
+    top = os.open(root, DIR_FLAGS)
+    try:
+        return _open_below(top, parts)
+    finally:
+        os.close(top)
 
 
 def _publish_note(ctx: Context, ref: JobRef, reason: str) -> None:
@@ -655,7 +772,11 @@ def _publish_note(ctx: Context, ref: JobRef, reason: str) -> None:
 
 def public_text(ctx: Context, text: str) -> str:
     """``text`` for the DS: the data owner's local folders replaced by what they are."""
-    places = [(ctx.home.root, "<app home>"), (ctx.datasite.root, "<SyftBox folder>")]
+    places = [
+        (ctx.home.root, "<app home>"),
+        (ctx.home.runs_dir, "<run folders>"),
+        (ctx.datasite.root, "<SyftBox folder>"),
+    ]
     try:
         places.append((Path.home(), "~"))
     except (KeyError, RuntimeError):
@@ -1100,10 +1221,13 @@ def _clean_old_runs(ctx: Context) -> None:
     if last and now - parse_iso(last) < CLEANUP_EVERY:
         return
     memo["cleaned_at"] = iso(now)
-    try:
-        entries = list(os.scandir(ctx.home.runs_dir))
-    except FileNotFoundError:
-        return
+    entries = []
+    # Before run folders moved out of the app home they were in its runs/.
+    for folder in dict.fromkeys((ctx.home.runs_dir, ctx.home.root / "runs")):
+        try:
+            entries += list(os.scandir(folder))
+        except OSError:
+            continue
     busy = {
         record.get("run_dir")
         for _, _, record in ctx.state.iter_jobs()
@@ -1179,6 +1303,14 @@ def rerun(ctx: Context, ref: JobRef, fresh_snapshot: bool = False) -> None:
 def status_lines(ctx: Context) -> list[str]:
     """The sandbox in use and the jobs running now, for ``syft-bg status``."""
     lines = sandbox.status_lines(ctx.config)
+    memo = ctx.state.data.get("execute")
+    problem = memo.get("sandbox_problem") if isinstance(memo, dict) else None
+    if isinstance(problem, dict):
+        waiting = sum(1 for _, _, r in ctx.state.iter_jobs() if r["status"] == "approved")
+        lines.append(
+            f"{waiting} approved jobs wait for a working sandbox (since "
+            f"{problem.get('since', '?')}; the data owner was emailed)"
+        )
     running = [
         (ds, name, record)
         for ds, name, record in ctx.state.iter_jobs()
