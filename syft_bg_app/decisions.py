@@ -162,12 +162,25 @@ def reject_peer(ctx: Context, email: str, reason: str | None) -> None:
 BLOCK_KEPT = ("status", "decided_at", "decided_by", "reason")
 
 
+def _spellings(ctx: Context, email: str) -> list[str]:
+    """``email`` and every other spelling of it the checkpoint knows (folder names keep case)."""
+    lowered = email.lower()
+    others = (k for k in ctx.state.data["peers"] if k != email and k.lower() == lowered)
+    return [email, *sorted(others)]
+
+
 def block_peer(ctx: Context, email: str, reason: str | None) -> bool:
-    """Ignore ``email`` for good: no request is read, no job received or auto-approved.
+    """Ignore ``email`` for good, under every spelling: no request is read, no job
+    received or auto-approved.
 
     Their folders are left as they are; ``unblock_peer`` restores what was
     before. False when they were blocked already.
     """
+    changed = [_block_one(ctx, key, reason) for key in _spellings(ctx, email)]
+    return any(changed)
+
+
+def _block_one(ctx: Context, email: str, reason: str | None) -> bool:
     record = ctx.state.peer(email)
     if record is not None and record["status"] == "blocked":
         return False
@@ -189,6 +202,13 @@ def unblock_peer(ctx: Context, email: str) -> str:
     record = ctx.state.peer(email)
     if record is None or record["status"] != "blocked":
         raise DecisionError(f"{email} is not blocked")
+    peers = ctx.state.data["peers"]
+    blocked = [k for k in _spellings(ctx, email) if peers[k]["status"] == "blocked"]
+    return [_unblock_one(ctx, key) for key in blocked][0]
+
+
+def _unblock_one(ctx: Context, email: str) -> str:
+    record = ctx.state.peer(email)
     before = record.pop("before_block", None)
     if not before:
         # Never known before the block: forgotten, so a request on disk is read

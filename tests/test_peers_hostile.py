@@ -202,6 +202,18 @@ def _block_by_another_spelling(app: App) -> None:
     app.cli("peers", "block", MALLORY.upper(), check=True)
 
 
+def _block_two_spellings_at_once(app: App) -> None:
+    _write_request(app, MALLORY, "2026-11-20T09:00:00Z")
+    _write_request(app, MALLORY.capitalize(), "2026-11-20T09:00:00Z")
+    _pass_ok(app)
+    app.cli("peers", "block", MALLORY.upper(), check=True)
+    peers = State.load(app.home.state_file).data["peers"]
+    assert {k: r["status"] for k, r in peers.items()} == {
+        MALLORY: "blocked",
+        MALLORY.capitalize(): "blocked",
+    }
+
+
 @pytest.mark.parametrize(
     "block",
     [
@@ -210,6 +222,7 @@ def _block_by_another_spelling(app: App) -> None:
         _block_after_rejection,
         _block_an_accepted_peer,
         _block_by_another_spelling,
+        _block_two_spellings_at_once,
     ],
 )
 def test_a_blocked_data_scientist_is_ignored_for_good(app: App, block) -> None:

@@ -296,7 +296,14 @@ def _held_until_accepted(ctx: Context, ds_email: str) -> bool:
 
 
 def is_blocked(ctx: Context, email: str) -> bool:
-    """Blocked under any spelling of the address (folder names keep their case)."""
+    """Blocked under any spelling of the address (folder names keep their case).
+
+    ``peers block`` blocks every spelling the checkpoint knows, so a known
+    address answers from its own record; only a new one is compared with all.
+    """
+    record = ctx.state.peer(email)
+    if record is not None:
+        return record["status"] == "blocked"
     lowered = email.lower()
     return any(
         record["status"] == "blocked" and key.lower() == lowered
