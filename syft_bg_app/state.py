@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SyftBgError
-from .fsutil import atomic_write_json
+from .fsutil import atomic_write_json, short_repr
 from .state_shape import ShapeError, check_checkpoint, check_pass_record
 
 SCHEMA_VERSION = 2
@@ -153,7 +153,7 @@ class State:
             raise damaged(path, f"it holds a {type(data).__name__}, not a mapping")
         version = data.get("schema")
         if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise damaged(path, f"its schema number is {version!r}")
+            raise damaged(path, f"its schema number is {short_repr(version)}")
         if version > SCHEMA_VERSION:
             raise StateError(
                 f"{path}: checkpoint schema {version!r} is newer than this app "

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from .fsutil import short_repr
+
 # datasite.JOB_STATUSES (datasite imports state, so it cannot be imported here).
 JOB_STATUSES = frozenset(
     {"received", "pending", "approved", "rejected", "running", "done", "failed"}
@@ -43,12 +45,12 @@ class Kind:
         if isinstance(value, bool) and bool not in self.types:
             return f"is {value!r}, not {self.name}"
         if not isinstance(value, self.types):
-            return f"is a {type(value).__name__} {_short(value)}, not {self.name}"
+            return f"is {short_repr(value, 40)}, not {self.name}"
         if self.time:
             try:
                 datetime.fromisoformat(value.replace("Z", "+00:00"))
             except ValueError:
-                return f"is {_short(value)}, not an ISO 8601 time"
+                return f"is {short_repr(value)}, not an ISO 8601 time"
         return None
 
 
@@ -164,12 +166,12 @@ class ShapeError(ValueError):
 def check_checkpoint(data: Any) -> None:
     """Raise ShapeError naming the first part of ``data`` that is not as the app wrote it."""
     if not isinstance(data, dict):
-        raise ShapeError(f"it holds a {type(data).__name__} {_short(data)}, not a mapping")
+        raise ShapeError(f"it holds {short_repr(data, 40)}, not a mapping")
     _fields(data, TOP, "")
     _table("jobs", data.get("jobs", {}), _job_table)
     _table("peers", data.get("peers", {}), _peer)
     for key, value in data.get("scan", {}).items():
-        _kind(OPT_INT, value, f"scan[{_short(key)}]")
+        _kind(OPT_INT, value, f"scan[{short_repr(key)}]")
     for n, folder in enumerate(data.get("peer_folders_waiting", [])):
         _kind(STR, folder, f"peer_folders_waiting[{n}]")
     for n, event in enumerate(data.get("events", [])):
@@ -177,7 +179,7 @@ def check_checkpoint(data: Any) -> None:
         _kind(DICT, event, where)
         _fields(event, EVENT, where, required=("id", "kind"))
     for ds_email, held in data.get("held_jobs", {}).items():
-        where = f"held_jobs[{_short(ds_email)}]"
+        where = f"held_jobs[{short_repr(ds_email)}]"
         _kind(DICT, held, where)
         _fields(held, {"reason": STR, "jobs": INT, "since": OPT_STR}, where)
     check_pass_record(data, strict=False)
@@ -189,11 +191,11 @@ def check_checkpoint(data: Any) -> None:
 def check_pass_record(record: Any, strict: bool = True) -> None:
     """The ``steps`` and ``last_pass`` parts (their own small file, see state.py)."""
     if not isinstance(record, dict):
-        raise ShapeError(f"it holds a {type(record).__name__} {_short(record)}, not a mapping")
+        raise ShapeError(f"it holds {short_repr(record, 40)}, not a mapping")
     if strict:
         _fields(record, {"steps": DICT, "last_pass": OPT_DICT}, "")
     for step, info in record.get("steps", {}).items():
-        where = f"steps[{_short(step)}]"
+        where = f"steps[{short_repr(step)}]"
         _kind(DICT, info, where)
         _fields(info, STEP, where, required=("ok", "at"))
     last = record.get("last_pass")
@@ -210,7 +212,7 @@ def _check_mail(mail: dict[str, Any]) -> None:
         _kind(DICT, entry, where)
         _fields(entry, MAIL_ENTRY, where, required=("id", "kind", "to", "status"))
     for name, thread in mail.get("threads", {}).items():
-        where = f"mail.threads[{_short(name)}]"
+        where = f"mail.threads[{short_repr(name)}]"
         _kind(DICT, thread, where)
         _fields(thread, THREAD, where)
     problem = mail.get("problem")
@@ -220,7 +222,7 @@ def _check_mail(mail: dict[str, Any]) -> None:
 
 def _table(name: str, table: Mapping[str, Any], check_one: Any) -> None:
     for key, value in table.items():
-        check_one(f"{name}[{_short(key)}]", value)
+        check_one(f"{name}[{short_repr(key)}]", value)
 
 
 def _job_table(where: str, jobs: Any) -> None:
@@ -237,7 +239,7 @@ def _job_table(where: str, jobs: Any) -> None:
                 and (len(record) == 2 or _fast_fields_ok(record))
             ):
                 continue
-        inner = f"{where}[{_short(name)}]"
+        inner = f"{where}[{short_repr(name)}]"
         _kind(DICT, record, inner)
         _status(record, JOB_STATUSES, inner)
         _fields(record, JOB, inner, required=("protocol",))
@@ -267,7 +269,7 @@ def _status(record: dict[str, Any], allowed: frozenset[str], where: str) -> None
     status = record["status"]
     if not isinstance(status, str) or status not in allowed:
         raise ShapeError(
-            f"{where}.status is {_short(status)}, not one of {', '.join(sorted(allowed))}"
+            f"{where}.status is {short_repr(status)}, not one of {', '.join(sorted(allowed))}"
         )
 
 
@@ -286,12 +288,3 @@ def _kind(kind: Kind, value: Any, where: str) -> None:
     problem = kind.problem(value)
     if problem:
         raise ShapeError(f"{where} {problem}")
-
-
-def _short(value: Any, limit: int = 40) -> str:
-    if isinstance(value, (dict, list)):
-        return f"of {len(value)} items"
-    if isinstance(value, str):
-        value = value[:limit]
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

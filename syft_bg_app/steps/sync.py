@@ -276,7 +276,7 @@ def _held_until_accepted(ctx: Context, ds_email: str) -> bool:
         if held.pop(ds_email, None):
             ctx.log("sync").info("%s is an accepted peer now: receiving their jobs", ds_email)
         return False
-    if status == "blocked" or is_blocked(ctx, ds_email):
+    if is_blocked(ctx, ds_email):
         held.pop(ds_email, None)
         return True
     count = len(ctx.datasite.list_job_names(ds_email))
@@ -314,9 +314,9 @@ def is_blocked(ctx: Context, email: str) -> bool:
 def _note_known_peer(ctx: Context, ds_email: str) -> None:
     """An inbox folder with its permission file means the peer was accepted.
 
-    Only the datasite's owner may write a permission file (SyftBox refuses one
-    from anyone else), so this is how acceptance by another tool (syft-job's
-    ``setup_ds_job_folder_as_do``) is noticed. It never overrides a decision of
+    SyftBox lets only the datasite's owner write permission files, so this is
+    how acceptance by another tool (syft-job's ``setup_ds_job_folder_as_do``)
+    is noticed. It never overrides a decision of
     this app: a rejected or blocked data scientist stays so until the data owner
     says otherwise (``syft-bg peers accept``).
     """
