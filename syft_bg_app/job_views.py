@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,12 @@ def resolve(ctx: Context, spec: str) -> JobRef:
     if len(matches) == 1:
         return matches[0]
     if not matches:
+        waiting = spec.partition("/")[0] if "/" in spec else None
+        if waiting in ctx.state.data["held_jobs"]:
+            raise NotFoundError(
+                f"no job {spec!r}: {waiting} is not an accepted peer, so their jobs wait "
+                f"unreceived (syft-bg peers accept {shlex.quote(waiting)})"
+            )
         raise NotFoundError(
             f"no job {spec!r} (see: syft-bg jobs list; a job is received by the next pass)"
         )

@@ -296,6 +296,8 @@ def test_jobs_of_a_non_peer_wait_until_the_peer_is_accepted_and_no_rule_approves
     assert "jobs waiting for peer acceptance: 2" in app.cli("status", check=True).stdout
     jobs = app.cli("jobs", "list", check=True).stdout
     assert "one" not in jobs and "two" not in jobs
+    refused = app.cli("jobs", "approve", f"{MALLORY}/one")
+    assert refused.returncode == 2 and "not an accepted peer" in refused.stderr
 
     if standing is _rejected:
         # A permission file appearing in the inbox does not undo the data owner's rejection.

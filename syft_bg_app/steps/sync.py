@@ -13,6 +13,7 @@ again; finished history is never re-read.
 from __future__ import annotations
 
 import os
+import shlex
 import stat
 import time
 from datetime import datetime, timedelta
@@ -286,7 +287,7 @@ def _held_until_accepted(ctx: Context, ds_email: str) -> bool:
             "%d job(s) of %s wait until they are an accepted peer (syft-bg peers accept %s)",
             count,
             ds_email,
-            ds_email,
+            shlex.quote(ds_email),
         )
         since = entry["since"] if entry else iso()
         held[ds_email] = {"reason": WAITING_FOR_ACCEPTANCE, "jobs": count, "since": since}
