@@ -316,6 +316,17 @@ def _mode_problem(path: Path) -> str | None:
 
 
 def mail_checks(home: AppHome, config: Config) -> list[Check]:
+    from .state import StateError
+
+    try:
+        return _mail_checks(home, config)
+    except StateError:
+        # The mail state lives in the checkpoint; its own line says what is wrong.
+        why = "not checked: the checkpoint is damaged"
+        return [Check(False, "mail", why, "see the checkpoint line", True)]
+
+
+def _mail_checks(home: AppHome, config: Config) -> list[Check]:
     transport = config.get("notify.transport")
     if not config.step_enabled("notify"):
         return [Check(True, "mail", "the notify service is stopped; no email is sent")]

@@ -123,8 +123,8 @@ def test_every_command_gives_the_documented_message_for_a_damaged_checkpoint(
         assert "the checkpoint is damaged" in result.stderr, command
         assert "Move it aside" in result.stderr, command
     setup = app.cli("setup-status")
-    assert "Traceback" not in setup.stderr + setup.stdout
-    assert "the checkpoint is damaged" in setup.stdout + setup.stderr
+    assert setup.returncode == 1 and "Traceback" not in setup.stderr + setup.stdout
+    assert "the checkpoint is damaged" in setup.stdout and "Move it aside" in setup.stdout
     # Nothing was changed: the file is still there for the owner to look at.
     assert app.home.state_file.read_bytes() == damage
 
