@@ -166,3 +166,28 @@ def test_a_damaged_pass_record_is_ignored_and_written_again(app: App, damage: by
     assert "last pass: none yet" in app.cli("status").stdout
     assert app.cli("run", "--once").returncode == 0
     assert json.loads(record.read_text())["last_pass"]["summary"].startswith("pass ok")
+
+
+AUDIT_DAMAGE = (
+    b"\xff\xfe not utf-8\n",
+    b"[1, 2]\n",
+    b"42\n",
+    b'"text"\n',
+    b'{"at": 5, "subject": "alice@uni.edu/hello", "decision": "approved", '
+    b'"rules": [1, null], "hashes": [3], "method": 7}\n',
+    b'{"subject": "alice@uni.edu/hello", "decision": ',
+)
+
+
+def test_damaged_lines_of_the_audit_log_never_break_audit_or_the_dashboard(app: App) -> None:
+    app.submit("hello")
+    assert app.run_pass().exit_code == 0
+    app.cli("jobs", "approve", "alice@uni.edu/hello", check=True)
+    with app.home.audit_log.open("ab") as log:
+        for damage in AUDIT_DAMAGE:
+            log.write(damage)
+    for command in (("audit",), ("audit", "--json"), ("audit", "alice@uni.edu/hello"), ()):
+        result = app.cli(*command)
+        assert result.returncode == 0, (command, result.stderr)
+        assert "Traceback" not in result.stderr
+    assert "approved" in app.cli("audit", check=True).stdout
