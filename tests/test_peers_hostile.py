@@ -352,3 +352,18 @@ def test_data_scientists_given_an_inbox_by_syft_job_or_before_this_app_are_peers
     _pass_ok(app)
     assert _peer(app, "later@uni.edu")["status"] == "accepted"
     assert app.job_state("after", "later@uni.edu")["status"] == "pending"
+
+
+def test_a_non_peer_with_a_folder_name_that_is_not_utf8_waits_like_any_other(app: App) -> None:
+    import os
+
+    inbox = os.fsencode(app.datasite.inbox)
+    job = os.path.join(inbox, b"ev\xffl@evil.example", b"v1", b"job", b"code")
+    os.makedirs(job)
+    for _ in range(2):
+        result = app.cli("run", "--once")
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr and "Logging error" not in result.stderr
+    status = app.cli("status", check=True).stdout
+    assert "jobs waiting for peer acceptance: 1 from 1 data scientist(s)" in status
+    assert not (app.datasite.review).exists() or not any(app.datasite.review.iterdir())

@@ -13,7 +13,6 @@ again; finished history is never re-read.
 from __future__ import annotations
 
 import os
-import shlex
 import stat
 import time
 from datetime import datetime, timedelta
@@ -275,7 +274,9 @@ def _held_until_accepted(ctx: Context, ds_email: str) -> bool:
     held = ctx.state.data["held_jobs"]
     if status == "accepted":
         if held.pop(ds_email, None):
-            ctx.log("sync").info("%s is an accepted peer now: receiving their jobs", ds_email)
+            ctx.log("sync").info(
+                "%s is an accepted peer now: receiving their jobs", short_repr(ds_email)
+            )
         return False
     if is_blocked(ctx, ds_email):
         held.pop(ds_email, None)
@@ -283,11 +284,11 @@ def _held_until_accepted(ctx: Context, ds_email: str) -> bool:
     count = len(ctx.datasite.list_job_names(ds_email))
     entry = held.get(ds_email)
     if count and (entry is None or entry["jobs"] != count):
+        # The folder name is someone else's text: quoted, it cannot forge log lines.
         ctx.log("sync").info(
-            "%d job(s) of %s wait until they are an accepted peer (syft-bg peers accept %s)",
+            "%d job(s) of %s wait until they are an accepted peer (syft-bg peers accept)",
             count,
-            ds_email,
-            shlex.quote(ds_email),
+            short_repr(ds_email),
         )
         since = entry["since"] if entry else iso()
         held[ds_email] = {"reason": WAITING_FOR_ACCEPTANCE, "jobs": count, "since": since}
@@ -448,7 +449,7 @@ def _asks_again(ctx: Context, email: str, record: dict, request: dict) -> bool:
         ctx.log("sync").info(
             "peer request from %s ignored until %s (rejected %s; approve.peers."
             "rerequest_after_days)",
-            email,
+            short_repr(email),
             iso(until),
             decided_at,
         )
