@@ -4,7 +4,8 @@
 ``bg.init``, ``bg.status``, ``bg.run_once``, ``bg.jobs``, ``bg.pending``,
 ``bg.approve``, ``bg.reject``, ``bg.auto_approve``, ``bg.auto_approve_job``,
 ``bg.list_auto_approvals``, ``bg.remove_auto_approve``, ``bg.submit``,
-``bg.my_jobs``, ``bg.request_peer``, ``bg.job``.
+``bg.my_jobs``, ``bg.request_peer``, ``bg.job``, ``bg.peers``, ``bg.accept_peer``,
+``bg.reject_peer``, ``bg.block_peer``, ``bg.unblock_peer``.
 
 The API is loaded on first use: every pass imports this package, and a pass
 must stay cheap.
@@ -32,6 +33,11 @@ API = (
     "my_jobs",
     "request_peer",
     "job",
+    "peers",
+    "accept_peer",
+    "reject_peer",
+    "block_peer",
+    "unblock_peer",
 )
 
 

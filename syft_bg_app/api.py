@@ -322,6 +322,61 @@ def reject(
     return _load(ref.label, app_home)
 
 
+# -- peers ----------------------------------------------------------------------------------
+
+
+def peers(*, home: PathLike | AppHome | None = None) -> dict[str, dict[str, Any]]:
+    """Every known data scientist: ``{email: {"status", "since", "jobs_waiting", ...}}``.
+
+    ``status`` is requested, accepted, rejected, blocked or invalid (or unknown
+    for someone who only has jobs waiting); ``jobs_waiting`` counts jobs that
+    wait until the peer is accepted.
+    """
+    ctx = open_view(_home(home))
+    held = ctx.state.data["held_jobs"]
+    out: dict[str, dict[str, Any]] = {}
+    for email in sorted(set(ctx.state.data["peers"]) | set(held)):
+        record = ctx.state.peer(email) or {"status": "unknown"}
+        out[email] = {
+            "status": record["status"],
+            "since": record.get("decided_at") or record.get("requested_at"),
+            "message": record.get("message"),
+            "problem": record.get("problem"),
+            "jobs_waiting": held.get(email, {}).get("jobs", 0),
+        }
+    return out
+
+
+def accept_peer(email: str, *, home: PathLike | AppHome | None = None) -> None:
+    """Accept a peer: creates their inbox (write) and review (read) folders."""
+    with changing(_home(home), "api peers accept") as ctx:
+        decisions.accept_peer(
+            ctx, decisions.peer_key(ctx, email), "manual", "accepted by the data owner"
+        )
+
+
+def reject_peer(
+    email: str, reason: str | None = None, *, home: PathLike | AppHome | None = None
+) -> None:
+    """Reject a peer request; a new request counts after approve.peers.rerequest_after_days."""
+    with changing(_home(home), "api peers reject") as ctx:
+        decisions.reject_peer(ctx, decisions.peer_key(ctx, email), reason)
+
+
+def block_peer(
+    email: str, reason: str | None = None, *, home: PathLike | AppHome | None = None
+) -> bool:
+    """Ignore a data scientist for good (requests and jobs); False if blocked already."""
+    with changing(_home(home), "api peers block") as ctx:
+        return decisions.block_peer(ctx, decisions.peer_key(ctx, email), reason)
+
+
+def unblock_peer(email: str, *, home: PathLike | AppHome | None = None) -> str:
+    """Undo ``block_peer``; returns the status the data scientist has again."""
+    with changing(_home(home), "api peers unblock") as ctx:
+        return decisions.unblock_peer(ctx, decisions.peer_key(ctx, email))
+
+
 # -- auto-approval rules ------------------------------------------------------------------
 #
 # The rule commands (rules_cli) hold the logic: collecting and hashing files,
@@ -579,19 +634,24 @@ __all__ = [
     "MyJobList",
     "RuleChange",
     "RuleList",
+    "accept_peer",
     "approve",
     "auto_approve",
     "auto_approve_job",
+    "block_peer",
     "init",
     "job",
     "jobs",
     "list_auto_approvals",
     "my_jobs",
+    "peers",
     "pending",
     "reject",
+    "reject_peer",
     "remove_auto_approve",
     "request_peer",
     "run_once",
     "status",
     "submit",
+    "unblock_peer",
 ]

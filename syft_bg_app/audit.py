@@ -25,7 +25,7 @@ def record(path: Path, subject: str, decision: str, why: str, **details: Any) ->
 
 def read(path: Path, subject: str | None = None) -> list[dict]:
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
     except FileNotFoundError:
         return []
     entries = []
@@ -34,6 +34,8 @@ def read(path: Path, subject: str | None = None) -> list[dict]:
             entry = json.loads(line)
         except ValueError:
             continue  # a line torn by a crash mid-append
+        if not isinstance(entry, dict):
+            continue  # a damaged line: every line the app writes is a mapping
         if subject is None or entry.get("subject") == subject:
             entries.append(entry)
     return entries

@@ -112,6 +112,9 @@ def cmd_jobs_reject(args: argparse.Namespace) -> int:
 def cmd_peers_list(args: argparse.Namespace) -> int:
     ctx = open_view(_home(args))
     peers = sorted(ctx.state.data["peers"].items())
+    held = ctx.state.data["held_jobs"]
+    unknown = [email for email in held if ctx.state.peer(email) is None]
+    peers += sorted((email, {"status": "unknown"}) for email in unknown)
     if not peers:
         print("no peers or peer requests yet")
         return 0
@@ -120,25 +123,49 @@ def cmd_peers_list(args: argparse.Namespace) -> int:
     print(f"{'PEER':<{width}}  STATUS     SINCE")
     for email, record in peers:
         since = terminal_text(record.get("decided_at") or record.get("requested_at") or "-")
-        note = terminal_text(record.get("problem") or record.get("message") or "")
+        notes = [record.get("problem") or record.get("message") or ""]
+        if email in held:
+            notes.append(f"[{held[email]['jobs']} job(s) {held[email]['reason']}]")
+        if record.get("asked_again"):
+            notes.append("[asked again; considered after approve.peers.rerequest_after_days]")
+        note = terminal_text(" ".join(n for n in notes if n))
         status = terminal_text(record["status"])
         print(f"{terminal_text(email):<{width}}  {status:<9}  {since}  {note}".rstrip())
     return 0
 
 
 def cmd_peers_accept(args: argparse.Namespace) -> int:
-    email = args.email.strip().lower()
     with changing(_home(args), "peers accept") as ctx:
+        email = decisions.peer_key(ctx, args.email)
         decisions.accept_peer(ctx, email, "manual", "accepted by the data owner")
     print(f"accepted {email}: they may now submit jobs")
     return 0
 
 
 def cmd_peers_reject(args: argparse.Namespace) -> int:
-    email = args.email.strip().lower()
     with changing(_home(args), "peers reject") as ctx:
+        email = decisions.peer_key(ctx, args.email)
         decisions.reject_peer(ctx, email, args.reason)
     print(f"rejected the peer request of {email}")
+    return 0
+
+
+def cmd_peers_block(args: argparse.Namespace) -> int:
+    with changing(_home(args), "peers block") as ctx:
+        email = decisions.peer_key(ctx, args.email)
+        changed = decisions.block_peer(ctx, email, args.reason)
+    if changed:
+        print(f"blocked {email}: their requests and jobs are ignored until 'peers unblock'")
+    else:
+        print(f"{email} was blocked already")
+    return 0
+
+
+def cmd_peers_unblock(args: argparse.Namespace) -> int:
+    with changing(_home(args), "peers unblock") as ctx:
+        email = decisions.peer_key(ctx, args.email)
+        status = decisions.unblock_peer(ctx, email)
+    print(f"unblocked {email} ({status} again)")
     return 0
 
 
@@ -276,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("job", help=job_help)
     q.add_argument("-r", "--reason", help="why (sent to the data scientist)")
 
-    p = _add(sub, "peers", None, "List, accept and reject peers.", "syft-bg peers list")
+    p = _add(sub, "peers", None, "List, accept, reject and block peers.", "syft-bg peers list")
     peers_sub = p.add_subparsers(title="peers commands", metavar="ACTION", required=True)
     _add(
         peers_sub,
@@ -302,6 +329,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument("email")
     q.add_argument("-r", "--reason", help="why (written to the requester's folder)")
+    q = _add(
+        peers_sub,
+        "block",
+        cmd_peers_block,
+        "Ignore a data scientist for good: no request is read, no job received.",
+        "syft-bg peers block mallory@evil.example",
+    )
+    q.add_argument("email")
+    q.add_argument("-r", "--reason", help="why (kept in the audit log, not sent)")
+    q = _add(
+        peers_sub,
+        "unblock",
+        cmd_peers_unblock,
+        "Undo 'peers block': the data scientist is what they were before.",
+        "syft-bg peers unblock mallory@evil.example",
+    )
+    q.add_argument("email")
 
     p = _add(
         sub,

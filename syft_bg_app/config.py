@@ -267,6 +267,14 @@ SCHEMA: dict[str, Key] = {
                 "Accept requests whose email domain is exactly one of these.",
             ),
             approved_emails=Key("list_email", [], "Accept requests from exactly these emails."),
+            rerequest_after_days=Key(
+                "int",
+                7,
+                "Days after the data owner rejects a peer request before a new request "
+                "from the same data scientist is considered (and emailed about); "
+                "`syft-bg peers block` ignores someone for good.",
+                minimum=0,
+            ),
         ),
         auto_approvals=Key(
             "list_rule",

@@ -288,13 +288,15 @@ class _Migrator:
                 "syft-bg 0.3 form: removed (approved_domains and approved_emails apply)",
             )
         mark = node.start_mark
-        return _map(
-            [
-                ("approved_domains", _seq(kept_domains, domains.start_mark if domains else mark)),
-                ("approved_emails", _seq(email_items, emails.start_mark if emails else mark)),
-            ],
-            mark,
-        )
+        fields = [
+            ("approved_domains", _seq(kept_domains, domains.start_mark if domains else mark)),
+            ("approved_emails", _seq(email_items, emails.start_mark if emails else mark)),
+        ]
+        # Keys of the current form written beside the old ones are kept as they are.
+        _, rerequest = _get(node, "rerequest_after_days")
+        if rerequest is not None:
+            fields.append(("rerequest_after_days", rerequest))
+        return _map(fields, mark)
 
     # -- syft-bg 0.3 objects ----------------------------------------------------
     def _objects(self, node: yaml.MappingNode) -> list[yaml.Node]:

@@ -65,6 +65,8 @@ def recent_decisions(home: AppHome, count: int = DECISIONS) -> list[str]:
             entry = json.loads(line)
         except ValueError:
             continue
+        if not isinstance(entry, dict):
+            continue
         when = str(entry.get("at", ""))[:19].replace("T", " ")
         method = f" ({entry['method']})" if entry.get("method") else ""
         # The subject names a job, and the reason may quote its files.

@@ -209,10 +209,22 @@ def reject_job(ctx: Context, ref: JobRef, reason: str | None, method: str = "man
     audit.record(ctx.home.audit_log, ref.label, "rejected", why, method=method)
 
 
+def peer_key(ctx: Context, email: str) -> str:
+    """The checkpoint's spelling of ``email`` (folder names keep their case), or
+    the address in lower case when nobody by that address is known yet."""
+    wanted = email.strip().lower()
+    for key in ctx.state.data["peers"]:
+        if key.lower() == wanted:
+            return key
+    return wanted
+
+
 def accept_peer(ctx: Context, email: str, method: str, why: str) -> None:
     record = ctx.state.peer(email) or {"requested_at": None}
     if record.get("status") == "accepted":
         return
+    record.pop("before_block", None)
+    record.pop("asked_again", None)
     ctx.datasite.ensure_peer_folders(email)
     ctx.datasite.write_peer_status(email, "accepted", None)
     record.update(status="accepted", decided_at=iso(), decided_by=method)
@@ -234,6 +246,77 @@ def reject_peer(ctx: Context, email: str, reason: str | None) -> None:
         )
     ctx.datasite.write_peer_status(email, "rejected", reason)
     record.update(status="rejected", decided_at=iso(), decided_by="manual", reason=reason)
+    record.pop("before_block", None)
+    record.pop("asked_again", None)
     ctx.state.set_peer(email, record)
     ctx.log("approve").info("rejected peer %s", email)
     audit.record(ctx.home.audit_log, email, "rejected", reason or "rejected by the data owner")
+
+
+BLOCK_KEPT = ("status", "decided_at", "decided_by", "reason")
+
+
+def _spellings(ctx: Context, email: str) -> list[str]:
+    """``email`` and every other spelling of it the checkpoint knows (folder names keep case)."""
+    lowered = email.lower()
+    others = (k for k in ctx.state.data["peers"] if k != email and k.lower() == lowered)
+    return [email, *sorted(others)]
+
+
+def block_peer(ctx: Context, email: str, reason: str | None) -> bool:
+    """Ignore ``email`` for good, under every spelling: no request is read, no job
+    received or auto-approved.
+
+    Their folders are left as they are; ``unblock_peer`` restores what was
+    before. False when they were blocked already.
+    """
+    changed = [_block_one(ctx, key, reason) for key in _spellings(ctx, email)]
+    return any(changed)
+
+
+def _block_one(ctx: Context, email: str, reason: str | None) -> bool:
+    record = ctx.state.peer(email)
+    if record is not None and record["status"] == "blocked":
+        return False
+    before = {k: record[k] for k in BLOCK_KEPT if k in record} if record else None
+    record = record or {"requested_at": None}
+    record.update(
+        status="blocked", decided_at=iso(), decided_by="manual", reason=reason, before_block=before
+    )
+    record.pop("asked_again", None)
+    ctx.state.set_peer(email, record)
+    ctx.state.data["held_jobs"].pop(email, None)
+    ctx.log("approve").info("blocked %s", email)
+    audit.record(ctx.home.audit_log, email, "blocked", reason or "blocked by the data owner")
+    return True
+
+
+def unblock_peer(ctx: Context, email: str) -> str:
+    """Undo ``block_peer``; returns the status the data scientist has again."""
+    record = ctx.state.peer(email)
+    if record is None or record["status"] != "blocked":
+        raise DecisionError(f"{email} is not blocked")
+    peers = ctx.state.data["peers"]
+    blocked = [k for k in _spellings(ctx, email) if peers[k]["status"] == "blocked"]
+    return [_unblock_one(ctx, key) for key in blocked][0]
+
+
+def _unblock_one(ctx: Context, email: str) -> str:
+    record = ctx.state.peer(email)
+    before = record.pop("before_block", None)
+    if not before:
+        # Never known before the block: forgotten, so a request on disk is read
+        # afresh by the next pass.
+        del ctx.state.data["peers"][email]
+        waiting = ctx.state.data["peer_folders_waiting"]
+        if email not in waiting:
+            waiting.append(email)
+        status = "unknown"
+    else:
+        for key in BLOCK_KEPT:
+            record.pop(key, None)
+        record.update(before)
+        status = record["status"]
+    ctx.log("approve").info("unblocked %s (%s again)", email, status)
+    audit.record(ctx.home.audit_log, email, "unblocked", f"unblocked by the data owner: {status}")
+    return status

@@ -43,7 +43,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if not sub.peer:
         print(
             f"note: {sub.do_email} has not accepted you as a peer yet, so SyftBox may not "
-            f"deliver this job; ask with: syft-bg peers request {sub.do_email}"
+            f"deliver this job, and it waits until you are accepted; ask with: "
+            f"syft-bg peers request {sub.do_email}"
         )
     print("follow it with: syft-bg jobs mine")
     return 0

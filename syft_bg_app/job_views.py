@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +64,13 @@ def resolve(ctx: Context, spec: str) -> JobRef:
     if len(matches) == 1:
         return matches[0]
     if not matches:
+        waiting = spec.partition("/")[0] if "/" in spec else None
+        if waiting in ctx.state.data["held_jobs"]:
+            raise NotFoundError(
+                f"no job {terminal_text(spec)!r}: {terminal_text(waiting)} is not an accepted "
+                f"peer, so their jobs wait unreceived "
+                f"(syft-bg peers accept {terminal_text(shlex.quote(waiting))})"
+            )
         raise NotFoundError(
             f"no job {terminal_text(spec)!r} (see: syft-bg jobs list; a job is received by "
             f"the next pass)"

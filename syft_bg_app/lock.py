@@ -30,7 +30,7 @@ class PassLock:
         try:
             info = json.loads(self.home.lock_info_file.read_text())
             return f"pid {info['pid']}, since {info['since']}"
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError):
             return "pid unknown"
 
     def is_held(self) -> bool:

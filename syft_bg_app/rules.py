@@ -7,8 +7,9 @@ file set (``run.sh`` and everything under ``code/``, see ``jobfiles.collect``)
 is exactly the rule's set and every pinned hash is equal in full.
 
 ``run.sh`` is what runs, so a rule that does not pin it by content approves
-nothing. An empty peer list means every accepted peer; a rule whose last peer
-was removed carries ``enabled: false`` instead of widening to everyone.
+nothing. Rules apply to accepted peers only (naming someone in a rule does not
+accept them). An empty peer list means every accepted peer; a rule whose last
+peer was removed carries ``enabled: false`` instead of widening to everyone.
 
 Matching is cheap on purpose: a job's path set is compared with an index of
 the rules' path sets first, and only jobs with a candidate rule are hashed.
@@ -81,9 +82,11 @@ class Rule:
         return None
 
     def applies_to(self, ds_email: str, accepted_peer: bool) -> bool:
-        if self.peers:
-            return ds_email.lower() in self.peers
-        return accepted_peer
+        # Only accepted peers' jobs are ever auto-approved: naming someone in a
+        # rule does not accept them as a peer.
+        if not accepted_peer:
+            return False
+        return not self.peers or ds_email.lower() in self.peers
 
     def mismatches(self, hashes: Mapping[str, str]) -> list[str]:
         """Pinned files whose hash differs (the job's path set already equals ours)."""
@@ -120,12 +123,9 @@ class RuleIndex:
         mine = [r for r in self.live if r.applies_to(ds_email, accepted)]
         if not self.live:
             return "no live auto-approval rule (rules must pin run.sh by content)"
+        if not accepted:
+            return f"{ds_email} is not an accepted peer: rules approve only accepted peers' jobs"
         if not mine:
-            if not accepted:
-                return (
-                    f"no rule names {ds_email}, and rules without peers apply to "
-                    "accepted peers only"
-                )
             return f"no rule applies to {ds_email}"
         closest = min(mine, key=lambda r: (len(r.paths ^ paths), r.name))
         extra = sorted(paths - closest.paths)

@@ -469,12 +469,12 @@ def _render_entry(entry: dict) -> str:
     extra = [entry.get("method")] if entry.get("method") else []
     if entry.get("rule"):
         extra.append(f"rule {entry['rule']}")
-    if entry.get("rules"):
-        extra.append("rules tried: " + ", ".join(entry["rules"]))
+    if isinstance(entry.get("rules"), list):
+        extra.append("rules tried: " + ", ".join(map(str, entry["rules"])))
     if extra:
-        head += f"  ({', '.join(extra)})"
+        head += f"  ({', '.join(map(str, extra))})"
     lines = [head, f"    why: {entry.get('why', '')}"]
-    hashes = entry.get("hashes") or {}
+    hashes = entry.get("hashes") if isinstance(entry.get("hashes"), dict) else {}
     if hashes:
         width = max(len(p) for p in hashes)
         lines.extend(f"    {p:<{width}}  {hashes[p]}" for p in sorted(hashes))

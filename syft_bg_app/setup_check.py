@@ -88,7 +88,10 @@ def run_checks(home: AppHome, repair: bool = False) -> list[Check]:
             checks.append(Check(False, "permission files", "not checked: no datasite", fix, True))
         checks.extend(mail_checks(home, config))
     checks.append(_sandbox_check(config))
-    state = _state(home)
+    state, state_problem = _state(home)
+    if state_problem:
+        fix = f"mv {home.state_file} {home.state_file}.damaged   (then run a pass)"
+        checks.append(Check(False, "checkpoint", state_problem, fix))
     checks.append(_schedule_check(home, config, state))
     checks.append(_last_pass_check(config, state))
     return checks
@@ -221,7 +224,7 @@ def _too_open(path: Path) -> str | None:
 
 
 def _accepted_peers(home: AppHome) -> list[str]:
-    state = _state(home)
+    state, _ = _state(home)
     return sorted(e for e, r in state.get("peers", {}).items() if r.get("status") == "accepted")
 
 
@@ -313,6 +316,17 @@ def _mode_problem(path: Path) -> str | None:
 
 
 def mail_checks(home: AppHome, config: Config) -> list[Check]:
+    from .state import StateError
+
+    try:
+        return _mail_checks(home, config)
+    except StateError:
+        # The mail state lives in the checkpoint; its own line says what is wrong.
+        why = "not checked: the checkpoint is damaged"
+        return [Check(False, "mail", why, "see the checkpoint line", True)]
+
+
+def _mail_checks(home: AppHome, config: Config) -> list[Check]:
     transport = config.get("notify.transport")
     if not config.step_enabled("notify"):
         return [Check(True, "mail", "the notify service is stopped; no email is sent")]
@@ -484,13 +498,14 @@ def _sandbox_check(config: Config | None) -> Check:
     return Check(True, "bwrap", probe.detail)
 
 
-def _state(home: AppHome) -> dict:
+def _state(home: AppHome) -> tuple[dict, str | None]:
+    """The checkpoint's data, or nothing and why it cannot be loaded."""
     from .state import State, StateError
 
     try:
-        return State.load(home.state_file).data
-    except StateError:
-        return {}
+        return State.load(home.state_file).data, None
+    except StateError as exc:
+        return {}, str(exc)
 
 
 def _schedule_check(home: AppHome, config: Config | None, state: dict) -> Check:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SyftBgError
-from .fsutil import atomic_write_json
+from .fsutil import atomic_write_json, short_repr
+from .state_shape import ShapeError, check_checkpoint, check_pass_record
 
 SCHEMA_VERSION = 3
 CURRENT_PROTOCOL = "1"
@@ -54,6 +55,15 @@ def parse_iso(text: str) -> datetime:
 
 class StateError(SyftBgError):
     pass
+
+
+def damaged(path: Path, what: str) -> StateError:
+    """The one message for a checkpoint that cannot be used, whatever is wrong with it."""
+    return StateError(
+        f"{path}: the checkpoint is damaged: {what}. Nothing was changed. Move it aside "
+        f"(mv {path} {path}.damaged) and run again: the next pass starts over from what "
+        f"the datasite holds, without emailing about it; the datasite itself is not affected"
+    )
 
 
 def _migrate_1_to_2(data: dict[str, Any]) -> dict[str, Any]:
@@ -108,6 +118,7 @@ def empty_state() -> dict[str, Any]:
         "last_pass": None,
         "warnings": {},
         "peer_folders_waiting": [],
+        "held_jobs": {},
     }
 
 
@@ -138,9 +149,12 @@ class State:
     def load(cls, path: Path) -> State:
         state = cls._load_checkpoint(path)
         try:
-            record = json.loads(state.pass_record_path.read_text(encoding="utf-8"))
+            record = json.loads(state.pass_record_path.read_bytes())
+            check_pass_record(record)
         except (OSError, ValueError):
-            return state  # no pass recorded yet, or a record torn by a full disk
+            # No pass recorded yet, or a record torn or damaged: it only says how
+            # the last pass went, and the next pass writes it whole again.
+            return state
         state.data.update({k: record[k] for k in PASS_RECORD_KEYS if k in record})
         state._saved_record = marshal.dumps(_split(state.data)[1])
         return state
@@ -148,26 +162,40 @@ class State:
     @classmethod
     def _load_checkpoint(cls, path: Path) -> State:
         try:
-            raw = path.read_text(encoding="utf-8")
+            raw = path.read_bytes()
         except FileNotFoundError:
             return cls(empty_state(), path)
-        try:
-            data = json.loads(raw)
-        except ValueError as exc:
+        except IsADirectoryError:
+            raise damaged(path, "it is a folder, not a file") from None
+        except OSError as exc:
             raise StateError(
-                f"{path}: the checkpoint is not valid JSON ({exc}); move it aside to "
-                f"start over (the datasite itself is not affected)"
+                f"{path}: the checkpoint cannot be read ({exc.strerror or exc}); "
+                f"nothing was changed"
             ) from None
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise damaged(path, f"it is not UTF-8 text (byte {exc.start})") from None
+        except ValueError as exc:
+            raise damaged(path, f"it is not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise damaged(path, f"it holds a {type(data).__name__}, not a mapping")
         version = data.get("schema")
-        if not isinstance(version, int) or version > SCHEMA_VERSION:
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise damaged(path, f"its schema number is {short_repr(version)}")
+        if version > SCHEMA_VERSION:
             raise StateError(
                 f"{path}: checkpoint schema {version!r} is newer than this app "
                 f"understands ({SCHEMA_VERSION}); update the app"
             )
-        while version < SCHEMA_VERSION:
-            data = MIGRATIONS[version](data)
-            version += 1
-            data["schema"] = version
+        try:
+            while version < SCHEMA_VERSION:
+                data = MIGRATIONS[version](data)
+                version += 1
+                data["schema"] = version
+            check_checkpoint(data)
+        except (ShapeError, AttributeError, TypeError, ValueError) as exc:
+            raise damaged(path, str(exc)) from None
         base = empty_state()
         base.update(data)
         return cls(base, path)

@@ -54,6 +54,13 @@ def render_status(home: AppHome) -> str:
     lines.extend(execute_status_lines(ctx))
     peers = Counter(r["status"] for r in state["peers"].values())
     lines.append(f"peers: {', '.join(f'{n} {s}' for s, n in sorted(peers.items())) or 'none'}")
+    held = state["held_jobs"]
+    if held:
+        count = sum(entry["jobs"] for entry in held.values())
+        lines.append(
+            f"jobs waiting for peer acceptance: {count} from {len(held)} data scientist(s) "
+            "(syft-bg peers list)"
+        )
     lines.append(f"events waiting for notify: {len(state['events'])}")
     from .mail.health import status_lines as mail_status_lines
 

@@ -191,10 +191,19 @@ class App:
         job_type: str = "bash",
         protocol: str = "1",
         metadata: dict | None = None,
+        as_peer: bool = True,
     ) -> Path:
-        """Write a job folder in the syft-job layout (config.yaml, run.sh, code/)."""
+        """Write a job folder in the syft-job layout (config.yaml, run.sh, code/).
+
+        ``as_peer``: the data scientist's inbox carries the data owner's permission
+        file (syft-job's ``setup_ds_job_folder_as_do`` writes it when a peer is
+        accepted), so the app treats them as an accepted peer; False submits as
+        someone the data owner never accepted.
+        """
         files = {"script.sh": "echo hello\n"} if files is None else files
         base = self.datasite.inbox / ds_email
+        if as_peer and not (base / "syft.pub.yaml").exists():
+            self.datasite.write_permissions(base, write=[ds_email])
         folder = (base / f"v{protocol}" / name) if protocol != "0" else base / name
         (folder / "code").mkdir(parents=True, exist_ok=True)
         for rel, content in files.items():

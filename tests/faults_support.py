@@ -129,18 +129,19 @@ class Scenario:
         scenario.rounds = plan
         return scenario
 
-    def arrive(self, round_number: int) -> None:
+    def arrive(self, round_number: int, requests: bool = True, jobs: bool = True) -> None:
         """What round ``round_number`` brings: peer requests and submitted jobs."""
         if round_number >= len(self.rounds):
             return
-        peers, jobs = self.rounds[round_number]
-        for ds in peers:
+        peers, submitted = self.rounds[round_number]
+        for ds in peers if requests else ():
             self.app.request_peer(ds, message=f"hello from {ds}")
         script = SCRIPT.format(ledger=self.ledger)
-        for job in jobs:
+        for job in submitted if jobs else ():
             content = script if job.matches_rule else OFF_RULE_SCRIPT.format(ledger=self.ledger)
             files = {"script.sh": content, **self.data}
-            self.app.submit(job.name, ds_email=job.ds, run_sh=RUN_SH, files=files)
+            # Only accepted peers get an inbox; the others' jobs wait, not received.
+            self.app.submit(job.name, ds_email=job.ds, run_sh=RUN_SH, files=files, as_peer=False)
 
     # -- what must hold at the end ---------------------------------------------------
     @property
@@ -153,7 +154,12 @@ class Scenario:
 
     @property
     def pending(self) -> list[Job]:
-        return [j for j in self.jobs if j not in self.approved]
+        return [j for j in self.jobs if j.ds in self.accepted and j not in self.approved]
+
+    @property
+    def held(self) -> list[Job]:
+        """Jobs of peers never accepted: they wait in the inbox, never received."""
+        return [j for j in self.jobs if j.ds not in self.accepted]
 
     def expected_emails(self) -> Counter:
         """(to, event, entity) of every email the design's table asks for, once each."""
@@ -164,6 +170,8 @@ class Scenario:
             if ds in self.accepted:
                 want[(ds, "peer_accepted", ds)] += 1
         for job in self.jobs:
+            if job in self.held:
+                continue
             kinds = ["job_submitted"]
             if job in self.approved:
                 kinds += ["job_approved", "job_finished"]
@@ -302,7 +310,12 @@ def check_jobs(scenario: Scenario) -> State:
     app = scenario.app
     state = State.load(app.home.state_file)
     # Every job is where the rules put it, in the checkpoint and in the datasite.
+    for job in scenario.held:
+        assert state.job(job.ds, job.name) is None, job.label
+        assert not (app.datasite.review_dir(JobRef(job.ds, job.name)) / "state.yaml").exists()
     for job in scenario.jobs:
+        if job in scenario.held:
+            continue
         record = state.job(job.ds, job.name)
         on_disk = yaml.safe_load(
             (app.datasite.review_dir(JobRef(job.ds, job.name)) / "state.yaml").read_text()

@@ -141,13 +141,24 @@ def test_submit_and_my_jobs_as_a_data_scientist(app, tmp_path):
     assert sub.files == ["run.sh", "code/count.py"]
     assert sub.type == "python" and sub.peer is False
     bg.run_once()
+    # Not an accepted peer yet: the job waits in the inbox, not received.
+    assert not (app.datasite.review / DS / "v1" / "count").exists()
+    assert bg.peers()[DS]["jobs_waiting"] == 1
+    request = bg.request_peer(app.do_email, "hello", as_email=DS)
+    assert request.status == "requested" and request.path.is_file()
+    bg.accept_peer(DS.upper())
+    bg.run_once()
     assert app.job_state("count")["status"] == "pending"
+    assert bg.peers()[DS] == {
+        "status": "accepted",
+        "since": bg.peers()[DS]["since"],
+        "message": None,  # accepted before any pass read the request
+        "problem": None,
+        "jobs_waiting": 0,
+    }
     mine = bg.my_jobs(as_email=DS)
     assert [(j.label, j.status) for j in mine] == [(f"{app.do_email}/count", "pending")]
     assert "count" in repr(mine) and "<table" in mine._repr_html_()
-
-    request = bg.request_peer(app.do_email, "hello", as_email=DS)
-    assert request.status == "requested" and request.path.is_file()
 
 
 # -- auto-approval -------------------------------------------------------------------

@@ -57,10 +57,9 @@ def accept(app, *emails: str) -> None:
             decisions.accept_peer(ctx, email, "manual", "test")
 
 
-def submit(app, name, ds=ALICE, run_sh=RUN_SH, files=None):
-    return app.submit(
-        name, ds_email=ds, run_sh=run_sh, files={"script.sh": SCRIPT} if files is None else files
-    )
+def submit(app, name, ds=ALICE, run_sh=RUN_SH, files=None, as_peer=True):
+    files = {"script.sh": SCRIPT} if files is None else files
+    return app.submit(name, ds_email=ds, run_sh=run_sh, files=files, as_peer=as_peer)
 
 
 def audit_entries(app, subject=None) -> list[dict]:
@@ -350,15 +349,20 @@ def test_reading_a_job_file_never_follows_a_symlink_at_any_level(tmp_path):
 
 def test_an_empty_peer_list_applies_to_accepted_peers_only(app):
     set_rules(app, rule())
-    submit(app, "early")  # alice has an inbox folder but was never accepted
-    app.run_pass()
-    assert status(app, "early") == "pending"
-    assert "accepted peers only" in audit_entries(app, f"{ALICE}/early")[0]["why"]
-
     accept(app, ALICE)
+    submit(app, "early")
     app.run_pass()
-
     assert status(app, "early") == "approved"
+    # A pending job of someone who is no longer an accepted peer matches no rule.
+    app.cli("peers", "block", ALICE, check=True)
+    submit(app, "late", as_peer=False)
+    with changing(app.home, "test") as ctx:
+        ref = JobRef(ALICE, "late")
+        ctx.datasite.write_job_state(ref, status="pending", received_at="2026-11-20T10:00:00Z")
+        ctx.state.set_job(ALICE, "late", {"protocol": "1", "status": "pending"})
+    app.run_pass()
+    assert status(app, "late") == "pending"
+    assert "not an accepted peer" in audit_entries(app, f"{ALICE}/late")[-1]["why"]
 
 
 def test_removing_the_last_peer_disables_the_rule_instead_of_widening_it(app):

@@ -55,6 +55,7 @@ def _analysis_folder(tmp_path: Path) -> Path:
 
 
 def test_a_python_folder_is_listed_by_syft_job_and_received_by_a_pass(app, tmp_path):
+    app.cli("peers", "accept", DS, check=True)
     code = _analysis_folder(tmp_path)
 
     result = _submit(app, code, "--name", "mean-age")
@@ -124,6 +125,7 @@ def test_a_single_python_script(app, tmp_path):
 
 
 def test_a_single_bash_script_is_laid_out_as_syft_job_does(app, tmp_path):
+    app.cli("peers", "accept", DS, check=True)
     script = tmp_path / "count.sh"
     script.write_text("#!/bin/bash\nwc -l /etc/hostname\n")
 

@@ -85,7 +85,10 @@ def test_a_job_whose_start_is_interrupted_again_and_again_still_runs_once(app, t
     scenario = Scenario.build(
         app, tmp_path / "ledger.txt", peers=1, jobs_per_peer=1, rounds=1, off_rule=0
     )
-    scenario.arrive(0)
+    # The peer is accepted first, so that the next passes receive, approve and start the job.
+    scenario.arrive(0, jobs=False)
+    assert app.run_pass().exit_code == 0
+    scenario.arrive(0, requests=False)
     real_prepare = sandbox.prepare_layout
 
     def pass_dies_while_preparing(layout, files, mode, **options):

@@ -111,6 +111,7 @@ def test_my_jobs_render_with_results_and_escaping(app, tmp_path):
     script = tmp_path / "x.sh"
     script.write_text("echo x\n")
     ident = ds.Identity(DS, app.root)
+    app.cli("peers", "accept", DS, check=True)
     ds.submit(ident, app.do_email, script, name="<img src=x onerror=alert(1)>")
     ds.submit(ident, app.do_email, script, name="fine")
     app.run_pass()

@@ -45,7 +45,8 @@ def test_peer_lists():
     named = Rule("n", peers=(ALICE,), files=LIVE.files)
     assert everyone.applies_to("bob@co.com", accepted_peer=True)
     assert not everyone.applies_to("bob@co.com", accepted_peer=False)
-    assert named.applies_to(ALICE, accepted_peer=False)
+    # Naming someone in a rule does not make them a peer: no rule applies to a non-peer.
+    assert not named.applies_to(ALICE, accepted_peer=False)
     assert named.applies_to("Alice@Uni.edu", accepted_peer=True)
     assert not named.applies_to("bob@co.com", accepted_peer=True)
 

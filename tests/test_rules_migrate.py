@@ -120,7 +120,11 @@ def test_0_3_peers_enabled_false_keeps_its_domains_off():
     auto_share_datasets: [census]
 """
     )
-    assert config.get("approve.peers") == {"approved_domains": [], "approved_emails": []}
+    assert config.get("approve.peers") == {
+        "approved_domains": [],
+        "approved_emails": [],
+        "rerequest_after_days": 7,
+    }
     joined = "\n".join(config.warnings)
     assert "config.yaml:5: approve.peers.enabled:" in joined
     assert "openmined.org is not auto-accepted" in joined
@@ -139,12 +143,22 @@ def test_0_3_peers_enabled_true_and_auto_approve_emails_apply():
     assert config.get("approve.peers") == {
         "approved_domains": ["openmined.org"],
         "approved_emails": ["carol@partner.example"],
+        "rerequest_after_days": 7,
     }
+
+
+def test_a_current_key_beside_old_peer_keys_is_kept():
+    config = parse("  peers:\n    enabled: true\n    rerequest_after_days: 3\n")
+    assert config.get("approve.peers.rerequest_after_days") == 3
 
 
 def test_old_auto_approve_true_accepts_nobody_and_says_so():
     config = parse("  peers:\n    auto_approve: true\n")
-    assert config.get("approve.peers") == {"approved_domains": [], "approved_emails": []}
+    assert config.get("approve.peers") == {
+        "approved_domains": [],
+        "approved_emails": [],
+        "rerequest_after_days": 7,
+    }
     assert "never accepts everyone" in config.warnings[0]
 
 

@@ -236,6 +236,7 @@ def test_a_request_yaml_that_is_a_folder_is_reported_and_other_requests_still_re
 
 def test_a_rejected_peer_asks_again_only_with_a_newer_request(app):
     _disable_notify(app)
+    app.set_config(approve={"peers": {"rerequest_after_days": 0}})
     path = app.request_peer("bob@lab.org")
     app.run_pass()
     app.cli("peers", "reject", "bob@lab.org", "-r", "unknown", check=True)

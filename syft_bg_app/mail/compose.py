@@ -432,8 +432,11 @@ def _peer_drafts(ctx: Context, event: dict[str, Any]) -> list[Draft]:
     do = ctx.config.do_email
     record = ctx.state.peer(ds) or {}
     requested_at = untrusted_text(record.get("requested_at"), METADATA_TEXT_CAP)
-    # A new request after a decision is a new entity: it is announced again.
-    entity = f"peer:{ds}:{requested_at or '-'}"
+    # One email per request: the sync step numbers the requests it considers (a
+    # rewritten request.yaml is not a new one); a checkpoint from before the
+    # numbering keys on the request's date, as it did then.
+    number = event.get("request") or record.get("request_number")
+    entity = f"peer:{ds}:#{number}" if number else f"peer:{ds}:{requested_at or '-'}"
     base = {**common_variables(ctx), "ds_email": ds, "requested_at": requested_at}
     thread = f"peer:{ds}|ds"
     ds_draft = Draft(

@@ -16,7 +16,7 @@ import errno
 import os
 import stat
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,8 @@ def run(ctx: Context) -> None:
     problems: list[str] = []
     for ds_email in ctx.datasite.list_ds_emails():
         _note_known_peer(ctx, ds_email)
+        if _held_until_accepted(ctx, ds_email):
+            continue
         looks = [_look_inbox(ctx, folder) for _, folder in ctx.datasite.job_folders(ds_email)]
         if not any(changed for _, changed, _ in looks):
             continue
@@ -86,7 +88,8 @@ def _record_history(ctx: Context) -> None:
     killed half-way never makes the next one mistake new jobs for history.
     """
     for ds_email in ctx.datasite.list_ds_emails():
-        if ctx.datasite.peer_has_inbox(ds_email):
+        # A decision taken before the first pass (peers block) stands.
+        if ctx.state.peer(ds_email) is None and ctx.datasite.peer_has_inbox(ds_email):
             ctx.state.set_peer(
                 ds_email, {"status": "accepted", "requested_at": None, "decided_by": "before"}
             )
@@ -142,6 +145,8 @@ def _unknown_jobs(ctx: Context, ds_email: str) -> list[JobRef]:
 
 
 def _receive(ctx: Context, ref: JobRef) -> None:
+    if _held_until_accepted(ctx, ref.ds_email):
+        return
     log = ctx.log("sync")
     record = ctx.state.job(ref.ds_email, ref.name, ref.protocol)
     try:
@@ -327,13 +332,73 @@ def _status_event(ctx: Context, ref: JobRef, status: str, on_disk: dict) -> None
 
 # -- peers ---------------------------------------------------------------------
 
+WAITING_FOR_ACCEPTANCE = "waiting for peer acceptance"
+
+
+def _held_until_accepted(ctx: Context, ds_email: str) -> bool:
+    """True when ``ds_email`` is not an accepted peer: their jobs are not received.
+
+    The jobs stay in the inbox, counted in ``held_jobs`` (shown by ``peers list``
+    and ``status``); the first pass after the peer is accepted receives them as
+    usual. A blocked data scientist's folder is not even listed.
+    """
+    record = ctx.state.peer(ds_email)
+    status = record["status"] if record else None
+    held = ctx.state.data["held_jobs"]
+    if status == "accepted":
+        if held.pop(ds_email, None):
+            ctx.log("sync").info(
+                "%s is an accepted peer now: receiving their jobs", short_repr(ds_email)
+            )
+        return False
+    if is_blocked(ctx, ds_email):
+        held.pop(ds_email, None)
+        return True
+    count = len(ctx.datasite.list_job_names(ds_email))
+    entry = held.get(ds_email)
+    if count and (entry is None or entry["jobs"] != count):
+        # The folder name is someone else's text: quoted, it cannot forge log lines.
+        ctx.log("sync").info(
+            "%d job(s) of %s wait until they are an accepted peer (syft-bg peers accept)",
+            count,
+            short_repr(ds_email),
+        )
+        since = entry["since"] if entry else iso()
+        held[ds_email] = {"reason": WAITING_FOR_ACCEPTANCE, "jobs": count, "since": since}
+    elif not count:
+        held.pop(ds_email, None)
+    return True
+
+
+def is_blocked(ctx: Context, email: str) -> bool:
+    """Blocked under any spelling of the address (folder names keep their case).
+
+    ``peers block`` blocks every spelling the checkpoint knows, so a known
+    address answers from its own record; only a new one is compared with all.
+    """
+    record = ctx.state.peer(email)
+    if record is not None:
+        return record["status"] == "blocked"
+    lowered = email.lower()
+    return any(
+        record["status"] == "blocked" and key.lower() == lowered
+        for key, record in ctx.state.data["peers"].items()
+    )
+
 
 def _note_known_peer(ctx: Context, ds_email: str) -> None:
-    """An inbox folder with its permission file means the peer was accepted."""
+    """An inbox folder with its permission file means the peer was accepted.
+
+    SyftBox lets only the datasite's owner write permission files, so this is
+    how acceptance by another tool (syft-job's ``setup_ds_job_folder_as_do``)
+    is noticed. It never overrides a decision of
+    this app: a rejected or blocked data scientist stays so until the data owner
+    says otherwise (``syft-bg peers accept``).
+    """
     record = ctx.state.peer(ds_email)
-    if record and record["status"] == "accepted":
+    if record and record["status"] in ("accepted", "rejected", "blocked"):
         return
-    if not ctx.datasite.peer_has_inbox(ds_email):
+    if is_blocked(ctx, ds_email) or not ctx.datasite.peer_has_inbox(ds_email):
         return
     was_requested = record is not None and record["status"] == "requested"
     record = record or {"requested_at": None}
@@ -370,7 +435,14 @@ def _read_peer_requests(ctx: Context, problems: list[str]) -> None:
 
 
 def _read_one_request(ctx: Context, folder_name: str) -> bool:
-    """Read peers/<email>/request.yaml if new or changed; False while it has not arrived."""
+    """Read peers/<email>/request.yaml if new or changed; False while it has not arrived.
+
+    One request, one ``peer_requested`` event (one email each way), however
+    often the file is rewritten: while a request waits for the data owner, or
+    after it was accepted, a rewrite changes nothing. After a rejection a newer
+    request counts only once ``approve.peers.rerequest_after_days`` have passed
+    since the rejection; a blocked data scientist is ignored for good.
+    """
     try:
         # peers/<ds> and request.yaml are the data scientist's: a link is never
         # followed (to another's request or the owner's files); it counts as absent.
@@ -379,7 +451,16 @@ def _read_one_request(ctx: Context, folder_name: str) -> bool:
         return False
     mtime_ns = os.fstat(fd).st_mtime_ns
     record = ctx.state.peer(folder_name)
-    if record and record.get("request_mtime_ns") == mtime_ns:
+    if is_blocked(ctx, folder_name):
+        os.close(fd)
+        if record:
+            record["request_mtime_ns"] = mtime_ns
+        return True
+    if (
+        record
+        and record.get("request_mtime_ns") == mtime_ns
+        and not (record.get("asked_again") and _cool_down_over(ctx, record))
+    ):
         os.close(fd)
         return True
     log = ctx.log("sync")
@@ -391,29 +472,65 @@ def _read_one_request(ctx: Context, folder_name: str) -> bool:
         record.update(problem=problem, request_mtime_ns=mtime_ns)
         ctx.state.set_peer(folder_name, record)
         return True
-    if record and (
-        record["status"] == "accepted"
-        or (
-            record["status"] == "rejected"
-            and record.get("decided_at")
-            and parse_iso(request["requested_at"]) <= parse_iso(record["decided_at"])
-        )
-    ):
-        # Accepted already, or the request the data owner already turned down.
+    if record and record["status"] in ("accepted", "requested"):
+        # Accepted already, or asked already: the data owner was told once.
+        record["request_mtime_ns"] = mtime_ns
+        record.pop("problem", None)
+        return True
+    rejected = record is not None and record["status"] == "rejected"
+    if rejected and not _asks_again(ctx, folder_name, record, request):
         record["request_mtime_ns"] = mtime_ns
         return True
+    number = (record or {}).get("request_number", 0) + 1
     new_record = {
         "status": "requested",
         "requested_at": request["requested_at"],
         "message": request.get("message"),
         "request_mtime_ns": mtime_ns,
         "seen_at": iso(),
+        "request_number": number,
     }
     ctx.state.set_peer(folder_name, new_record)
     ctx.counts["peer_requests"] += 1
     log.info("peer request from %s", folder_name)
-    ctx.state.add_event("peer_requested", ds_email=folder_name)
+    ctx.state.add_event("peer_requested", ds_email=folder_name, request=number)
     return True
+
+
+def _rerequest_after(ctx: Context) -> timedelta:
+    return timedelta(days=ctx.config.get("approve.peers.rerequest_after_days"))
+
+
+def _cool_down_over(ctx: Context, record: dict) -> bool:
+    decided_at = record.get("decided_at")
+    return not decided_at or utcnow() >= parse_iso(decided_at) + _rerequest_after(ctx)
+
+
+def _asks_again(ctx: Context, email: str, record: dict, request: dict) -> bool:
+    """Whether a valid request from a rejected data scientist is a new one to consider.
+
+    It must be dated after the rejection (an older date is the request already
+    turned down) and arrive after the cool-down; one that came too early is
+    remembered and considered on the first pass after the cool-down.
+    """
+    decided_at = record.get("decided_at")
+    if decided_at and parse_iso(request["requested_at"]) <= parse_iso(decided_at):
+        record.pop("asked_again", None)
+        return False
+    if _cool_down_over(ctx, record):
+        record.pop("asked_again", None)
+        return True
+    if not record.get("asked_again"):
+        record["asked_again"] = True
+        until = parse_iso(decided_at) + _rerequest_after(ctx)
+        ctx.log("sync").info(
+            "peer request from %s ignored until %s (rejected %s; approve.peers."
+            "rerequest_after_days)",
+            short_repr(email),
+            iso(until),
+            decided_at,
+        )
+    return False
 
 
 def _parse_request(path: os.PathLike | int, folder_name: str) -> tuple[dict, str | None]:
