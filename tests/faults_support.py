@@ -535,11 +535,28 @@ def os_write(fd, data):
 
 
 tempfile.mkstemp, builtins.open, os.open, os.write = mkstemp, opener, os_open, os_write
+if os.environ.get("SYFT_BG_TEST_COUNT_WRITES"):
+    import atexit
+    atexit.register(lambda: print(f"writes seen: {seen[0]}", file=sys.__stdout__))
 sys.argv = ["syft-bg", *sys.argv[3:]]
 from syft_bg_app.cli import main
 
 sys.exit(main())
 """
+
+
+def count_writes(app: App, root: Path, *args: str) -> int:
+    """How many file writes under ``root`` ``syft-bg ARGS`` makes (none refused)."""
+    result = subprocess.run(
+        [sys.executable, "-c", ENOSPC_WRAPPER, str(root), str(10**9), *args],
+        env={**app.env, "SYFT_BG_TEST_COUNT_WRITES": "1"},
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout.rsplit("writes seen: ", 1)[1])
 
 
 def run_with_full_disk(app: App, root: Path, after: int, *args: str):

@@ -8,14 +8,14 @@ import json
 import pytest
 from conftest import App
 
-from syft_bg_app.state import State, StateError
+from syft_bg_app.state import SCHEMA_VERSION, State, StateError
 
 GOOD_JOB = {"protocol": "1", "status": "pending"}
 
 
 def _base(**changes: object) -> bytes:
     data = {
-        "schema": 2,
+        "schema": SCHEMA_VERSION,
         "baseline_done": True,
         "jobs": {"alice@uni.edu": {"hello": dict(GOOD_JOB)}},
         "peers": {"alice@uni.edu": {"status": "accepted"}},

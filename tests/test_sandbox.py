@@ -379,8 +379,11 @@ def test_a_fork_bomb_is_bounded_and_cleaned_up(tmp_path, mode):
     assert event["reason"].startswith(("timed out", "stopped: it ran"))
     assert most > 1 or event["reason"].startswith("stopped: it ran")  # it did fork
     if mode == "bwrap":
-        # As nobody inside bwrap, RLIMIT_NPROC holds it at max_processes.
-        assert most <= 32 + 2, most
+        # As nobody inside bwrap, RLIMIT_NPROC holds it at max_processes. A scan of
+        # /proc is not atomic: while the bomb churns, a child that exits and the one
+        # forked in its place can both be counted, so the bound is twice the limit
+        # (an unlimited bomb reaches hundreds within the timeout).
+        assert most <= 2 * 32, most
     assert marked_processes(marker) == []
     # The machine is fine: this process can still start others.
     assert subprocess.run(["true"]).returncode == 0

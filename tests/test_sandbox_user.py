@@ -182,7 +182,9 @@ def test_an_ordinary_users_jobs_are_limited_and_cut_off_from_the_network(user_ap
     assert out.splitlines()[0] == "65534"
     assert "NO-NETWORK" in out and "CONNECTED" not in out
     assert app.state("bomb")["status"] == "failed"
-    assert 1 < most <= 16 + 2, most  # RLIMIT_NPROC holds an ordinary user's bomb
+    # RLIMIT_NPROC holds an ordinary user's bomb; twice the limit allows for a /proc
+    # scan counting a child that exits and the one forked in its place.
+    assert 1 < most <= 2 * 16, most
     assert marked_processes(marker) == []
 
 
