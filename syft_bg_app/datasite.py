@@ -8,6 +8,7 @@ this app writes) and ``peers/<ds>/request.yaml`` (peer requests).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import stat
@@ -73,6 +74,13 @@ class JobRef:
     @property
     def label(self) -> str:
         return f"{self.ds_email}/{self.display_name}"
+
+    @property
+    def digest(self) -> str:
+        """A hex SHA-256 of the job's identity, for file names (names may hold any
+        character, also the lone surrogates of folder names that are not UTF-8)."""
+        identity = f"{self.ds_email}\0{self.protocol}\0{self.name}"
+        return hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()
 
     @property
     def event_fields(self) -> dict[str, str]:

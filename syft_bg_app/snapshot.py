@@ -10,7 +10,6 @@ manifest first. Changes the data scientist makes after approval never run.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -34,10 +33,7 @@ class SnapshotError(SyftBgError):
 
 
 def snapshot_dir(snapshots_root: Path, ref: JobRef) -> Path:
-    key = hashlib.sha256(
-        f"{ref.ds_email}\0{ref.protocol}\0{ref.name}".encode("utf-8", "surrogatepass")
-    ).hexdigest()
-    return snapshots_root / key[:32]
+    return snapshots_root / ref.digest[:32]
 
 
 def take(

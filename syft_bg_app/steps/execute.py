@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import secrets
@@ -382,9 +381,7 @@ def timeout_for(ctx: Context, record: dict[str, Any]) -> int:
 
 
 def _new_run_id(ref: JobRef) -> str:
-    digest = hashlib.sha256(
-        f"{ref.ds_email}\0{ref.protocol}\0{ref.name}".encode("utf-8", "surrogatepass")
-    ).hexdigest()
+    digest = ref.digest
     stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
     return f"{stamp}-{digest[:10]}-{secrets.token_hex(3)}"
 
