@@ -170,7 +170,7 @@ def cmd_setup_status(args: argparse.Namespace) -> int:
 
     home = _home(args)
     checks = run_checks(home, repair=args.repair)
-    print(render(checks))
+    print(render(checks, home))
     return 0 if all(c.ok for c in checks) else 1
 
 
