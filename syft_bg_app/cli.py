@@ -15,7 +15,15 @@ from .datasite import JOB_STATUSES, Datasite
 from .errors import SyftBgError, UsageError
 from .fsutil import atomic_write_text
 from .home import AppHome
-from .invocation import APP_NAME, command, link_bin, localize, program
+from .invocation import (
+    APP_NAME,
+    command,
+    link_bin,
+    link_bin_problem,
+    localize,
+    on_path,
+    program,
+)
 from .render import terminal_text
 from .session import changing, open_view
 from .syftbox_client import client_folder
@@ -97,16 +105,29 @@ def cmd_init(args: argparse.Namespace) -> int:
         if not args.link_bin:
             raise UsageError("init: -e/--email is required (or --link-bin alone)")
         return _link_bin(args)
+    bin_dir = Path(args.bin_dir) if args.bin_dir else None
+    if args.link_bin:
+        # Refused before anything is written: exit 2 means nothing changed.
+        problem = link_bin_problem(bin_dir)
+        if problem:
+            raise UsageError(problem)
     config_path, datasite = init_app(
         home, args.email, args.syftbox_root, args.force, create=args.create
     )
     print(f"wrote {config_path}")
     print(f"datasite {datasite.path} (layout ROOT/{datasite.layout}) is ready")
-    if args.link_bin or (_offer_launcher() and _ask("put a syft-bg command in ~/.local/bin?")):
+    offer = not args.link_bin and _offer_launcher() and not link_bin_problem(bin_dir)
+    if args.link_bin or (offer and _ask("put a syft-bg command in ~/.local/bin?")):
         _link_bin(args)
     elif program() != APP_NAME:
+        other = on_path()
+        where = (
+            f"the syft-bg on PATH ({other}) is another program"
+            if other
+            else ("syft-bg is not on PATH")
+        )
         print(
-            f"syft-bg is not on PATH: run commands as {program()} ..., or put it there "
+            f"{where}: run commands as {program()} ..., or put it there "
             f"with: {program()} init --link-bin"
         )
     print(f"next: ./run.sh   (or: {command('run --once', home)})")

@@ -173,6 +173,26 @@ def _on_path(folder: Path) -> bool:
     return False
 
 
+def link_bin_problem(bin_dir: Path | None = None) -> str | None:
+    """Why ``link_bin`` would refuse (checked before ``init`` writes anything), or None."""
+    path = (bin_dir or default_bin_dir()).expanduser() / APP_NAME
+    if not os.path.lexists(path):
+        return None
+    if path.is_symlink() and is_this_app(path):
+        return None  # a link to this app's script, made by hand: kept as it is
+    if path.is_symlink() or not path.is_file() or _launcher_target(path) is None:
+        return (
+            f"{path} exists and was not written by syft-bg; it is left alone "
+            f"(remove it yourself, or pass --bin-dir DIR)"
+        )
+    if not is_this_app(path):
+        return (
+            f"{path} launches another copy of the app ({_launcher_target(path)}); "
+            f"remove it first if this copy should be syft-bg"
+        )
+    return None
+
+
 def link_bin(bin_dir: Path | None = None) -> LinkResult:
     """Write ``BIN_DIR/syft-bg``, a launcher of this checkout's ``.venv/bin/syft-bg``.
 
@@ -193,20 +213,13 @@ def link_bin(bin_dir: Path | None = None) -> LinkResult:
         f"{LAUNCHER_MARK}; it runs the app in {script.parent.parent.parent}.\n"
         f'exec {shlex.quote(str(script))} "$@"\n'
     )
-    written = True
-    if os.path.lexists(path):
-        if path.is_file() and not path.is_symlink() and path.read_text(errors="replace") == text:
-            written = False
-        elif _launcher_target(path) is None:
-            raise UsageError(
-                f"{path} exists and was not written by syft-bg; it is left alone "
-                f"(remove it yourself, or pass --bin-dir DIR)"
-            )
-        elif not is_this_app(path):
-            raise UsageError(
-                f"{path} launches another copy of the app ({_launcher_target(path)}); "
-                f"remove it first if this copy should be syft-bg"
-            )
+    problem = link_bin_problem(bin_dir)
+    if problem:
+        raise UsageError(problem)
+    if path.is_symlink():
+        written = False  # a link to this app's script (link_bin_problem refused any other)
+    else:
+        written = not (path.is_file() and path.read_text(errors="replace") == text)
     if written:
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, text, mode=0o755)

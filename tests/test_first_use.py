@@ -198,13 +198,32 @@ def test_link_bin_never_replaces_a_syft_bg_it_did_not_write_for_this_app(user, t
         target.mkdir()
     before = (target.is_symlink(), os.path.realpath(target), _content(target))
     result = user.app("init", "--link-bin")
-    assert result.returncode == 2
-    assert (
-        str(target) in result.stderr
-        and "left alone" in result.stderr
-        or ("another copy" in result.stderr)
-    )
+    assert result.returncode == 2 and str(target) in result.stderr
+    reason = "another copy of the app" if existing == "launcher of another copy" else "left alone"
+    assert reason in result.stderr
     assert (target.is_symlink(), os.path.realpath(target), _content(target)) == before
+
+
+def test_init_with_link_bin_refused_writes_no_config_either(user, tmp_path):
+    user.bin.mkdir(parents=True)
+    (user.bin / "syft-bg").write_text("#!/bin/sh\necho mine\n")
+    root = tmp_path / "SyftBox"
+    root.mkdir()
+    result = user.app("init", "-e", DO_EMAIL, "-r", str(root), "--link-bin")
+    assert result.returncode == 2 and "left alone" in result.stderr
+    assert not (user.home / ".syft-bg" / "config.yaml").exists()
+    assert not (root / DO_EMAIL).exists()
+    assert (user.bin / "syft-bg").read_text() == "#!/bin/sh\necho mine\n"
+
+
+def test_a_link_to_this_apps_script_is_kept_as_it_is(user):
+    user.bin.mkdir(parents=True)
+    (user.bin / "syft-bg").symlink_to(SCRIPT)
+    user.path = f"{user.bin}:{SYSTEM_PATH}"
+    result = user.app("init", "--link-bin")
+    assert result.returncode == 0, result.stderr
+    assert f"kept the launcher {user.bin / 'syft-bg'}" in result.stdout
+    assert os.readlink(user.bin / "syft-bg") == str(SCRIPT)
 
 
 def _content(path: Path) -> str | None:
