@@ -407,3 +407,18 @@ def test_the_warning_names_the_folder_the_client_config_names(user, tmp_path):
     config.write_text(json.dumps({"data_dir": str(real)}))
     line, _ = _syftbox_line(user.app("setup-status", SYFTBOX_CLIENT_CONFIG_PATH=str(config)))
     assert line.startswith("⚠") and f"the SyftBox client's config {config} names {real}" in line
+
+
+def test_hints_printed_by_commands_name_the_app_as_it_runs(app: App):
+    rules = app.cli("list-auto-approvals", check=True).stdout
+    assert f"create one with: {app.command('auto-approve --from-job JOB')}" in rules
+    app.cli("stop", "notify", check=True)
+    dry = app.cli("install", "--dry-run", "--method", "systemd", check=True).stdout
+    assert "(dry run: nothing was changed)" in dry
+    status = app.cli("status", check=True).stdout
+    assert app.command("start") in status
+
+
+def test_install_without_config_names_the_init_to_run_first(bare_app: App):
+    dry = bare_app.cli("install", "--dry-run", "--method", "systemd", check=True).stdout
+    assert f"({bare_app.command('init -e YOUR_EMAIL')} first)" in dry
