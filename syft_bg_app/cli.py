@@ -18,6 +18,7 @@ from .home import AppHome
 from .invocation import (
     APP_NAME,
     command,
+    default_bin_dir,
     link_bin,
     link_bin_problem,
     localize,
@@ -117,14 +118,15 @@ def cmd_init(args: argparse.Namespace) -> int:
     print(f"wrote {config_path}")
     print(f"datasite {datasite.path} (layout ROOT/{datasite.layout}) is ready")
     offer = not args.link_bin and _offer_launcher() and not link_bin_problem(bin_dir)
-    if args.link_bin or (offer and _ask("put a syft-bg command in ~/.local/bin?")):
+    where_bin = bin_dir or default_bin_dir()
+    if args.link_bin or (offer and _ask(f"put a syft-bg command in {where_bin}?")):
         _link_bin(args)
     elif program() != APP_NAME:
         other = on_path()
         where = (
             f"the syft-bg on PATH ({other}) is another program"
             if other
-            else ("syft-bg is not on PATH")
+            else "syft-bg is not on PATH"
         )
         print(
             f"{where}: run commands as {program()} ..., or put it there "

@@ -258,7 +258,7 @@ def test_init_at_a_terminal_offers_the_launcher(user, tmp_path):
         _, status = os.waitpid(pid, 0)
         os.close(fd)
     assert os.waitstatus_to_exitcode(status) == 0, output
-    assert b"put a syft-bg command in ~/.local/bin?" in output
+    assert f"put a syft-bg command in {user.bin}?".encode() in output
     assert (user.bin / "syft-bg").is_file()
 
 
