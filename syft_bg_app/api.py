@@ -90,6 +90,11 @@ class Job:
     def problem(self) -> str | None:
         return self._view.state.get("problem") or self._metadata_problem
 
+    @property
+    def rule(self) -> str | None:
+        """The auto-approval rule that approved this job (None if a person did)."""
+        return _text(self._view.state.get("rule"))
+
     # metadata (config.yaml: informational; what runs is run.sh)
     @property
     def type(self) -> str | None:
@@ -241,13 +246,20 @@ def init(
     syftbox_root: PathLike | None = None,
     *,
     force: bool = False,
+    create: bool = False,
     home: PathLike | AppHome | None = None,
 ) -> Setup:
-    """Write config.yaml (outbox mail, no auto-approval) and prepare the datasite."""
+    """Write config.yaml (outbox mail, no auto-approval) and prepare the datasite.
+
+    The SyftBox folder must exist unless ``create`` (a mistyped path is refused)."""
     from .cli import init_app
 
     config_path, datasite = init_app(
-        _home(home), email, os.fspath(syftbox_root) if syftbox_root else None, force
+        _home(home),
+        email,
+        os.fspath(syftbox_root) if syftbox_root else None,
+        force,
+        create=create,
     )
     return Setup(config_path, datasite.path, datasite.layout)
 

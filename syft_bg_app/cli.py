@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,8 +15,21 @@ from .datasite import JOB_STATUSES, Datasite
 from .errors import SyftBgError, UsageError
 from .fsutil import atomic_write_text
 from .home import AppHome
+from .invocation import (
+    APP_NAME,
+    command,
+    default_bin_dir,
+    link_bin,
+    link_bin_problem,
+    localize,
+    on_path,
+    program,
+)
 from .render import terminal_text
 from .session import changing, open_view
+from .syftbox_client import client_folder
+
+DEFAULT_SYFTBOX_ROOT = "~/SyftBox"
 
 # Modules that add their own commands: register(subparsers, add, commands).
 COMMAND_MODULES = ("rules_cli", "notify_cli", "execute_cli", "schedule_cli", "ops_cli", "ds_cli")
@@ -29,9 +43,17 @@ def _home(args: argparse.Namespace) -> AppHome:
 
 
 def init_app(
-    home: AppHome, email: str, syftbox_root: str | None, force: bool
+    home: AppHome,
+    email: str,
+    syftbox_root: str | None,
+    force: bool,
+    create: bool = False,
 ) -> tuple[Path, Datasite]:
-    """Write config.yaml and the datasite's base layout (``init``, CLI and API)."""
+    """Write config.yaml and the datasite's base layout (``init``, CLI and API).
+
+    A SyftBox folder that does not exist is created only with ``create``: a
+    mistyped ``-r`` must not quietly become a new, empty SyftBox folder.
+    """
     email = email.strip()
     if not EMAIL_RE.fullmatch(email):
         raise UsageError(f"-e/--email: {email!r} is not an email address")
@@ -39,7 +61,10 @@ def init_app(
         raise UsageError(
             f"{home.config_file} already exists; edit it, or pass --force to replace it"
         )
-    root = str(Path(syftbox_root).expanduser()) if syftbox_root else "~/SyftBox"
+    root = _syftbox_root(syftbox_root)
+    folder = Path(root).expanduser()
+    if not folder.is_dir() and not create:
+        raise UsageError(_missing_root_message(home, email, folder, syftbox_root is None))
     text = render_sample(email.lower(), root)
     home.ensure()
     config_path = home.config_file
@@ -50,11 +75,84 @@ def init_app(
     return config_path, datasite
 
 
+def _syftbox_root(given: str | None) -> str:
+    """-r as given; without it the folder the SyftBox client's config names, else ~/SyftBox."""
+    if given:
+        return str(Path(given).expanduser())
+    found = client_folder()
+    return str(found.data_dir) if found is not None else DEFAULT_SYFTBOX_ROOT
+
+
+def _missing_root_message(home: AppHome, email: str, folder: Path, defaulted: bool) -> str:
+    what = "the default SyftBox folder" if defaulted else "-r/--syftbox-root"
+    lines = [f"{what}: {folder} does not exist (nothing was written)"]
+    init = f"init -e {shlex.quote(email)} -r"
+    found = client_folder()
+    if found is not None and found.data_dir is not None:
+        lines.append(
+            f"the SyftBox client's config {found.path} names {found.data_dir}; use it with:\n"
+            f"  {command(f'{init} {shlex.quote(str(found.data_dir))}', home)}"
+        )
+    lines.append(
+        "if the folder is right and SyftBox has not made it yet, create it with:\n"
+        f"  {command(f'{init} {shlex.quote(str(folder))} --create', home)}"
+    )
+    return "\n".join(lines)
+
+
 def cmd_init(args: argparse.Namespace) -> int:
-    config_path, datasite = init_app(_home(args), args.email, args.syftbox_root, args.force)
+    home = _home(args)
+    if args.email is None:
+        if not args.link_bin:
+            raise UsageError("init: -e/--email is required (or --link-bin alone)")
+        return _link_bin(args)
+    bin_dir = Path(args.bin_dir) if args.bin_dir else None
+    if args.link_bin:
+        # Refused before anything is written: exit 2 means nothing changed.
+        problem = link_bin_problem(bin_dir)
+        if problem:
+            raise UsageError(problem)
+    config_path, datasite = init_app(
+        home, args.email, args.syftbox_root, args.force, create=args.create
+    )
     print(f"wrote {config_path}")
     print(f"datasite {datasite.path} (layout ROOT/{datasite.layout}) is ready")
-    print("next: ./run.sh   (or: syft-bg run --once)")
+    offer = not args.link_bin and _offer_launcher() and not link_bin_problem(bin_dir)
+    where_bin = bin_dir or default_bin_dir()
+    if args.link_bin or (offer and _ask(f"put a syft-bg command in {where_bin}?")):
+        _link_bin(args)
+    elif program() != APP_NAME:
+        other = on_path()
+        where = (
+            f"the syft-bg on PATH ({other}) is another program"
+            if other
+            else "syft-bg is not on PATH"
+        )
+        print(
+            f"{where}: run commands as {program()} ..., or put it there "
+            f"with: {program()} init --link-bin"
+        )
+    print(f"next: ./run.sh   (or: {command('run --once', home)})")
+    return 0
+
+
+def _offer_launcher() -> bool:
+    """Ask only a person at a terminal, and only when syft-bg does not already run this app."""
+    return sys.stdin.isatty() and sys.stdout.isatty() and program() != APP_NAME
+
+
+def _ask(question: str) -> bool:
+    try:
+        answer = input(f"{question} [Y/n] ").strip().lower()
+    except EOFError:
+        return False
+    return answer in ("", "y", "yes")
+
+
+def _link_bin(args: argparse.Namespace) -> int:
+    result = link_bin(Path(args.bin_dir) if args.bin_dir else None)
+    for line in result.describe():
+        print(line)
     return 0
 
 
@@ -82,7 +180,9 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
     print(f"{'JOB':<{width}}  STATUS    RECEIVED")
     for label, v in zip(labels, views, strict=True):
         received = terminal_text(v.state.get("received_at") or "-")
-        print(f"{label:<{width}}  {terminal_text(v.status):<8}  {received}")
+        rule = v.state.get("rule")
+        by_rule = f"  (auto-approved by rule {terminal_text(rule)})" if rule else ""
+        print(f"{label:<{width}}  {terminal_text(v.status):<8}  {received}{by_rule}")
     return 0
 
 
@@ -225,9 +325,25 @@ def build_parser() -> argparse.ArgumentParser:
         "Write config.yaml and prepare the datasite's job folders and permission files.",
         "syft-bg init -e you@example.org -r ~/SyftBox",
     )
-    p.add_argument("-e", "--email", required=True, help="your (the data owner's) email")
-    p.add_argument("-r", "--syftbox-root", help="SyftBox folder (default ~/SyftBox)")
+    p.add_argument("-e", "--email", help="your (the data owner's) email (required)")
+    p.add_argument(
+        "-r",
+        "--syftbox-root",
+        help="SyftBox folder (default: the one the SyftBox client's config names, "
+        "else ~/SyftBox); it must exist unless --create",
+    )
     p.add_argument("--force", action="store_true", help="replace an existing config.yaml")
+    p.add_argument(
+        "--create",
+        action="store_true",
+        help="create the SyftBox folder when it does not exist yet",
+    )
+    p.add_argument(
+        "--link-bin",
+        action="store_true",
+        help="put a syft-bg launcher of this app in ~/.local/bin (alone: only that)",
+    )
+    p.add_argument("--bin-dir", help="where --link-bin writes syft-bg (default ~/.local/bin)")
 
     p = _add(
         sub,
@@ -391,7 +507,9 @@ def _call(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace
     try:
         return handler(args)
     except SyftBgError as exc:
-        print(f"syft-bg: {exc}", file=sys.stderr)
+        # Commands the message suggests are spelled as they run from here.
+        home = AppHome.resolve(getattr(args, "home", None))
+        print(f"syft-bg: {localize(str(exc), home)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

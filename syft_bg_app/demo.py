@@ -20,6 +20,7 @@ from .config import render_sample
 from .datasite import Datasite, JobRef
 from .fsutil import atomic_write_text
 from .home import HOME_ENV, AppHome
+from .invocation import command
 from .passes import run_pass
 
 DO_EMAIL = "owner@demo.example"
@@ -105,6 +106,8 @@ def run_demo(keep: bool = False) -> int:
             _say(f"\nthe demo folder is kept: {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+            gone = "removed it" if not workdir.exists() else "could not remove all of it"
+            _say(f"\nthe demo ran in {workdir}; {gone} (keep it next time with --keep)")
 
 
 def _demo(workdir: Path, home: AppHome, root: Path) -> int:
@@ -133,7 +136,7 @@ def _demo(workdir: Path, home: AppHome, root: Path) -> int:
     ref = JobRef(DS_EMAIL, JOB_NAME)
     with changing(home, "demo approve") as ctx:
         approve_job(ctx, ref, "manual", reason="aggregate only")
-    _say(f"4. the data owner approves it: syft-bg jobs approve {DS_EMAIL}/{JOB_NAME}")
+    _say(f"4. the data owner approves it: {command(f'jobs approve {DS_EMAIL}/{JOB_NAME}')}")
     _pass(home, "approved job started")
 
     deadline = time.monotonic() + DEMO_WAIT_SECONDS

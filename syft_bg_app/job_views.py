@@ -91,6 +91,8 @@ def view(ctx: Context, ref: JobRef) -> JobView:
         state={
             **state,
             **({"reason": record["reason"]} if record.get("reason") else {}),
+            # The auto-approval rule that approved it (kept in the checkpoint only).
+            **({"rule": record["rule"]} if record.get("rule") else {}),
         },
         submission_dir=ctx.datasite.submission_dir(ref),
         review_dir=ctx.datasite.review_dir(ref),

@@ -86,6 +86,7 @@ def cmd_init_gmail(args: argparse.Namespace, base_init: Handler) -> int:
 
     from .config import load_config
     from .errors import UsageError
+    from .invocation import command
     from .mail.deliver import gmail_paths
     from .mail.gmail import run_consent
     from .session import open_view
@@ -129,7 +130,7 @@ def cmd_init_gmail(args: argparse.Namespace, base_init: Handler) -> int:
 
         set_values(home.config_file, {"notify.transport": "gmail"})
         print(f"set notify.transport: gmail in {home.config_file}")
-    print("check it with: syft-bg mail test")
+    print(f"check it with: {command('mail test', home)}")
     return 0
 
 

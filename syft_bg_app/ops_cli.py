@@ -37,6 +37,7 @@ def _services(name: str | None) -> list[str]:
 def _ensure_schedule(home: Any) -> int:
     """Make sure passes run: enable the schedule, or install one. 0 ok, 1 impossible here."""
     from . import schedule
+    from .invocation import command
 
     try:
         info = schedule.inspect(home, ask_manager=False)
@@ -59,7 +60,7 @@ def _ensure_schedule(home: Any) -> int:
             print(line)
         print(
             f"passes: installed a {plan.method} schedule ({plan.why_method}), every "
-            f"{plan.effective_interval} s; remove it with: syft-bg uninstall"
+            f"{plan.effective_interval} s; remove it with: {command('uninstall', home)}"
         )
         for note in plan.notes:
             print(f"note: {note}")
@@ -170,7 +171,7 @@ def cmd_setup_status(args: argparse.Namespace) -> int:
 
     home = _home(args)
     checks = run_checks(home, repair=args.repair)
-    print(render(checks))
+    print(render(checks, home))
     return 0 if all(c.ok for c in checks) else 1
 
 

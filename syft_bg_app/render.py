@@ -65,7 +65,12 @@ BADGE_COLORS = {
     "rejected": ("#fce7f3", "#9d174d"),
 }
 NEUTRAL = ("#e5e7eb", "#374151")
-TABLE_STYLE = "border-collapse:collapse;font-family:sans-serif;font-size:13px"
+# One font stack for every view (the emails' too): text inherits it from the
+# wrapper, code and plain-text blocks use the one monospace stack.
+FONT_STACK = "-apple-system,'Segoe UI',Helvetica,Arial,sans-serif"
+MONO_STACK = "Menlo,Consolas,monospace"
+WRAPPER = f'<div class="syft-bg" style="font-family:{FONT_STACK};font-size:13px">'
+TABLE_STYLE = "border-collapse:collapse;font-family:inherit;font-size:13px"
 CELL_STYLE = "border-bottom:1px solid #e5e7eb;padding:4px 8px;text-align:left;vertical-align:top"
 NOTE_LIMIT = 120
 
@@ -151,7 +156,7 @@ def table_html(
         )
         body.append(f"<tr>{cells}</tr>")
     return (
-        f'<div class="syft-bg"><div style="font-weight:600;margin:4px 0">{esc(title)}</div>'
+        f'{WRAPPER}<div style="font-weight:600;margin:4px 0">{esc(title)}</div>'
         f'<table style="{TABLE_STYLE}"><thead><tr>{head}</tr></thead>'
         f"<tbody>{''.join(body)}</tbody></table></div>"
     )
@@ -182,7 +187,11 @@ JOB_HEADERS = ("job", "data scientist", "status", "type", "received", "note")
 
 
 def _job_note(job: Any) -> str:
-    return _short(job.reason or job.problem or "")
+    rule = getattr(job, "rule", None)
+    text = job.reason or job.problem or ""
+    if rule and f"rule {rule}" not in text:
+        text = f"auto-approved by rule {rule}" + (f"; {text}" if text else "")
+    return _short(text)
 
 
 def _job_row(job: Any) -> list[str]:
@@ -199,7 +208,7 @@ def _job_row(job: Any) -> list[str]:
 def _status_table_html(jobs, title, headers, row_of) -> str:
     """A job table whose third column is a status badge."""
     if not jobs:
-        return f'<div class="syft-bg"><em>{esc(title)}: no jobs</em></div>'
+        return f"{WRAPPER}<em>{esc(title)}: no jobs</em></div>"
     rows = []
     for job in jobs:
         row = row_of(job)
@@ -231,6 +240,7 @@ def _job_fields(job: Any) -> list[tuple[str, Any]]:
         ("submitted", job.submitted_at),
         ("received", job.received_at),
         ("approved", _by(state.get("approved_at"), state.get("approval_method"))),
+        ("rule", getattr(job, "rule", None)),
         ("rejected", state.get("rejected_at")),
         ("reason", job.reason),
         ("completed", state.get("completed_at")),
@@ -253,10 +263,11 @@ def job_html(job: Any) -> str:
         f'<tr><th style="{CELL_STYLE}">{esc(k)}</th><td style="{CELL_STYLE}">{esc(v)}</td></tr>'
         for k, v in _job_fields(job)
     ]
-    files = "".join(f"<li><code>{esc(f)}</code></li>" for f in job.files)
-    results = "".join(f"<li><code>{esc(f)}</code></li>" for f in job.results)
+    code = f'<code style="font-family:{MONO_STACK}">'
+    files = "".join(f"<li>{code}{esc(f)}</code></li>" for f in job.files)
+    results = "".join(f"<li>{code}{esc(f)}</code></li>" for f in job.results)
     parts = [
-        '<div class="syft-bg">',
+        WRAPPER,
         f'<div style="font-weight:600;margin:4px 0">{esc(job.label)} {badge_html(job.status)}'
         "</div>",
         f'<table style="{TABLE_STYLE}"><tbody>{"".join(rows)}</tbody></table>',
@@ -340,7 +351,7 @@ def _short_hash(digest: str) -> str:
 
 def rules_html(rules: Sequence[Any], notes: Sequence[str] = ()) -> str:
     if not rules:
-        body = '<div class="syft-bg"><em>no auto-approval rules</em></div>'
+        body = f"{WRAPPER}<em>no auto-approval rules</em></div>"
     else:
         rows = []
         for rule in rules:
@@ -355,7 +366,7 @@ def rules_html(rules: Sequence[Any], notes: Sequence[str] = ()) -> str:
         body = table_html(f"Auto-approval rules: {len(rules)}", RULE_HEADERS, rows, (1,))
     if notes:
         items = "".join(f"<li>{esc(note)}</li>" for note in notes)
-        body += f'<div class="syft-bg"><ul>{items}</ul></div>'
+        body += f"{WRAPPER}<ul>{items}</ul></div>"
     return body
 
 
@@ -375,4 +386,5 @@ def rules_text(rules: Sequence[Any], notes: Sequence[str] = ()) -> str:
 
 def pre_html(text: str, title: str | None = None) -> str:
     head = f'<div style="font-weight:600;margin:4px 0">{esc(title)}</div>' if title else ""
-    return f'<div class="syft-bg">{head}<pre style="margin:0">{esc(text)}</pre></div>'
+    pre = f'<pre style="margin:0;font-family:{MONO_STACK}">'
+    return f"{WRAPPER}{head}{pre}{esc(text)}</pre></div>"

@@ -345,6 +345,7 @@ def _describe(rule: Any) -> str:
 def cmd_list(args: argparse.Namespace) -> int:
     from .config import load_config
     from .errors import NotFoundError
+    from .invocation import command
     from .rules import find_rules, load_rules
 
     config = load_config(_home(args).config_file)
@@ -356,7 +357,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     if rules:
         print("\n\n".join(_describe(rule) for rule in rules))
     else:
-        print("no auto-approval rules (create one with: syft-bg auto-approve --from-job JOB)")
+        create = command("auto-approve --from-job JOB", _home(args))
+        print(f"no auto-approval rules (create one with: {create})")
     if config.warnings:
         print("\nconfig warnings:")
         print("\n".join(f"  {w}" for w in config.warnings))
@@ -419,6 +421,7 @@ def cmd_remove_peer(args: argparse.Namespace) -> int:
 
     from .config_writer import update_rules
     from .errors import NotFoundError
+    from .invocation import command
     from .lock import PassLock
     from .session import LOCK_WAIT_SECONDS
 
@@ -450,7 +453,8 @@ def cmd_remove_peer(args: argparse.Namespace) -> int:
         print(
             f"rule {name!r} is now disabled: {peer} was its last peer, and an empty peer list "
             f"would mean every accepted peer (enable it again with: "
-            f"syft-bg auto-approve --from-job JOB -n {quote(name)} -p PEER, or edit config.yaml)"
+            f"{command(f'auto-approve --from-job JOB -n {quote(name)} -p PEER', home)}, "
+            f"or edit config.yaml)"
         )
     print(
         f"note: this does not change whether {peer} is a peer (rules never accept or "

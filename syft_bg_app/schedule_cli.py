@@ -41,6 +41,7 @@ def _interval(args: argparse.Namespace, home: Any) -> tuple[int, bool, Any]:
 def cmd_install(args: argparse.Namespace) -> int:
     from . import schedule
     from .config_writer import set_values
+    from .invocation import command
     from .lock import PassLock
     from .session import LOCK_WAIT_SECONDS
 
@@ -50,7 +51,8 @@ def cmd_install(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(plan.describe())
         if config is None:
-            print(f"note: no config.yaml at {home.config_file} yet (syft-bg init first)")
+            first = command("init -e YOUR_EMAIL", home)
+            print(f"note: no config.yaml at {home.config_file} yet ({first} first)")
         elif config_changes:
             print(f"would set schedule.interval: {interval} in {home.config_file}")
         print("(dry run: nothing was changed)")
@@ -82,7 +84,8 @@ def cmd_install(args: argparse.Namespace) -> int:
 
         stopped = [s for s in SERVICES if not config.step_enabled(s)]
         if stopped:
-            print(f"note: stopped in config.yaml: {', '.join(stopped)} (syft-bg start SERVICE)")
+            start = command("start SERVICE", home)
+            print(f"note: stopped in config.yaml: {', '.join(stopped)} ({start})")
     return 0
 
 

@@ -18,8 +18,9 @@ from typing import Any
 from .config import Config, load_config
 from .errors import ConfigError
 from .home import AppHome
+from .invocation import command, localize, prefix
 
-OK_MARK, BAD_MARK = "✓", "✗"
+OK_MARK, BAD_MARK, WARN_MARK = "✓", "✗", "⚠"
 RULE = "=" * 60
 INIT_FIX = "syft-bg init -e YOU@EXAMPLE.ORG -r ~/SyftBox"
 FIRST_CONFIG = "fix the config first (above)"
@@ -33,27 +34,33 @@ class Check:
     fix: str | None = None
     # Not checked because an earlier check failed; not counted as a problem of its own.
     skipped: bool = False
+    # Works, but looks wrong (shown with ⚠ and its fix; not counted as a problem).
+    warning: bool = False
 
 
 def render(checks: list[Check], home: AppHome | None = None) -> str:
     lines = ["SYFT-BG ENVIRONMENT CHECK", RULE]
     for check in checks:
-        mark = OK_MARK if check.ok else BAD_MARK
-        lines.append(f"{mark} {check.label}: {check.detail}")
-        if not check.ok and check.fix:
-            for i, part in enumerate(check.fix.split("\n")):
+        mark = BAD_MARK if not check.ok else WARN_MARK if check.warning else OK_MARK
+        lines.append(f"{mark} {check.label}: {localize(check.detail, home)}")
+        if (not check.ok or check.warning) and check.fix:
+            for i, part in enumerate(localize(check.fix, home).split("\n")):
                 lines.append(f"    {'fix: ' if i == 0 else '     '}{part}")
     lines.append("-" * len(RULE))
     bad = [c for c in checks if not c.ok and not c.skipped]
     skipped = [c for c in checks if c.skipped]
+    warned = [c for c in checks if c.ok and c.warning]
     if not bad and not skipped:
-        lines.append("✅ Environment ready! Passes run by themselves; watch them with: syft-bg")
+        also = f" (but see the {WARN_MARK} above)" if warned else ""
+        lines.append(
+            f"✅ Environment ready{also}! Passes run by themselves; watch them with: {prefix(home)}"
+        )
     else:
         noun = "problem" if len(bad) == 1 else "problems"
         also = f" ({len(skipped)} checks wait for them)" if skipped else ""
         lines.append(
             f"{BAD_MARK} {len(bad)} {noun}{also}; run the fix under each, then: "
-            f"syft-bg setup-status"
+            f"{command('setup-status', home)}"
         )
     return "\n".join(lines)
 
@@ -139,7 +146,12 @@ def _config_check(home: AppHome, checks: list[Check]) -> Config | None:
 def _syftbox_check(config: Config, checks: list[Check]) -> bool:
     root = config.syftbox_root
     if root.is_dir():
-        checks.append(Check(True, "SyftBox folder", str(root)))
+        lonely = _lonely_datasite(config)
+        if lonely:
+            detail, fix = lonely
+            checks.append(Check(True, "SyftBox folder", f"{root}: {detail}", fix, warning=True))
+        else:
+            checks.append(Check(True, "SyftBox folder", str(root)))
         return True
     where = config.path or "config.yaml"
     checks.append(
@@ -152,6 +164,25 @@ def _syftbox_check(config: Config, checks: list[Check]) -> bool:
         )
     )
     return False
+
+
+def _lonely_datasite(config: Config) -> tuple[str, str] | None:
+    """(what looks wrong, what to do) when the datasite has nothing of SyftBox beside it:
+    no other datasite and no trace of a SyftBox client, as a mistyped folder would."""
+    from .syftbox_client import client_folder, traces
+
+    datasite = _datasite(config)
+    if traces(config.syftbox_root, datasite.path):
+        return None
+    found = client_folder()
+    hint = ""
+    if found is not None and found.data_dir is not None:
+        hint = f"; the SyftBox client's config {found.path} names {found.data_dir}"
+    where = config.path or "config.yaml"
+    return (
+        "no other datasite and no sign of a SyftBox client here (a mistyped folder?)" + hint,
+        f"if this is not the folder SyftBox syncs, set syftbox_root in {where} to it",
+    )
 
 
 def _datasite(config: Config) -> Any:

@@ -14,6 +14,13 @@ from .steps import STEPS
 
 
 def render_status(home: AppHome) -> str:
+    """What ``syft-bg status`` prints; the commands in it are spelled as they run here."""
+    from .invocation import localize
+
+    return localize(_status_text(home), home)
+
+
+def _status_text(home: AppHome) -> str:
     lines = [f"app home: {home.root}"]
     try:
         config = load_config(home.config_file)

@@ -124,6 +124,15 @@ def _remove_shared_folders():
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def _app_program() -> str:
+    script = Path(sys.prefix) / "bin" / "syft-bg"
+    found = shutil.which("syft-bg")
+    return "syft-bg" if found and os.path.samefile(found, script) else str(script)
+
+
+APP_PROGRAM = _app_program()
+
+
 class App:
     """An initialised app home over a SyftBox folder, driven in-process or as a CLI."""
 
@@ -140,8 +149,14 @@ class App:
         env["SYFT_BG_HOME"] = str(self.home.root)
         return env
 
+    def command(self, arguments: str) -> str:
+        """A command as the app suggests it for this home (in fix: lines, errors and
+        emails): a ``syft-bg`` that is not this app's on PATH gives way to the full
+        path of this environment's script, and the home is not the default one."""
+        return f"{APP_PROGRAM} --home {self.home.root} {arguments}"
+
     def init(self, **config: object) -> App:
-        result = self.cli("init", "-e", self.do_email, "-r", str(self.root))
+        result = self.cli("init", "-e", self.do_email, "-r", str(self.root), "--create")
         assert result.returncode == 0, result.stderr
         if config:
             self.set_config(**config)

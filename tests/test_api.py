@@ -57,7 +57,10 @@ def test_api_names_stay_functions_after_the_cli_and_a_pass_loaded_everything(app
 
 
 def test_init_writes_a_working_config(bare_app):
-    setup = bg.init("Owner@Datasite.org", bare_app.root)
+    with pytest.raises(UsageError, match="does not exist"):
+        bg.init("owner@datasite.org", bare_app.root)
+    assert not bare_app.home.config_file.exists() and not bare_app.root.exists()
+    setup = bg.init("Owner@Datasite.org", bare_app.root, create=True)
 
     assert setup.config_file == bare_app.home.config_file
     assert bare_app.config.do_email == "owner@datasite.org"

@@ -526,3 +526,37 @@ def test_an_auto_approved_job_state_is_what_syft_job_expects(app):
     assert on_disk["status"] == "approved"
     assert on_disk["approval_method"] == "auto"
     assert on_disk["version"] == "1"
+
+
+def test_an_auto_approved_job_names_its_rule_in_every_view(app):
+    import syft_bg_app as bg
+    from syft_bg_app import render
+
+    accept(app, ALICE)
+    set_rules(app, rule(name="mean-age rule"))
+    submit(app, "hello")
+    submit(app, "by-hand", run_sh="#!/bin/bash\necho other\n")
+    assert app.run_pass().exit_code == 0
+    app.cli("jobs", "approve", f"{ALICE}/by-hand", check=True)
+
+    listing = app.cli("jobs", "list", check=True).stdout.splitlines()
+    [auto] = [line for line in listing if f"{ALICE}/hello" in line]
+    [manual] = [line for line in listing if f"{ALICE}/by-hand" in line]
+    assert auto.endswith("(auto-approved by rule mean-age rule)")
+    assert "rule" not in manual
+
+    jobs = bg.jobs()
+    assert jobs["hello"].rule == "mean-age rule" and jobs["by-hand"].rule is None
+    table = repr(jobs)
+    assert "auto-approved by rule mean-age rule" in table
+    assert table.count("auto-approved by rule") == 1
+    assert "auto-approved by rule mean-age rule" in jobs._repr_html_()
+    one = jobs["hello"]
+    assert "mean-age rule" in str(one) and "mean-age rule" in one._repr_html_()
+    assert "rule" not in str(jobs["by-hand"])
+    # The rules view uses the one font stack too.
+    assert (
+        bg.list_auto_approvals()
+        ._repr_html_()
+        .startswith(f'<div class="syft-bg" style="font-family:{render.FONT_STACK};')
+    )

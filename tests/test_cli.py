@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 from conftest import PATIENCE
 
@@ -29,7 +34,7 @@ def test_every_command_help_explains_it_with_an_example(path):
 def test_without_config_the_pass_says_exactly_what_to_do(bare_app):
     result = bare_app.cli("run", "--once")
     assert result.returncode == 2
-    assert "syft-bg init -e YOUR_EMAIL" in result.stderr
+    assert bare_app.command("init -e YOUR_EMAIL") in result.stderr
     assert "./run.sh --demo" in result.stderr
     assert not bare_app.home.state_file.exists()
 
@@ -119,6 +124,25 @@ def test_the_demo_runs_end_to_end(bare_app):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "the job is done" in result.stdout
     assert "mean_age" in result.stdout
+    # It says where it ran, and that the folder is gone.
+    said = re.search(
+        r"the demo ran in (\S+); removed it \(keep it next time with --keep\)", result.stdout
+    )
+    assert said, result.stdout
+    assert said.group(1).startswith(tempfile.gettempdir()) and not Path(said.group(1)).exists()
+
+
+def test_the_demo_with_keep_says_where_its_folder_stays(bare_app):
+    result = bare_app.cli("demo", "--keep", timeout=PATIENCE)
+    assert result.returncode == 0, result.stdout + result.stderr
+    said = re.search(r"the demo folder is kept: (\S+)", result.stdout)
+    assert said, result.stdout
+    kept = Path(said.group(1))
+    try:
+        assert (kept / "home" / "config.yaml").is_file()
+        assert f"syft-bg demo in {kept}" in result.stdout
+    finally:
+        shutil.rmtree(kept, ignore_errors=True)
 
 
 def test_manual_approval_approves_what_was_received_not_a_later_edit(app):

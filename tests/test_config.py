@@ -45,7 +45,8 @@ def test_malformed_config_exits_2_naming_file_line_and_key_and_changes_nothing(b
     result = bare_app.cli("run", "--once")
 
     assert result.returncode == 2, result.stderr
-    # " ... " in an expectation stands for words that differ between YAML parsers.
+    # " ... " in an expectation stands for words that differ between YAML parsers (or the
+    # path of the program in a suggested command).
     for part in _expected(case).split(" ... "):
         assert part in result.stderr
     assert str(bare_app.home.config_file) in result.stderr

@@ -873,3 +873,28 @@ def test_an_empty_outputs_folder_beside_run_sh_needs_no_note(quiet_app):
     run_until_finished(app, "empty")
     [event] = _finished_events(app, "empty")
     assert not event.get("outputs_note")
+
+
+def test_status_says_plainly_when_a_running_job_has_stopped(app, tmp_path):
+    """A run whose supervisor is gone (finished between passes, or killed) reads as
+    English in status: when it started, and that the next pass collects it."""
+    app.submit("gone")
+    app.run_pass()
+    state = State.load(app.home.state_file)
+    record = state.job(DS, "gone", "1")
+    record.update(
+        status="running",
+        run_dir=str(tmp_path / "no-such-run"),
+        started_at="2026-11-20T09:00:00Z",
+        timeout=60,
+        sandbox="bwrap",
+    )
+    state.save()
+
+    out = app.cli("status", check=True).stdout
+
+    assert (
+        f"  {DS}/gone: started 2026-11-20T09:00:00Z, no longer running; the next pass "
+        "collects the result (timeout 60 s, sandbox bwrap)"
+    ) in out
+    assert "since" not in next(line for line in out.splitlines() if "/gone:" in line)

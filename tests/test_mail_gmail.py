@@ -179,7 +179,7 @@ def test_a_revoked_token_is_reported_and_the_emails_are_kept(
     status = app.cli("status", check=True).stdout
     assert "MAIL PROBLEM" in status
     assert "invalid_grant" in status
-    assert f"syft-bg init -e {DO_EMAIL} --gmail" in status
+    assert app.command(f"init -e {DO_EMAIL} --gmail") in status
     assert "2 emails are kept" in status
     listing = app.cli("mail", "list", check=True).stdout
     assert "2 queued" in listing
@@ -245,6 +245,7 @@ def test_init_gmail_runs_the_consent_with_a_local_redirect(
             DO_EMAIL,
             "-r",
             str(app.root),
+            "--create",
             "--gmail",
             str(secrets),
         ],

@@ -11,7 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import DO_EMAIL, DS_EMAIL, PATIENCE, REPO, App, outbox, text_of
+from conftest import DO_EMAIL, DS_EMAIL, PATIENCE, App, outbox, text_of
 
 from syft_bg_app.datasite import JobRef
 from syft_bg_app.mail import compose
@@ -55,15 +55,22 @@ def test_a_syft_job_default_name_gives_commands_that_work_when_pasted(owner: App
     assert app.run_pass().exit_code == 0
 
     text = owner_text(app, "job_submitted", name)
-    approve = command_line(text, "syft-bg jobs approve")
-    assert shlex.split(approve) == ["syft-bg", "jobs", "approve", f"{DS_EMAIL}/{name}"]
-    reject = command_line(text, "syft-bg jobs reject")
-    assert shlex.split(reject)[:4] == ["syft-bg", "jobs", "reject", f"{DS_EMAIL}/{name}"]
+    approve = command_line(text, app.command("jobs approve"))
+    start = shlex.split(app.command("jobs"))[:-1]
+    assert shlex.split(approve) == [*start, "jobs", "approve", f"{DS_EMAIL}/{name}"]
+    reject = command_line(text, app.command("jobs reject"))
+    assert shlex.split(reject)[: len(start) + 3] == [*start, "jobs", "reject", f"{DS_EMAIL}/{name}"]
 
-    # The owner pastes the command into a real shell; the real CLI approves the job.
-    env = dict(app.env, PATH=f"{REPO / '.venv' / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    # The owner pastes the command into a real shell in another folder, with neither
+    # the app's environment on PATH nor SYFT_BG_HOME set; the real CLI approves the job.
+    env = {k: v for k, v in os.environ.items() if k != "SYFT_BG_HOME"}
     pasted = subprocess.run(
-        ["bash", "-c", approve], env=env, capture_output=True, text=True, timeout=PATIENCE
+        ["bash", "-c", approve],
+        env=env,
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
     )
     assert pasted.returncode == 0, pasted.stderr
     assert app.job_state(name)["status"] == "approved"
@@ -78,10 +85,11 @@ def test_shell_syntax_in_a_job_name_stays_one_argument(owner: App, tmp_path: Pat
     text = owner_text(app, "job_submitted", "x;touch")
     label = f"{DS_EMAIL}/{name}"
     commands = [
-        command_line(text, "syft-bg jobs approve"),
-        command_line(text, "syft-bg jobs reject"),
-        command_line(text, "Details: syft-bg jobs show").removeprefix("Details: "),
+        command_line(text, app.command("jobs approve")),
+        command_line(text, app.command("jobs reject")),
+        command_line(text, f"Details: {app.command('jobs show')}").removeprefix("Details: "),
     ]
+    program = shlex.split(app.command("jobs"))[0]
     # A stand-in syft-bg that records its arguments, run by a real bash in tmp_path.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -89,11 +97,14 @@ def test_shell_syntax_in_a_job_name_stays_one_argument(owner: App, tmp_path: Pat
     fake = bin_dir / "syft-bg"
     fake.write_text(f'#!/bin/bash\nprintf "%s\\0" "$@" > {shlex.quote(str(record))}\n')
     fake.chmod(0o755)
-    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     for command in commands:
-        subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, check=True, timeout=PATIENCE)
+        # The program the email names is swapped for the stand-in; the rest is as sent.
+        assert command.startswith(shlex.quote(program) + " "), command
+        pasted = shlex.quote(str(fake)) + command[len(shlex.quote(program)) :]
+        subprocess.run(["bash", "-c", pasted], cwd=tmp_path, check=True, timeout=PATIENCE)
         args = record.read_bytes().decode().split("\0")[:-1]
-        assert args[2] == label, command
+        assert args[:2] == ["--home", str(app.home.root)], command
+        assert args[4] == label, command
         assert not marker.exists(), command
 
 

@@ -102,7 +102,9 @@ def test_a_job_life_sends_exactly_the_emails_of_the_table_once(owner: App) -> No
         ]
     )
     assert "I study sleep data" in text_of(one(messages, DO_EMAIL, "peer_requested"))
-    assert f"syft-bg peers accept {DS_EMAIL}" in text_of(one(messages, DO_EMAIL, "peer_requested"))
+    assert app.command(f"peers accept {DS_EMAIL}") in text_of(
+        one(messages, DO_EMAIL, "peer_requested")
+    )
     approved = text_of(one(messages, DO_EMAIL, "job_approved"))
     assert "manually" in approved and "automatically" not in approved
 

@@ -316,7 +316,8 @@ def test_a_job_of_100000_files_makes_an_email_that_lists_50_and_stays_small(
     assert len(raw) < 200 * 1024
     text = text_of(email.message_from_bytes(raw, policy=policy.default))
     more = listing["more_files"]
-    assert f"and {more:,} more files; see `syft-bg jobs show alice@uni.edu/many`" in text
+    show = app.command("jobs show alice@uni.edu/many")
+    assert f"and {more:,} more files; see `{show}`" in text
     assert "more than 10000 files" in text
 
 

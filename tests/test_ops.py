@@ -93,7 +93,7 @@ def test_stop_all_switches_the_schedule_off_and_start_on_again(app, cron_user):
         assert app.config.step_enabled(step) is False
     assert "commented out the syft-bg crontab line" in stopped
     assert crontab_of(cron_user) == OTHER + "# " + line + "\n"
-    assert "OFF (syft-bg start)" in app.cli("status", check=True).stdout
+    assert f"OFF ({app.command('start')})" in app.cli("status", check=True).stdout
     started = app.cli("start", check=True).stdout
     assert "enabled the syft-bg crontab line" in started
     assert crontab_of(cron_user) == OTHER + line + "\n"
@@ -286,7 +286,10 @@ def test_status_shows_schedule_next_pass_and_counts(app, cron_user):
     app.submit("two")
     app.run_pass()
     status = app.cli("status", check=True).stdout
-    assert "schedule: none; passes run only when run.sh is called (syft-bg install)" in status
+    assert (
+        f"schedule: none; passes run only when run.sh is called ({app.command('install')})"
+        in status
+    )
     assert "waiting: 2 pending review, 0 approved to start, 0 running" in status
     app.cli("install", "--method", "cron", "--interval", "300", check=True)
     status = app.cli("status", check=True).stdout

@@ -6,7 +6,10 @@ well-formed with them in it, and show them as text.
 
 from __future__ import annotations
 
+import re
 from html.parser import HTMLParser
+
+from conftest import REPO
 
 import syft_bg_app as bg
 from syft_bg_app import ds, render
@@ -147,3 +150,27 @@ def test_empty_lists_and_every_badge():
     assert check(render.my_jobs_html([])).text == "My jobs: no jobs"
     assert check(render.rules_html([], ["<warn>"])).text.endswith("<warn>")
     assert check(render.pre_html("a < b", "<t>")).text == "<t>a < b"
+
+
+def test_every_view_and_email_uses_one_font_stack(app):
+    _hostile_jobs(app)
+    views = [
+        bg.jobs()._repr_html_(),
+        bg.jobs("done")._repr_html_(),
+        bg.jobs()["plain-job"]._repr_html_(),
+        bg.status()._repr_html_(),
+        bg.list_auto_approvals()._repr_html_(),
+        render.rules_html([]),
+        render.pre_html("text", "title"),
+    ]
+    layout = (REPO / "templates" / "_layout.html.j2").read_text()
+    code = (REPO / "templates" / "_code.html.j2").read_text()
+    for markup in views:
+        check(markup)
+        # Every view starts with the one wrapper that sets the font.
+        assert markup.startswith(f'<div class="syft-bg" style="font-family:{render.FONT_STACK};')
+        fonts = set(re.findall(r"font-family:([^;\"]+)", markup))
+        assert fonts <= {render.FONT_STACK, render.MONO_STACK, "inherit"}, fonts
+    # The emails use the same two stacks.
+    assert set(re.findall(r"font-family:([^;\"]+)", layout)) == {render.FONT_STACK}
+    assert set(re.findall(r"font-family:([^;\"]+)", code)) == {render.MONO_STACK}

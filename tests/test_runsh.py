@@ -23,7 +23,7 @@ def test_run_sh_without_config_says_what_to_do(bare_app):
         [str(RUN_SH)], env=bare_app.env, capture_output=True, text=True, timeout=PATIENCE
     )
     assert result.returncode == 2
-    assert "syft-bg init -e YOUR_EMAIL" in result.stderr
+    assert bare_app.command("init -e YOUR_EMAIL") in result.stderr
 
 
 def test_run_sh_every_rejects_a_bad_interval(bare_app):

@@ -139,7 +139,7 @@ def user_app():
     if probe.returncode != 0:
         shutil.rmtree(base, ignore_errors=True)
         pytest.skip(f"nobody cannot run this Python: {probe.stderr.strip()}")
-    app.cli("init", "-e", DO, "-r", str(app.root))
+    app.cli("init", "-e", DO, "-r", str(app.root), "--create")
     yield app
     shutil.rmtree(base, ignore_errors=True)
     shutil.rmtree(AppHome(app.home).runs_dir_of(65534), ignore_errors=True)

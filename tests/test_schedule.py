@@ -409,7 +409,7 @@ def test_removing_the_only_line_removes_the_crontab(app, cron_user):
 
 def test_install_needs_a_config_but_a_dry_run_does_not(bare_app):
     failed = bare_app.cli("install")
-    assert failed.returncode == 2 and "syft-bg init" in failed.stderr
+    assert failed.returncode == 2 and bare_app.command("init") in failed.stderr
     dry = bare_app.cli("install", "--dry-run", "--method", "systemd", check=True).stdout
     assert "no config.yaml" in dry and "OnUnitActiveSec=60" in dry
 

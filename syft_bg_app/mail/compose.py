@@ -30,6 +30,7 @@ from typing import Any
 from ..context import Context
 from ..datasite import JobRef
 from ..fsutil import untrusted_text
+from ..invocation import command, prefix
 from ..jobfiles import UnsafeFileError, collect, open_regular
 from ..render import has_bidi_controls
 from ..submission import read_metadata
@@ -69,7 +70,9 @@ class Draft:
 
 
 def common_variables(ctx: Context) -> dict[str, Any]:
-    return {"do_email": ctx.config.do_email}
+    # Commands in emails are pasted far from the shell that ran the pass: they
+    # name the program by a path that works anywhere, and this app home.
+    return {"do_email": ctx.config.do_email, "app_command": prefix(ctx.home)}
 
 
 def drafts_for_event(ctx: Context, event: dict[str, Any]) -> list[Draft]:
@@ -141,14 +144,14 @@ def _job_drafts(ctx: Context, event: dict[str, Any]) -> list[Draft]:
         "job": job,
         "job_label": label,
         "event_at": event.get("at"),
-        "show_command": f"syft-bg jobs show {arg}",
+        "show_command": command(f"jobs show {arg}", ctx.home),
     }
     do_vars = dict(base)
     ds_vars = dict(base)
     if kind == "job_submitted":
         do_vars.update(_submission_variables(ctx, ref))
-        do_vars["approve_command"] = f"syft-bg jobs approve {arg}"
-        do_vars["reject_command"] = f'syft-bg jobs reject {arg} -r "REASON"'
+        do_vars["approve_command"] = command(f"jobs approve {arg}", ctx.home)
+        do_vars["reject_command"] = command(f'jobs reject {arg} -r "REASON"', ctx.home)
         summary = f"{label}: new job submitted, waiting for your review"
         ds_summary = f"your job {job} was received by {do}"
     elif kind == "job_approved":
@@ -461,8 +464,8 @@ def _peer_drafts(ctx: Context, event: dict[str, Any]) -> list[Draft]:
     do_vars = {
         **base,
         "message": message,
-        "accept_command": f"syft-bg peers accept {shlex.quote(ds)}",
-        "reject_command": f'syft-bg peers reject {shlex.quote(ds)} -r "REASON"',
+        "accept_command": command(f"peers accept {shlex.quote(ds)}", ctx.home),
+        "reject_command": command(f'peers reject {shlex.quote(ds)} -r "REASON"', ctx.home),
     }
     do_draft = Draft(
         key=f"{do}|{kind}|{entity}|do|{do}",

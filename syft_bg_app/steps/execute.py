@@ -1318,9 +1318,14 @@ def status_lines(ctx: Context) -> list[str]:
     for ds, name, record in sorted(running, key=lambda j: (j[0], j[1])):
         layout = RunLayout(Path(record.get("run_dir") or "."))
         alive = record.get("run_dir") and supervisor_alive(layout)
-        state = "running" if alive else "finished or stopped; the next pass collects it"
+        started = record.get("started_at", "?")
+        state = (
+            f"running since {started}"
+            if alive
+            else f"started {started}, no longer running; the next pass collects the result"
+        )
         lines.append(
-            f"  {ds}/{name}: {state} since {record.get('started_at', '?')} "
+            f"  {ds}/{name}: {state} "
             f"(timeout {record.get('timeout', '?')} s, sandbox {record.get('sandbox', '?')})"
         )
     return lines
