@@ -15,7 +15,7 @@ from typing import Any
 from . import audit, snapshot
 from .context import Context
 from .datasite import JobRef
-from .errors import SyftBgError
+from .errors import NotFoundError, SyftBgError
 from .jobfiles import Limits, file_set_hashes
 from .nofollow import UnsafePathError, identity
 from .state import iso
@@ -270,9 +270,9 @@ def accept_peer(ctx: Context, email: str, method: str, why: str) -> None:
 def reject_peer(ctx: Context, email: str, reason: str | None) -> None:
     record = ctx.state.peer(email)
     if record is None:
-        raise DecisionError(f"no peer request from {email}")
+        raise NotFoundError(f"no peer request from {email} (see: syft-bg peers list)")
     if record["status"] == "accepted":
-        raise DecisionError(
+        raise WrongStateError(
             f"{email} is already an accepted peer; remove their inbox folder to revoke"
         )
     ctx.datasite.write_peer_status(email, "rejected", reason)

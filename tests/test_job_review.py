@@ -446,3 +446,14 @@ def test_a_prefix_of_many_jobs_lists_ten_and_counts_the_rest(app):
     err = _refused(app, "jobs", "approve", "batch")
     assert f"{DS_EMAIL}/batch-09" in err and "batch-10" not in err
     assert "and 4 more (see: syft-bg jobs list)" in err
+
+
+def test_rejecting_an_unknown_or_accepted_peer_exits_2_and_changes_nothing(app):
+    err = _refused(app, "peers", "reject", "nobody@nowhere.org")
+    assert "no peer request from nobody@nowhere.org (see: syft-bg peers list)" in err
+    app.request_peer(OTHER_DS)
+    app.run_pass()
+    app.cli("peers", "accept", OTHER_DS, check=True)
+    err = _refused(app, "peers", "reject", OTHER_DS)
+    assert "is already an accepted peer; remove their inbox folder to revoke" in err
+    assert State.load(app.home.state_file).peer(OTHER_DS)["status"] == "accepted"
