@@ -226,7 +226,7 @@ def _pending_lines(ctx: Context, ref: JobRef) -> list[str]:
     lines = [f"  why pending: {terminal_text(first)}"]
     lines.extend(f"    {terminal_text(line)}" for line in rest)
     label = shlex.quote(terminal_text(ref.label))
-    if reason.rule is None and not reason.refused:
+    if reason.no_rule:
         lines.append(f"    to trust exactly these files: syft-bg auto-approve --from-job {label}")
     lines.append(f"    to decide yourself: syft-bg jobs approve|reject {label}")
     return lines

@@ -194,6 +194,8 @@ class PendingReason:
     differ: list[str] = field(default_factory=list)
     rule_problem: str | None = None
     refused: list[str] = field(default_factory=list)
+    # No rule applies to the submitter: a rule made from this job would.
+    no_rule: bool = False
 
     def lines(self) -> list[str]:
         """The summary, then one line per kind of difference."""
@@ -233,15 +235,20 @@ def explain_pending(
             refused=list(problems),
         )
     if not rules:
-        return PendingReason("no auto-approval rule exists; it waits for your decision")
+        return PendingReason(
+            "no auto-approval rule exists; it waits for your decision", no_rule=True
+        )
     mine = [rule for rule in rules if rule.applies_to(ds_email, accepted)]
     if not mine:
         if not accepted and any(not rule.peers for rule in rules):
             return PendingReason(
                 f"no rule names {ds_email}, and rules without peers apply to accepted "
-                f"peers only ({ds_email} is not an accepted peer)"
+                f"peers only ({ds_email} is not an accepted peer)",
+                no_rule=True,
             )
-        return PendingReason(f"no rule applies to {ds_email} (the rules name other peers)")
+        return PendingReason(
+            f"no rule applies to {ds_email} (the rules name other peers)", no_rule=True
+        )
 
     def compare(rule: Rule) -> PendingReason:
         differ = [
