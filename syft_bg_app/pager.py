@@ -25,8 +25,9 @@ PASS_THROUGH = {"", "cat"}
 
 
 def pager_command() -> list[str] | None:
-    """The pager to run: ``$PAGER`` (split as a shell would), else ``less -FX``;
-    None when there is none (or ``$PAGER`` is ``cat`` or empty)."""
+    """The pager to run: ``$PAGER`` through ``sh -c`` (as git and man run it),
+    else ``less -FX``; None when there is none, or ``$PAGER`` is ``cat``, empty
+    or names a program that is not installed (the page is then printed)."""
     configured = os.environ.get("PAGER")
     if configured is not None:
         try:
@@ -35,7 +36,7 @@ def pager_command() -> list[str] | None:
             return None
         if not words or words[0] in PASS_THROUGH or shutil.which(words[0]) is None:
             return None
-        return words
+        return ["/bin/sh", "-c", configured]
     if shutil.which(DEFAULT_PAGER[0]) is None:
         return None
     return list(DEFAULT_PAGER)

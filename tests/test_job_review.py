@@ -158,6 +158,13 @@ def test_jobs_show_pages_on_a_terminal_and_never_when_the_output_is_not_one(app,
     assert piped.returncode == 0 and "PAGED|" not in piped.stdout
     assert "echo line 199" in piped.stdout
 
+    # $PAGER runs as a shell command line; cat, or a pager not installed, prints the page.
+    with_args = {**env, "PAGER": "sed -e 's/^/ARGS|/'"}
+    assert "ARGS|echo line 199" in _pty_run(app, ["jobs", "show", "long"], with_args, 24, 80)
+    for plain in ("cat", "no-such-pager-here --flag"):
+        printed = _pty_run(app, ["jobs", "show", "long"], {**env, "PAGER": plain}, 24, 80)
+        assert "echo line 199" in printed and "|" not in printed.replace("approve|reject", "")
+
     # A page that fits the terminal is printed as it is.
     app.submit("short", files={"main.sh": "echo short\n"})
     app.run_pass()
