@@ -27,10 +27,12 @@ from .errors import NotFoundError, UsageError
 from .home import AppHome
 from .job_views import JobView
 from .passes import PassResult, run_pass
+from .rules import PendingReason
 from .session import changing, open_view
 from .submission import read_metadata
 
 PathLike = str | os.PathLike
+_UNSET = object()
 
 
 def _home(home: PathLike | AppHome | None) -> AppHome:
@@ -51,6 +53,7 @@ class Job:
         metadata, problem = read_metadata(view.submission_dir / "config.yaml")
         self.metadata: dict[str, Any] = metadata or {}
         self._metadata_problem = problem if view.submission_dir.is_dir() else None
+        self._why_pending: object = _UNSET
 
     # identity
     @property
@@ -94,6 +97,19 @@ class Job:
     def rule(self) -> str | None:
         """The auto-approval rule that approved this job (None if a person did)."""
         return _text(self._view.state.get("rule"))
+
+    @property
+    def why_pending(self) -> PendingReason | None:
+        """Why the rules left this job for you: the closest rule and the files that
+        differ from it (missing, extra, content differs, what the rule lacks).
+        None unless the job is pending. Computed when first asked for."""
+        if self._why_pending is _UNSET:
+            self._why_pending = (
+                jobs_mod.why_pending(open_view(self._home), self.ref)
+                if self.status == "pending"
+                else None
+            )
+        return self._why_pending  # type: ignore[return-value]
 
     # metadata (config.yaml: informational; what runs is run.sh)
     @property
@@ -148,9 +164,9 @@ class Job:
     def refresh(self) -> Job:
         return _load(self.label, self._home)
 
-    def describe(self) -> str:
-        """The same page as ``syft-bg jobs show``."""
-        return jobs_mod.describe(open_view(self._home), self.ref)
+    def describe(self, contents: bool = True) -> str:
+        """The same page as ``syft-bg jobs show`` (``contents=False``: ``--files``)."""
+        return jobs_mod.describe(open_view(self._home), self.ref, contents=contents)
 
     def __repr__(self) -> str:
         return render.job_text(self)

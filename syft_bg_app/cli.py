@@ -187,8 +187,11 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs_show(args: argparse.Namespace) -> int:
+    from .pager import show_page
+
     ctx = open_view(_home(args))
-    print(job_views.describe(ctx, job_views.resolve(ctx, args.job), show_code=args.code))
+    ref = job_views.resolve(ctx, args.job)
+    show_page(job_views.describe(ctx, ref, contents=not args.files))
     return 0
 
 
@@ -391,14 +394,21 @@ def build_parser() -> argparse.ArgumentParser:
         jobs_sub,
         "show",
         cmd_jobs_show,
-        "Show a job's state, files and results.",
-        "syft-bg jobs show alice@uni.edu/my-analysis --code",
+        "Show a job's state, why it is pending, its files with the text of run.sh and "
+        "code/, and its results (paged on a terminal).",
+        "syft-bg jobs show alice@uni.edu/my-analysis --files",
     )
     q.add_argument("job", help=job_help)
-    q.add_argument(
+    shown = q.add_mutually_exclusive_group()
+    shown.add_argument(
+        "--files",
+        action="store_true",
+        help="list the files and their sizes only, without their text",
+    )
+    shown.add_argument(
         "--code",
         action="store_true",
-        help="also print run.sh and the code (bidi control characters marked)",
+        help="print the text of run.sh and code/ (the default; bidi controls marked)",
     )
     q = _add(
         jobs_sub,

@@ -15,7 +15,7 @@ from typing import Any
 from . import audit, snapshot
 from .context import Context
 from .datasite import JobRef
-from .errors import SyftBgError
+from .errors import NotFoundError, SyftBgError
 from .jobfiles import Limits, file_set_hashes
 from .nofollow import UnsafePathError, identity
 from .state import iso
@@ -25,11 +25,52 @@ class DecisionError(SyftBgError):
     exit_code = 1
 
 
+class WrongStateError(DecisionError):
+    """An action the job's status does not allow: a usage error (exit 2), nothing changed."""
+
+    exit_code = 2
+
+
 def _job_record(ctx: Context, ref: JobRef) -> dict[str, Any]:
     record = ctx.state.job(ref.ds_email, ref.name, ref.protocol)
     if record is None:
-        raise DecisionError(f"{ref.label} has not been received yet; run a pass first")
+        raise WrongStateError(f"{ref.label} has not been received yet; run a pass first")
     return record
+
+
+def next_step(ref: JobRef, record: dict[str, Any], action: str = "approve") -> str:
+    """What the data owner can do with a job in its present status, having tried
+    ``action`` (approve, reject, rerun) that the status does not allow."""
+    quoted = shlex.quote(ref.label)
+    status = record["status"]
+    if status == "received":
+        waiting = record.get("waiting_reason") or "not all of its files are there yet"
+        return (
+            f"it is still arriving ({waiting}); a later pass makes it pending (see: syft-bg status)"
+        )
+    if status == "pending":
+        return f"approve or reject it: syft-bg jobs approve {quoted}"
+    if status == "approved":
+        return "it runs in the next pass (see: syft-bg status)"
+    if status == "running":
+        return f"wait for it to finish (see: syft-bg jobs show {quoted})"
+    if status in ("done", "failed") and action == "reject":
+        return f"it has run; see what it did: syft-bg jobs show {quoted}"
+    if status in ("done", "failed"):
+        return f"to run it again: syft-bg jobs rerun {quoted}"
+    if status == "rejected":
+        return (
+            "a rejected job stays rejected (its data scientist was told): ask them to "
+            "submit it again under a new job name, and approve that one"
+        )
+    return f"see: syft-bg jobs show {quoted}"
+
+
+def wrong_state(ref: JobRef, record: dict[str, Any], action: str, allowed: str) -> WrongStateError:
+    """The error for ``action`` on a job whose status does not allow it."""
+    return WrongStateError(
+        f"{ref.label} is {record['status']}; {allowed}. Next: {next_step(ref, record, action)}"
+    )
 
 
 class JobFolderChanged(DecisionError):
@@ -104,7 +145,7 @@ def approve_job(
 ) -> None:
     record = _job_record(ctx, ref)
     if record["status"] != "pending":
-        raise DecisionError(f"{ref.label} is {record['status']}; only pending jobs can be approved")
+        raise wrong_state(ref, record, "approve", "only pending jobs can be approved")
     try:
         job_fd = open_received_job(ctx, ref, record)
     except JobFolderChanged as exc:
@@ -185,8 +226,10 @@ def _approve_at(
 def reject_job(ctx: Context, ref: JobRef, reason: str | None, method: str = "manual") -> None:
     """Reject a job; ``method`` is "manual", or "on receipt" for a job sync found invalid."""
     record = _job_record(ctx, ref)
+    if record["status"] == "rejected":
+        raise WrongStateError(f"{ref.label} is already rejected; nothing changed")
     if record["status"] not in ("pending", "received", "approved"):
-        raise DecisionError(f"{ref.label} is {record['status']}; it can no longer be rejected")
+        raise wrong_state(ref, record, "reject", "only jobs that have not started can be rejected")
     now = iso()
     changes = {}
     if record["status"] == "received":
@@ -239,9 +282,9 @@ def accept_peer(ctx: Context, email: str, method: str, why: str) -> None:
 def reject_peer(ctx: Context, email: str, reason: str | None) -> None:
     record = ctx.state.peer(email)
     if record is None:
-        raise DecisionError(f"no peer request from {email}")
+        raise NotFoundError(f"no peer request from {email} (see: syft-bg peers list)")
     if record["status"] == "accepted":
-        raise DecisionError(
+        raise WrongStateError(
             f"{email} is already an accepted peer; remove their inbox folder to revoke"
         )
     ctx.datasite.write_peer_status(email, "rejected", reason)

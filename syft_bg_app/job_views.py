@@ -14,6 +14,7 @@ from .datasite import JOB_STATE_FIELDS, PROTOCOL_DIR_RE, JobRef, JobStateError
 from .errors import NotFoundError
 from .nofollow import open_dir, open_dir_at
 from .render import terminal_text
+from .rules import PendingReason
 from .submission import read_metadata
 
 
@@ -71,12 +72,39 @@ def resolve(ctx: Context, spec: str) -> JobRef:
                 f"peer, so their jobs wait unreceived "
                 f"(syft-bg peers accept {terminal_text(shlex.quote(waiting))})"
             )
+        starting = _starting_with(known, spec)
+        if starting:
+            shown = ", ".join(starting[:PREFIX_MATCHES_LISTED])
+            more = len(starting) - PREFIX_MATCHES_LISTED
+            raise NotFoundError(
+                f"no job {terminal_text(spec)!r}; jobs whose names start with it: {shown}"
+                + (f" and {more} more (see: syft-bg jobs list)" if more > 0 else "")
+            )
         raise NotFoundError(
             f"no job {terminal_text(spec)!r} (see: syft-bg jobs list; a job is received by "
             f"the next pass)"
         )
     names = ", ".join(sorted(terminal_text(r.label) for r in matches))
     raise NotFoundError(f"{terminal_text(spec)!r} is ambiguous; name one of: {names}")
+
+
+# An unknown name that begins known ones lists at most this many of them.
+PREFIX_MATCHES_LISTED = 10
+
+
+def _starting_with(known: list[JobRef], spec: str) -> list[str]:
+    """Labels (as shown) of the jobs whose label or job name begins with ``spec``."""
+    if not spec:
+        return []
+    found = {
+        terminal_text(ref.label)
+        for ref in known
+        if any(
+            shown.startswith(spec)
+            for shown in (ref.label, ref.name, terminal_text(ref.label), terminal_text(ref.name))
+        )
+    }
+    return sorted(found)
 
 
 def view(ctx: Context, ref: JobRef) -> JobView:
@@ -107,14 +135,16 @@ def all_views(ctx: Context, status: str | None = None) -> list[JobView]:
     return [v for v in views if status is None or v.status == status]
 
 
-def describe(ctx: Context, ref: JobRef, show_code: bool = False) -> str:
-    """A readable page about one job: state, metadata, files and results.
+def describe(ctx: Context, ref: JobRef, contents: bool = True) -> str:
+    """A readable page about one job: state, why it is pending, metadata, files,
+    results and (with ``contents``) the text of ``run.sh`` and ``code/``.
 
     Everything the data scientist chose (names, config.yaml fields, file names,
-    reasons) is shown through ``terminal_text``: one line each, control
-    characters escaped, bidi controls marked. With ``show_code``, the text of
-    ``run.sh`` and ``code/`` follows (within the email's caps), bidi controls
-    marked, so what is shown is what runs.
+    reasons, file contents) is shown through ``terminal_text``: control
+    characters escaped, bidi controls marked, so what is shown is what runs.
+    Contents are shown within the caps of the owner's "job submitted" email
+    (``notify.code_file_cap``, ``notify.code_total_cap``); binary files are
+    listed, never inlined.
     """
     v = view(ctx, ref)
     safe = terminal_text
@@ -122,6 +152,8 @@ def describe(ctx: Context, ref: JobRef, show_code: bool = False) -> str:
     for key in (*JOB_STATE_FIELDS[1:], "reason", "problem"):
         if v.state.get(key) not in (None, ""):
             lines.append(f"  {key}: {safe(v.state[key])}")
+    if v.status == "pending":
+        lines.extend(_pending_lines(ctx, ref))
     metadata, problem, files = _submission(ctx, ref)
     if metadata:
         for key in ("type", "submitted_at", "entrypoint", "dependencies"):
@@ -147,9 +179,66 @@ def describe(ctx: Context, ref: JobRef, show_code: bool = False) -> str:
     run_dir = record.get("run_dir")
     if run_dir and os.path.isdir(run_dir):
         lines.append(f"  run folder: {safe(run_dir)}")
-    if show_code:
+    if contents:
         lines.extend(_code_lines(ctx, ref))
     return "\n".join(lines)
+
+
+def why_pending(ctx: Context, ref: JobRef) -> PendingReason | None:
+    """Why the rules left a pending job for the data owner (None: it is not pending).
+
+    The job's files are collected and hashed as the approve step does it
+    (without following a link), and compared with every rule that applies to
+    its submitter; see ``rules.explain_pending``.
+    """
+    from .jobfiles import Limits, collect
+    from .rules import explain_pending, load_rules
+    from .steps.approve import hash_scanned_file
+
+    record = ctx.state.job(ref.ds_email, ref.name, ref.protocol)
+    if record is None or record["status"] != "pending":
+        return None
+    accepted = (ctx.state.peer(ref.ds_email) or {}).get("status") == "accepted"
+    try:
+        job_fd = ctx.datasite.open_job_dir(ref)
+    except OSError as exc:
+        return PendingReason(f"the job folder cannot be read safely: {exc}")
+    try:
+        found = collect(
+            ctx.datasite.submission_dir(ref), Limits.from_config(ctx.config), dir_fd=job_fd
+        )
+        problems = ([found.over_limit] if found.over_limit else []) + found.problems
+        hashes: dict[str, str] = {}
+
+        def hash_of(rel: str) -> str:
+            if rel not in hashes:
+                hashes[rel] = hash_scanned_file(job_fd, rel, found.files[rel])
+            return hashes[rel]
+
+        reason = explain_pending(
+            load_rules(ctx.config), found.paths, problems, ref.ds_email, accepted, hash_of
+        )
+    except OSError as exc:
+        return PendingReason(f"its files changed while they were compared ({exc}); look again")
+    finally:
+        os.close(job_fd)
+    if not ctx.config.step_enabled("approve"):
+        reason.summary += " (and the approve service is stopped: syft-bg start approve)"
+    return reason
+
+
+def _pending_lines(ctx: Context, ref: JobRef) -> list[str]:
+    reason = why_pending(ctx, ref)
+    if reason is None:
+        return []
+    first, *rest = reason.lines()
+    lines = [f"  why pending: {terminal_text(first)}"]
+    lines.extend(f"    {terminal_text(line)}" for line in rest)
+    label = shlex.quote(terminal_text(ref.label))
+    if reason.no_rule:
+        lines.append(f"    to trust exactly these files: syft-bg auto-approve --from-job {label}")
+    lines.append(f"    to decide yourself: syft-bg jobs approve|reject {label}")
+    return lines
 
 
 def _submission(ctx: Context, ref: JobRef) -> tuple[dict | None, str | None, list]:

@@ -246,10 +246,16 @@ def _job_fields(job: Any) -> list[tuple[str, Any]]:
         ("completed", state.get("completed_at")),
         ("return code", state.get("return_code")),
         ("problem", job.problem),
+        ("why pending", _why_pending(job)),
         ("submission", job.submission_dir),
         ("results", job.review_dir if job.results else None),
     ]
     return [(k, v) for k, v in fields if v not in (None, "")]
+
+
+def _why_pending(job: Any) -> str | None:
+    reason = getattr(job, "why_pending", None)
+    return "; ".join(reason.lines()) if reason is not None else None
 
 
 def _by(at: Any, method: Any) -> str | None:

@@ -177,6 +177,109 @@ def match(
     )
 
 
+# -- why a job is still pending ---------------------------------------------------
+
+FILES_NAMED = 10
+
+
+@dataclass
+class PendingReason:
+    """Why no rule approved a pending job: the rule that came closest and how the
+    job's files differ from it (``jobs show`` and the Python API)."""
+
+    summary: str
+    rule: str | None = None
+    missing: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+    differ: list[str] = field(default_factory=list)
+    rule_problem: str | None = None
+    refused: list[str] = field(default_factory=list)
+    # No rule applies to the submitter: a rule made from this job would.
+    no_rule: bool = False
+
+    def lines(self) -> list[str]:
+        """The summary, then one line per kind of difference."""
+        out = [self.summary]
+        if self.differ:
+            out.append("content differs: " + _few(self.differ, FILES_NAMED))
+        if self.missing:
+            out.append("missing (the rule lists them): " + _few(self.missing, FILES_NAMED))
+        if self.extra:
+            out.append("extra (not in the rule): " + _few(self.extra, FILES_NAMED))
+        if self.rule_problem:
+            out.append(f"the rule approves nothing: {self.rule_problem}")
+        out.extend(f"refused: {problem}" for problem in self.refused)
+        return out
+
+
+def explain_pending(
+    rules: Iterable[Rule],
+    paths: frozenset[str],
+    problems: list[str],
+    ds_email: str,
+    accepted: bool,
+    hash_of: Any,
+) -> PendingReason:
+    """Which rule came closest to approving a job, and which files keep it pending.
+
+    Every rule that applies to the submitter is compared, live or not, so a
+    rule that has the job's files but cannot approve (``run.sh`` not pinned,
+    disabled) is named with what it lacks. The closest rule has the fewest
+    missing, extra and differing files; ``hash_of(rel)`` is called only for
+    files a rule pins by content.
+    """
+    rules = list(rules)
+    if problems:
+        return PendingReason(
+            "it can never be auto-approved as it is: some entries are refused",
+            refused=list(problems),
+        )
+    if not rules:
+        return PendingReason(
+            "no auto-approval rule exists; it waits for your decision", no_rule=True
+        )
+    mine = [rule for rule in rules if rule.applies_to(ds_email, accepted)]
+    if not mine:
+        if not accepted and any(not rule.peers for rule in rules):
+            return PendingReason(
+                f"no rule names {ds_email}, and rules without peers apply to accepted "
+                f"peers only ({ds_email} is not an accepted peer)",
+                no_rule=True,
+            )
+        return PendingReason(
+            f"no rule applies to {ds_email} (the rules name other peers)", no_rule=True
+        )
+
+    def compare(rule: Rule) -> PendingReason:
+        differ = [
+            rel for rel in sorted(rule.files) if rel in paths and hash_of(rel) != rule.files[rel]
+        ]
+        return PendingReason(
+            "",
+            rule=rule.name,
+            missing=sorted(rule.paths - paths),
+            extra=sorted(paths - rule.paths),
+            differ=differ,
+            rule_problem=rule.inert_reason(),
+        )
+
+    def distance(found: PendingReason) -> tuple[int, int, str]:
+        files = len(found.missing) + len(found.extra) + len(found.differ)
+        return (files + (found.rule_problem is not None), files, found.rule or "")
+
+    closest = min((compare(rule) for rule in mine), key=distance)
+    files = len(closest.missing) + len(closest.extra) + len(closest.differ)
+    name = f"'{closest.rule}'"
+    if files == 0 and closest.rule_problem:
+        closest.summary = f"rule {name} lists exactly its files, but cannot approve anything"
+    elif files == 0:
+        closest.summary = f"its files match rule {name} now; the next pass approves it"
+    else:
+        plural = "1 file differs" if files == 1 else f"{files} files differ"
+        closest.summary = f"closest rule: {name} ({plural})"
+    return closest
+
+
 # -- peers ---------------------------------------------------------------------
 
 

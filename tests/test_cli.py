@@ -66,7 +66,8 @@ def test_unknown_jobs_and_wrong_states_are_clear_errors(app):
     app.run_pass()
     app.cli("jobs", "reject", "twice", "-r", "no", check=True)
     again = app.cli("jobs", "approve", "twice")
-    assert again.returncode == 1 and "is rejected" in again.stderr
+    assert again.returncode == 2 and "is rejected" in again.stderr
+    assert "submit it again under a new job name" in again.stderr
 
 
 def test_reject_needs_no_reason(app):
@@ -165,4 +166,5 @@ def test_a_job_still_arriving_cannot_be_approved(app):
     (folder / "run.sh").unlink()
     app.run_pass()
     result = app.cli("jobs", "approve", "arriving")
-    assert result.returncode == 1 and "is received" in result.stderr
+    assert result.returncode == 2 and "is received" in result.stderr
+    assert "still arriving" in result.stderr and "syft-bg status" in result.stderr

@@ -448,7 +448,7 @@ def test_rerun_refuses_a_job_that_has_not_finished(quiet_app):
 
     result = app.cli("jobs", "rerun", "waiting")
 
-    assert result.returncode == 1
+    assert result.returncode == 2  # a usage error, as for approving a finished job
     assert "only done or failed jobs can be rerun" in result.stderr
     assert app.job_state("waiting")["status"] == "pending"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import logging
@@ -9,14 +10,17 @@ import os
 import pty
 import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
+import unicodedata
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from conftest import PATIENCE, default_sigint, wait_until
+from conftest import DS_EMAIL, PATIENCE, default_sigint, wait_until
 from test_ops_fixtures import (  # noqa: F401 (fixtures)
     cron_user_fixture,
     crontab_of,
@@ -396,6 +400,78 @@ def test_the_dashboard_on_a_real_terminal_stops_cleanly_on_ctrl_c(app):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _cells(text: str) -> int:
+    """Terminal cells a line takes (East Asian wide characters take two)."""
+    return sum(
+        0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+        for ch in text
+    )
+
+
+LONG = "a-job-name-far-longer-than-any-terminal-is-wide-" * 3
+
+
+@pytest.mark.parametrize(("columns", "rows"), [(80, 24), (40, 10)])
+def test_the_dashboard_fits_the_terminal_it_runs_in(app, monkeypatch, columns, rows):
+    _failing_pass(app, monkeypatch)  # a failed step, with its traceback in the log
+    for i in range(30):
+        app.submit(f"{i:02d}-{LONG}")
+    app.submit("統計" * 40, ds_email="bob@lab.org")  # two cells per character
+    app.request_peer("mallory-with-a-very-long-address-" * 3 + "@example.org")
+    app.run_pass()
+    app.cli("jobs", "reject", f"00-{LONG}", "-r", "reads raw rows " * 20, check=True)
+    main, secondary = pty.openpty()
+    fcntl.ioctl(secondary, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    env = {k: v for k, v in app.env.items() if k not in ("COLUMNS", "LINES")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "syft_bg_app"],
+        env=env,
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        close_fds=True,
+        preexec_fn=default_sigint,
+    )
+    os.close(secondary)
+    try:
+        reader = os.fdopen(main, "rb", buffering=0)
+        drawn = _read_until(reader, "Ctrl-C to quit")
+        proc.send_signal(signal.SIGINT)
+        _read_until(reader, "never-there")
+        assert proc.wait(timeout=PATIENCE) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert drawn.startswith(dashboard.CLEAR)
+    screen = drawn[len(dashboard.CLEAR) :].split("\r\n")
+    assert len(screen) <= rows and screen[-1].startswith("refreshing every 3 s")
+    assert all(_cells(line) < columns for line in screen), screen
+    # The title first, then the pending jobs, in sight however small the terminal.
+    assert screen[0].startswith("syft-bg  ")
+    assert "pending jobs: 30 (syft-bg" in "\n".join(screen)
+    listed = [line for line in screen if line.startswith(f"  {DS_EMAIL}/")]
+    assert listed and all(line.endswith("…") for line in listed)
+    assert all("-a-job-name" in line for line in listed)
+    assert any(line.startswith("  … ") and "more (syft-bg" in line for line in screen)
+    assert "\x1b" not in drawn[len(dashboard.CLEAR) :]
+    if rows >= 24:
+        # Room for the rest: a failed step stays in sight, and the recent log.
+        assert any("FAILED" in line for line in screen)
+        assert "recent activity (syft-bg logs all):" in screen
+
+
+def test_the_dashboard_cuts_wide_characters_and_keeps_what_matters_on_a_tiny_terminal(app):
+    app.submit("統計" * 40)
+    app.run_pass()
+    for columns, rows in ((80, 24), (40, 10), (20, 5), (12, 3)):
+        screen = dashboard.fit_screen(app.home, columns, rows, "Ctrl-C to quit")
+        assert len(screen) <= rows and all(_cells(line) < columns for line in screen)
+        assert screen[0].startswith("syft-bg")
+        assert screen[1].startswith("pending jobs: 1"[: columns - 2])
+        assert screen[2].startswith(f"  {DS_EMAIL}/統計"[: columns - 3])
 
 
 def test_logsetup_format_is_what_the_log_reader_parses(tmp_path):

@@ -1257,9 +1257,7 @@ def rerun(ctx: Context, ref: JobRef, fresh_snapshot: bool = False) -> None:
     if record is None:
         raise NotFoundError(f"no job {ref.label}")
     if record["status"] not in ("done", "failed"):
-        raise RerunError(
-            f"{ref.label} is {record['status']}; only done or failed jobs can be rerun"
-        )
+        raise decisions.wrong_state(ref, record, "rerun", "only done or failed jobs can be rerun")
     try:
         if fresh_snapshot:
             hashes = decisions.snapshot_current_files(ctx, ref, record)
