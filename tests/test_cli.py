@@ -167,4 +167,4 @@ def test_a_job_still_arriving_cannot_be_approved(app):
     app.run_pass()
     result = app.cli("jobs", "approve", "arriving")
     assert result.returncode == 2 and "is received" in result.stderr
-    assert "still arriving" in result.stderr and "syft-bg status" in result.stderr
+    assert "still arriving" in result.stderr and app.command("status") in result.stderr
