@@ -138,7 +138,8 @@ def test_a_rule_named_after_a_job_is_quoted_in_the_commands_suggested_for_it(
     assert app.run_pass().exit_code == 0
     app.cli("auto-approve", "--from-job", f"{DS_EMAIL}/{name}", check=True)
     out = app.cli("remove-peer", DS_EMAIL, check=True).stdout
-    hint = out[out.index("syft-bg auto-approve --from-job") : out.index(", or edit config.yaml")]
+    start = out.index(app.command("auto-approve --from-job"))
+    hint = out[start : out.index(", or edit config.yaml")]
     args = shlex.split(hint)
     assert args[args.index("-n") + 1] == name, hint
 
