@@ -60,10 +60,16 @@ def _sig(st: os.stat_result) -> Signature:
     return (st.st_ino, st.st_dev, st.st_mode, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def tree_signature(path: str) -> tuple | None:
+# What a folder that cannot be watched (unreadable, too large) gives: the full
+# pass leaves no record with it, so it never compares equal to one.
+UNWATCHABLE = "unwatchable"
+
+
+def tree_signature(path: str) -> tuple | str | None:
     """(relative path, signature) of ``path`` and every entry below it, links not followed.
 
-    None when the folder is absent, unreadable or larger than ``TREE_CAP``.
+    None when there is no folder there; UNWATCHABLE when it cannot be read whole
+    or has more than ``TREE_CAP`` entries.
     """
     top = signature(path)
     if top is None or not stat.S_ISDIR(top[2]):
@@ -81,9 +87,9 @@ def tree_signature(path: str) -> tuple | None:
                     if stat.S_ISDIR(sig[2]):
                         pending.append((child, entry.path))
         except OSError:
-            return None
+            return UNWATCHABLE
         if len(entries) > TREE_CAP:
-            return None
+            return UNWATCHABLE
     entries.sort()
     return tuple(entries)
 
@@ -96,6 +102,8 @@ def is_racy(value: object, taken_at: float) -> bool:
     """True when a signature (or one in a tree) moved within RACY_SECONDS of ``taken_at``."""
     if value is None:
         return False
+    if value == UNWATCHABLE:
+        return True
     sigs = [sig for _, sig in value] if isinstance(value[0], tuple) else [value]
     limit = (taken_at - RACY_SECONDS) * 1e9
     return any(max(sig[4], sig[5]) >= limit for sig in sigs)

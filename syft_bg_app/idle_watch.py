@@ -67,6 +67,8 @@ class Watch:
         moved = [p for k, p, v in self.entries if not why and idle.current(k, p) != v]
         if moved:
             why = f"{moved[0]} changed while the pass ran"
+        if not why and any(v == idle.UNWATCHABLE for _, _, v in self.entries):
+            why = "a pending job's folder cannot be read whole or is too large to watch"
         if not why and any(idle.is_racy(v, self.taken_at) for _, _, v in self.entries):
             why = f"something changed less than {idle.RACY_SECONDS:g} s before the pass"
         if why:
