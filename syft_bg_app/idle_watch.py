@@ -83,7 +83,12 @@ class Watch:
 
 def _watched_paths(ctx: Context) -> list[tuple[str, str]]:
     home, datasite = ctx.home, ctx.datasite
+    package = Path(__file__).resolve().parent
     paths = [
+        # The app itself: an update replaces its files (its version may stay the same).
+        package,
+        package / "steps",
+        package / "mail",
         home.state_file,
         changed_marker(home),
         home.outbox_dir,
