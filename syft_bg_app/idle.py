@@ -179,7 +179,9 @@ def write_last_check(home_root: str | os.PathLike[str], now: float, seconds: flo
     """When the last pass ended here, for ``status`` (one line, replaced atomically)."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
     path = os.path.join(home_root, LAST_CHECK_NAME)
-    tmp = f"{path}.{os.getpid()}.tmp"
+    # One temporary name: a check killed here leaves nothing new behind, and two
+    # checks at once can at worst leave a torn line, which readers ignore.
+    tmp = f"{path}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
         os.write(fd, f"{stamp} {seconds:.4f}\n".encode())
