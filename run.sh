@@ -31,19 +31,35 @@ find_python() {
 # Fingerprint of what the environment was built from: pyproject.toml and the extras.
 wanted_stamp() {
     local extras="$1"
-    { cat "$APP_DIR/pyproject.toml"; echo "extras=$extras"; } | cksum | cut -d' ' -f1
+    echo "$({ cat "$APP_DIR/pyproject.toml"; echo "extras=$extras"; } | cksum | cut -d' ' -f1) extras=$extras"
+}
+
+# The common case in shell builtins only (a pass starts every minute): the stamp
+# is newer than pyproject.toml and names extras that serve this run.
+env_is_current() {
+    local extras="$1" stamp_file="$VENV/.syft-bg-env" line=""
+    [ -x "$VENV/bin/python" ] && [ "$stamp_file" -nt "$APP_DIR/pyproject.toml" ] || return 1
+    read -r line <"$stamp_file" 2>/dev/null || return 1
+    # Test extras are a superset: a test environment serves plain runs too.
+    case "$line" in
+    *" extras=$extras" | *" extras=test") [ -z "$extras" ] || [ "${line##* }" = "extras=$extras" ] ;;
+    *) return 1 ;;
+    esac
 }
 
 ensure_env() {
     local extras="$1" stamp_file="$VENV/.syft-bg-env" spec="$APP_DIR"
+    env_is_current "$extras" && return 0
     local want
     want="$(wanted_stamp "$extras")"
+    # pyproject.toml touched but not changed (a checkout): the stamp is renewed.
     if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp_file" 2>/dev/null)" = "$want" ]; then
+        touch "$stamp_file"
         return 0
     fi
-    # Test extras are a superset: a test environment serves plain runs too.
     if [ -z "$extras" ] && [ -x "$VENV/bin/python" ] &&
         [ "$(cat "$stamp_file" 2>/dev/null)" = "$(wanted_stamp test)" ]; then
+        touch "$stamp_file"
         return 0
     fi
     exec 9>"$APP_DIR/.venv.lock"
@@ -75,6 +91,12 @@ ensure_env() {
     echo "$want" >"$stamp_file"
 }
 
+# Exit 0: the pass ended at the idle check; anything else: run the full pass.
+IDLE_CHECK='import sys
+sys.path.insert(0, sys.argv[1])
+from syft_bg_app.idle import try_idle_pass
+sys.exit(0 if try_idle_pass() == 0 else 3)'
+
 case "${1:-}" in
 --test)
     shift
@@ -97,13 +119,20 @@ case "${1:-}" in
     trap 'exit 0' INT TERM
     while true; do
         # Each pass is its own short process; the loop only keeps time.
-        "$VENV/bin/python" -m syft_bg_app run --once "$@" || true
+        if [ $# -gt 0 ] || ! "$VENV/bin/python" -S -c "$IDLE_CHECK" "$APP_DIR"; then
+            "$VENV/bin/python" -m syft_bg_app run --once "$@" || true
+        fi
         sleep "$seconds" &
         wait $!
     done
     ;;
 "")
     ensure_env ""
+    # The idle check first, without site-packages (it needs only the standard
+    # library): when nothing changed since the last full pass, the pass ends here.
+    if "$VENV/bin/python" -S -c "$IDLE_CHECK" "$APP_DIR"; then
+        exit 0
+    fi
     exec "$VENV/bin/python" -m syft_bg_app run --once
     ;;
 *)

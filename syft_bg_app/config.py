@@ -383,6 +383,13 @@ SCHEMA: dict[str, Key] = {
             "to a minute. Run syft-bg install again after changing it.",
             minimum=10,
         ),
+        idle_check=Key(
+            "bool",
+            True,
+            "Start each pass with a check of a few file stats: when nothing the last full "
+            "pass depended on changed and nothing time-based is due, the pass ends there. "
+            "Off: every pass runs in full.",
+        ),
     ),
     "log": section(
         "Log files in <app home>/logs.",

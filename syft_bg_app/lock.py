@@ -16,6 +16,7 @@ from filelock import FileLock, Timeout
 from .errors import BusyError
 from .fsutil import atomic_write_json
 from .home import AppHome
+from .idle_watch import touch_changed_marker
 from .state import iso
 
 
@@ -58,7 +59,13 @@ class PassLock:
 
     def release(self) -> None:
         if self._lock.is_locked:
-            self._lock.release()
+            try:
+                if self.purpose != "pass":
+                    # Every command that may change what a pass does holds this
+                    # lock: the next pass runs in full (see idle_watch).
+                    touch_changed_marker(self.home)
+            finally:
+                self._lock.release()
 
     def __enter__(self) -> PassLock:
         if not self.acquire():

@@ -15,11 +15,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from . import logsetup
+from . import idle, logsetup
 from .config import Config, load_config
 from .context import Context
 from .errors import SyftBgError
 from .home import AppHome
+from .idle_watch import Watch
 from .lock import PassLock
 from .state import iso
 from .steps import STEPS
@@ -36,6 +37,9 @@ class PassResult:
 
 
 def run_pass(home: AppHome, config: Config | None = None) -> PassResult:
+    # Taken before config.yaml is read: an edit made after this is seen by the
+    # next pass, never hidden by the idle record this pass may leave.
+    config_signature = None if config else idle.signature(str(home.config_file))
     config = config or load_config(home.config_file)
     logsetup.configure(
         home,
@@ -48,7 +52,8 @@ def run_pass(home: AppHome, config: Config | None = None) -> PassResult:
         if not lock.acquire():
             return PassResult(EXIT_OK, f"another pass is running ({lock.owner()})")
         try:
-            return _locked_pass(home, config)
+            idle.discard_record(home.root)
+            return _locked_pass(home, config, config_signature)
         finally:
             lock.release()
     except OSError as exc:
@@ -78,9 +83,11 @@ class PassWriteError(SyftBgError):
         )
 
 
-def _locked_pass(home: AppHome, config: Config) -> PassResult:
+def _locked_pass(home: AppHome, config: Config, config_signature: object = None) -> PassResult:
     started = time.monotonic()
     ctx = Context.open(home, config)
+    # A pass given its config by the caller cannot tell what it was read from.
+    watch = Watch.take(ctx, config_signature) if config_signature is not None else None
     log = ctx.log("pass")
     log.info("pass started (pid %d)", os.getpid())
     failed = []
@@ -100,6 +107,9 @@ def _locked_pass(home: AppHome, config: Config) -> PassResult:
         "summary": summary,
     }
     ctx.state.save()
+    if watch is not None:
+        why = watch.record_if_idle(ctx, failed)
+        log.debug("idle record: %s", why or "left for the next pass")
     log.info("%s", summary)
     return PassResult(EXIT_STEP_FAILED if failed else EXIT_OK, summary, failed, dict(ctx.counts))
 

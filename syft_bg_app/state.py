@@ -132,6 +132,16 @@ def _split(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return checkpoint, {k: data[k] for k in PASS_RECORD_KEYS}
 
 
+def _fingerprint(data: Any) -> bytes:
+    """Bytes that are equal exactly when ``data`` is equal.
+
+    Marshal version 2 writes no back-references, so two equal values give the
+    same bytes whether or not they share objects (a string one step copied
+    into two records would otherwise make an unchanged checkpoint look changed).
+    """
+    return marshal.dumps(data, 2)
+
+
 class State:
     """The checkpoint in memory, with the few operations the steps share."""
 
@@ -142,8 +152,8 @@ class State:
         # marshal is a fast C serializer: comparing its bytes tells whether a
         # step changed anything, so an idle pass writes nothing it need not.
         checkpoint, record = _split(data)
-        self._saved = marshal.dumps(checkpoint)
-        self._saved_record = marshal.dumps(record)
+        self._saved = _fingerprint(checkpoint)
+        self._saved_record = _fingerprint(record)
 
     @classmethod
     def load(cls, path: Path) -> State:
@@ -156,8 +166,33 @@ class State:
             # the last pass went, and the next pass writes it whole again.
             return state
         state.data.update({k: record[k] for k in PASS_RECORD_KEYS if k in record})
-        state._saved_record = marshal.dumps(_split(state.data)[1])
+        state._note_idle_check()
+        state._saved_record = _fingerprint(_split(state.data)[1])
         return state
+
+    def _note_idle_check(self) -> None:
+        """A pass that ended at the idle check is the last pass; the full one is named in it."""
+        from .idle import read_last_check
+
+        last = self.data.get("last_pass")
+        checked = read_last_check(self.path.parent)
+        if not last or not checked:
+            return
+        try:
+            if parse_iso(checked[0]) <= parse_iso(last["finished_at"]):
+                return
+        except (ValueError, KeyError, TypeError):
+            return
+        full_at = last.get("full_pass_at", last["finished_at"])
+        full_summary = last.get("full_pass_summary", last.get("summary", ""))
+        self.data["last_pass"] = {
+            **last,
+            "finished_at": checked[0],
+            "seconds": checked[1],
+            "summary": f"idle: nothing changed since the full pass at {full_at} ({full_summary})",
+            "full_pass_at": full_at,
+            "full_pass_summary": full_summary,
+        }
 
     @classmethod
     def _load_checkpoint(cls, path: Path) -> State:
@@ -207,14 +242,14 @@ class State:
     def save(self) -> bool:
         """Write what changed (checkpoint, pass record); True when the checkpoint was."""
         checkpoint, record = _split(self.data)
-        current = marshal.dumps(checkpoint)
+        current = _fingerprint(checkpoint)
         written = current != self._saved
         if written:
             self._compact_finished_jobs()
-            current = marshal.dumps(checkpoint)
+            current = _fingerprint(checkpoint)
             atomic_write_json(self.path, checkpoint, mode=0o600, compact=True)
             self._saved = current
-        current_record = marshal.dumps(record)
+        current_record = _fingerprint(record)
         if current_record != self._saved_record:
             atomic_write_json(self.pass_record_path, record, mode=0o600, compact=True)
             self._saved_record = current_record
