@@ -163,6 +163,13 @@ def next_deadline(ctx: Context) -> float | None:
         for entry in mail.get("queue") or []:
             if entry.get("status") != "set aside" and entry.get("not_before"):
                 due.append(parse_iso(entry["not_before"]).timestamp())
+    if ctx.config.step_enabled("sync"):
+        # A request that came during the cool-down after a rejection is considered
+        # when the cool-down ends, with nothing changed on disk.
+        cool_down = timedelta(days=ctx.config.get("approve.peers.rerequest_after_days"))
+        for record in (ctx.state.data.get("peers") or {}).values():
+            if record.get("asked_again") and record.get("decided_at"):
+                due.append((parse_iso(record["decided_at"]) + cool_down).timestamp())
     if ctx.config.step_enabled("execute"):
         from .steps.execute import CLEANUP_EVERY
 

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import DS_EMAIL, PATIENCE, App, outbox, wait_until
 from freezegun import freeze_time
 from hypothesis import given, settings
@@ -323,6 +324,28 @@ def test_the_hourly_clean_up_of_run_folders_is_due_at_its_hour(app):
         assert skips(app)
     with freeze_time(datetime.now(timezone.utc) + timedelta(hours=1, minutes=1)):
         assert not skips(app)
+
+
+def test_a_request_made_during_the_cool_down_is_read_when_the_cool_down_ends(app):
+    # No run folders to clean up hourly: the cool-down is the only deadline.
+    app.set_config(execute={"enabled": False}, approve={"peers": {"rerequest_after_days": 1}})
+    app.request_peer("mallory@evil.example")
+    app.run_pass()
+    app.cli("peers", "reject", "mallory@evil.example", check=True)
+    app.run_pass()
+    again = app.request_peer("mallory@evil.example")
+    asked = (datetime.now(timezone.utc) + timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    again.write_text(yaml.safe_dump({"email": "mallory@evil.example", "requested_at": asked}))
+    app.run_pass()
+    record = State.load(app.home.state_file).peer("mallory@evil.example")
+    assert record["status"] == "rejected" and record.get("asked_again")
+    settle(app)
+    with freeze_time(datetime.now(timezone.utc) + timedelta(hours=23)):
+        assert skips(app)
+    with freeze_time(datetime.now(timezone.utc) + timedelta(days=1, minutes=1)):
+        assert not skips(app)
+        app.run_pass()
+    assert State.load(app.home.state_file).peer("mallory@evil.example")["status"] == "requested"
 
 
 def test_a_job_still_arriving_is_rejected_after_its_grace(app):
