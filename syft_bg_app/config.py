@@ -289,7 +289,16 @@ SCHEMA: dict[str, Key] = {
         enabled=Key("bool", True, "Run the execute step in each pass."),
         timeout=Key("int", 600, "Wall-clock limit per job, in seconds.", minimum=1),
         max_concurrent=Key("int", 2, "Jobs running at the same time.", minimum=1),
-        network=Key("bool", True, "Jobs may use the network (python jobs install packages)."),
+        network=Key(
+            "choice",
+            "internet",
+            "internet: jobs reach the internet (package indexes) through a user-mode network "
+            "stack (slirp4netns), never this machine's own services (127.0.0.1, unix "
+            "sockets); without slirp4netns or bwrap they run with network off. off: nothing "
+            "but the job's own loopback. host: the host's network, 127.0.0.1 included (only "
+            "when you write it). The old true became internet, false off.",
+            choices=("off", "internet", "host"),
+        ),
         sandbox=Key(
             "choice",
             "auto",

@@ -155,7 +155,7 @@ def test_an_ordinary_users_jobs_are_limited_and_cut_off_from_the_network(user_ap
     config = yaml.safe_load(app.home.joinpath("config.yaml").read_text())
     config["notify"]["enabled"] = False
     app.write(app.home / "config.yaml", yaml.safe_dump(config))
-    app.set_execute(sandbox=mode, network=False, timeout=int(PATIENCE), max_processes=16)
+    app.set_execute(sandbox=mode, network="off", timeout=int(PATIENCE), max_processes=16)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
