@@ -893,6 +893,9 @@ def describe_exit(return_code: int | None, spec: dict[str, Any], err: Capture) -
     tail = bytes(err.tail[-4096:] or err.head[-4096:]).lower()
     if any(sign in tail for sign in MEMORY_SIGNS):
         reason += f"; out of memory? (execute.memory_mb = {spec['memory_bytes'] // (1024 * 1024)})"
+    uv_reason = explain_uv_failure(tail, spec.get("network"))
+    if uv_reason:
+        reason += f"; {uv_reason}"
     if any(sign in tail for sign in DISK_SIGNS):
         if spec.get("scratch_in_tmpfs"):
             mb = spec.get("disk_mb")
@@ -943,6 +946,54 @@ def _read_child_pid(fd: int, deadline: float) -> int | None:
         return int(json.loads(data)["child-pid"])
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def system_pythons() -> list[str]:
+    """The Python versions installed on this machine where jobs find them (3.11, ...)."""
+    import glob
+    import re
+
+    found = set()
+    for folder in ("/usr/bin", "/usr/local/bin"):
+        for path in glob.glob(f"{folder}/python3.*"):
+            match = re.fullmatch(r"python(3\.\d+)", os.path.basename(path))
+            if match:
+                found.add(match.group(1))
+    return sorted(found, key=lambda v: tuple(int(p) for p in v.split(".")))
+
+
+def explain_uv_failure(tail: bytes, network: str | None) -> str | None:
+    """Why uv failed, from the end of a job's stderr (lower case), in words the data
+    scientist can act on; None when the tail shows no known uv failure."""
+    if b"uv: command not found" in tail or b"uv: not found" in tail:
+        return "uv is not available to jobs on this machine (ask the data owner)"
+    # The last error uv printed is the one that stopped the job.
+    start = tail.rfind(b"error:")
+    if start < 0:
+        return None
+    error = tail[start:]
+    offline = {
+        "off": "this data owner runs jobs without network (execute.network: off)",
+        "internet": "the network jobs get here did not reach it",
+        "host": "this machine did not reach it",
+    }.get(network or "", "it did not answer")
+    if (
+        b"no interpreter found for python" in error
+        or b"no download found for request" in error
+        or b"python-build-standalone" in error
+    ):
+        versions = ", ".join(system_pythons()) or "none"
+        return (
+            f"the Python version the job asks for is not installed on this machine "
+            f"(installed: {versions}) and uv could not download it; ask for an "
+            f"installed version"
+        )
+    if any(
+        sign in error
+        for sign in (b"failed to fetch", b"error sending request", b"dns error", b"(connect)")
+    ):
+        return f"uv could not reach the package index: {offline}"
+    return None
 
 
 def _child_setup(
