@@ -377,6 +377,13 @@ SCHEMA: dict[str, Key] = {
             ["uv"],
             "Programs from the app's PATH that jobs may run (syft-job python jobs need uv).",
         ),
+        package_index_url=Key(
+            "url",
+            None,
+            "Package index jobs install from (uv's UV_DEFAULT_INDEX; pip's PIP_INDEX_URL), "
+            "e.g. a mirror on your network; jobs see it, so it holds no password. "
+            "Empty: uv's default, PyPI.",
+        ),
         ro_paths=Key(
             "list_path",
             [],
@@ -617,6 +624,20 @@ def _check_str(value: Any, spec: Key) -> tuple[bool, Any, str]:
     )
 
 
+def _check_url(value: Any, spec: Key) -> tuple[bool, Any, str]:
+    from urllib.parse import urlsplit
+
+    if not isinstance(value, str):
+        return False, None, f"must be an http(s) URL, got {type(value).__name__} {value!r}"
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False, None, f"must be an http(s) URL, got {value!r}"
+    if parts.username or parts.password:
+        # Jobs see this URL: a password in it would reach every job.
+        return False, None, "must not hold a user name or password (jobs see it)"
+    return True, value.strip(), ""
+
+
 def _check_email(value: Any, spec: Key) -> tuple[bool, Any, str]:
     if isinstance(value, str) and EMAIL_RE.fullmatch(value.strip()):
         return True, value.strip().lower(), ""
@@ -694,6 +715,7 @@ _SCALAR_CHECKS: dict[str, Callable[[Any, Key], tuple[bool, Any, str]]] = {
     "int": _check_int,
     "bool": _check_bool,
     "choice": _check_choice,
+    "url": _check_url,
 }
 
 

@@ -456,9 +456,10 @@ def bwrap_argv(
             if real.startswith("/usr/"):
                 argv += ["--symlink", real, place]
             else:
-                # A copy, not a mount: a mount would show the tool's folder (often in
-                # the data owner's home) in the job's /proc/self/mountinfo.
-                argv += ["--perms", "0755", "--ro-bind-data", supervisor.FILE_FD + real, place]
+                # A copy beside the runs (shared_tool_copy), never the tool's own folder
+                # (often in the data owner's home), which a mount would show in the
+                # job's /proc/self/mountinfo.
+                argv += ["--ro-bind", shared_tool_copy(layout.root.parent, real), place]
         for path in ro_paths:
             argv += ["--ro-bind-try", path, path]
         argv += ["--chdir", IN_BWRAP["job"]]
@@ -470,6 +471,25 @@ def bwrap_argv(
         argv += ["--inh-caps=-all", "--"]
     argv += ["true"] if probe else ["bash", "run.sh"]
     return argv
+
+
+def shared_tool_copy(runs_dir: Path, real: str) -> str:
+    """A copy of the tool ``real`` under ``runs_dir/tools/``, made once per version of
+    the file and shared by the runs that follow (uv is tens of megabytes: copying it
+    into every sandbox would cost each job that much memory). The runs folder is the
+    app's own (checked before any run starts); the copy goes with old run folders
+    after execute.keep_days and is made again when a run needs it."""
+    info = os.stat(real)
+    folder = runs_dir / "tools" / f"{info.st_size}-{info.st_mtime_ns}"
+    target = folder / os.path.basename(real)
+    if target.exists():
+        return str(target)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o755)
+    partial = folder / f".{target.name}.{os.getpid()}.partial"
+    shutil.copyfile(real, partial)
+    os.chmod(partial, 0o755)
+    os.replace(partial, target)
+    return str(target)
 
 
 # -- the job's environment and limits -----------------------------------------------
@@ -498,8 +518,12 @@ def job_environment(
     do_email: str,
     user: str,
     source: dict[str, str] | None = None,
+    package_index_url: str | None = None,
 ) -> dict[str, str]:
-    """The whole environment of a job: an allow-list, nothing inherited wholesale."""
+    """The whole environment of a job: an allow-list, nothing inherited wholesale.
+
+    ``package_index_url`` (execute.package_index_url) is where uv and pip install from.
+    """
     source = os.environ if source is None else source
     env = {
         "PATH": f"{bin_dir}:{SYSTEM_PATH}",
@@ -518,6 +542,9 @@ def job_environment(
         "SYFTBOX_EMAIL": do_email,
         RUN_MARKER: run_id,
     }
+    if package_index_url:
+        env["UV_DEFAULT_INDEX"] = package_index_url
+        env["PIP_INDEX_URL"] = package_index_url
     for name in PASSED_THROUGH:
         value = source.get(name)
         if value and len(value) < 200 and "\n" not in value:
@@ -577,6 +604,7 @@ def build_spec(
             IN_BWRAP["bin"],
             config.do_email,
             user_name(),
+            package_index_url=config.get("execute.package_index_url"),
         )
         cwd = str(layout.root)
         identity = job_identity()
@@ -598,6 +626,7 @@ def build_spec(
             str(layout.bin),
             config.do_email,
             "job" if run_as is not None else user_name(),
+            package_index_url=config.get("execute.package_index_url"),
         )
         bash = shutil.which("bash", path=SYSTEM_PATH) or "/bin/bash"
         argv = [bash, "run.sh"]

@@ -264,6 +264,7 @@ def test_a_job_finds_no_secrets_of_the_data_owner(batch):
         "LC_CTYPE",
         "TZ",
         "PYTHONUNBUFFERED",
+        "UV_LINK_MODE",
         "SYFT_IS_IN_JOB",
         "SYFTBOX_EMAIL",
         "SYFT_BG_RUN",

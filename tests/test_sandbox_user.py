@@ -243,3 +243,37 @@ def test_an_ordinary_users_bwrap_job_learns_no_path_and_makes_no_user_namespace(
     userns = app.result("userns", "stdout.txt")
     assert "== end" in userns and "MADE" not in userns
     assert userns.count("refused") == 3
+
+
+def test_an_ordinary_users_internet_jobs_get_a_way_out_but_not_the_hosts_loopback(user_app):
+    """execute.network: internet for an app run by an ordinary user: slirp4netns joins
+    the user namespace bwrap made, the job has tap0, and 127.0.0.1 of the host stays shut."""
+    works, detail = _probe_as_nobody(user_app)
+    if not works:
+        pytest.skip(f"bwrap unusable for an ordinary user here: {detail}")
+    if shutil.which("slirp4netns", path="/usr/bin:/bin") is None:
+        pytest.skip("slirp4netns is not installed")
+    app = user_app
+    config = yaml.safe_load(app.home.joinpath("config.yaml").read_text())
+    config["notify"]["enabled"] = False
+    app.write(app.home / "config.yaml", yaml.safe_dump(config))
+    app.set_execute(sandbox="bwrap", network="internet", timeout=int(PATIENCE))
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    app.submit(
+        "net",
+        "#!/bin/bash\ngrep -q 'tap0:' /proc/net/dev && echo HAS-TAP0\n"
+        f"{script('escape.sh', targets='', port=port)}",
+    )
+    app.cli("peers", "accept", DS)
+    app.cli("run")
+    with job_user_alone():
+        app.cli("jobs", "approve", f"{DS}/net")
+        app.until_finished(["net"])
+    listener.close()
+    assert app.state("net")["status"] == "done", app.cli("jobs", "show", f"{DS}/net").stdout
+    out = app.result("net", "stdout.txt")
+    assert "HAS-TAP0" in out
+    assert "CONNECTED" not in out
