@@ -72,6 +72,7 @@ INSTALL_SLIRP = "sudo apt-get install slirp4netns"
 # What a job under execute.network: internet resolves names with: slirp4netns's DNS.
 SLIRP_RESOLV_CONF = "nameserver 10.0.2.3\n"
 RESOLV_CONF = "resolv.conf"
+TUN_DEVICE = "/dev/net/tun"
 
 
 class SandboxUnavailable(SyftBgError):
@@ -322,6 +323,15 @@ def job_network(config: Config, sandbox_mode: str) -> Network:
             f"execute.network is internet but slirp4netns is not installed: jobs run with "
             f"network off (python jobs cannot install packages). Fix: {INSTALL_SLIRP}",
         )
+    if not running_as_root() and not os.access(TUN_DEVICE, os.R_OK | os.W_OK):
+        # slirp4netns opens it as the app's user; some machines keep it for root.
+        return Network(
+            "off",
+            None,
+            f"execute.network is internet but {TUN_DEVICE} cannot be opened by this user "
+            f"(slirp4netns needs it): jobs run with network off. Fix: sudo chmod 0666 "
+            f"{TUN_DEVICE} (its usual mode)",
+        )
     return Network("internet", slirp, None)
 
 
@@ -456,10 +466,10 @@ def bwrap_argv(
             if real.startswith("/usr/"):
                 argv += ["--symlink", real, place]
             else:
-                # A copy beside the runs (shared_tool_copy), never the tool's own folder
-                # (often in the data owner's home), which a mount would show in the
-                # job's /proc/self/mountinfo.
-                argv += ["--ro-bind", shared_tool_copy(layout.root.parent, real), place]
+                # From the run's folder (run_tool_copy), never the tool's own folder (often
+                # in the data owner's home), which a mount would show in the job's
+                # /proc/self/mountinfo.
+                argv += ["--ro-bind", run_tool_copy(layout.bin, name, real), place]
         for path in ro_paths:
             argv += ["--ro-bind-try", path, path]
         argv += ["--chdir", IN_BWRAP["job"]]
@@ -473,22 +483,21 @@ def bwrap_argv(
     return argv
 
 
-def shared_tool_copy(runs_dir: Path, real: str) -> str:
-    """A copy of the tool ``real`` under ``runs_dir/tools/``, made once per version of
-    the file and shared by the runs that follow (uv is tens of megabytes: copying it
-    into every sandbox would cost each job that much memory). The runs folder is the
-    app's own (checked before any run starts); the copy goes with old run folders
-    after execute.keep_days and is made again when a run needs it."""
-    info = os.stat(real)
-    folder = runs_dir / "tools" / f"{info.st_size}-{info.st_mtime_ns}"
-    target = folder / os.path.basename(real)
+def run_tool_copy(bin_dir: Path, name: str, real: str) -> str:
+    """The tool ``real`` as ``bin_dir/name`` in the run's own folder: a hard link where
+    the file system allows, else a copy. Mounted read-only from there, it names no
+    folder of the data owner, and costs a job no memory (uv is tens of megabytes); it
+    goes with the run's working copy once its results are published."""
+    target = bin_dir / name
     if target.exists():
         return str(target)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o755)
-    partial = folder / f".{target.name}.{os.getpid()}.partial"
-    shutil.copyfile(real, partial)
-    os.chmod(partial, 0o755)
-    os.replace(partial, target)
+    try:
+        os.link(real, target)
+    except OSError:
+        partial = bin_dir / f".{name}.partial"
+        shutil.copyfile(real, partial)
+        os.chmod(partial, 0o755)
+        os.replace(partial, target)
     return str(target)
 
 

@@ -757,6 +757,7 @@ class Supervisor:
         word = os.read(ready_r, 1) if ready else b""
         os.close(ready_r)
         if word != b"1":
+            self.status["network_log"] = _log_tail(os.path.join(self.run_dir, NETWORK_LOG))
             return "slirp4netns did not bring the network up (network-log.txt in the run folder)"
         self.status["network"] = "internet"
         return None
@@ -906,6 +907,15 @@ def describe_exit(return_code: int | None, spec: dict[str, Any], err: Capture) -
         else:
             reason += "; the disk it wrote to was full"
     return reason
+
+
+def _log_tail(path: str) -> str:
+    """The end of what slirp4netns printed, for the data owner's status."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()[-300:].decode(errors="replace").strip()
+    except OSError:
+        return ""
 
 
 def _wait_readable(fd: int, deadline: float) -> bool:
