@@ -232,3 +232,19 @@ def test_an_unknown_network_mode_is_refused_with_the_choices():
 def test_shutil_finds_slirp4netns_only_on_the_system_path():
     found = sandbox.find_slirp4netns()
     assert found is None or found == shutil.which("slirp4netns", path="/usr/bin:/bin")
+
+
+@needs_bwrap
+def test_internet_whose_slirp4netns_fails_runs_the_job_cut_off_and_the_log_says_so(
+    tmp_path, servers, monkeypatch
+):
+    # A slirp4netns that exits at once without bringing the network up.
+    monkeypatch.setattr(sandbox, "find_slirp4netns", lambda: "/bin/false")
+    seen = _run_probe(tmp_path, servers, "internet")
+    assert seen["interfaces"] == "lo"
+    for name in ("tcp-loopback", "abstract-unix"):
+        assert seen[name].startswith("REFUSED"), (name, seen[name])
+    assert "this job has no network: slirp4netns did not bring the network up" in seen["stderr"]
+    assert "it runs with network off" in seen["stderr"]
+    logs = App(tmp_path).cli("logs", "execute", check=True).stdout
+    assert "ran with network off: slirp4netns did not bring the network up" in logs
