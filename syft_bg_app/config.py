@@ -289,7 +289,16 @@ SCHEMA: dict[str, Key] = {
         enabled=Key("bool", True, "Run the execute step in each pass."),
         timeout=Key("int", 600, "Wall-clock limit per job, in seconds.", minimum=1),
         max_concurrent=Key("int", 2, "Jobs running at the same time.", minimum=1),
-        network=Key("bool", True, "Jobs may use the network (python jobs install packages)."),
+        network=Key(
+            "choice",
+            "internet",
+            "internet: jobs reach the internet (package indexes) through a user-mode network "
+            "stack (slirp4netns), never this machine's own services (127.0.0.1, unix "
+            "sockets); without slirp4netns or bwrap they run with network off. off: nothing "
+            "but the job's own loopback. host: the host's network, 127.0.0.1 included (only "
+            "when you write it). The old true became internet, false off.",
+            choices=("off", "internet", "host"),
+        ),
         sandbox=Key(
             "choice",
             "auto",
@@ -367,6 +376,13 @@ SCHEMA: dict[str, Key] = {
             "list_str",
             ["uv"],
             "Programs from the app's PATH that jobs may run (syft-job python jobs need uv).",
+        ),
+        package_index_url=Key(
+            "url",
+            None,
+            "Package index jobs install from (uv's UV_DEFAULT_INDEX; pip's PIP_INDEX_URL), "
+            "e.g. a mirror on your network; jobs see it, so it holds no password. "
+            "Empty: uv's default, PyPI.",
         ),
         ro_paths=Key(
             "list_path",
@@ -615,6 +631,20 @@ def _check_str(value: Any, spec: Key) -> tuple[bool, Any, str]:
     )
 
 
+def _check_url(value: Any, spec: Key) -> tuple[bool, Any, str]:
+    from urllib.parse import urlsplit
+
+    if not isinstance(value, str):
+        return False, None, f"must be an http(s) URL, got {type(value).__name__} {value!r}"
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False, None, f"must be an http(s) URL, got {value!r}"
+    if parts.username or parts.password:
+        # Jobs see this URL: a password in it would reach every job.
+        return False, None, "must not hold a user name or password (jobs see it)"
+    return True, value.strip(), ""
+
+
 def _check_email(value: Any, spec: Key) -> tuple[bool, Any, str]:
     if isinstance(value, str) and EMAIL_RE.fullmatch(value.strip()):
         return True, value.strip().lower(), ""
@@ -692,6 +722,7 @@ _SCALAR_CHECKS: dict[str, Callable[[Any, Key], tuple[bool, Any, str]]] = {
     "int": _check_int,
     "bool": _check_bool,
     "choice": _check_choice,
+    "url": _check_url,
 }
 
 

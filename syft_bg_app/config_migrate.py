@@ -567,7 +567,46 @@ class _Migrator:
 
 def migrate(root: yaml.Node, filename: str) -> Migration:
     """Rewrite legacy approval forms in the composed tree ``root`` in place."""
-    return _Migrator(root, filename).run()
+    migrator = _Migrator(root, filename)
+    _migrate_network(migrator)
+    return migrator.run()
+
+
+def _migrate_network(migrator: _Migrator) -> None:
+    """``execute.network: true/false`` (before the three modes) becomes internet/off.
+
+    The old ``true`` was the host's network, 127.0.0.1 included; it becomes
+    ``internet``, which still installs packages but cannot reach the data
+    owner's own services. YAML reads an unquoted ``off`` as false: that is the
+    new spelling, not an old value, and passes silently.
+    """
+    _, execute = _get(migrator.root, "execute")
+    key_node, value = _get(execute, "network") if execute is not None else (None, None)
+    if not isinstance(value, yaml.ScalarNode) or value.tag != BOOL:
+        return
+    old = _py(value)
+    if old is None:
+        return
+    mode = "internet" if old else "off"
+    for i, (k, v) in enumerate(execute.value):
+        if v is value:
+            execute.value[i] = (k, _str(mode, value.start_mark))
+    if value.value.lower() == "off":
+        return
+    if old:
+        migrator.warn(
+            key_node,
+            "execute.network",
+            f"{value.value} (the host's network, 127.0.0.1 included) is now 'internet': jobs "
+            "reach package indexes but not this machine's services; write 'internet' to "
+            "keep that, or 'host' for the host's network",
+        )
+    else:
+        migrator.warn(
+            key_node,
+            "execute.network",
+            f"{value.value} is now written 'off' (the same: loopback only)",
+        )
 
 
 def review_rules(

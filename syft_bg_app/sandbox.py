@@ -21,6 +21,7 @@ import errno
 import os
 import shutil
 import subprocess
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,11 @@ ETC_ENTRIES = (
     "timezone",
 )
 PROBE_TIMEOUT = 10.0
+INSTALL_SLIRP = "sudo apt-get install slirp4netns"
+# What a job under execute.network: internet resolves names with: slirp4netns's DNS.
+SLIRP_RESOLV_CONF = "nameserver 10.0.2.3\n"
+RESOLV_CONF = "resolv.conf"
+TUN_DEVICE = "/dev/net/tun"
 
 
 class SandboxUnavailable(SyftBgError):
@@ -272,7 +278,64 @@ def _supports(bwrap: str, option: str) -> bool:
     return option in result.stdout + result.stderr
 
 
-def probe_bwrap(network: bool) -> Probe:
+def unshares_network(network: bool | str) -> bool:
+    """Whether a job gets a network namespace of its own (every mode but host).
+
+    ``True`` is the value of the old boolean key, the host's network.
+    """
+    return network not in (True, "host")
+
+
+def find_slirp4netns() -> str | None:
+    found = shutil.which("slirp4netns", path=f"{SYSTEM_PATH}:/usr/sbin:/sbin")
+    return os.path.realpath(found) if found else None
+
+
+@dataclass(frozen=True)
+class Network:
+    """The network jobs get now: ``mode`` (off, internet, host), and why it is not
+    what the data owner asked for (``note``), if it is not."""
+
+    mode: str
+    slirp4netns: str | None
+    note: str | None
+
+
+def job_network(config: Config, sandbox_mode: str) -> Network:
+    """What execute.network gives jobs here: internet needs bwrap and slirp4netns,
+    and without them jobs get network off, never the host's network."""
+    wanted = config.get("execute.network")
+    if wanted != "internet":
+        return Network(wanted, None, None)
+    if sandbox_mode != "bwrap":
+        return Network(
+            "off",
+            None,
+            "execute.network is internet, which needs bwrap: jobs run with network off "
+            "(python jobs cannot install packages); write execute.network: host for the "
+            "host's network",
+        )
+    slirp = find_slirp4netns()
+    if slirp is None:
+        return Network(
+            "off",
+            None,
+            f"execute.network is internet but slirp4netns is not installed: jobs run with "
+            f"network off (python jobs cannot install packages). Fix: {INSTALL_SLIRP}",
+        )
+    if not running_as_root() and not os.access(TUN_DEVICE, os.R_OK | os.W_OK):
+        # slirp4netns opens it as the app's user; some machines keep it for root.
+        return Network(
+            "off",
+            None,
+            f"execute.network is internet but {TUN_DEVICE} cannot be opened by this user "
+            f"(slirp4netns needs it): jobs run with network off. Fix: sudo chmod 0666 "
+            f"{TUN_DEVICE} (its usual mode)",
+        )
+    return Network("internet", slirp, None)
+
+
+def probe_bwrap(network: bool | str) -> Probe:
     """Run ``true`` under bwrap with the namespaces and mounts a job gets."""
     path = find_bwrap()
     if path is None:
@@ -339,22 +402,25 @@ def choose(config: Config, probe: Probe | None = None) -> Choice:
 def bwrap_argv(
     bwrap: str,
     layout: RunLayout | None,
-    network: bool,
+    network: bool | str,
     tools: dict[str, str],
     ro_paths: list[str],
     probe: bool = False,
     disable_userns: bool = True,
     scratch_bytes: int = 0,
+    resolv_conf: str | None = None,
 ) -> list[str]:
     """The bwrap command line up to and including ``--`` and the in-sandbox command.
 
     The options between ``bwrap`` and ``--`` go to bwrap through ``--args``
     (``supervisor.pass_bwrap_args``). With ``scratch_bytes``, ``$HOME`` and
     ``/tmp`` are tmpfs mounts of that size: a job filling them fills only them.
+    ``resolv_conf`` is a file shown to the job as its ``/etc/resolv.conf``.
     """
     argv = [bwrap, "--die-with-parent", "--new-session"]
     argv += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
-    if not network:
+    if unshares_network(network):
+        # Also under internet: slirp4netns gives this namespace its way out.
         argv.append("--unshare-net")
     identity = job_identity()
     if identity is None:
@@ -378,7 +444,11 @@ def bwrap_argv(
             argv += ["--ro-bind", path, path]
     argv += ["--perms", "0755", "--dir", "/etc"]
     for name in ETC_ENTRIES:
-        argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+        if name == RESOLV_CONF and resolv_conf is not None:
+            argv += ["--perms", "0644", "--ro-bind-data", supervisor.FILE_FD + resolv_conf]
+            argv.append(f"/etc/{name}")
+        else:
+            argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
     argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "0755", "--dir", "/sandbox"]
     if probe:
         # The options a run's scratch needs, which old bwraps (before 0.5) lack.
@@ -396,9 +466,10 @@ def bwrap_argv(
             if real.startswith("/usr/"):
                 argv += ["--symlink", real, place]
             else:
-                # A copy, not a mount: a mount would show the tool's folder (often in
-                # the data owner's home) in the job's /proc/self/mountinfo.
-                argv += ["--perms", "0755", "--ro-bind-data", supervisor.FILE_FD + real, place]
+                # From the run's folder (run_tool_copy), never the tool's own folder (often
+                # in the data owner's home), which a mount would show in the job's
+                # /proc/self/mountinfo.
+                argv += ["--ro-bind", run_tool_copy(layout.bin, name, real), place]
         for path in ro_paths:
             argv += ["--ro-bind-try", path, path]
         argv += ["--chdir", IN_BWRAP["job"]]
@@ -412,14 +483,37 @@ def bwrap_argv(
     return argv
 
 
+def run_tool_copy(bin_dir: Path, name: str, real: str) -> str:
+    """The tool ``real`` as ``bin_dir/name`` in the run's own folder: a hard link where
+    the file system allows, else a copy. Mounted read-only from there, it names no
+    folder of the data owner, and costs a job no memory (uv is tens of megabytes); it
+    goes with the run's working copy once its results are published."""
+    target = bin_dir / name
+    if target.exists():
+        return str(target)
+    try:
+        os.link(real, target)
+    except OSError:
+        partial = bin_dir / f".{name}.partial"
+        shutil.copyfile(real, partial)
+        os.chmod(partial, 0o755)
+        os.replace(partial, target)
+    return str(target)
+
+
 # -- the job's environment and limits -----------------------------------------------
 
 
 def find_tools(names: list[str]) -> dict[str, str]:
-    """name -> real path of each tool found on the app's PATH."""
+    """name -> real path of each tool found in the app's environment or on its PATH.
+
+    The app's own environment comes first: it brings ``uv`` (a dependency), also
+    when a pass is started without that environment on PATH (cron, SyftBox).
+    """
     tools = {}
+    search = os.pathsep.join([sysconfig.get_path("scripts"), os.environ.get("PATH") or SYSTEM_PATH])
     for name in names:
-        found = shutil.which(name)
+        found = shutil.which(name, path=search)
         if found:
             tools[name] = os.path.realpath(found)
     return tools
@@ -433,8 +527,12 @@ def job_environment(
     do_email: str,
     user: str,
     source: dict[str, str] | None = None,
+    package_index_url: str | None = None,
 ) -> dict[str, str]:
-    """The whole environment of a job: an allow-list, nothing inherited wholesale."""
+    """The whole environment of a job: an allow-list, nothing inherited wholesale.
+
+    ``package_index_url`` (execute.package_index_url) is where uv and pip install from.
+    """
     source = os.environ if source is None else source
     env = {
         "PATH": f"{bin_dir}:{SYSTEM_PATH}",
@@ -445,11 +543,17 @@ def job_environment(
         "SHELL": "/bin/bash",
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
+        # uv's cache is in $HOME, a mount apart from the job folder: it copies from
+        # there into the job's environment rather than warning that it cannot link.
+        "UV_LINK_MODE": "copy",
         # What syft-job's own runner tells a job about where it runs.
         "SYFT_IS_IN_JOB": "true",
         "SYFTBOX_EMAIL": do_email,
         RUN_MARKER: run_id,
     }
+    if package_index_url:
+        env["UV_DEFAULT_INDEX"] = package_index_url
+        env["PIP_INDEX_URL"] = package_index_url
     for name in PASSED_THROUGH:
         value = source.get(name)
         if value and len(value) < 200 and "\n" not in value:
@@ -484,18 +588,23 @@ def build_spec(
     """
     tools = find_tools(config.get("execute.tools"))
     ro_paths = [os.path.expanduser(p) for p in config.get("execute.ro_paths")]
-    network = config.get("execute.network")
+    net = job_network(config, choice.mode)
     disk_bytes = limits.disk_mb * 1024 * 1024
     if choice.mode == "bwrap":
         assert choice.probe is not None and choice.probe.path is not None
+        resolv_conf = None
+        if net.mode == "internet":
+            resolv_conf = str(layout.root / RESOLV_CONF)
+            Path(resolv_conf).write_text(SLIRP_RESOLV_CONF)
         argv = bwrap_argv(
             choice.probe.path,
             layout,
-            network=network,
+            network=net.mode,
             tools=tools,
             ro_paths=ro_paths,
             disable_userns=choice.probe.disable_userns,
             scratch_bytes=disk_bytes,
+            resolv_conf=resolv_conf,
         )
         env = job_environment(
             run_id,
@@ -504,6 +613,7 @@ def build_spec(
             IN_BWRAP["bin"],
             config.do_email,
             user_name(),
+            package_index_url=config.get("execute.package_index_url"),
         )
         cwd = str(layout.root)
         identity = job_identity()
@@ -525,6 +635,7 @@ def build_spec(
             str(layout.bin),
             config.do_email,
             "job" if run_as is not None else user_name(),
+            package_index_url=config.get("execute.package_index_url"),
         )
         bash = shutil.which("bash", path=SYSTEM_PATH) or "/bin/bash"
         argv = [bash, "run.sh"]
@@ -551,7 +662,12 @@ def build_spec(
         "run_as": run_as,
         "output_cap_bytes": limits.output_cap_kb * 1024,
         # Without bwrap, network off is a network namespace entered before exec.
-        "unshare_net": choice.mode == "none" and not network,
+        "unshare_net": choice.mode == "none" and unshares_network(net.mode),
+        # The network the job gets (off, internet, host); under internet the supervisor
+        # attaches slirp4netns to the sandbox's network namespace before the job starts.
+        "network": net.mode,
+        "slirp4netns": net.slirp4netns,
+        "network_note": net.note,
         # The folders on the disk the job can write to, and what they may hold together.
         "disk_watch": watched,
         "disk_bytes": disk_bytes,
@@ -626,18 +742,19 @@ def _reserve(path: Path, size: int) -> None:
 def status_lines(config: Config) -> list[str]:
     """What ``syft-bg status`` says about the sandbox (probes bwrap once)."""
     lines = []
-    network = config.get("execute.network")
     try:
         choice = choose(config)
     except SandboxUnavailable as exc:
         return [f"WARNING no job starts: {exc}"]
     scratch = f"$HOME and /tmp {config.get('execute.disk_mb')} MB each"
+    net = job_network(config, choice.mode)
     if choice.mode == "bwrap":
-        net = "network on" if network else "network off"
         who = ", jobs run as nobody" if job_identity() else ""
-        lines.append(f"sandbox: bwrap, {net}{who}, {scratch}")
+        lines.append(f"sandbox: bwrap, network {net.mode}{who}, {scratch}")
     else:
         lines.append(f"WARNING {choice.warning}")
+    if net.note:
+        lines.append(f"WARNING {net.note}")
     missing = [t for t in config.get("execute.tools") if t not in find_tools([t])]
     if missing:
         lines.append(

@@ -95,6 +95,8 @@ def run_checks(home: AppHome, repair: bool = False) -> list[Check]:
             checks.append(Check(False, "permission files", "not checked: no datasite", fix, True))
         checks.extend(mail_checks(home, config))
     checks.append(_sandbox_check(config))
+    if config is not None:
+        checks.extend(_job_needs_checks(config))
     state, state_problem = _state(home)
     if state_problem:
         fix = f"mv {home.state_file} {home.state_file}.damaged   (then run a pass)"
@@ -508,7 +510,7 @@ def _delivery_problem(home: AppHome, config: Config) -> list[Check]:
 def _sandbox_check(config: Config | None) -> Check:
     from .sandbox import fix_for, none_warning, probe_bwrap
 
-    network = config.get("execute.network") if config else True
+    network = config.get("execute.network") if config else "internet"
     wanted = config.get("execute.sandbox") if config else "auto"
     where = config.path if config else "config.yaml"
     probe = probe_bwrap(network)
@@ -527,6 +529,59 @@ def _sandbox_check(config: Config | None) -> Check:
             f"{where})",
         )
     return Check(True, "bwrap", probe.detail)
+
+
+def _job_needs_checks(config: Config) -> list[Check]:
+    """What syft-job python jobs need from this machine: a network that reaches a
+    package index, and uv."""
+    from .sandbox import INSTALL_SLIRP, find_tools, job_network
+
+    where = config.path or "config.yaml"
+    sandbox_mode = "none" if config.get("execute.sandbox") == "none" else "bwrap"
+    net = job_network(config, sandbox_mode)
+    checks = []
+    if net.note and net.slirp4netns is None and sandbox_mode == "bwrap":
+        checks.append(
+            Check(
+                False,
+                "job network",
+                net.note,
+                f"{INSTALL_SLIRP}\n(or, to keep jobs offline: execute.network: off in {where})",
+            )
+        )
+    elif net.note:
+        checks.append(Check(True, "job network", net.note, warning=True))
+    else:
+        described = {
+            "internet": "internet through slirp4netns (not this machine's 127.0.0.1 services)",
+            "off": "off: jobs have nothing but their own loopback (python jobs cannot "
+            "install packages)",
+            "host": "host: jobs share this machine's network, 127.0.0.1 services included",
+        }
+        checks.append(Check(True, "job network", described[net.mode], warning=net.mode == "host"))
+    if "uv" not in config.get("execute.tools"):
+        checks.append(
+            Check(
+                True,
+                "uv",
+                "not in execute.tools: syft-job python jobs (they run uv) fail",
+                f"add uv to execute.tools in {where}",
+                warning=True,
+            )
+        )
+    elif "uv" in find_tools(["uv"]):
+        checks.append(Check(True, "uv", f"{find_tools(['uv'])['uv']} (python jobs run it)"))
+    else:
+        checks.append(
+            Check(
+                False,
+                "uv",
+                "not found: syft-job python jobs (they run uv) fail",
+                "reinstall the app's environment (rm -rf .venv beside run.sh, then run.sh), "
+                "or: pip install uv",
+            )
+        )
+    return checks
 
 
 def _state(home: AppHome) -> tuple[dict, str | None]:

@@ -43,8 +43,14 @@ CLONE_NEWNET = 0x40000000
 READ_CHUNK = 65536
 KILL_ROUNDS = 400
 DRAIN_SECONDS = 2.0
-# bwrap adds up to two processes of its own around the job.
-PROCESS_SLACK = 2
+# bwrap adds up to two processes of its own around the job, slirp4netns one more.
+PROCESS_SLACK = 3
+# ioctl on a namespace file: a descriptor of the user namespace that owns it.
+NS_GET_USERNS = 0xB701
+# How long bwrap may take to say its pid, and slirp4netns to bring the network up.
+NETWORK_SETUP_SECONDS = 20.0
+# What slirp4netns printed, kept in the run folder for the data owner.
+NETWORK_LOG = "network-log.txt"
 CPU_GRACE_SECONDS = 5
 RUN_MARKER = "SYFT_BG_RUN"
 # What programs print when an allocation fails (lower case).
@@ -486,6 +492,8 @@ class Supervisor:
         self.job_status: int | None = None
         self.subreaper = False
         self.disk_stop = False
+        # Held open while the job runs: slirp4netns exits when it closes.
+        self.network_exit_fd: int | None = None
 
     def save(self) -> None:
         text = json.dumps(self.status, indent=1, sort_keys=True) + "\n"
@@ -544,10 +552,20 @@ class Supervisor:
         started = time.monotonic()
         run_as = spec.get("run_as")
         passed: list[int] = []
+        # Under execute.network: internet bwrap says its pid on one pipe and waits on
+        # another until slirp4netns has given the sandbox its network.
+        holds: list[int] = []
         try:
             argv = spec["argv"]
+            if spec.get("slirp4netns"):
+                info_r, info_w = os.pipe()
+                block_r, block_w = os.pipe()
+                holds = [info_r, block_w]
+                passed += [info_w, block_r]
+                argv = [argv[0], "--info-fd", str(info_w), "--block-fd", str(block_r), *argv[1:]]
             if spec.get("bwrap_args"):
-                argv, passed = pass_bwrap_args(argv)
+                argv, more = pass_bwrap_args(argv)
+                passed += more
             process = subprocess.Popen(
                 argv,
                 cwd=spec["cwd"],
@@ -570,12 +588,30 @@ class Supervisor:
                     "the job did not run: execute.network is false, and without bwrap the "
                     "network could not be turned off here (no user namespaces)"
                 )
+            for fd in holds:
+                os.close(fd)
             self.finish(None, False, reason, started, b"", b"")
             return
         finally:
             for fd in passed:
                 os.close(fd)
         self.job_pid = process.pid
+        network_words = b""
+        if holds:
+            info_r, block_w = holds
+            problem = self.attach_network(info_r)
+            os.close(info_r)
+            if problem:
+                # Never the host's network: the job runs in its own namespace, cut off.
+                self.status["network"] = "off"
+                self.status["network_problem"] = problem
+                network_words = (
+                    f"syft-bg: this job has no network: {problem}; it runs with network off\n"
+                ).encode()
+            # Closing the pipe lets bwrap go on and start the job.
+            os.close(block_w)
+        elif spec.get("network_note"):
+            network_words = f"syft-bg: {spec['network_note']}\n".encode()
         self.status.update(
             phase="running",
             job_pid=process.pid,
@@ -583,6 +619,7 @@ class Supervisor:
         )
         self.save()
         out, err = Capture(spec["output_cap_bytes"]), Capture(spec["output_cap_bytes"])
+        err.add(network_words)
         streams = {process.stdout.fileno(): out, process.stderr.fileno(): err}
         selector = selectors.DefaultSelector()
         for fd in streams:
@@ -652,6 +689,78 @@ class Supervisor:
         self.finish(
             return_code, stopped_by is not None, reason, started, out.render(), err.render()
         )
+
+    def attach_network(self, info_fd: int) -> str | None:
+        """Give the sandbox's network namespace a way out through slirp4netns, which
+        cannot reach the host's loopback; None when the network is up, else why not."""
+        child = _read_child_pid(info_fd, time.monotonic() + NETWORK_SETUP_SECONDS)
+        if child is None:
+            return "bwrap did not say which process is the sandbox"
+        # slirp4netns brings the loopback up too: it waits until bwrap has set it up,
+        # or bwrap fails to add 127.0.0.1 to it.
+        if not _wait_loopback(child, time.monotonic() + NETWORK_SETUP_SECONDS):
+            return "the sandbox's loopback did not come up"
+        fds: list[int] = []
+        try:
+            net_fd = os.open(f"/proc/{child}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            fds.append(net_fd)
+            # bwrap nests user namespaces: slirp4netns joins the one that owns the network
+            # namespace, unless that is its own (root's bwrap makes none).
+            userns_fd = fcntl.ioctl(net_fd, NS_GET_USERNS)
+            fds.append(userns_fd)
+            own = os.stat("/proc/self/ns/user").st_ino == os.fstat(userns_fd).st_ino
+            ready_r, ready_w = os.pipe()
+            exit_r, self.network_exit_fd = os.pipe()
+            fds += [ready_r, ready_w, exit_r]
+        except OSError as exc:
+            for fd in fds:
+                os.close(fd)
+            return f"the sandbox's network namespace could not be opened ({exc.strerror})"
+        argv = [
+            self.spec["slirp4netns"],
+            "--configure",
+            "--mtu=65520",
+            "--disable-host-loopback",
+            "--enable-sandbox",
+            f"--ready-fd={ready_w}",
+            # It ends when the supervisor does, even one killed outright.
+            f"--exit-fd={exit_r}",
+        ]
+        if not own:
+            argv.append(f"--userns-path=/proc/self/fd/{userns_fd}")
+        argv += ["--netns-type=path", f"/proc/self/fd/{net_fd}", "tap0"]
+        try:
+            log = os.open(
+                os.path.join(self.run_dir, NETWORK_LOG),
+                os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
+                0o600,
+            )
+            try:
+                subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    close_fds=True,
+                    pass_fds=(net_fd, userns_fd, ready_w, exit_r),
+                    env={"PATH": "/usr/bin:/bin"},
+                )
+            finally:
+                os.close(log)
+        except OSError as exc:
+            for fd in fds:
+                os.close(fd)
+            return f"slirp4netns could not be started ({exc.strerror})"
+        for fd in (net_fd, userns_fd, ready_w, exit_r):
+            os.close(fd)
+        ready = _wait_readable(ready_r, time.monotonic() + NETWORK_SETUP_SECONDS)
+        word = os.read(ready_r, 1) if ready else b""
+        os.close(ready_r)
+        if word != b"1":
+            self.status["network_log"] = _log_tail(os.path.join(self.run_dir, NETWORK_LOG))
+            return "slirp4netns did not bring the network up (network-log.txt in the run folder)"
+        self.status["network"] = "internet"
+        return None
 
     def check_disk(self) -> str | None:
         """Why the job must stop for the disk it uses, or None."""
@@ -785,6 +894,9 @@ def describe_exit(return_code: int | None, spec: dict[str, Any], err: Capture) -
     tail = bytes(err.tail[-4096:] or err.head[-4096:]).lower()
     if any(sign in tail for sign in MEMORY_SIGNS):
         reason += f"; out of memory? (execute.memory_mb = {spec['memory_bytes'] // (1024 * 1024)})"
+    uv_reason = explain_uv_failure(tail, spec.get("network"))
+    if uv_reason:
+        reason += f"; {uv_reason}"
     if any(sign in tail for sign in DISK_SIGNS):
         if spec.get("scratch_in_tmpfs"):
             mb = spec.get("disk_mb")
@@ -795,6 +907,103 @@ def describe_exit(return_code: int | None, spec: dict[str, Any], err: Capture) -
         else:
             reason += "; the disk it wrote to was full"
     return reason
+
+
+def _log_tail(path: str) -> str:
+    """The end of what slirp4netns printed, for the data owner's status."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()[-300:].decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def _wait_readable(fd: int, deadline: float) -> bool:
+    """Wait until ``fd`` has data or end of file, at most until ``deadline``."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            if selector.select(timeout=left):
+                return True
+
+
+def _wait_loopback(pid: int, deadline: float) -> bool:
+    """Wait until 127.0.0.1 is up in the network namespace of ``pid``."""
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/net/fib_trie", "rb") as handle:
+                if b"127.0.0.1" in handle.read():
+                    return True
+        except OSError:
+            return False
+        time.sleep(0.005)
+    return False
+
+
+def _read_child_pid(fd: int, deadline: float) -> int | None:
+    """The ``child-pid`` bwrap writes to its --info-fd (JSON; read up to its closing brace,
+    since the sandbox may keep the pipe open)."""
+    data = b""
+    while b"}" not in data and _wait_readable(fd, deadline):
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+    try:
+        return int(json.loads(data)["child-pid"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def system_pythons() -> list[str]:
+    """The Python versions installed on this machine where jobs find them (3.11, ...)."""
+    import glob
+    import re
+
+    found = set()
+    for folder in ("/usr/bin", "/usr/local/bin"):
+        for path in glob.glob(f"{folder}/python3.*"):
+            match = re.fullmatch(r"python(3\.\d+)", os.path.basename(path))
+            if match:
+                found.add(match.group(1))
+    return sorted(found, key=lambda v: tuple(int(p) for p in v.split(".")))
+
+
+def explain_uv_failure(tail: bytes, network: str | None) -> str | None:
+    """Why uv failed, from the end of a job's stderr (lower case), in words the data
+    scientist can act on; None when the tail shows no known uv failure."""
+    if b"uv: command not found" in tail or b"uv: not found" in tail:
+        return "uv is not available to jobs on this machine (ask the data owner)"
+    # The last error uv printed is the one that stopped the job.
+    start = tail.rfind(b"error:")
+    if start < 0:
+        return None
+    error = tail[start:]
+    offline = {
+        "off": "this data owner runs jobs without network (execute.network: off)",
+        "internet": "the network jobs get here did not reach it",
+        "host": "this machine did not reach it",
+    }.get(network or "", "it did not answer")
+    if (
+        b"no interpreter found for python" in error
+        or b"no download found for request" in error
+        or b"python-build-standalone" in error
+    ):
+        versions = ", ".join(system_pythons()) or "none"
+        return (
+            f"the Python version the job asks for is not installed on this machine "
+            f"(installed: {versions}) and uv could not download it; ask for an "
+            f"installed version"
+        )
+    if any(
+        sign in error
+        for sign in (b"failed to fetch", b"error sending request", b"dns error", b"(connect)")
+    ):
+        return f"uv could not reach the package index: {offline}"
+    return None
 
 
 def _child_setup(

@@ -44,10 +44,10 @@ LIMITS = {
     "output_cap_kb": 64,
     "max_processes": 64,
     "max_concurrent": 20,
-    "network": False,
+    "network": "off",
 }
 
-_PROBE = sandbox.probe_bwrap(network=False)
+_PROBE = sandbox.probe_bwrap(network="off")
 MODES = [
     "none",
     pytest.param(
@@ -264,6 +264,7 @@ def test_a_job_finds_no_secrets_of_the_data_owner(batch):
         "LC_CTYPE",
         "TZ",
         "PYTHONUNBUFFERED",
+        "UV_LINK_MODE",
         "SYFT_IS_IN_JOB",
         "SYFTBOX_EMAIL",
         "SYFT_BG_RUN",
@@ -348,8 +349,8 @@ def test_a_job_cannot_publish_the_owners_folders_by_linking_its_outputs(batch, n
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_network_on_lets_a_job_connect(tmp_path, mode):
-    app = _new_app(tmp_path, mode, network=True)
+def test_host_network_lets_a_job_connect(tmp_path, mode):
+    app = _new_app(tmp_path, mode, network="host")
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)

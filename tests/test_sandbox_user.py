@@ -155,7 +155,7 @@ def test_an_ordinary_users_jobs_are_limited_and_cut_off_from_the_network(user_ap
     config = yaml.safe_load(app.home.joinpath("config.yaml").read_text())
     config["notify"]["enabled"] = False
     app.write(app.home / "config.yaml", yaml.safe_dump(config))
-    app.set_execute(sandbox=mode, network=False, timeout=int(PATIENCE), max_processes=16)
+    app.set_execute(sandbox=mode, network="off", timeout=int(PATIENCE), max_processes=16)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
@@ -243,3 +243,46 @@ def test_an_ordinary_users_bwrap_job_learns_no_path_and_makes_no_user_namespace(
     userns = app.result("userns", "stdout.txt")
     assert "== end" in userns and "MADE" not in userns
     assert userns.count("refused") == 3
+
+
+def test_an_ordinary_users_internet_jobs_get_a_way_out_but_not_the_hosts_loopback(user_app):
+    """execute.network: internet for an app run by an ordinary user: slirp4netns joins
+    the user namespace bwrap made, the job has tap0, and 127.0.0.1 of the host stays shut;
+    where the user cannot open /dev/net/tun, jobs run with network off and status says why."""
+    works, detail = _probe_as_nobody(user_app)
+    if not works:
+        pytest.skip(f"bwrap unusable for an ordinary user here: {detail}")
+    if shutil.which("slirp4netns", path="/usr/bin:/bin") is None:
+        pytest.skip("slirp4netns is not installed")
+    app = user_app
+    config = yaml.safe_load(app.home.joinpath("config.yaml").read_text())
+    config["notify"]["enabled"] = False
+    app.write(app.home / "config.yaml", yaml.safe_dump(config))
+    app.set_execute(sandbox="bwrap", network="internet", timeout=int(PATIENCE))
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    app.submit(
+        "net",
+        "#!/bin/bash\ngrep -q 'tap0:' /proc/net/dev && echo HAS-TAP0\n"
+        f"{script('escape.sh', targets='', port=port)}",
+    )
+    app.cli("peers", "accept", DS)
+    app.cli("run")
+    with job_user_alone():
+        app.cli("jobs", "approve", f"{DS}/net")
+        app.until_finished(["net"])
+    listener.close()
+    assert app.state("net")["status"] == "done", app.cli("jobs", "show", f"{DS}/net").stdout
+    out = app.result("net", "stdout.txt")
+    assert "CONNECTED" not in out
+    tun = os.stat("/dev/net/tun")
+    if tun.st_mode & 0o006 == 0o006:
+        assert "HAS-TAP0" in out, app.result("net", "stderr.txt")
+    else:
+        # This machine keeps the tun device for root: no way out, and never the host's.
+        assert "HAS-TAP0" not in out
+        assert "/dev/net/tun cannot be opened by this user" in app.result("net", "stderr.txt")
+        status = app.cli("status").stdout
+        assert "/dev/net/tun cannot be opened by this user" in status

@@ -532,6 +532,15 @@ def _reap(ctx: Context, ref: JobRef, record: dict[str, Any]) -> None:
     layout = RunLayout(Path(run_dir))
     status = read_run_status(layout)
     if status.get("phase") == "finished":
+        if status.get("network_problem"):
+            # execute.network: internet failed for this run; it ran cut off, never on
+            # the host's network. The job's stderr tells the data scientist.
+            log.warning(
+                "%s ran with network off: %s (%s)",
+                ref.label,
+                status["network_problem"],
+                status.get("network_log") or "slirp4netns printed nothing",
+            )
         _harvest(ctx, ref, record, layout, status)
         return
     if supervisor_alive(layout):
