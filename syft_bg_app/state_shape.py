@@ -138,7 +138,10 @@ MAIL = {
     "sent_total": INT,
     "last_sent_at": OPT_STR,
     "heartbeat_at": OPT_TIME,
+    "set_aside": LIST,
 }
+# An event whose emails could not be composed, kept aside (mail/enqueue.py).
+SET_ASIDE = {"event": DICT, "reason": STR, "at": OPT_STR, "fingerprint": OPT_STR}
 MAIL_ENTRY = {
     "id": STR,
     "kind": STR,
@@ -215,6 +218,11 @@ def _check_mail(mail: dict[str, Any]) -> None:
         where = f"mail.threads[{short_repr(name)}]"
         _kind(DICT, thread, where)
         _fields(thread, THREAD, where)
+    for n, record in enumerate(mail.get("set_aside", [])):
+        where = f"mail.set_aside[{n}]"
+        _kind(DICT, record, where)
+        _fields(record, SET_ASIDE, where, required=("event", "reason"))
+        _fields(record["event"], EVENT, f"{where}.event", required=("id", "kind"))
     problem = mail.get("problem")
     if problem is not None:
         _fields(problem, {"kind": STR, "error": STR, "advice": OPT_STR}, "mail.problem")
