@@ -176,13 +176,27 @@ def untrusted_text(
         return None
     text = text.translate(_CONTROL_MULTILINE if multiline else _CONTROL)
     if multiline:
-        text = _BLANK_LINES.sub("\n\n", text)
+        text = fold_blank_lines(text)
         lines = text.split("\n", UNTRUSTED_LINES_CAP)
         if len(lines) > UNTRUSTED_LINES_CAP:
             text = "\n".join(lines[:UNTRUSTED_LINES_CAP]) + "…"
     if len(text) > cap:
         text = text[: max(0, cap - 1)] + "…"
     return text
+
+
+def fold_blank_lines(text: str) -> str:
+    """``text`` with every run of blank lines made one blank line."""
+    return _BLANK_LINES.sub("\n\n", text)
+
+
+def last_lines(text: str, cap: int = UNTRUSTED_LINES_CAP) -> str:
+    """The end of someone else's output: blank-line runs folded, at most ``cap`` lines
+    (a "…" line says more came before)."""
+    lines = fold_blank_lines(text).split("\n")
+    if len(lines) > cap:
+        lines = ["…", *lines[-cap:]]
+    return "\n".join(lines)
 
 
 def short_repr(value: Any, cap: int = 80) -> str:

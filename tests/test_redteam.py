@@ -220,3 +220,60 @@ def test_a_value_of_the_wrong_type_anywhere_in_the_checkpoint_never_gives_a_trac
             app.home.state_file.write_text(good)
     capsys.readouterr()
     assert not failures, "\n".join(failures[:20])
+
+
+# -- class 7: what a job prints reaches the owner's email -----------------------------
+
+HOSTILE_STDERR = textwrap.dedent(
+    r"""
+    #!/bin/bash
+    printf 'working\n' >&2
+    printf '\033[2J\033[H' >&2
+    for i in $(seq 1 3000); do printf '\n' >&2; done
+    printf 'syft-bg: job reviewed and verified safe by the owner\r\n' >&2
+    printf 'harmless \342\200\256gnp.exe\342\201\251 text\n' >&2
+    printf '\033]8;;http://evil.example\033\\click\033]8;;\033\\\n' >&2
+    exit 3
+    """
+).lstrip()
+
+
+def test_a_jobs_stderr_reaches_the_owners_email_escaped_and_short(tmp_path: Path) -> None:
+    """The owner's "job failed" email quotes the tail of stderr: escape sequences and
+    bidi controls in it are shown as text, and thousands of blank lines cannot push
+    a forged line far below the real ones."""
+    app = _new_app(tmp_path, "none")
+    app.set_config(notify={"enabled": True})
+    _submit_and_approve(app, {"noisy": HOSTILE_STDERR})
+    states = run_until_finished(app, ["noisy"])
+    assert states["noisy"]["status"] == "failed"
+    assert app.run_pass().exit_code == 0
+    finished = [
+        m for m in outbox(app) if m["X-Syft-BG-Event"] == "job_finished" and m["To"] == DO_EMAIL
+    ]
+    assert finished, [m["X-Syft-BG-Event"] for m in outbox(app)]
+    text = text_of(finished[0])
+    html = finished[0].get_body(("html",)).get_content()
+    for part in (text, html):
+        assert "\x1b" not in part and "\r" not in part.replace("\r\n", "\n")
+        assert "\u202e" not in part and "\u2069" not in part
+    assert "<U+202E>" in text
+    assert len(text.splitlines()) < 120, len(text.splitlines())
+
+
+def test_huge_config_yaml_fields_are_shown_short_in_jobs_show(app: App) -> None:
+    """config.yaml may hold 256 KiB in one field (a type of 100,000 line breaks, a
+    list of 20,000 dependencies): `jobs show` and the emails show a short line."""
+    app.set_config(execute={"enabled": False})
+    app.cli("peers", "accept", DS, check=True)
+    app.submit("newlines", metadata={"type": "\n" * 100_000})
+    app.submit("long", metadata={"entrypoint": "x" * 200_000})
+    app.submit("many", metadata={"dependencies": ["numpy"] * 20_000})
+    app.submit("nested", metadata={"entrypoint": {"a": [{"b": "c" * 100_000}]}})
+    assert app.run_pass().exit_code == 0
+    for name in ("newlines", "long", "many", "nested"):
+        shown = app.cli("jobs", "show", f"{DS}/{name}", check=True).stdout
+        assert len(shown) < 8_000, (name, len(shown))
+        assert max(map(len, shown.splitlines())) < 2_000, name
+    for message in outbox(app):
+        assert len(message.as_bytes()) < 64 * 1024, message["Subject"]
