@@ -277,3 +277,58 @@ def test_huge_config_yaml_fields_are_shown_short_in_jobs_show(app: App) -> None:
         assert max(map(len, shown.splitlines())) < 2_000, name
     for message in outbox(app):
         assert len(message.as_bytes()) < 64 * 1024, message["Subject"]
+
+
+# -- class 6: a data scientist grants themselves an inbox -----------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="an inbox permission file is taken as the owner's acceptance (syft-job's "
+    "setup_ds_job_folder_as_do writes it from the owner's side), and the file cannot "
+    "tell who wrote it; a data scientist who can write inbox/<ds>/ can write it too",
+)
+def test_a_permission_file_a_non_peer_writes_into_their_own_inbox_does_not_accept_them(
+    app: App,
+) -> None:
+    app.set_config(execute={"enabled": False})
+    assert app.run_pass().exit_code == 0  # history recorded: what follows is new
+    mallory = "mallory@evil.example"
+    app.submit("sneaky", ds_email=mallory, as_peer=False)
+    assert app.run_pass().exit_code == 0
+    assert (State.load(app.home.state_file).peer(mallory) or {}).get("status") != "accepted"
+    # Mallory writes the file the owner's tools write when they accept someone.
+    app.datasite.write_permissions(app.datasite.inbox / mallory, write=[mallory])
+    assert app.run_pass().exit_code == 0
+    assert (State.load(app.home.state_file).peer(mallory) or {}).get("status") != "accepted"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "=?utf-8?q?verified_safe?=",
+        "=?utf-8?b?G1syShtbSA==?=",  # an escape sequence once decoded
+        "stats =?iso-8859-1?q?=0D=0ABcc:_x@evil.example?= run",
+    ],
+)
+def test_a_job_name_that_looks_like_an_encoded_word_reaches_the_subject_as_written(
+    app: App, name: str
+) -> None:
+    """Mail programs decode "=?charset?q?...?=" in a subject (RFC 2047): a job named
+    so would show the owner other text (or control characters) than its name."""
+    from email.header import decode_header, make_header
+
+    app.set_config(execute={"enabled": False})
+    app.cli("peers", "accept", DS, check=True)
+    app.submit(name)
+    assert app.run_pass().exit_code == 0
+    subjects = [
+        str(make_header(decode_header(m["Subject"])))
+        for m in outbox(app)
+        if m["X-Syft-BG-Event"] == "job_submitted"
+    ]
+    assert len(subjects) == 2, subjects
+    for subject in subjects:
+        shown = subject.replace("=\\?", "=?")
+        assert name in shown, subject
+        assert "\x1b" not in subject and "\r" not in subject and "\n" not in subject
