@@ -4,8 +4,10 @@ A data scientist controls the files of their own inbox and peer folders, and wha
 their approved job does while it runs. These tests try variants of the classes of
 attack in the other hostile tests: a job that fills the disk with files rather than
 bytes (inodes: each empty file costs the owner's file table, or kernel memory in a
-tmpfs, but no block), a peer request made of newlines, and a checkpoint damaged in
-a field deep inside it.
+tmpfs, but no block), a peer request or a stderr made of newlines, config.yaml
+fields of 256 KiB, job names that mail programs would decode into other text, a
+checkpoint damaged in a field deep inside it, a permission file a data scientist
+writes for themselves, and files a job without bwrap leaves in shared folders.
 """
 
 from __future__ import annotations
