@@ -353,8 +353,8 @@ SCHEMA: dict[str, Key] = {
             1024,
             "MiB of disk a run may fill: under bwrap its $HOME and /tmp are tmpfs mounts "
             "of this size (memory-backed) and its job folder may hold this much; without "
-            "bwrap job folder, home and tmp together. A job past it is stopped, and the "
-            "data scientist is told.",
+            "bwrap job folder, home and tmp together; every file counts as at least 4 KiB. "
+            "A job past it is stopped, and the data scientist is told.",
             minimum=1,
         ),
         min_free_disk_mb=Key(
@@ -362,7 +362,8 @@ SCHEMA: dict[str, Key] = {
             256,
             "MiB that stay free on the disk of the run folders: jobs wait rather than "
             "start without execute.disk_mb above it, and a running job is stopped when "
-            "free space falls below it, so the app's own writes keep working.",
+            "free space falls below it (free inodes count as 4 KiB each), so the app's own "
+            "writes keep working.",
             minimum=0,
         ),
         keep_days=Key(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,11 @@ def load_untrusted_yaml(text: str) -> Any:
 
 _CONTROL = {code: " " for code in (*range(0x20), 0x7F)}
 _CONTROL_MULTILINE = {code: " " for code in (*range(0x20), 0x7F) if chr(code) not in "\n\t"}
+# Multiline text someone else wrote keeps at most one blank line in a row and this many
+# lines: a message of thousands of line breaks would push what follows it (the
+# owner's own words, the commands to answer) out of sight.
+_BLANK_LINES = re.compile(r"\n[ \t]*(?:\n[ \t]*)+\n")
+UNTRUSTED_LINES_CAP = 40
 
 
 def untrusted_text(
@@ -149,7 +155,8 @@ def untrusted_text(
 
     Strings, numbers, booleans and dates become text; anything else (lists,
     mappings) is None, never its ``repr``. Control characters become spaces
-    (newlines and tabs are kept when ``multiline``); longer text ends in "…".
+    (newlines and tabs are kept when ``multiline``, with runs of blank lines
+    made one and at most ``UNTRUSTED_LINES_CAP`` lines); longer text ends in "…".
     """
     if value is None:
         return None
@@ -168,9 +175,28 @@ def untrusted_text(
     else:
         return None
     text = text.translate(_CONTROL_MULTILINE if multiline else _CONTROL)
+    if multiline:
+        text = fold_blank_lines(text)
+        lines = text.split("\n", UNTRUSTED_LINES_CAP)
+        if len(lines) > UNTRUSTED_LINES_CAP:
+            text = "\n".join(lines[:UNTRUSTED_LINES_CAP]) + "…"
     if len(text) > cap:
         text = text[: max(0, cap - 1)] + "…"
     return text
+
+
+def fold_blank_lines(text: str) -> str:
+    """``text`` with every run of blank lines made one blank line."""
+    return _BLANK_LINES.sub("\n\n", text)
+
+
+def last_lines(text: str, cap: int = UNTRUSTED_LINES_CAP) -> str:
+    """The end of someone else's output: blank-line runs folded, at most ``cap`` lines
+    (a "…" line says more came before)."""
+    lines = fold_blank_lines(text).split("\n")
+    if len(lines) > cap:
+        lines = ["…", *lines[-cap:]]
+    return "\n".join(lines)
 
 
 def short_repr(value: Any, cap: int = 80) -> str:

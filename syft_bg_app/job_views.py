@@ -158,7 +158,7 @@ def describe(ctx: Context, ref: JobRef, contents: bool = True) -> str:
     if metadata:
         for key in ("type", "submitted_at", "entrypoint", "dependencies"):
             if metadata.get(key):
-                lines.append(f"  {key}: {safe(metadata[key])}")
+                lines.append(f"  {key}: {safe(_field_text(metadata[key]))}")
     elif problem:
         lines.append(f"  metadata: {safe(problem)}")
     record = ctx.state.job(ref.ds_email, ref.name, ref.protocol) or {}
@@ -239,6 +239,17 @@ def _pending_lines(ctx: Context, ref: JobRef) -> list[str]:
         lines.append(f"    to trust exactly these files: syft-bg auto-approve --from-job {label}")
     lines.append(f"    to decide yourself: syft-bg jobs approve|reject {label}")
     return lines
+
+
+def _field_text(value: object) -> str:
+    """A config.yaml field as text of at most ``FIELD_CHARS`` characters: the file
+    may hold 256 KiB in one field, which would flood the terminal."""
+    text = str(value[:FIELD_CHARS] if isinstance(value, (str, list)) else value)
+    return text if len(text) <= FIELD_CHARS else text[: FIELD_CHARS - 1] + "…"
+
+
+# ``jobs show`` prints at most this many characters of one config.yaml field.
+FIELD_CHARS = 300
 
 
 def _submission(ctx: Context, ref: JobRef) -> tuple[dict | None, str | None, list]:

@@ -673,6 +673,8 @@ def build_spec(
         "disk_bytes": disk_bytes,
         "disk_mb": limits.disk_mb,
         "scratch_in_tmpfs": choice.mode == "bwrap",
+        # The tmpfs mounts (bwrap) whose count of files is measured with the disk.
+        "scratch_places": [IN_BWRAP["home"], IN_BWRAP["tmp"]] if choice.mode == "bwrap" else [],
         # The job is stopped when the disk's free space falls below this.
         "min_free_bytes": config.get("execute.min_free_disk_mb") * 1024 * 1024,
     }

@@ -110,6 +110,7 @@ JOB = {
     "reruns": INT,
     "auto": DICT,
     "auto_note": OPT_STR,
+    "folder_id": Kind("a (device, inode) pair", list, optional=True),
 }
 # What _fast_fields_ok compares with: a field not listed may be anything, and a
 # time field (no type is enough for it) sends the job to the full check.
@@ -138,7 +139,10 @@ MAIL = {
     "sent_total": INT,
     "last_sent_at": OPT_STR,
     "heartbeat_at": OPT_TIME,
+    "set_aside": LIST,
 }
+# An event whose emails could not be composed, kept aside (mail/enqueue.py).
+SET_ASIDE = {"event": DICT, "reason": STR, "at": OPT_STR, "fingerprint": OPT_STR}
 MAIL_ENTRY = {
     "id": STR,
     "kind": STR,
@@ -147,6 +151,7 @@ MAIL_ENTRY = {
     "thread": OPT_STR,
     "attempts": INT,
     "not_before": OPT_TIME,
+    "created_at": STR,
 }
 THREAD = {"subject": STR, "ids": LIST, "gmail_thread_id": OPT_STR}
 STEP = {"ok": BOOL, "error": OPT_STR, "counts": DICT, "at": STR}
@@ -210,11 +215,16 @@ def _check_mail(mail: dict[str, Any]) -> None:
     for n, entry in enumerate(mail.get("queue", [])):
         where = f"mail.queue[{n}]"
         _kind(DICT, entry, where)
-        _fields(entry, MAIL_ENTRY, where, required=("id", "kind", "to", "status"))
+        _fields(entry, MAIL_ENTRY, where, required=("id", "kind", "to", "status", "created_at"))
     for name, thread in mail.get("threads", {}).items():
         where = f"mail.threads[{short_repr(name)}]"
         _kind(DICT, thread, where)
         _fields(thread, THREAD, where)
+    for n, record in enumerate(mail.get("set_aside", [])):
+        where = f"mail.set_aside[{n}]"
+        _kind(DICT, record, where)
+        _fields(record, SET_ASIDE, where, required=("event", "reason"))
+        _fields(record["event"], EVENT, f"{where}.event", required=("id", "kind"))
     problem = mail.get("problem")
     if problem is not None:
         _fields(problem, {"kind": STR, "error": STR, "advice": OPT_STR}, "mail.problem")
@@ -237,12 +247,25 @@ def _job_table(where: str, jobs: Any) -> None:
                 and status in JOB_STATUSES
                 and type(record.get("protocol")) is str
                 and (len(record) == 2 or _fast_fields_ok(record))
+                and _folder_id_ok(record.get("folder_id"))
             ):
                 continue
         inner = f"{where}[{short_repr(name)}]"
         _kind(DICT, record, inner)
         _status(record, JOB_STATUSES, inner)
         _fields(record, JOB, inner, required=("protocol",))
+        if not _folder_id_ok(record.get("folder_id")):
+            raise ShapeError(
+                f"{inner}.folder_id is {short_repr(record['folder_id'], 40)}, "
+                "not a (device, inode) pair"
+            )
+
+
+def _folder_id_ok(value: Any) -> bool:
+    """A job folder's identity as sync recorded it: [device, inode], or none yet."""
+    return value is None or (
+        type(value) is list and len(value) == 2 and all(type(n) is int for n in value)
+    )
 
 
 def _fast_fields_ok(record: dict[str, Any]) -> bool:

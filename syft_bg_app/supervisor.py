@@ -77,6 +77,9 @@ SYSCALLS = {
 CLONE_NEWUSER_FLAG = 0x10000000
 # How often the disk the job writes to is measured.
 DISK_WATCH_SECONDS = 0.5
+# What one file (inode) counts as on the disk, whatever it holds: empty files take no
+# block but fill the disk's table of files, or kernel memory in a tmpfs.
+INODE_BYTES = 4096
 # What programs print when a write fails for want of space (lower case).
 DISK_SIGNS = (b"no space left on device", b"disk quota exceeded")
 
@@ -302,8 +305,9 @@ def pass_bwrap_args(argv: list[str]) -> tuple[list[str], list[int]]:
 
 
 def disk_used(folders: list[str], pids: list[int], limit: int) -> int:
-    """Bytes of disk the files below ``folders`` take, plus files the job deleted but
-    still holds open; stops counting once past ``limit``. Never follows a link."""
+    """Bytes of disk the files below ``folders`` take (each at least ``INODE_BYTES``),
+    plus files the job deleted but still holds open; stops counting once past
+    ``limit``. Never follows a link."""
     seen: set[tuple[int, int]] = set()
     total = 0
 
@@ -312,7 +316,7 @@ def disk_used(folders: list[str], pids: list[int], limit: int) -> int:
         key = (info.st_dev, info.st_ino)
         if key not in seen:
             seen.add(key)
-            total += info.st_blocks * 512
+            total += max(info.st_blocks * 512, INODE_BYTES)
 
     stack = list(folders)
     while stack and total <= limit:
@@ -347,11 +351,44 @@ def disk_used(folders: list[str], pids: list[int], limit: int) -> int:
 
 
 def free_bytes(path: str) -> int | None:
+    """Free space of the disk of ``path``, its free files counted as ``INODE_BYTES``
+    each: a disk out of inodes is as full as one out of blocks."""
     try:
         info = os.statvfs(path)
     except OSError:
         return None
-    return info.f_bavail * info.f_frsize
+    free = info.f_bavail * info.f_frsize
+    # Filesystems without a fixed table of files report none.
+    if info.f_files:
+        free = min(free, info.f_favail * INODE_BYTES)
+    return free
+
+
+def scratch_files(pids: list[int], places: list[str]) -> int:
+    """Files (inodes) in use in the job's tmpfs mounts ``places`` (its $HOME and /tmp
+    under bwrap), seen through the root of a process in the sandbox; 0 when none is
+    reachable. Their bytes are bounded by the tmpfs size, their number is not."""
+    own = _mount_namespace("self")
+    for pid in pids:
+        if _mount_namespace(str(pid)) in (None, own):
+            continue
+        used = 0
+        for place in places:
+            try:
+                info = os.statvfs(f"/proc/{pid}/root{place}")
+            except OSError:
+                break
+            used = max(used, info.f_files - info.f_ffree)
+        else:
+            return used
+    return 0
+
+
+def _mount_namespace(pid: str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return None
 
 
 # -- output capture ----------------------------------------------------------------
@@ -766,7 +803,11 @@ class Supervisor:
         """Why the job must stop for the disk it uses, or None."""
         spec = self.spec
         limit = spec["disk_bytes"]
-        used = disk_used(spec["disk_watch"], self.live_descendants(), limit)
+        pids = self.live_descendants()
+        used = disk_used(spec["disk_watch"], pids, limit)
+        scratch = spec.get("scratch_places")
+        if used <= limit and scratch:
+            used = max(used, scratch_files(pids, scratch) * INODE_BYTES)
         if used > limit:
             self.disk_stop = True
             return f"stopped: the job used more than {spec['disk_mb']} MB of disk (execute.disk_mb)"

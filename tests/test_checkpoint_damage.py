@@ -59,7 +59,10 @@ DAMAGE = {
     "event without kind": _base(events=[{"id": 1}]),
     "next_event_id a string": _base(next_event_id="1"),
     "baseline_done a string": _base(baseline_done="yes"),
-    "scan value a string": _base(scan={"/x": "12"}),
+    # Schema 3: moving a schema 2 checkpoint forward forgets the folder listings.
+    "scan value a string": json.dumps(
+        {**json.loads(_base()), "schema": 3, "scan": {"/x": "12"}}
+    ).encode(),
     "mail queue a mapping": _base(mail={"queue": {}}),
     "mail entry without id": _base(mail={"queue": [{"kind": "x", "to": "a@b.c"}]}),
     "held jobs count a string": _base(

@@ -29,7 +29,7 @@ from typing import Any
 
 from ..context import Context
 from ..datasite import JobRef
-from ..fsutil import untrusted_text
+from ..fsutil import last_lines, untrusted_text
 from ..invocation import command, prefix
 from ..jobfiles import UnsafeFileError, collect, open_regular
 from ..render import has_bidi_controls
@@ -39,6 +39,7 @@ from ..submission import read_metadata
 SNIFF_BYTES = 8192
 DIGEST_ITEMS_SHOWN = 200
 STDERR_TAIL_CAP = 8192
+STDERR_TAIL_LINES = 60
 # Caps for text that others wrote (config.yaml fields, reasons, peer messages).
 METADATA_TEXT_CAP = 100
 # Files (and refused entries) an email lists by name; the rest are counted, and
@@ -244,7 +245,8 @@ def _finished_variables(ctx: Context, ref: JobRef, event: dict[str, Any]) -> dic
         duration = None
     tail = event.get("stderr_tail")
     if isinstance(tail, str):
-        tail = tail[-STDERR_TAIL_CAP:].rstrip("\n") or None
+        # Thousands of blank lines would push a forged line far below the real ones.
+        tail = last_lines(tail[-STDERR_TAIL_CAP:].rstrip("\n"), STDERR_TAIL_LINES) or None
     else:
         tail = None
     return {

@@ -34,7 +34,9 @@ def build(
     local, _, domain = from_address.rpartition("@")
     msg["From"] = Address(display_name=from_name, username=local, domain=domain)
     msg["To"] = to
-    msg["Subject"] = subject
+    # A job name like "=?utf-8?q?...?=" would be decoded by the reader's mail program
+    # into other text than the job's name (RFC 2047): our subjects never hold "=?".
+    msg["Subject"] = subject.replace("=?", "=\\?")
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = msg_id
     if in_reply_to:

@@ -33,7 +33,7 @@ from ..errors import NotFoundError, SyftBgError
 from ..fsutil import PERMISSION_FILE, atomic_write_json, atomic_write_yaml
 from ..sandbox import RunLayout
 from ..state import iso, parse_iso, utcnow
-from ..supervisor import is_running, kill_run_leftovers, start_ticks
+from ..supervisor import free_bytes, is_running, kill_run_leftovers, start_ticks
 
 LOG_FILES = ("stdout.txt", "stderr.txt", "returncode.txt")
 STDERR_TAIL_BYTES = 2048
@@ -206,11 +206,11 @@ def _ensure_runs_dir(ctx: Context, shared: bool) -> None:
 def _runs_with_room(ctx: Context) -> int:
     """How many more runs fit on the disk of the run folders, each with execute.disk_mb,
     leaving execute.min_free_disk_mb free; raises when none does (the jobs wait)."""
-    try:
-        info = os.statvfs(ctx.home.runs_dir)
-    except OSError:
+    free = free_bytes(str(ctx.home.runs_dir))
+    if free is None:
         return 1 << 30
-    free_mb = info.f_bavail * info.f_frsize // (1024 * 1024)
+    # Free inodes count as space too (supervisor.free_bytes).
+    free_mb = free // (1024 * 1024)
     disk_mb = ctx.config.get("execute.disk_mb")
     floor = ctx.config.get("execute.min_free_disk_mb")
     room = (free_mb - floor) // disk_mb
