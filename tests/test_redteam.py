@@ -13,16 +13,15 @@ writes for themselves, and files a job without bwrap leaves in shared folders.
 from __future__ import annotations
 
 import json
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 from conftest import DO_EMAIL, App, outbox, text_of
 from hostile import run_until_finished
-from test_faults_disk import _in_namespace, needs_mounts
+from test_faults_disk import needs_mounts
 from test_sandbox import DS, MODES, _new_app, _submit_and_approve
-from test_sandbox_disk import PASSES_UNTIL_DONE
+from test_sandbox_disk import run_on_one_small_disk
 
 from syft_bg_app.cli import main
 from syft_bg_app.datasite import JobRef
@@ -89,38 +88,10 @@ def test_a_job_that_uses_up_the_owners_inodes_is_stopped_and_the_app_carries_on(
         notify={"enabled": False},
         execute={"sandbox": "none", "disk_mb": 16, "min_free_disk_mb": 8, "timeout": 300},
     )
-    app.cli("peers", "accept", DS, check=True)
-    app.set_config(execute={"enabled": False})
-    _submit_and_approve(app, {"hog": EMPTY_FILES.replace("__DIR__", "data")})
-    app.set_config(execute={"enabled": True})
-    out, scratch = tmp_path / "out", tmp_path / "scratch-mount"
-    out.mkdir()
-    scratch.mkdir()
-    review = app.datasite.review_dir(JobRef(DS, "hog"))
-    result = _in_namespace(
-        app,
-        textwrap.dedent(
-            """
-            mount -t tmpfs -o size=256m,nr_inodes=8000 tmpfs "$SCRATCH"
-            cp -a "$DISK/." "$SCRATCH/"
-            mkdir "$SCRATCH/runs"
-            mount --bind "$SCRATCH" "$DISK"
-            mkdir -p "$RUNS"
-            mount --bind "$DISK/runs" "$RUNS"
-            "$PY" -c "$PASSES"
-            """
-        ),
-        DISK=disk,
-        SCRATCH=scratch,
-        RUNS=app.home.runs_dir,
-        OUT=out,
-        PY=Path(sys.executable),
-        JOB_STATE=review / "state.yaml",
-        PASSES=PASSES_UNTIL_DONE,
+    outcome = run_on_one_small_disk(
+        app, tmp_path, EMPTY_FILES.replace("__DIR__", "data"), "size=256m,nr_inodes=8000"
     )
-    assert result.returncode == 0, result.stderr
-    outcome = json.loads((out / "result.json").read_text())
-    final = App(out / "disk")
+    final = App(tmp_path / "out" / "disk")
     record = State.load(final.home.state_file).job(DS, "hog")
     assert record["status"] == "failed", record
     assert record["reason"].startswith("stopped: the job used more than 16 MB of disk"), record

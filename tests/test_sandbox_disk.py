@@ -184,26 +184,15 @@ subprocess.run(["cp", "-a", os.environ["DISK"] + "/.", os.path.join(out, "disk")
 """
 
 
-@needs_mounts
-def test_a_job_that_fills_the_owners_disk_is_stopped_and_the_app_carries_on(tmp_path):
-    """App home, SyftBox folder and run folders on one small disk (a 48 MB tmpfs); a job
-    fills it to the last byte at once. It is stopped and its files go, and the passes
-    after it checkpoint and report the right reason."""
-    disk = tmp_path / "disk"
-    app = App(disk).init(
-        notify={"enabled": False},
-        execute={"sandbox": "none", "disk_mb": 20, "min_free_disk_mb": 8, "timeout": 120},
-    )
+def run_on_one_small_disk(app: App, tmp_path: Path, hog: str, mount_options: str) -> dict:
+    """Approve the job ``hog`` (its run.sh), then run passes until it is done with the
+    app home, SyftBox folder and run folders all on one tmpfs of ``mount_options``
+    (in a private mount namespace). Returns what the passes reported; the datasite
+    and app home as the passes left them are copied to ``tmp_path/out/disk``."""
+    disk = app.tmp
     app.cli("peers", "accept", DS, check=True)
     app.set_config(execute={"enabled": False})
-    _submit_and_approve(
-        app,
-        {
-            "hog": "#!/bin/bash\nfor i in $(seq 1 100); do\n"
-            "  fallocate -l 4M big$i 2>/dev/null || head -c 4M /dev/zero > big$i || break\n"
-            "done\necho full\nsleep 60\n"
-        },
-    )
+    _submit_and_approve(app, {"hog": hog})
     app.set_config(execute={"enabled": True})
     out, scratch = tmp_path / "out", tmp_path / "scratch-mount"
     out.mkdir()
@@ -212,8 +201,8 @@ def test_a_job_that_fills_the_owners_disk_is_stopped_and_the_app_carries_on(tmp_
     result = _in_namespace(
         app,
         textwrap.dedent(
-            """
-            mount -t tmpfs -o size=48m tmpfs "$SCRATCH"
+            f"""
+            mount -t tmpfs -o {mount_options} tmpfs "$SCRATCH"
             cp -a "$DISK/." "$SCRATCH/"
             mkdir "$SCRATCH/runs"
             mount --bind "$SCRATCH" "$DISK"
@@ -231,9 +220,29 @@ def test_a_job_that_fills_the_owners_disk_is_stopped_and_the_app_carries_on(tmp_
         PASSES=PASSES_UNTIL_DONE,
     )
     assert result.returncode == 0, result.stderr
-    outcome = json.loads((out / "result.json").read_text())
+    return json.loads((out / "result.json").read_text())
 
-    final = App(out / "disk")
+
+@needs_mounts
+def test_a_job_that_fills_the_owners_disk_is_stopped_and_the_app_carries_on(tmp_path):
+    """App home, SyftBox folder and run folders on one small disk (a 48 MB tmpfs); a job
+    fills it to the last byte at once. It is stopped and its files go, and the passes
+    after it checkpoint and report the right reason."""
+    disk = tmp_path / "disk"
+    app = App(disk).init(
+        notify={"enabled": False},
+        execute={"sandbox": "none", "disk_mb": 20, "min_free_disk_mb": 8, "timeout": 120},
+    )
+    outcome = run_on_one_small_disk(
+        app,
+        tmp_path,
+        "#!/bin/bash\nfor i in $(seq 1 100); do\n"
+        "  fallocate -l 4M big$i 2>/dev/null || head -c 4M /dev/zero > big$i || break\n"
+        "done\necho full\nsleep 60\n",
+        "size=48m",
+    )
+
+    final = App(tmp_path / "out" / "disk")
     state = State.load(final.home.state_file)  # a whole checkpoint
     record = state.job(DS, "hog")
     assert record["status"] == "failed", record
