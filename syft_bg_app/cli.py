@@ -25,6 +25,7 @@ from .invocation import (
     on_path,
     program,
 )
+from .job_needs import job_warnings
 from .render import terminal_text
 from .session import changing, open_view
 from .syftbox_client import client_folder
@@ -199,7 +200,10 @@ def cmd_jobs_approve(args: argparse.Namespace) -> int:
     with changing(_home(args), "jobs approve") as ctx:
         ref = job_views.resolve(ctx, args.job)
         decisions.approve_job(ctx, ref, "manual", reason=args.reason)
+        warnings = job_warnings(ctx, ref)
     print(f"approved {terminal_text(ref.label)}; it runs in the next pass")
+    for warning in warnings:
+        print(f"warning: {terminal_text(warning)}")
     return 0
 
 

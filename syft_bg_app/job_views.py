@@ -12,6 +12,7 @@ from typing import Any
 from .context import Context
 from .datasite import JOB_STATE_FIELDS, PROTOCOL_DIR_RE, JobRef, JobStateError
 from .errors import NotFoundError
+from .job_needs import job_warnings
 from .nofollow import open_dir, open_dir_at
 from .render import terminal_text
 from .rules import PendingReason
@@ -154,6 +155,9 @@ def describe(ctx: Context, ref: JobRef, contents: bool = True) -> str:
             lines.append(f"  {key}: {safe(v.state[key])}")
     if v.status == "pending":
         lines.extend(_pending_lines(ctx, ref))
+    if v.status in ("received", "pending", "approved"):
+        # What it will lack when it runs; once it ran, its reason says what it lacked.
+        lines.extend(f"  warning: {safe(w)}" for w in job_warnings(ctx, ref))
     metadata, problem, files = _submission(ctx, ref)
     if metadata:
         for key in ("type", "submitted_at", "entrypoint", "dependencies"):

@@ -31,6 +31,7 @@ from ..context import Context
 from ..datasite import JobRef
 from ..fsutil import last_lines, untrusted_text
 from ..invocation import command, prefix
+from ..job_needs import job_warnings
 from ..jobfiles import UnsafeFileError, collect, open_regular
 from ..render import has_bidi_controls
 from ..submission import read_metadata
@@ -162,6 +163,7 @@ def _job_drafts(ctx: Context, event: dict[str, Any]) -> list[Draft]:
         for variables in (do_vars, ds_vars):
             variables.update(method=method, rule=rule, by=by)
         do_vars["sandbox_warning"] = _unisolated_warning(ctx)
+        do_vars["warnings"] = job_warnings(ctx, ref)
         how = (
             f"automatically (rule {rule})"
             if rule
