@@ -211,7 +211,7 @@ def why_pending(ctx: Context, ref: JobRef) -> PendingReason | None:
         found = collect(
             ctx.datasite.submission_dir(ref), Limits.from_config(ctx.config), dir_fd=job_fd
         )
-        problems = ([found.over_limit] if found.over_limit else []) + found.problems
+        problems = found.all_problems
         hashes: dict[str, str] = {}
 
         def hash_of(rel: str) -> str:

@@ -156,6 +156,11 @@ class JobFiles:
         return frozenset(self.files)
 
     @property
+    def all_problems(self) -> list[str]:
+        """The limit that stopped the walk (the listing is then partial), then each refusal."""
+        return ([self.over_limit] if self.over_limit else []) + self.problems
+
+    @property
     def total_bytes(self) -> int:
         return sum(st.st_size for st in self.files.values())
 

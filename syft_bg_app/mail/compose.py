@@ -342,8 +342,7 @@ def collect_code(job_fd: int | None, file_cap: int, total_cap: int) -> dict[str,
     if not result["available"]:
         return result
     found = collect(Path("."), dir_fd=job_fd)
-    # A walk stopped at a job limit says so first: the listing is then partial.
-    problems = ([found.over_limit] if found.over_limit else []) + found.problems
+    problems = found.all_problems
     result["problems"] = problems[:EMAIL_FILES_LISTED]
     result["more_problems"] = max(0, len(problems) - EMAIL_FILES_LISTED)
     paths = sorted(found.files, key=lambda rel: (rel != "run.sh", rel))
