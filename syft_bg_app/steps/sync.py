@@ -533,14 +533,9 @@ def _asks_again(ctx: Context, email: str, record: dict, request: dict) -> bool:
     return False
 
 
-def _parse_request(path: os.PathLike | int, folder_name: str) -> tuple[dict, str | None]:
-    """Parse request.yaml; ``path`` may be the file already opened (and is then closed)."""
+def _parse_request(fd: int, folder_name: str) -> tuple[dict, str | None]:
+    """Parse request.yaml from ``fd`` (opened without following links; closed here)."""
     try:
-        # O_NONBLOCK: a fifo put in place of the file must not hang the pass.
-        if isinstance(path, int):
-            fd = path
-        else:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         with os.fdopen(fd, "rb") as handle:
             if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
                 return {}, "request.yaml is not a regular file"
