@@ -94,7 +94,7 @@ ensure_env() {
 # Exit 0: the pass ended at the idle check; anything else: run the full pass.
 IDLE_CHECK='import sys
 sys.path.insert(0, sys.argv[1])
-from syft_bg_app.idle import try_idle_pass
+from syft_bg_app.schedule.idle import try_idle_pass
 sys.exit(0 if try_idle_pass() == 0 else 3)'
 
 case "${1:-}" in

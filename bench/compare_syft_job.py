@@ -61,7 +61,7 @@ def _statuses(root: Path) -> list[str]:
 
 
 def _this_app(root: Path, home: Path, jobs: int) -> tuple[float, int]:
-    from syft_bg_app.jobfiles import sha256_bytes
+    from syft_bg_app.datasite.jobfiles import sha256_bytes
 
     home.mkdir(parents=True)
     script_hash = sha256_bytes(SCRIPT.encode())

@@ -25,12 +25,13 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from syft_bg_app.config import load_config, render_sample  # noqa: E402
+from syft_bg_app.config.load import load_config, render_sample  # noqa: E402
 from syft_bg_app.context import Context  # noqa: E402
-from syft_bg_app.datasite import Datasite  # noqa: E402
-from syft_bg_app.home import AppHome  # noqa: E402
+from syft_bg_app.datasite.layout import Datasite  # noqa: E402
 from syft_bg_app.passes import run_pass  # noqa: E402
-from syft_bg_app.steps import approve, sync  # noqa: E402
+from syft_bg_app.steps import approve
+from syft_bg_app.store.home import AppHome  # noqa: E402
+from syft_bg_app.sync import local as sync
 
 DO = "owner@bench.example"
 TARGET_SECONDS = 2.0

@@ -1,6 +1,6 @@
 """syft-bg app: the one-pass background app for a SyftBox data owner.
 
-``import syft_bg_app as bg`` gives the Python API (see ``syft_bg_app.api``):
+``import syft_bg_app as bg`` gives the Python API (see ``syft_bg_app.api.owner``):
 ``bg.init``, ``bg.status``, ``bg.run_once``, ``bg.jobs``, ``bg.pending``,
 ``bg.approve``, ``bg.reject``, ``bg.auto_approve``, ``bg.auto_approve_job``,
 ``bg.list_auto_approvals``, ``bg.remove_auto_approve``, ``bg.submit``,
@@ -43,7 +43,7 @@ API = (
 
 def __getattr__(name: str) -> object:
     if name in API:
-        return getattr(importlib.import_module(f"{__name__}.api"), name)
+        return getattr(importlib.import_module(f"{__name__}.api.owner"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -6,10 +6,10 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .config import Config
-from .datasite import Datasite
-from .home import AppHome
-from .state import State
+from syft_bg_app.config.load import Config
+from syft_bg_app.datasite.layout import Datasite
+from syft_bg_app.store.home import AppHome
+from syft_bg_app.store.state import State
 
 
 @dataclass

@@ -22,8 +22,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UsageError
-from .home import AppHome, colab_home
+from syft_bg_app.errors import UsageError
+from syft_bg_app.store.home import AppHome, colab_home
 
 APP_NAME = "syft-bg"
 # The first lines of a launcher this app wrote; a file without them is not ours.
@@ -198,7 +198,7 @@ def link_bin(bin_dir: Path | None = None) -> LinkResult:
 
     Refuses to replace a file it did not write, or a launcher of another checkout.
     """
-    from .fsutil import atomic_write_text
+    from syft_bg_app.store.fsutil import atomic_write_text
 
     script = app_script()
     if script is None:

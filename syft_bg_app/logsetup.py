@@ -13,8 +13,8 @@ import logging.handlers
 import re
 import sys
 
-from .home import AppHome
-from .render import terminal_text
+from syft_bg_app.store.home import AppHome
+from syft_bg_app.views.render import terminal_text
 
 # A line that would read as a record of its own (it starts with a timestamp).
 _RECORD_START = re.compile(r"^(?=\d{4}-\d\d-\d\d )", re.MULTILINE)

@@ -15,15 +15,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from . import idle, logsetup
-from .config import Config, load_config
-from .context import Context
-from .errors import SyftBgError
-from .home import AppHome
-from .idle_watch import Watch
-from .lock import PassLock
-from .state import iso
-from .steps import STEPS
+from syft_bg_app import logsetup
+from syft_bg_app.clock import iso
+from syft_bg_app.config.load import Config, load_config
+from syft_bg_app.context import Context
+from syft_bg_app.errors import SyftBgError
+from syft_bg_app.schedule import idle
+from syft_bg_app.schedule.idle_watch import Watch
+from syft_bg_app.steps import STEPS
+from syft_bg_app.store.home import AppHome
+from syft_bg_app.store.lock import PassLock
 
 EXIT_OK, EXIT_STEP_FAILED, EXIT_CONFIG = 0, 1, 2
 

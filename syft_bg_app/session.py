@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from . import logsetup
-from .config import load_config
-from .context import Context
-from .home import AppHome
-from .lock import PassLock
+from syft_bg_app import logsetup
+from syft_bg_app.config.load import load_config
+from syft_bg_app.context import Context
+from syft_bg_app.store.home import AppHome
+from syft_bg_app.store.lock import PassLock
 
 # A command that changes state waits this long for a running pass to finish.
 LOCK_WAIT_SECONDS = 60.0

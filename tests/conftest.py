@@ -26,10 +26,10 @@ import yaml
 from filelock import FileLock
 from hypothesis import HealthCheck, settings
 
-from syft_bg_app.config import load_config
-from syft_bg_app.datasite import Datasite
-from syft_bg_app.home import AppHome
+from syft_bg_app.config.load import load_config
+from syft_bg_app.datasite.layout import Datasite
 from syft_bg_app.passes import run_pass
+from syft_bg_app.store.home import AppHome
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -30,11 +30,11 @@ from pathlib import Path
 import yaml
 from conftest import DO_EMAIL, PATIENCE, SHARED_FOLDERS, App
 
-from syft_bg_app.datasite import JobRef
-from syft_bg_app.jobfiles import sha256_bytes
+from syft_bg_app.datasite.jobfiles import sha256_bytes
+from syft_bg_app.datasite.layout import JobRef
+from syft_bg_app.execution.sandbox import RunLayout
 from syft_bg_app.mail.compose import job_subject, peer_subject
-from syft_bg_app.sandbox import RunLayout
-from syft_bg_app.state import State
+from syft_bg_app.store.state import State
 
 ACCEPTED_DOMAIN = "uni.edu"
 OTHER_DOMAIN = "other.org"

@@ -12,8 +12,8 @@ import yaml
 from conftest import PATIENCE
 
 import syft_bg_app as bg
-from syft_bg_app import home as home_mod
 from syft_bg_app.errors import SyftBgError, UsageError
+from syft_bg_app.store import home as home_mod
 
 DS = "alice@uni.edu"
 
@@ -44,9 +44,9 @@ def test_importing_the_package_loads_nothing_else():
 def test_api_names_stay_functions_after_the_cli_and_a_pass_loaded_everything(app):
     result = _python(
         """
-        import syft_bg_app.cli, syft_bg_app.passes, syft_bg_app.home
+        import syft_bg_app.cli.main, syft_bg_app.passes, syft_bg_app.store.home
         import syft_bg_app as bg
-        print(syft_bg_app.passes.run_pass(syft_bg_app.home.AppHome.resolve()).exit_code)
+        print(syft_bg_app.passes.run_pass(syft_bg_app.store.home.AppHome.resolve()).exit_code)
         print(type(bg.jobs()).__name__, type(bg.status()).__name__, callable(bg.approve))
         """,
         env=app.env,

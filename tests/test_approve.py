@@ -12,8 +12,8 @@ import yaml
 from conftest import PATIENCE
 from hostile import run_until_finished
 
-from syft_bg_app import decisions, jobfiles, snapshot
-from syft_bg_app.datasite import JobRef
+from syft_bg_app.approval import decisions, snapshot
+from syft_bg_app.datasite.layout import JobRef, jobfiles
 from syft_bg_app.session import changing
 from syft_bg_app.steps import approve
 
@@ -530,7 +530,7 @@ def test_an_auto_approved_job_state_is_what_syft_job_expects(app):
 
 def test_an_auto_approved_job_names_its_rule_in_every_view(app):
     import syft_bg_app as bg
-    from syft_bg_app import render
+    from syft_bg_app.views import render
 
     accept(app, ALICE)
     set_rules(app, rule(name="mean-age rule"))

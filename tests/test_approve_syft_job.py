@@ -7,7 +7,7 @@ import shutil
 import pytest
 from freezegun import freeze_time
 
-from syft_bg_app.datasite import JobRef
+from syft_bg_app.datasite.layout import JobRef
 
 syft_job = pytest.importorskip("syft_job")
 

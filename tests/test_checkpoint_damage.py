@@ -8,7 +8,7 @@ import json
 import pytest
 from conftest import App
 
-from syft_bg_app.state import SCHEMA_VERSION, State, StateError
+from syft_bg_app.store.state import SCHEMA_VERSION, State, StateError
 
 GOOD_JOB = {"protocol": "1", "status": "pending"}
 

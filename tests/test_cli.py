@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import PATIENCE
 
-from syft_bg_app.cli import build_parser
-from syft_bg_app.state import State
+from syft_bg_app.cli.main import build_parser
 from syft_bg_app.steps import approve
+from syft_bg_app.store.state import State
 
 
 def _all_commands(parser, prefix=()):

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from syft_bg_app.state import State
+from syft_bg_app.store.state import State
 
 ROUNDS = 10
 JOBS_PER_ROUND = 25

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from syft_bg_app import ds
-from syft_bg_app.datasite import Datasite
+from syft_bg_app.api import ds
+from syft_bg_app.datasite.layout import Datasite
 from syft_bg_app.errors import SyftBgError
-from syft_bg_app.home import AppHome
+from syft_bg_app.store.home import AppHome
 
 syft_job = pytest.importorskip("syft_job")
 

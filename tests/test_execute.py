@@ -18,12 +18,12 @@ from conftest import PATIENCE, wait_until
 from freezegun import freeze_time
 from hostile import marked_processes, run_until_finished, script
 
-from syft_bg_app.datasite import Datasite, JobRef
-from syft_bg_app.jobfiles import sha256_bytes
-from syft_bg_app.sandbox import RunLayout
+from syft_bg_app.datasite.jobfiles import sha256_bytes
+from syft_bg_app.datasite.layout import Datasite, JobRef
+from syft_bg_app.execution import runs as execute
+from syft_bg_app.execution.sandbox import RunLayout
 from syft_bg_app.session import open_view
-from syft_bg_app.state import State
-from syft_bg_app.steps import execute
+from syft_bg_app.store.state import State
 
 DS = "alice@uni.edu"
 # execute.timeout where a job's timeout is not what a test is about: a job that

@@ -13,7 +13,7 @@ import pytest
 from conftest import PATIENCE
 from faults_support import Scenario, check_outcome, pass_intervals, run_until_quiet
 
-from syft_bg_app.state import State
+from syft_bg_app.store.state import State
 
 RUN_SH = Path(__file__).resolve().parent.parent / "run.sh"
 VENV_STAMP = RUN_SH.parent / ".venv" / ".syft-bg-env"

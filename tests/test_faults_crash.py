@@ -26,9 +26,9 @@ from faults_support import (
     sent_but_unrecorded,
 )
 
-from syft_bg_app import sandbox
-from syft_bg_app.state import State
-from syft_bg_app.steps import execute
+from syft_bg_app.execution import runs as execute
+from syft_bg_app.execution import sandbox
+from syft_bg_app.store.state import State
 
 SEED = 20261123
 MIN_KILLS = 100

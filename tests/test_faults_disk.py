@@ -30,8 +30,8 @@ from faults_support import (
     run_with_full_disk,
 )
 
-from syft_bg_app.datasite import JobRef
-from syft_bg_app.state import State
+from syft_bg_app.datasite.layout import JobRef
+from syft_bg_app.store.state import State
 
 STOPPED = "syft-bg: the pass stopped:"
 

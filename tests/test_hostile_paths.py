@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from conftest import outbox, text_of
 
-from syft_bg_app import decisions, jobfiles, snapshot
-from syft_bg_app.datasite import JobRef
+from syft_bg_app.approval import decisions, snapshot
+from syft_bg_app.datasite.layout import JobRef, jobfiles
 from syft_bg_app.session import changing
-from syft_bg_app.state import State
+from syft_bg_app.store.state import State
 
 RUN_SH = "#!/bin/bash\nbash code/script.sh\n"
 SCRIPT = "echo hello\n"

@@ -22,10 +22,10 @@ import pytest
 import yaml
 from conftest import DO_EMAIL, DS_EMAIL, App, outbox, text_of
 
-from syft_bg_app.dashboard import CLEAR, run_dashboard
+from syft_bg_app.actions.services import RECORD_RE
+from syft_bg_app.cli.dashboard import CLEAR, run_dashboard
 from syft_bg_app.logsetup import SafeFormatter
-from syft_bg_app.ops import RECORD_RE
-from syft_bg_app.render import BIDI_CONTROLS, SafeTerminalStream, terminal_text
+from syft_bg_app.views.render import BIDI_CONTROLS, SafeTerminalStream, terminal_text
 
 SPOOF = "review_reason: verified safe"
 # (name, what it tries): each is a job name a data scientist may choose.

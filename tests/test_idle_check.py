@@ -24,9 +24,9 @@ from freezegun import freeze_time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syft_bg_app import idle
-from syft_bg_app.lock import PassLock
-from syft_bg_app.state import State
+from syft_bg_app.schedule import idle
+from syft_bg_app.store.lock import PassLock
+from syft_bg_app.store.state import State
 
 RUN_SH = "#!/bin/bash\nbash code/sub/deep.sh\n"
 RUN_SH_FILE = Path(__file__).resolve().parent.parent / "run.sh"
@@ -549,7 +549,7 @@ def test_the_idle_check_imports_nothing_of_the_app_but_its_version(app):
     # As run.sh runs it: without site-packages, the app folder first on the path.
     probe = (
         "import sys; sys.path.insert(0, sys.argv[1]); "
-        "from syft_bg_app.idle import try_idle_pass; "
+        "from syft_bg_app.schedule.idle import try_idle_pass; "
         "code = try_idle_pass(); "
         "mods = sorted(m for m in sys.modules if m.startswith('syft_bg_app') or m in "
         "('yaml', 'filelock', 'logging', 'dataclasses', 'pathlib', 'json')); "
@@ -562,4 +562,4 @@ def test_the_idle_check_imports_nothing_of_the_app_but_its_version(app):
         text=True,
         check=True,
     )
-    assert result.stdout.strip() == "0 ['syft_bg_app', 'syft_bg_app.idle']"
+    assert result.stdout.strip() == "0 ['syft_bg_app', 'syft_bg_app.schedule', 'syft_bg_app.schedule.idle']"

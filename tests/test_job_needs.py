@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import DO_EMAIL, DS_EMAIL, App, outbox, text_of
 
-from syft_bg_app import supervisor
+from syft_bg_app.execution import supervisor
 
 SYSTEM_VERSION = (supervisor.system_pythons() or ["3"])[-1]
 MISSING_VERSION = next(
@@ -149,7 +149,7 @@ def test_a_python_job_asking_for_the_installed_python_under_host_gets_no_warning
 
 
 def test_an_index_on_the_owners_loopback_is_unreachable_under_internet(tmp_path):
-    from syft_bg_app import sandbox
+    from syft_bg_app.execution import sandbox
 
     app = _app(tmp_path, network="internet", package_index_url="http://127.0.0.1:8080/simple/")
     if sandbox.job_network(app.config, "bwrap").mode != "internet":

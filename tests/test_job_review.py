@@ -21,9 +21,9 @@ from hostile import run_until_finished
 
 import syft_bg_app as bg
 from syft_bg_app.errors import NotFoundError
-from syft_bg_app.sandbox import RunLayout
-from syft_bg_app.state import State
-from syft_bg_app.steps import execute
+from syft_bg_app.execution import runs as execute
+from syft_bg_app.execution.sandbox import RunLayout
+from syft_bg_app.store.state import State
 
 RUN_SH = "#!/bin/bash\necho RUN-SH-MARKER\nbash code/main.sh\n"
 MAIN = "echo MAIN-MARKER\n"

@@ -18,8 +18,8 @@ from syft_bg_app.session import LOCK_WAIT_SECONDS
 HOLD_LOCK = textwrap.dedent(
     """
     import sys, time
-    from syft_bg_app.home import AppHome
-    from syft_bg_app.lock import PassLock
+    from syft_bg_app.store.home import AppHome
+    from syft_bg_app.store.lock import PassLock
     lock = PassLock(AppHome.resolve(sys.argv[1]))
     assert lock.acquire()
     print("holding", flush=True)
@@ -115,7 +115,7 @@ def test_passes_started_together_never_overlap_and_receive_each_job_once(app):
     assert len(intervals) == len(worked)
     for (_, end_a), (start_b, _) in pairwise(intervals):
         assert end_a <= start_b
-    from syft_bg_app.state import State
+    from syft_bg_app.store.state import State
 
     events = State.load(app.home.state_file).data["events"]
     assert len(events) == 60

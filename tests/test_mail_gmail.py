@@ -92,7 +92,7 @@ def test_send_bodies_token_refresh_and_thread_reuse(app: App, google: FakeGoogle
 
     app.cli("jobs", "approve", f"{DS_EMAIL}/analysis", check=True)
     assert app.run_pass().counts["sent"] == 2
-    from syft_bg_app.datasite import JobRef
+    from syft_bg_app.datasite.layout import JobRef
 
     app.datasite.write_job_state(JobRef(DS_EMAIL, "analysis"), status="done", return_code=0)
     assert app.run_pass().counts["sent"] == 2

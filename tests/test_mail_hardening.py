@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from conftest import DO_EMAIL, DS_EMAIL, PATIENCE, App, outbox, text_of
 
-from syft_bg_app.datasite import JobRef
+from syft_bg_app.datasite.layout import JobRef
 from syft_bg_app.mail import compose
-from syft_bg_app.state import State
+from syft_bg_app.store.state import State
 
 
 def owner_text(app: App, kind: str, job: str) -> str:

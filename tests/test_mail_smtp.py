@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import DO_EMAIL, DS_EMAIL, App
 
-from syft_bg_app.datasite import JobRef
+from syft_bg_app.datasite.layout import JobRef
 
 aiosmtpd_controller = pytest.importorskip("aiosmtpd.controller")
 from aiosmtpd.smtp import AuthResult, LoginPassword  # noqa: E402

@@ -18,9 +18,10 @@ import pytest
 from conftest import PATIENCE, App, job_user_alone
 from hostile import run_until_finished
 
-from syft_bg_app import decisions, sandbox
-from syft_bg_app.config import parse_config
-from syft_bg_app.datasite import JobRef
+from syft_bg_app.approval import decisions
+from syft_bg_app.config.load import parse_config
+from syft_bg_app.datasite.layout import JobRef
+from syft_bg_app.execution import sandbox
 from syft_bg_app.session import changing
 
 DS = "alice@uni.edu"

@@ -17,8 +17,8 @@ import pytest
 from conftest import DO_EMAIL, DS_EMAIL, App
 from freezegun import freeze_time
 
-from syft_bg_app.datasite import JobRef
-from syft_bg_app.state import State
+from syft_bg_app.datasite.layout import JobRef
+from syft_bg_app.store.state import State
 
 BOB = "bob@lab.org"
 
@@ -378,7 +378,7 @@ def test_an_idle_pass_imports_no_mail_library(owner: App) -> None:
     passes_ok(app)
     code = (
         "import sys\n"
-        "from syft_bg_app.home import AppHome\n"
+        "from syft_bg_app.store.home import AppHome\n"
         "from syft_bg_app.passes import run_pass\n"
         f"result = run_pass(AppHome.resolve({str(app.home.root)!r}))\n"
         "heavy = ('jinja2', 'tenacity', 'googleapiclient', 'google.auth', 'smtplib')\n"

@@ -23,7 +23,7 @@ from conftest import DO_EMAIL, DS_EMAIL, App, outbox, text_of
 
 from syft_bg_app.mail.compose import EMAIL_FILES_LISTED, collect_code
 from syft_bg_app.mail.queue import message_file
-from syft_bg_app.state import State
+from syft_bg_app.store.state import State
 
 OTHER_DS = "bob@lab.org"
 BAD_NAME = os.fsdecode(b"bad\xffname")
@@ -212,7 +212,7 @@ def test_an_email_whose_file_cannot_be_read_is_set_aside_and_the_rest_are_sent(
     app.run_pass()
     app.set_config(notify={"enabled": True})
     # Compose without sending, then make one message file unreadable (a folder).
-    from syft_bg_app.config import load_config
+    from syft_bg_app.config.load import load_config
     from syft_bg_app.context import Context
     from syft_bg_app.mail.enqueue import enqueue_events
 
@@ -299,7 +299,7 @@ def test_a_job_of_100000_files_makes_an_email_that_lists_50_and_stays_small(
     assert listing["more_files"] == listing["file_count"] - EMAIL_FILES_LISTED
     assert any("limit" in p or "more than" in p for p in listing["problems"]), listing["problems"]
     # The email the data owner gets, rendered and built as a pass does.
-    from syft_bg_app.config import load_config
+    from syft_bg_app.config.load import load_config
     from syft_bg_app.context import Context
     from syft_bg_app.mail.compose import drafts_for_event
     from syft_bg_app.mail.enqueue import queue_rendered, render, templates_for

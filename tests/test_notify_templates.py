@@ -10,10 +10,10 @@ import pytest
 from conftest import DS_EMAIL, App
 from jinja2 import meta
 
+from syft_bg_app.clock import iso
 from syft_bg_app.mail import compose
 from syft_bg_app.mail.templates import TEMPLATE_NAMES, Templates, builtin_dir
 from syft_bg_app.session import open_view
-from syft_bg_app.state import iso
 
 REPO = Path(__file__).resolve().parent.parent
 

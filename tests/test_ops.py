@@ -27,10 +27,15 @@ from test_ops_fixtures import (  # noqa: F401 (fixtures)
     set_crontab,
 )
 
-from syft_bg_app import config_writer, dashboard, logsetup, ops, schedule
+from syft_bg_app import logsetup
+from syft_bg_app.actions import services as ops
+from syft_bg_app.cli import dashboard
+from syft_bg_app.clock import iso
+from syft_bg_app.config import editor as config_writer
 from syft_bg_app.errors import ConfigError
-from syft_bg_app.state import State, iso
+from syft_bg_app.schedule import install as schedule
 from syft_bg_app.steps import approve
+from syft_bg_app.store.state import State
 
 OTHER = "30 4 * * 1 /usr/local/bin/weekly-report\n"
 
@@ -159,7 +164,7 @@ def test_a_flow_style_section_is_rewritten_in_full_and_says_so(tmp_path):
     path.write_text("do_email: me@example.org\nnotify: {transport: outbox}\n")
     written, notes = config_writer.set_values(path, {"notify.enabled": False})
     assert written and "comments were not kept" in notes[0]
-    from syft_bg_app.config import load_config
+    from syft_bg_app.config.load import load_config
 
     config = load_config(path)
     assert config.get("notify.enabled") is False and config.get("notify.transport") == "outbox"
@@ -475,7 +480,7 @@ def test_the_dashboard_cuts_wide_characters_and_keeps_what_matters_on_a_tiny_ter
 
 
 def test_logsetup_format_is_what_the_log_reader_parses(tmp_path):
-    from syft_bg_app.home import AppHome
+    from syft_bg_app.store.home import AppHome
 
     home = AppHome(tmp_path / "home")
     logsetup.configure(home)

@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from syft_bg_app.rules import peer_auto_accept_reason
+from syft_bg_app.approval.rules import peer_auto_accept_reason
 
 DOMAINS = ["openmined.org", "kaggle.com"]
 EMAILS = ["carol@partner.example"]

@@ -11,7 +11,8 @@ import pytest
 import yaml
 from conftest import DO_EMAIL, App, outbox
 
-from syft_bg_app.state import State, iso, utcnow
+from syft_bg_app.clock import iso, utcnow
+from syft_bg_app.store.state import State
 
 MALLORY = "mallory@evil.example"
 RUN_SH = "#!/bin/bash\nbash code/script.sh\n"

@@ -10,9 +10,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syft_bg_app.config import SCHEMA, parse_config
+from syft_bg_app.config.load import SCHEMA, parse_config
+from syft_bg_app.datasite.submission import check_submission
 from syft_bg_app.errors import ConfigError
-from syft_bg_app.submission import check_submission
 
 KEYS = list(SCHEMA) + [f"{s}.{k}" for s, key in SCHEMA.items() for k in key.fields]
 SCALARS = st.one_of(

@@ -9,10 +9,11 @@ import pytest
 from conftest import PATIENCE, App, job_user_alone
 from hostile import run_until_finished
 
-from syft_bg_app import decisions, sandbox, supervisor
-from syft_bg_app.datasite import JobRef
+from syft_bg_app.approval import decisions
+from syft_bg_app.datasite.layout import JobRef
+from syft_bg_app.execution import sandbox, supervisor
 from syft_bg_app.session import changing
-from syft_bg_app.state import State
+from syft_bg_app.store.state import State
 
 DS = "alice@uni.edu"
 _PROBE = sandbox.probe_bwrap(network="off")

@@ -22,9 +22,9 @@ import pytest
 from conftest import PATIENCE, App, job_user_alone
 from hostile import run_until_finished
 
-from syft_bg_app import sandbox, supervisor
-from syft_bg_app.datasite import JobRef
-from syft_bg_app.state import State
+from syft_bg_app.datasite.layout import JobRef
+from syft_bg_app.execution import sandbox, supervisor
+from syft_bg_app.store.state import State
 
 syft_job = pytest.importorskip("syft_job")
 _PROBE = sandbox.probe_bwrap(network="host")
@@ -169,7 +169,7 @@ def test_a_submit_python_job_job_asking_for_a_python_not_here_fails_saying_so(
     ],
 )
 def test_a_package_index_url_that_is_not_a_plain_http_url_is_refused(url, problem):
-    from syft_bg_app.config import parse_config
+    from syft_bg_app.config.load import parse_config
     from syft_bg_app.errors import ConfigError
 
     with pytest.raises(ConfigError, match=re.escape(problem)) as raised:

@@ -24,8 +24,8 @@ from test_sandbox import DS, MODES, _new_app, _submit_and_approve
 from test_sandbox_disk import run_on_one_small_disk
 
 from syft_bg_app.cli import main
-from syft_bg_app.datasite import JobRef
-from syft_bg_app.state import State
+from syft_bg_app.datasite.layout import JobRef
+from syft_bg_app.store.state import State
 
 # -- class 5: a job fills the disk with files, not bytes -----------------------------
 

@@ -12,7 +12,8 @@ from html.parser import HTMLParser
 from conftest import REPO
 
 import syft_bg_app as bg
-from syft_bg_app import ds, render
+from syft_bg_app.api import ds
+from syft_bg_app.views import render
 
 DS = "alice@uni.edu"
 VOID = frozenset({"br", "hr", "img", "input", "meta", "link", "wbr"})

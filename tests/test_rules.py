@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from syft_bg_app.rules import Rule, RuleIndex, match
+from syft_bg_app.approval.rules import Rule, RuleIndex, match
 
 ALICE = "alice@uni.edu"
 

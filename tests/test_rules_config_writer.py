@@ -8,8 +8,8 @@ import stat
 import pytest
 import yaml
 
-from syft_bg_app.config import parse_config
-from syft_bg_app.config_writer import ConfigChangedError, update_rules
+from syft_bg_app.config.editor import ConfigChangedError, update_rules
+from syft_bg_app.config.load import parse_config
 from syft_bg_app.errors import ConfigError
 
 H1 = "sha256:" + "1" * 64

@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from syft_bg_app.config import parse_config
+from syft_bg_app.config.load import parse_config
 from syft_bg_app.errors import ConfigError
 
 H1 = "sha256:" + "1" * 64

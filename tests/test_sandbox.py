@@ -22,11 +22,12 @@ import pytest
 from conftest import PATIENCE, App, job_user_alone
 from hostile import ProcessSampler, marked_processes, run_until_finished, script
 
-from syft_bg_app import decisions, sandbox
-from syft_bg_app.datasite import JobRef
-from syft_bg_app.jobfiles import sha256_bytes
+from syft_bg_app.approval import decisions
+from syft_bg_app.datasite.jobfiles import sha256_bytes
+from syft_bg_app.datasite.layout import JobRef
+from syft_bg_app.execution import sandbox
 from syft_bg_app.session import changing
-from syft_bg_app.state import State
+from syft_bg_app.store.state import State
 
 DS = "alice@uni.edu"
 TOKEN_NAME = "gmail_token.json"

@@ -20,8 +20,8 @@ from hostile import run_until_finished, script
 from test_faults_disk import _in_namespace, needs_mounts
 from test_sandbox import DS, MODES, _new_app, _submit_and_approve
 
-from syft_bg_app.datasite import JobRef
-from syft_bg_app.state import State
+from syft_bg_app.datasite.layout import JobRef
+from syft_bg_app.store.state import State
 
 DISK_MB = 8
 # Far more than DISK_MB: only a disk limit stops these jobs in time.

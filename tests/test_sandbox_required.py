@@ -15,10 +15,10 @@ import pytest
 from conftest import DS_EMAIL, App, outbox, text_of
 from hostile import run_until_finished
 
-from syft_bg_app import decisions
-from syft_bg_app.datasite import JobRef
+from syft_bg_app.approval import decisions
+from syft_bg_app.datasite.layout import JobRef
 from syft_bg_app.session import changing
-from syft_bg_app.state import State
+from syft_bg_app.store.state import State
 
 WAIT_SUBJECT = "[syft-bg] approved jobs wait: the sandbox does not work"
 BROKEN_BWRAP = """#!/bin/sh
@@ -103,7 +103,7 @@ def test_without_a_working_sandbox_approved_jobs_wait_and_every_pass_says_why(
     monkeypatch.setenv("PATH", real_path)
     if not shutil.which("bwrap"):
         pytest.skip("bwrap is not installed here")
-    from syft_bg_app.sandbox import probe_bwrap
+    from syft_bg_app.execution.sandbox import probe_bwrap
 
     if not probe_bwrap(True).ok:
         pytest.skip("bwrap does not work here")

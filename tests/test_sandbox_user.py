@@ -25,7 +25,7 @@ import yaml
 from conftest import PATIENCE, job_user_alone, text_of
 from hostile import ProcessSampler, marked_processes, script
 
-from syft_bg_app.home import AppHome
+from syft_bg_app.store.home import AppHome
 
 DO = "owner@datasite.org"
 DS = "alice@uni.edu"
@@ -123,7 +123,8 @@ class UserApp:
 
 def _probe_as_nobody(app: UserApp) -> tuple[bool, str]:
     code = (
-        "from syft_bg_app.sandbox import probe_bwrap; p = probe_bwrap(False); print(p.ok, p.detail)"
+        "from syft_bg_app.execution.sandbox import probe_bwrap; "
+        "p = probe_bwrap(False); print(p.ok, p.detail)"
     )
     result = app.run(app.python, "-c", code, check=False)
     return result.stdout.startswith("True"), result.stdout.strip() or result.stderr.strip()

@@ -21,9 +21,9 @@ from test_ops_fixtures import (  # noqa: F401 (fixtures)
     set_crontab,
 )
 
-from syft_bg_app import schedule
-from syft_bg_app.home import AppHome
-from syft_bg_app.state import State
+from syft_bg_app.schedule import install as schedule
+from syft_bg_app.store.home import AppHome
+from syft_bg_app.store.state import State
 
 REPO = Path(__file__).resolve().parent.parent
 OTHER_LINES = (

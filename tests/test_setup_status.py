@@ -8,10 +8,10 @@ import re
 import pytest
 from fake_google import FakeGoogle
 
-from syft_bg_app import schedule
+from syft_bg_app.execution.sandbox import probe_bwrap
 from syft_bg_app.mail.deliver import record_problem
 from syft_bg_app.mail.errors import PermanentMailError
-from syft_bg_app.sandbox import probe_bwrap
+from syft_bg_app.schedule import install as schedule
 from syft_bg_app.session import changing
 
 BWRAP_WORKS = probe_bwrap(True).ok

@@ -1,5 +1,5 @@
-from syft_bg_app import job_views
 from syft_bg_app.session import open_view
+from syft_bg_app.views import jobs as job_views
 
 
 def test_a_submitted_job_is_received_as_pending(app):

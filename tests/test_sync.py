@@ -7,9 +7,9 @@ import shutil
 import yaml
 from freezegun import freeze_time
 
-from syft_bg_app.datasite import Datasite, JobRef
-from syft_bg_app.state import State
-from syft_bg_app.steps import sync
+from syft_bg_app.datasite.layout import Datasite, JobRef
+from syft_bg_app.store.state import State
+from syft_bg_app.sync import local as sync
 
 
 def _events(app, kind=None):

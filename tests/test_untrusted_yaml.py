@@ -16,10 +16,10 @@ import pytest
 import yaml
 from conftest import DO_EMAIL, DS_EMAIL, PATIENCE, REPO, App, outbox, text_of
 
-from syft_bg_app import ds
-from syft_bg_app.fsutil import load_untrusted_yaml, short_repr, untrusted_text
-from syft_bg_app.state import State
-from syft_bg_app.submission import read_metadata
+from syft_bg_app.api import ds
+from syft_bg_app.datasite.submission import read_metadata
+from syft_bg_app.store.fsutil import load_untrusted_yaml, short_repr, untrusted_text
+from syft_bg_app.store.state import State
 
 # What these files cost is milliseconds; what the attacks would cost is minutes (a
 # pass stalled by *a7), gigabytes (*a9) or forever (a fifo). A bound between the two
@@ -225,7 +225,7 @@ def test_a_peer_request_with_nested_aliases_is_refused_in_one_quick_pass(app: Ap
         resource.setrlimit(resource.RLIMIT_AS, (1_500_000_000, 1_500_000_000))
         sys.path.insert(0, {str(REPO)!r})
         from pathlib import Path
-        from syft_bg_app.home import AppHome
+        from syft_bg_app.store.home import AppHome
         from syft_bg_app.passes import run_pass
         result = run_pass(AppHome(Path({str(app.home.root)!r})))
         print(result.exit_code)

@@ -27,14 +27,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..context import Context
-from ..datasite import JobRef
-from ..fsutil import last_lines, untrusted_text
-from ..invocation import command, prefix
-from ..job_needs import job_warnings
-from ..jobfiles import UnsafeFileError, collect, open_regular
-from ..render import has_bidi_controls
-from ..submission import read_metadata
+from syft_bg_app.approval.job_needs import job_warnings
+from syft_bg_app.context import Context
+from syft_bg_app.datasite.jobfiles import UnsafeFileError, collect, open_regular
+from syft_bg_app.datasite.layout import JobRef
+from syft_bg_app.datasite.submission import read_metadata
+from syft_bg_app.invocation import command, prefix
+from syft_bg_app.store.fsutil import last_lines, untrusted_text
+from syft_bg_app.views.render import has_bidi_controls
 
 # Bytes looked at to tell text from binary before reading a file whole.
 SNIFF_BYTES = 8192
@@ -215,7 +215,7 @@ def _unisolated_warning(ctx: Context) -> str | None:
     """For the data owner: what a job run without bwrap can read (None under bwrap)."""
     if ctx.config.get("execute.sandbox") != "none":
         return None
-    from ..sandbox import none_warning
+    from syft_bg_app.execution.sandbox import none_warning
 
     return none_warning()
 

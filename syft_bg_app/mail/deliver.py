@@ -10,12 +10,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..context import Context
-from ..state import iso, parse_iso, utcnow
-from .errors import MailError, PermanentMailError, TransientMailError
-from .queue import mail_state, message_file
-from .retry import Deadline, call
-from .smtp import resolve_path
+from syft_bg_app.clock import iso, parse_iso, utcnow
+from syft_bg_app.context import Context
+from syft_bg_app.mail.errors import MailError, PermanentMailError, TransientMailError
+from syft_bg_app.mail.queue import mail_state, message_file
+from syft_bg_app.mail.retry import Deadline, call
+from syft_bg_app.mail.smtp import resolve_path
 
 # After a permanent failure the same request is not repeated for this long,
 # unless the configuration or the token/password file changes, or the data
@@ -54,17 +54,17 @@ def make_transport(ctx: Context) -> Transport:
     """The configured transport, not yet connected (configuration errors raise here)."""
     name = ctx.config.get("notify.transport")
     if name == "smtp":
-        from .smtp import SmtpTransport
+        from syft_bg_app.mail.smtp import SmtpTransport
 
         return SmtpTransport(ctx.config.get("notify.smtp"), ctx.home.root, from_address(ctx))
     if name == "gmail":
-        from .gmail import GmailTransport
+        from syft_bg_app.mail.gmail import GmailTransport
 
         token, credentials = gmail_paths(ctx)
         return GmailTransport(
             token, credentials, ctx.config.do_email, ctx.config.get("notify.gmail.api_endpoint")
         )
-    from .outbox import OutboxTransport
+    from syft_bg_app.mail.outbox import OutboxTransport
 
     return OutboxTransport(ctx.home.outbox_dir)
 
@@ -148,7 +148,7 @@ def open_transport(ctx: Context, deadline: Deadline) -> Transport | None:
 def refresh_only(ctx: Context, deadline: Deadline) -> None:
     """An idle pass still refreshes an expiring Gmail token, so a revoked sign-in
     shows in ``status`` before any email depends on it."""
-    from .gmail import GmailTransport, token_due_for_refresh
+    from syft_bg_app.mail.gmail import GmailTransport, token_due_for_refresh
 
     token, _ = gmail_paths(ctx)
     if not token_due_for_refresh(token) or transport_blocked(ctx):
@@ -286,7 +286,7 @@ def _send_one(
 
 
 def _set_aside(ctx: Context, entry: dict[str, Any], reason: str) -> None:
-    from ..render import terminal_text
+    from syft_bg_app.views.render import terminal_text
 
     reason = terminal_text(reason)[:1000]
     entry.update(

@@ -19,16 +19,16 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from ..atomic import atomic_write_bytes
-from ..config import EMAIL_RE
-from ..context import Context
-from ..errors import SyftBgError
-from ..render import terminal_text
-from ..state import iso, utcnow
-from .compose import Draft, digest_draft, drafts_for_event, without_inline_code
-from .message import build, message_id
-from .queue import email_id, mail_state, message_file
-from .templates import Templates, resolve_dir
+from syft_bg_app.clock import iso, utcnow
+from syft_bg_app.config.load import EMAIL_RE
+from syft_bg_app.context import Context
+from syft_bg_app.errors import SyftBgError
+from syft_bg_app.mail.compose import Draft, digest_draft, drafts_for_event, without_inline_code
+from syft_bg_app.mail.message import build, message_id
+from syft_bg_app.mail.queue import email_id, mail_state, message_file
+from syft_bg_app.mail.templates import Templates, resolve_dir
+from syft_bg_app.store.atomic import atomic_write_bytes
+from syft_bg_app.views.render import terminal_text
 
 # Enough to thread a job's whole life; older ids add nothing for mail clients.
 MAX_REFERENCES = 20
@@ -71,7 +71,7 @@ def render(templates: Templates, draft: Draft) -> Rendered:
 
 def templates_fingerprint(ctx: Context) -> str:
     """Changes when the data owner changes what composing an email depends on."""
-    from .. import __version__
+    from syft_bg_app import __version__
 
     parts: list[Any] = [__version__, ctx.config.get("notify")]
     folder = resolve_dir(ctx.config.get("notify.templates_dir"), ctx.home.root)

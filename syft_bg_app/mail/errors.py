@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import SyftBgError
+from syft_bg_app.errors import SyftBgError
 
 
 class MailError(SyftBgError):

@@ -15,9 +15,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from ..fsutil import atomic_write_text
-from .errors import MailError, PermanentMailError, TransientMailError
-from .retry import Deadline, call
+from syft_bg_app.mail.errors import MailError, PermanentMailError, TransientMailError
+from syft_bg_app.mail.retry import Deadline, call
+from syft_bg_app.store.fsutil import atomic_write_text
 
 SCOPES = ["https://www.googleapis.com/auth/gmail.send"]
 # Refresh this long before the access token runs out, so a send never starts with

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..context import Context
-from ..render import terminal_text
-from .queue import peek
+from syft_bg_app.context import Context
+from syft_bg_app.mail.queue import peek
+from syft_bg_app.views.render import terminal_text
 
 
 def status_lines(ctx: Context) -> list[str]:
@@ -52,7 +52,7 @@ def status_lines(ctx: Context) -> list[str]:
         lines.append(f"  ... and {len(held) - 5} more held (syft-bg mail list)")
     set_aside = mail.get("set_aside") or []
     if set_aside:
-        from .enqueue import describe_set_aside
+        from syft_bg_app.mail.enqueue import describe_set_aside
 
         lines.append(
             f"  {len(set_aside)} events set aside (their emails cannot be composed; tried "
@@ -74,7 +74,7 @@ def _describe(ctx: Context, transport: str) -> str:
         host = smtp.get("host") or "(no notify.smtp.host)"
         return f"smtp {host} ({smtp['security']})"
     if transport == "gmail":
-        from .deliver import gmail_paths
+        from syft_bg_app.mail.deliver import gmail_paths
 
         token, _ = gmail_paths(ctx)
         return f"gmail (token {token}{'' if token.exists() else ', MISSING'})"

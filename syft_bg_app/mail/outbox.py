@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write_bytes
-from .errors import TransientMailError
-from .retry import Deadline
+from syft_bg_app.mail.errors import TransientMailError
+from syft_bg_app.mail.retry import Deadline
+from syft_bg_app.store.atomic import atomic_write_bytes
 
 
 class OutboxTransport:

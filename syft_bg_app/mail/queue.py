@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..home import AppHome
-from ..state import State
+from syft_bg_app.store.home import AppHome
+from syft_bg_app.store.state import State
 
 DEFAULTS: dict[str, Any] = {
     "queue": [],

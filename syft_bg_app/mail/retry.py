@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from .errors import TransientMailError
+from syft_bg_app.mail.errors import TransientMailError
 
 T = TypeVar("T")
 MAX_ATTEMPTS = 6

@@ -8,8 +8,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from .errors import MailError, PermanentMailError, TransientMailError
-from .retry import Deadline
+from syft_bg_app.mail.errors import MailError, PermanentMailError, TransientMailError
+from syft_bg_app.mail.retry import Deadline
 
 DEFAULT_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
 

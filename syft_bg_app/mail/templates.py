@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from syft_bg_app.errors import ConfigError
 
 TEMPLATE_NAMES = (
     "peer_requested_do",

@@ -23,9 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..context import Context
-from ..datasite import JobRef
-from ..decisions import (
+from syft_bg_app.approval.decisions import (
     DecisionError,
     JobFolderChanged,
     accept_peer,
@@ -34,11 +32,13 @@ from ..decisions import (
     reject_changed_folder,
     reject_job,
 )
-from ..fsutil import append_line
-from ..jobfiles import CHUNK, HASH_PREFIX, Limits, UnsafeFileError, collect
-from ..nofollow import open_file_at
-from ..rules import RuleIndex, load_rules, match, peer_auto_accept_reason
-from ..state import iso
+from syft_bg_app.approval.rules import RuleIndex, load_rules, match, peer_auto_accept_reason
+from syft_bg_app.clock import iso
+from syft_bg_app.context import Context
+from syft_bg_app.datasite.jobfiles import CHUNK, HASH_PREFIX, Limits, UnsafeFileError, collect
+from syft_bg_app.datasite.layout import JobRef
+from syft_bg_app.datasite.nofollow import open_file_at
+from syft_bg_app.store.fsutil import append_line
 
 # A file modified this recently may change again within one timestamp tick, so
 # its hash is not cached by stat (the snapshot re-checks every byte anyway).

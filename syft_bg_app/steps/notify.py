@@ -10,17 +10,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from ..context import Context
-from ..errors import SyftBgError
-from ..state import iso, parse_iso, utcnow
+from syft_bg_app.clock import iso, parse_iso, utcnow
+from syft_bg_app.context import Context
+from syft_bg_app.errors import SyftBgError
 
 
 def run(ctx: Context) -> None:
-    from ..mail.queue import mail_state, remove_orphans
+    from syft_bg_app.mail.queue import mail_state, remove_orphans
 
     mail = mail_state(ctx.state)
     if mail["set_aside"]:
-        from ..mail.enqueue import retry_set_aside
+        from syft_bg_app.mail.enqueue import retry_set_aside
 
         retry_set_aside(ctx)
     events = list(ctx.state.data["events"])
@@ -28,7 +28,7 @@ def run(ctx: Context) -> None:
     if events or heartbeat_due(ctx):
         remove_orphans(ctx.home, mail)
     if events:
-        from ..mail.enqueue import enqueue_events
+        from syft_bg_app.mail.enqueue import enqueue_events
 
         try:
             queued, set_aside = enqueue_events(ctx, events)
@@ -55,8 +55,8 @@ def run(ctx: Context) -> None:
         ctx.state.save()
     transport = ctx.config.get("notify.transport")
     if mail["queue"] or transport == "gmail":
-        from ..mail.deliver import deliver, refresh_only
-        from ..mail.retry import Deadline
+        from syft_bg_app.mail.deliver import deliver, refresh_only
+        from syft_bg_app.mail.retry import Deadline
 
         deadline = Deadline(ctx.config.get("notify.retry_budget"))
         if mail["queue"]:
@@ -81,9 +81,9 @@ def heartbeat_due(ctx: Context) -> bool:
 
 
 def _queue_heartbeat(ctx: Context) -> None:
-    from ..mail.compose import heartbeat_draft
-    from ..mail.enqueue import queue_draft
-    from ..mail.queue import mail_state
+    from syft_bg_app.mail.compose import heartbeat_draft
+    from syft_bg_app.mail.enqueue import queue_draft
+    from syft_bg_app.mail.queue import mail_state
 
     mail = mail_state(ctx.state)
     now = iso()

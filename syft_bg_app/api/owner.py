@@ -1,0 +1,687 @@
+"""The Python API: ``import syft_bg_app as bg``.
+
+The same operations as the command line, on the same app home (``home=`` or
+``$SYFT_BG_HOME`` or ``~/.syft-bg``), returning objects that show as tables in
+Jupyter and as text in a terminal::
+
+    import syft_bg_app as bg
+    bg.init("owner@datasite.org", "~/SyftBox")
+    bg.run_once()
+    bg.pending()                       # pending jobs
+    bg.approve("alice@uni.edu/mean-age")
+    bg.submit("owner@datasite.org", "./analysis", name="mean-age")   # as a DS
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from syft_bg_app.api import ds
+from syft_bg_app.approval import decisions
+from syft_bg_app.approval.rules import PendingReason
+from syft_bg_app.datasite.layout import JOB_STATUSES, JobRef
+from syft_bg_app.datasite.submission import read_metadata
+from syft_bg_app.errors import NotFoundError, UsageError
+from syft_bg_app.passes import PassResult, run_pass
+from syft_bg_app.session import changing, open_view
+from syft_bg_app.store.home import AppHome
+from syft_bg_app.views import jobs as jobs_mod
+from syft_bg_app.views import render
+from syft_bg_app.views.jobs import JobView
+
+PathLike = str | os.PathLike
+_UNSET = object()
+
+
+def _home(home: PathLike | AppHome | None) -> AppHome:
+    if isinstance(home, AppHome):
+        return home
+    return AppHome.resolve(home)
+
+
+# -- objects ---------------------------------------------------------------------------
+
+
+class Job:
+    """A job a data scientist submitted to this data owner."""
+
+    def __init__(self, view: JobView, home: AppHome) -> None:
+        self._view = view
+        self._home = home
+        metadata, problem = read_metadata(view.submission_dir / "config.yaml")
+        self.metadata: dict[str, Any] = metadata or {}
+        self._metadata_problem = problem if view.submission_dir.is_dir() else None
+        self._why_pending: object = _UNSET
+
+    # identity
+    @property
+    def ref(self) -> JobRef:
+        return self._view.ref
+
+    @property
+    def ds_email(self) -> str:
+        return self.ref.ds_email
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
+
+    @property
+    def label(self) -> str:
+        return self.ref.label
+
+    # state
+    @property
+    def status(self) -> str:
+        return self._view.status
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return dict(self._view.state)
+
+    @property
+    def received_at(self) -> str | None:
+        return _text(self._view.state.get("received_at"))
+
+    @property
+    def reason(self) -> str | None:
+        return self._view.state.get("review_reason") or self._view.state.get("reason")
+
+    @property
+    def problem(self) -> str | None:
+        return self._view.state.get("problem") or self._metadata_problem
+
+    @property
+    def rule(self) -> str | None:
+        """The auto-approval rule that approved this job (None if a person did)."""
+        return _text(self._view.state.get("rule"))
+
+    @property
+    def why_pending(self) -> PendingReason | None:
+        """Why the rules left this job for you: the closest rule and the files that
+        differ from it (missing, extra, content differs, what the rule lacks).
+        None unless the job is pending. Computed when first asked for."""
+        if self._why_pending is _UNSET:
+            self._why_pending = (
+                jobs_mod.why_pending(open_view(self._home), self.ref)
+                if self.status == "pending"
+                else None
+            )
+        return self._why_pending  # type: ignore[return-value]
+
+    # metadata (config.yaml: informational; what runs is run.sh)
+    @property
+    def type(self) -> str | None:
+        return _text(self.metadata.get("type"))
+
+    @property
+    def entrypoint(self) -> str | None:
+        return _text(self.metadata.get("entrypoint"))
+
+    @property
+    def submitted_at(self) -> str | None:
+        return _text(self.metadata.get("submitted_at"))
+
+    # places
+    @property
+    def submission_dir(self) -> Path:
+        return self._view.submission_dir
+
+    @property
+    def review_dir(self) -> Path:
+        return self._view.review_dir
+
+    @property
+    def files(self) -> list[str]:
+        return [rel for rel, _ in jobs_mod._files(self.submission_dir) if rel != "config.yaml"]
+
+    @property
+    def results(self) -> list[str]:
+        return [rel for rel, _ in jobs_mod._files(self.review_dir) if rel not in ds.RESULT_SKIP]
+
+    @property
+    def stdout(self) -> str | None:
+        return _read_text(self.review_dir / "stdout.txt")
+
+    @property
+    def stderr(self) -> str | None:
+        return _read_text(self.review_dir / "stderr.txt")
+
+    @property
+    def outputs(self) -> list[Path]:
+        folder = self.review_dir / "outputs"
+        return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+
+    # actions
+    def approve(self, reason: str | None = None) -> Job:
+        return approve(self, reason, home=self._home)
+
+    def reject(self, reason: str | None = None) -> Job:
+        return reject(self, reason, home=self._home)
+
+    def refresh(self) -> Job:
+        return _load(self.label, self._home)
+
+    def describe(self, contents: bool = True) -> str:
+        """The same page as ``syft-bg jobs show`` (``contents=False``: ``--files``)."""
+        return jobs_mod.describe(open_view(self._home), self.ref, contents=contents)
+
+    def __repr__(self) -> str:
+        return render.job_text(self)
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        return render.job_html(self)
+
+
+class JobList(list):
+    """A list of jobs; index by position, ``"ds_email/name"`` or a unique name."""
+
+    title = "Jobs"
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            matches = [j for j in self if key in (j.label, j.name)]
+            if len(matches) != 1:
+                what = "no job" if not matches else "more than one job"
+                raise KeyError(f"{what} named {key!r}")
+            return matches[0]
+        result = super().__getitem__(key)
+        return type(self)(result) if isinstance(key, slice) else result
+
+    def __repr__(self) -> str:
+        return render.jobs_text(self, self.title)
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        return render.jobs_html(self, self.title)
+
+
+class PendingList(JobList):
+    title = "Pending jobs"
+
+
+class MyJobList(list):
+    """Jobs I submitted as a data scientist, with their status and results."""
+
+    def __repr__(self) -> str:
+        return render.my_jobs_text(self)
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        return render.my_jobs_html(self)
+
+
+@dataclass
+class TextReport:
+    """A block of text (status, a pass summary) that also shows in Jupyter."""
+
+    title: str
+    text: str
+
+    def __repr__(self) -> str:
+        return self.text
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        return render.pre_html(self.text, self.title)
+
+
+@dataclass
+class Setup:
+    """What ``init`` wrote."""
+
+    config_file: Path
+    datasite: Path
+    layout: str
+
+    def __repr__(self) -> str:
+        return (
+            f"wrote {self.config_file}\n"
+            f"datasite {self.datasite} (layout ROOT/{self.layout}) is ready\n"
+            "next: bg.run_once() (or ./run.sh)"
+        )
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        return render.pre_html(repr(self), "syft-bg init")
+
+
+# -- data owner ------------------------------------------------------------------------
+
+
+def init(
+    email: str,
+    syftbox_root: PathLike | None = None,
+    *,
+    force: bool = False,
+    create: bool = False,
+    home: PathLike | AppHome | None = None,
+) -> Setup:
+    """Write config.yaml (outbox mail, no auto-approval) and prepare the datasite.
+
+    The SyftBox folder must exist unless ``create`` (a mistyped path is refused)."""
+    from syft_bg_app.cli.main import init_app
+
+    config_path, datasite = init_app(
+        _home(home),
+        email,
+        os.fspath(syftbox_root) if syftbox_root else None,
+        force,
+        create=create,
+    )
+    return Setup(config_path, datasite.path, datasite.layout)
+
+
+def status(home: PathLike | AppHome | None = None) -> TextReport:
+    """The last pass, each step, and what is waiting (as ``syft-bg status``)."""
+    from syft_bg_app.views.status import render_status
+
+    return TextReport("syft-bg status", render_status(_home(home)))
+
+
+def run_once(home: PathLike | AppHome | None = None) -> PassResult:
+    """Run one pass now (sync, notify, approve, execute) and return its summary."""
+    return run_pass(_home(home))
+
+
+def jobs(status: str | None = None, *, home: PathLike | AppHome | None = None) -> JobList:
+    """Every job received so far (or those with ``status``), by data scientist and name."""
+    if status is not None and status not in JOB_STATUSES:
+        raise UsageError(f"status must be one of {', '.join(JOB_STATUSES)}, not {status!r}")
+    app_home = _home(home)
+    ctx = open_view(app_home)
+    listed = JobList(Job(v, app_home) for v in jobs_mod.all_views(ctx, status))
+    if status:
+        listed.title = f"Jobs with status {status}"
+    return listed
+
+
+def pending(*, home: PathLike | AppHome | None = None) -> PendingList:
+    """Jobs waiting for your decision."""
+    return PendingList(jobs("pending", home=home))
+
+
+def job(spec: str | Job, *, home: PathLike | AppHome | None = None) -> Job:
+    """One job, named ``ds_email/name`` (or by its name where that is unambiguous)."""
+    return _load(_spec(spec), _home(home))
+
+
+def _load(spec: str, app_home: AppHome) -> Job:
+    ctx = open_view(app_home)
+    return Job(jobs_mod.view(ctx, jobs_mod.resolve(ctx, spec)), app_home)
+
+
+def _spec(spec: str | Job) -> str:
+    if isinstance(spec, Job):
+        return spec.label
+    if isinstance(spec, str):
+        return spec
+    raise UsageError(f"name a job as 'ds_email/name' or pass a Job, not {type(spec).__name__}")
+
+
+def approve(
+    job: str | Job, reason: str | None = None, *, home: PathLike | AppHome | None = None
+) -> Job:
+    """Approve a pending job; the next pass runs the snapshot taken now."""
+    app_home = _home(home)
+    with changing(app_home, "api approve") as ctx:
+        ref = jobs_mod.resolve(ctx, _spec(job))
+        decisions.approve_job(ctx, ref, "manual", reason=reason)
+    return _load(ref.label, app_home)
+
+
+def reject(
+    job: str | Job, reason: str | None = None, *, home: PathLike | AppHome | None = None
+) -> Job:
+    """Reject a job; ``reason``, if given, is sent to the data scientist."""
+    reason = str(reason).strip() if reason is not None and str(reason).strip() else None
+    app_home = _home(home)
+    with changing(app_home, "api reject") as ctx:
+        ref = jobs_mod.resolve(ctx, _spec(job))
+        decisions.reject_job(ctx, ref, reason)
+    return _load(ref.label, app_home)
+
+
+# -- peers ----------------------------------------------------------------------------------
+
+
+def peers(*, home: PathLike | AppHome | None = None) -> dict[str, dict[str, Any]]:
+    """Every known data scientist: ``{email: {"status", "since", "jobs_waiting", ...}}``.
+
+    ``status`` is requested, accepted, rejected, blocked or invalid (or unknown
+    for someone who only has jobs waiting); ``jobs_waiting`` counts jobs that
+    wait until the peer is accepted.
+    """
+    ctx = open_view(_home(home))
+    held = ctx.state.data["held_jobs"]
+    out: dict[str, dict[str, Any]] = {}
+    for email in sorted(set(ctx.state.data["peers"]) | set(held)):
+        record = ctx.state.peer(email) or {"status": "unknown"}
+        out[email] = {
+            "status": record["status"],
+            "since": record.get("decided_at") or record.get("requested_at"),
+            "message": record.get("message"),
+            "problem": record.get("problem"),
+            "jobs_waiting": held.get(email, {}).get("jobs", 0),
+        }
+    return out
+
+
+def accept_peer(email: str, *, home: PathLike | AppHome | None = None) -> None:
+    """Accept a peer: creates their inbox (write) and review (read) folders."""
+    with changing(_home(home), "api peers accept") as ctx:
+        decisions.accept_peer(
+            ctx, decisions.peer_key(ctx, email), "manual", "accepted by the data owner"
+        )
+
+
+def reject_peer(
+    email: str, reason: str | None = None, *, home: PathLike | AppHome | None = None
+) -> None:
+    """Reject a peer request; a new request counts after approve.peers.rerequest_after_days."""
+    with changing(_home(home), "api peers reject") as ctx:
+        decisions.reject_peer(ctx, decisions.peer_key(ctx, email), reason)
+
+
+def block_peer(
+    email: str, reason: str | None = None, *, home: PathLike | AppHome | None = None
+) -> bool:
+    """Ignore a data scientist for good (requests and jobs); False if blocked already."""
+    with changing(_home(home), "api peers block") as ctx:
+        return decisions.block_peer(ctx, decisions.peer_key(ctx, email), reason)
+
+
+def unblock_peer(email: str, *, home: PathLike | AppHome | None = None) -> str:
+    """Undo ``block_peer``; returns the status the data scientist has again."""
+    with changing(_home(home), "api peers unblock") as ctx:
+        return decisions.unblock_peer(ctx, decisions.peer_key(ctx, email))
+
+
+# -- auto-approval rules ------------------------------------------------------------------
+#
+# The rule commands (rules_cli) hold the logic: collecting and hashing files,
+# migrating legacy config, editing config.yaml in place under the app lock.
+# These functions call them as the command line does and return what they
+# printed, together with the rules as they are afterwards.
+
+
+class RuleList(list):
+    """Auto-approval rules (``rules.Rule``), and the config's warnings about them."""
+
+    def __init__(self, rules: Iterable[Any] = (), notes: Iterable[str] = ()) -> None:
+        super().__init__(rules)
+        self.notes = list(notes)
+
+    def __repr__(self) -> str:
+        return render.rules_text(self, self.notes)
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        return render.rules_html(self, self.notes)
+
+
+@dataclass
+class RuleChange:
+    """What a rule command did: its messages, and the rule it created or changed."""
+
+    title: str
+    text: str
+    rule: Any = None
+
+    def __repr__(self) -> str:
+        return self.text
+
+    __str__ = __repr__
+
+    def _repr_html_(self) -> str:
+        return render.pre_html(self.text, self.title)
+
+
+def _rules_now(app_home: AppHome) -> list[Any]:
+    from syft_bg_app.approval.rules import load_rules
+    from syft_bg_app.config.load import load_config
+
+    return load_rules(load_config(app_home.config_file))
+
+
+def _rule_command(app_home: AppHome, command: str, **fields: Any) -> str:
+    import argparse
+    import contextlib
+    import io
+
+    from syft_bg_app.cli import rules as rules_cli
+
+    args = argparse.Namespace(home=str(app_home.root), **fields)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        getattr(rules_cli, command)(args)
+    return out.getvalue().rstrip("\n")
+
+
+def _changed_rule(before: list[Any], after: list[Any], name: str | None) -> Any:
+    old = {rule.name: rule for rule in before}
+    changed = [rule for rule in after if old.get(rule.name) != rule]
+    if changed:
+        return changed[0]
+    named = [rule for rule in after if rule.name == name]
+    return named[0] if named else None
+
+
+def auto_approve(
+    contents: PathLike | Iterable[PathLike] = (),
+    *,
+    peers: str | Iterable[str] = (),
+    name: str | None = None,
+    name_only: PathLike | Iterable[PathLike] = (),
+    base_dir: PathLike | None = None,
+    home: PathLike | AppHome | None = None,
+) -> RuleChange:
+    """Trust jobs whose file set is exactly these files (as ``syft-bg auto-approve``).
+
+    ``contents`` are pinned by SHA-256 of their bytes (folders expand
+    recursively; paths resolve against ``base_dir``); ``name_only`` files may
+    have any content. A rule approves nothing until it pins ``run.sh``.
+    """
+    app_home = _home(home)
+    before = _rules_now(app_home)
+    text = _rule_command(
+        app_home,
+        "cmd_auto_approve",
+        contents=[os.fspath(p) for p in _paths(contents)],
+        peer=_strings(peers),
+        name=name,
+        name_only=[os.fspath(p) for p in _paths(name_only)],
+        base_dir=os.fspath(base_dir) if base_dir else None,
+        from_job=None,
+    )
+    return RuleChange(
+        "syft-bg auto-approve", text, _changed_rule(before, _rules_now(app_home), name)
+    )
+
+
+def auto_approve_job(
+    job: str | Job,
+    *,
+    name: str | None = None,
+    peers: str | Iterable[str] = (),
+    home: PathLike | AppHome | None = None,
+) -> RuleChange:
+    """Trust exactly what a submitted job contains (``auto-approve --from-job``).
+
+    The rule applies to the job's submitter unless ``peers`` names others.
+    """
+    app_home = _home(home)
+    before = _rules_now(app_home)
+    text = _rule_command(
+        app_home,
+        "cmd_auto_approve",
+        contents=[],
+        peer=_strings(peers),
+        name=name,
+        name_only=[],
+        base_dir=None,
+        from_job=_spec(job),
+    )
+    return RuleChange(
+        "syft-bg auto-approve --from-job", text, _changed_rule(before, _rules_now(app_home), name)
+    )
+
+
+def list_auto_approvals(
+    name: str | None = None, *, home: PathLike | AppHome | None = None
+) -> RuleList:
+    """The auto-approval rules in config.yaml; each says whether it can approve anything."""
+    from syft_bg_app.approval.rules import find_rules, load_rules
+    from syft_bg_app.config.load import load_config
+
+    config = load_config(_home(home).config_file)
+    rules = load_rules(config)
+    if name is not None:
+        rules = find_rules(rules, name)
+        if not rules:
+            raise NotFoundError(f"no auto-approval rule named {name!r}")
+    return RuleList(rules, config.warnings)
+
+
+def remove_auto_approve(
+    name: str,
+    files: PathLike | Iterable[PathLike] | None = None,
+    *,
+    home: PathLike | AppHome | None = None,
+) -> RuleChange:
+    """Remove the rule ``name``, or only ``files`` from it (``remove-auto-approval``)."""
+    app_home = _home(home)
+    if files is not None:
+        text = _rule_command(
+            app_home,
+            "cmd_remove_auto_approval",
+            name=name,
+            files=[os.fspath(p) for p in _paths(files)],
+        )
+        remaining = [rule for rule in _rules_now(app_home) if rule.name == name]
+        return RuleChange("syft-bg remove-auto-approval", text, remaining[0] if remaining else None)
+    from syft_bg_app.config.editor import update_rules
+    from syft_bg_app.session import LOCK_WAIT_SECONDS
+    from syft_bg_app.store.lock import PassLock
+
+    def change(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        same = [rule for rule in rules if rule["name"] == name]
+        if not same:
+            names = ", ".join(sorted(rule["name"] for rule in rules)) or "none"
+            raise NotFoundError(f"no auto-approval rule named {name!r} (rules: {names})")
+        if len(same) > 1:
+            raise UsageError(f"more than one rule is named {name!r}; rename one in config.yaml")
+        return [rule for rule in rules if rule["name"] != name]
+
+    with PassLock(app_home, wait=LOCK_WAIT_SECONDS, purpose="remove-auto-approval"):
+        result = update_rules(app_home.config_file, change)
+    lines = [f"removed rule {name!r} from {app_home.config_file}"]
+    lines.extend(f"note: {note}" for note in result.notes)
+    return RuleChange("syft-bg remove-auto-approval", "\n".join(lines))
+
+
+def _strings(value: str | Iterable[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _paths(value: PathLike | Iterable[PathLike]) -> list[PathLike]:
+    if isinstance(value, (str, os.PathLike)):
+        return [value]
+    return list(value)
+
+
+# -- data scientist -------------------------------------------------------------------------
+
+
+def submit(
+    do_email: str,
+    path: PathLike,
+    *,
+    name: str | None = None,
+    entrypoint: str | None = None,
+    as_email: str | None = None,
+    syftbox_root: PathLike | None = None,
+    home: PathLike | AppHome | None = None,
+) -> ds.Submission:
+    """Submit a folder or one .py/.sh script to ``do_email`` (syft-job v1 layout)."""
+    ident = ds.identify(_home(home), as_email, syftbox_root)
+    return ds.submit(ident, do_email, path, name=name, entrypoint=entrypoint)
+
+
+def request_peer(
+    do_email: str,
+    message: str | None = None,
+    *,
+    as_email: str | None = None,
+    syftbox_root: PathLike | None = None,
+    home: PathLike | AppHome | None = None,
+) -> ds.PeerRequest:
+    """Ask ``do_email`` to accept you as a peer."""
+    ident = ds.identify(_home(home), as_email, syftbox_root)
+    return ds.request_peer(ident, do_email, message)
+
+
+def my_jobs(
+    status: str | None = None,
+    *,
+    as_email: str | None = None,
+    syftbox_root: PathLike | None = None,
+    home: PathLike | AppHome | None = None,
+) -> MyJobList:
+    """The jobs I submitted to any data owner in my SyftBox folder, newest first."""
+    ident = ds.identify(_home(home), as_email, syftbox_root)
+    return MyJobList(ds.my_jobs(ident, status))
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str | None:
+    return ds._text(value)
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return None
+
+
+__all__ = [
+    "Job",
+    "JobList",
+    "MyJobList",
+    "RuleChange",
+    "RuleList",
+    "accept_peer",
+    "approve",
+    "auto_approve",
+    "auto_approve_job",
+    "block_peer",
+    "init",
+    "job",
+    "jobs",
+    "list_auto_approvals",
+    "my_jobs",
+    "peers",
+    "pending",
+    "reject",
+    "reject_peer",
+    "remove_auto_approve",
+    "request_peer",
+    "run_once",
+    "status",
+    "submit",
+    "unblock_peer",
+]
