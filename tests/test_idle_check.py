@@ -562,4 +562,5 @@ def test_the_idle_check_imports_nothing_of_the_app_but_its_version(app):
         text=True,
         check=True,
     )
-    assert result.stdout.strip() == "0 ['syft_bg_app', 'syft_bg_app.schedule', 'syft_bg_app.schedule.idle']"
+    loaded = "['syft_bg_app', 'syft_bg_app.schedule', 'syft_bg_app.schedule.idle']"
+    assert result.stdout.strip() == f"0 {loaded}"
