@@ -66,11 +66,16 @@ class PackageIndex:
 
 
 def build_sdist(folder: Path, name: str, marker: Path) -> None:
-    """A source-only package whose setup.py would leave ``marker`` if it ever ran."""
-    setup = f"open({str(marker)!r}, 'w').write('built')\nfrom setuptools import setup\n"
-    setup += f"setup(name={name!r}, version='1.0')\n"
+    """A source-only package whose in-tree build backend (needing nothing from an
+    index) would leave ``marker`` as soon as anything built it."""
+    backend = f"open({str(marker)!r}, 'w').write('built')\n"
+    pyproject = (
+        '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+        f'[project]\nname = "{name}"\nversion = "1.0"\n'
+    )
     members = {
-        f"{name}-1.0/setup.py": setup.encode(),
+        f"{name}-1.0/backend.py": backend.encode(),
+        f"{name}-1.0/pyproject.toml": pyproject.encode(),
         f"{name}-1.0/PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n".encode(),
     }
     archive = folder / "files" / f"{name}-1.0.tar.gz"
@@ -90,7 +95,7 @@ def index(tmp_path: Path) -> Iterator[PackageIndex]:
     folder = tmp_path / "index"
     build_wheel(folder, CLIENT, "ds_client_stub", 'NAME = "client stub"\n')
     build_wheel(folder, DEPENDENCY, "tinydep", 'def greet():\n    return "tinydep works"\n')
-    build_sdist(folder, SOURCE_ONLY, tmp_path / "setup-py-ran")
+    build_sdist(folder, SOURCE_ONLY, tmp_path / "backend-ran")
     served = PackageIndex(folder)
     yield served
     served.server.shutdown()
@@ -177,8 +182,8 @@ def test_a_dependency_published_only_as_source_fails_the_job_naming_it_and_nothi
     assert "wheels only" in reason
     stderr = (app.datasite.review_dir(JobRef(DS_EMAIL, "needs-source")) / "stderr.txt").read_text()
     assert SOURCE_ONLY in stderr and str(app.home.runs_dir) not in stderr
-    # Its setup.py was fetched by no one and ran nowhere.
-    assert not (tmp_path / "setup-py-ran").exists()
+    # Its build code was fetched by no one and ran nowhere.
+    assert not (tmp_path / "backend-ran").exists()
     assert not any(path.startswith("/files/sdistonly") for path in index.requests)
 
 
@@ -332,3 +337,28 @@ def test_setup_status_and_jobs_show_describe_the_prepare_phase(tmp_path, index):
     assert "execute.network" not in approved
     shown = app.cli("jobs", "show", f"{DS_EMAIL}/bad", check=True).stdout
     assert "warning: this job will not start: run.sh line 1: `-r` is a requirements file" in shown
+
+
+def test_without_bwrap_a_prepared_job_installs_offline_through_its_own_view_of_the_cache(
+    tmp_path, index
+):
+    app = _app(tmp_path, index, sandbox="none")
+    run_sh = (
+        "#!/bin/bash\nset -e\nuv venv --python python3 .venv\n. .venv/bin/activate\n"
+        "uv pip install tinydep\n"
+        'python -c "import tinydep; print(tinydep.greet())"\n'
+        'touch "$UV_CACHE_DIR/archive-v0/planted" 2>/dev/null && echo "wrote the cache"\n'
+        "exit 0\n"
+    )
+    app.submit("plain", run_sh=run_sh, files={"main.py": "print(1)\n"}, job_type="python")
+
+    state = _run(app, ["plain"])["plain"]
+
+    review = app.datasite.review_dir(JobRef(DS_EMAIL, "plain"))
+    stdout = (review / "stdout.txt").read_text()
+    assert state["status"] == "done", (review / "stderr.txt").read_text()
+    assert "tinydep works" in stdout
+    if sandbox.running_as_root():
+        # The job runs as a uid of its own, which cannot write the shared cache.
+        assert "wrote the cache" not in stdout
+        assert not list(prepare.cache_dir(app.home.runs_dir).rglob("planted"))
