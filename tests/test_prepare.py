@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import http.server
 import io
+import os
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -263,7 +264,12 @@ def test_install_lines_and_python_versions_are_read_as_bash_splits_them():
         (0, ["extra==1"], "3.11"),
     ]
     assert wanted.pythons == ["3.11"]
-    assert wanted.unresolved == ["uv sync"]
+    assert wanted.unresolved == ["`uv sync`"]
+    compound = read_wanted(
+        b"if true; then\n  uv pip install x\nfi\nfor p in a; do pip install $p; done\n"
+    )
+    assert compound.installs[0].requirements == ["x"]
+    assert compound.unresolved == ["a pip install that is no simple command (line 4)"]
 
 
 @needs_bwrap
@@ -362,3 +368,23 @@ def test_without_bwrap_a_prepared_job_installs_offline_through_its_own_view_of_t
         # The job runs as a uid of its own, which cannot write the shared cache.
         assert "wrote the cache" not in stdout
         assert not list(prepare.cache_dir(app.home.runs_dir).rglob("planted"))
+
+
+def test_the_shared_cache_stays_when_old_run_folders_are_removed(tmp_path, index):
+    from syft_bg_app.context import Context
+    from syft_bg_app.execution import runs
+
+    app = _app(tmp_path, index, keep_days=0)
+    cache = prepare.cache_dir(app.home.runs_dir)
+    old_run = app.home.runs_dir / "20200101T000000Z-old"
+    for folder in (cache / "archive-v0", old_run):
+        folder.mkdir(parents=True)
+        (folder / "file").write_text("x")
+        for path in (folder / "file", folder, folder.parent):
+            os.utime(path, (1_000_000_000, 1_000_000_000))
+    ctx = Context.open(app.home, app.config)
+
+    runs._clean_old_runs(ctx)
+
+    assert not old_run.exists()
+    assert (cache / "archive-v0" / "file").read_text() == "x"

@@ -130,9 +130,9 @@ def _prepare_warnings(run_sh: bytes, dependencies: object) -> list[str]:
             f"the app fetches its {count} package(s) as wheels before it runs, then the job "
             f"runs without network"
         )
-    for command in dict.fromkeys(" ".join(c.split()) for c in wanted.unresolved):
+    for command in dict.fromkeys(wanted.unresolved):
         warnings.append(
-            f"this job installs packages with `{command}`, which the prepare phase does not "
+            f"this job installs packages with {command}, which the prepare phase does not "
             f"fetch (jobs run without network): it will fail unless uv finds them in the "
             f"prepared cache"
         )

@@ -68,6 +68,7 @@ HARMLESS_FLAGS = frozenset({"-q", "--quiet", "-v", "--verbose", "-U", "--upgrade
 UNRESOLVED_INSTALLS = re.compile(
     r"(?:^|[\s;&|(])(uv\s+sync|uv\s+add|uv\s+run\b[^\n]*--with\b|uvx|uv\s+tool\s+(?:run|install))\b"
 )
+_PIP_INSTALL = re.compile(r"\bpip3?\s+install\s+\S")
 _ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 _SEPARATOR_CHARS = frozenset("();<>|&")
 _PYTHON_WORD = re.compile(r"^python(?:3(?:\.\d{1,2})?)?$")
@@ -95,7 +96,7 @@ class Wanted:
 
     installs: list[InstallLine] = field(default_factory=list)
     pythons: list[str] = field(default_factory=list)
-    # Install commands seen that the prepare phase leaves alone (uv sync, uvx, ...).
+    # Install commands seen that the prepare phase leaves alone (`uv sync`, ...), as shown.
     unresolved: list[str] = field(default_factory=list)
 
     @property
@@ -167,7 +168,8 @@ def read_wanted(run_sh: bytes, dependencies: object = None) -> Wanted:
     python: str | None = None
     for number, line in _logical_lines(text):
         uncommented = re.sub(r"(?:^|\s)#.*$", "", line)
-        wanted.unresolved += [m.group(1) for m in UNRESOLVED_INSTALLS.finditer(uncommented)]
+        for match in UNRESOLVED_INSTALLS.finditer(uncommented):
+            wanted.unresolved.append(f"`{' '.join(match.group(1).split())}`")
         try:
             commands = _commands(line)
         except ValueError:
@@ -177,6 +179,7 @@ def read_wanted(run_sh: bytes, dependencies: object = None) -> Wanted:
                     "and with execute.prepare: uv install lines must be"
                 ) from None
             continue
+        installs_before = len(wanted.installs)
         for words in commands:
             where = f"run.sh line {number}"
             if words[:2] == ["uv", "venv"]:
@@ -194,6 +197,8 @@ def read_wanted(run_sh: bytes, dependencies: object = None) -> Wanted:
                 requirements.append(check_requirement(word, where))
             if requirements:
                 wanted.installs.append(InstallLine(number, requirements, python))
+        if len(wanted.installs) == installs_before and _PIP_INSTALL.search(uncommented):
+            wanted.unresolved.append(f"a pip install that is no simple command (line {number})")
     if isinstance(dependencies, list) and dependencies:
         listed = [
             check_requirement(str(dep).strip(), "config.yaml dependencies") for dep in dependencies
@@ -286,7 +291,9 @@ def prepare_run(
         return None
     wanted = read_wanted(_read_run_sh(layout), _dependencies(ctx, ref))
     cache = cache_dir(ctx.home.runs_dir)
-    cache.mkdir(mode=0o755, exist_ok=True)
+    cache.mkdir(exist_ok=True)
+    # Jobs of other uids pass through it (without bwrap, as links to its folders).
+    os.chmod(cache, 0o755)
     uv = sandbox.find_tools(["uv"]).get("uv")
     if uv is None:
         raise PrepareError(
@@ -301,7 +308,7 @@ def prepare_run(
             _check_python(uv, version, env)
         fetched = []
         for number, install in enumerate(wanted.installs):
-            fetched.append(_fetch(ctx.config, uv, install, env, scratch / f"target-{number}"))
+            fetched.append(_fetch(uv, install, env, scratch / f"target-{number}"))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     if "index" in fetched and sandbox.running_as_root():
@@ -410,7 +417,7 @@ def _check_python(uv: str, version: str, env: dict[str, str]) -> None:
         )
 
 
-def _fetch(config: Config, uv: str, install: InstallLine, env: dict[str, str], target: Path) -> str:
+def _fetch(uv: str, install: InstallLine, env: dict[str, str], target: Path) -> str:
     """Install one line's packages into a throwaway folder, which fills the cache:
     from the cache alone when it has them (the index is not asked), else from the
     index. Returns "cache" or "index"."""

@@ -289,7 +289,7 @@ def _prepare(
         limits = sandbox.Limits.from_config(ctx.config, record["timeout"])
         prepared = prepare.prepare_run(ctx, ref, layout, choice.mode, run_as)
         spec = sandbox.build_spec(
-            layout, choice, ctx.config, limits, record["run_id"], run_as, prepared
+            layout, choice, ctx.config, limits, record["run_id"], run_as=run_as, prepared=prepared
         )
         atomic_write_json(layout.spec, dict(spec, job=ref.label), mode=0o600)
         _clear_results(ctx.datasite.review_dir(ref))
