@@ -96,7 +96,7 @@ def run_checks(home: AppHome, repair: bool = False) -> list[Check]:
         checks.extend(mail_checks(home, config))
     checks.append(_sandbox_check(config))
     if config is not None:
-        checks.extend(_job_needs_checks(config))
+        checks.extend(_job_needs_checks(config, home))
     state, state_problem = _state(home)
     if state_problem:
         fix = f"mv {home.state_file} {home.state_file}.damaged   (then run a pass)"
@@ -531,9 +531,10 @@ def _sandbox_check(config: Config | None) -> Check:
     return Check(True, "bwrap", probe.detail)
 
 
-def _job_needs_checks(config: Config) -> list[Check]:
+def _job_needs_checks(config: Config, home: AppHome) -> list[Check]:
     """What syft-job python jobs need from this machine: a network that reaches a
-    package index, and uv."""
+    package index (or the prepare phase), and uv."""
+    from syft_bg_app.execution import prepare
     from syft_bg_app.execution.sandbox import INSTALL_SLIRP, find_tools, job_network
 
     where = config.path or "config.yaml"
@@ -558,6 +559,11 @@ def _job_needs_checks(config: Config) -> list[Check]:
             "install packages)",
             "host": "host: jobs share this machine's network, 127.0.0.1 services included",
         }
+        if prepare.enabled(config):
+            described["off"] = (
+                "off: jobs have nothing but their own loopback; execute.prepare: uv fetches "
+                "the packages of their install lines before they run"
+            )
         checks.append(Check(True, "job network", described[net.mode], warning=net.mode == "host"))
     if "uv" not in config.get("execute.tools"):
         checks.append(
@@ -581,6 +587,17 @@ def _job_needs_checks(config: Config) -> list[Check]:
                 "or: pip install uv",
             )
         )
+    if prepare.enabled(config):
+        ok, detail = prepare.status_line(config, home.runs_dir)
+        fix = (
+            None
+            if ok
+            else (
+                "reinstall the app's environment (rm -rf .venv beside run.sh, then run.sh), "
+                "or make the folder writable; or write execute.prepare: none"
+            )
+        )
+        checks.append(Check(ok, "prepare", detail, fix))
     return checks
 
 

@@ -59,6 +59,7 @@ def job_warnings(ctx: Context, ref: JobRef) -> list[str]:
 
 def warnings_for(config: Config, run_sh: bytes, metadata: dict) -> list[str]:
     """The warnings for a job whose ``run.sh`` holds ``run_sh`` under ``config``."""
+    from syft_bg_app.execution import prepare
     from syft_bg_app.execution.sandbox import find_tools, job_network
     from syft_bg_app.execution.supervisor import system_pythons
 
@@ -70,7 +71,10 @@ def warnings_for(config: Config, run_sh: bytes, metadata: dict) -> list[str]:
     python_hint = str(metadata.get("type") or "").lower() == "python"
     dependencies = metadata.get("dependencies")
     installs = bool(_INSTALLS.search(script))
-    if installs:
+    prepared = prepare.enabled(config)
+    if prepared:
+        warnings += _prepare_warnings(run_sh, dependencies if python_hint else None)
+    elif installs:
         problem = _install_problem(config, net.mode)
         if problem:
             hint = ""
@@ -85,7 +89,12 @@ def warnings_for(config: Config, run_sh: bytes, metadata: dict) -> list[str]:
     for version in asked:
         if version not in installed:
             shown = ", ".join(installed) or "none"
-            if net.mode == "off":
+            if prepared:
+                outcome = (
+                    "the prepare phase downloads no interpreters: the job will not start "
+                    "unless it asks for an installed version"
+                )
+            elif net.mode == "off":
                 outcome = (
                     "without network uv cannot download it: the job will fail unless it "
                     "asks for an installed version"
@@ -101,6 +110,31 @@ def warnings_for(config: Config, run_sh: bytes, metadata: dict) -> list[str]:
         warnings.append(
             "this job runs uv, which jobs here do not get (add uv to execute.tools; "
             "syft-bg setup-status checks it): it will fail"
+        )
+    return warnings
+
+
+def _prepare_warnings(run_sh: bytes, dependencies: object) -> list[str]:
+    """What execute.prepare: uv will do with the job's installs, and what it will not."""
+    from syft_bg_app.execution.prepare import PrepareError, read_wanted
+
+    try:
+        wanted = read_wanted(run_sh, dependencies)
+    except PrepareError as exc:
+        return [f"this job will not start: {exc}"]
+    warnings = []
+    if wanted.installs:
+        count = len(wanted.packages)
+        warnings.append(
+            f"this job's installs will come from the prepared cache (execute.prepare: uv): "
+            f"the app fetches its {count} package(s) as wheels before it runs, then the job "
+            f"runs without network"
+        )
+    for command in dict.fromkeys(wanted.unresolved):
+        warnings.append(
+            f"this job installs packages with {command}, which the prepare phase does not "
+            f"fetch (jobs run without network): it will fail unless uv finds them in the "
+            f"prepared cache"
         )
     return warnings
 

@@ -385,6 +385,16 @@ SCHEMA: dict[str, Key] = {
             "e.g. a mirror on your network; jobs see it, so it holds no password. "
             "Empty: uv's default, PyPI.",
         ),
+        prepare=Key(
+            "choice",
+            "none",
+            "uv: before a job runs, the app fetches the packages of its run.sh's literal uv "
+            "pip install / pip install lines (and a python job's config.yaml dependencies), "
+            "wheels only, into a uv cache shared by all jobs; the job then runs with network "
+            "off, uv offline from that cache. none: jobs fetch what they need themselves, "
+            "over execute.network.",
+            choices=("none", "uv"),
+        ),
         ro_paths=Key(
             "list_path",
             [],

@@ -30,7 +30,7 @@ from syft_bg_app.clock import iso, parse_iso, utcnow
 from syft_bg_app.context import Context
 from syft_bg_app.datasite.layout import JobRef
 from syft_bg_app.errors import NotFoundError, SyftBgError
-from syft_bg_app.execution import sandbox
+from syft_bg_app.execution import prepare, sandbox
 from syft_bg_app.execution.sandbox import RunLayout
 from syft_bg_app.execution.supervisor import free_bytes, is_running, kill_run_leftovers, start_ticks
 from syft_bg_app.store.atomic import atomic_write_bytes
@@ -287,8 +287,9 @@ def _prepare(
             layout, files, choice.mode, run_as=run_as, reserve_bytes=_log_limit(ctx) * 2
         )
         limits = sandbox.Limits.from_config(ctx.config, record["timeout"])
+        prepared = prepare.prepare_run(ctx, ref, layout, choice.mode, run_as)
         spec = sandbox.build_spec(
-            layout, choice, ctx.config, limits, record["run_id"], run_as=run_as
+            layout, choice, ctx.config, limits, record["run_id"], run_as=run_as, prepared=prepared
         )
         atomic_write_json(layout.spec, dict(spec, job=ref.label), mode=0o600)
         _clear_results(ctx.datasite.review_dir(ref))
@@ -1243,6 +1244,8 @@ def _clean_old_runs(ctx: Context) -> None:
     cutoff = (now - timedelta(days=ctx.config.get("execute.keep_days"))).timestamp()
     for entry in entries:
         if not entry.is_dir(follow_symlinks=False) or entry.path in busy:
+            continue
+        if entry.name == prepare.CACHE_FOLDER:
             continue
         layout = RunLayout(Path(entry.path))
         if supervisor_alive(layout):

@@ -24,11 +24,14 @@ import subprocess
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from syft_bg_app.config.load import Config
 from syft_bg_app.errors import SyftBgError
 from syft_bg_app.execution import supervisor
+
+if TYPE_CHECKING:
+    from syft_bg_app.execution.prepare import PreparedCache
 
 # Jobs of an app run by root without bwrap get uids from here, one per running job,
 # so that no job can read another's folders or processes. Far above any account.
@@ -42,7 +45,13 @@ SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 # Locale and time zone are the only variables taken from the pass.
 PASSED_THROUGH = ("LANG", "LC_ALL", "LC_CTYPE", "TZ")
 # Where the run's folders appear inside bwrap.
-IN_BWRAP = {"job": "/sandbox/job", "home": "/sandbox/home", "bin": "/sandbox/bin", "tmp": "/tmp"}
+IN_BWRAP = {
+    "job": "/sandbox/job",
+    "home": "/sandbox/home",
+    "bin": "/sandbox/bin",
+    "tmp": "/tmp",
+    "uv_cache": "/sandbox/uv-cache",
+}
 SYSTEM_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 # What of /etc a job needs: name resolution, TLS roots, users, time zone, the loader.
 ETC_ENTRIES = (
@@ -303,8 +312,11 @@ class Network:
 
 def job_network(config: Config, sandbox_mode: str) -> Network:
     """What execute.network gives jobs here: internet needs bwrap and slirp4netns,
-    and without them jobs get network off, never the host's network."""
+    and without them jobs get network off, never the host's network. Under
+    execute.prepare: uv the app fetched their packages beforehand: network off."""
     wanted = config.get("execute.network")
+    if config.get("execute.prepare") == "uv":
+        return Network("off", None, None)
     if wanted != "internet":
         return Network(wanted, None, None)
     if sandbox_mode != "bwrap":
@@ -409,6 +421,7 @@ def bwrap_argv(
     disable_userns: bool = True,
     scratch_bytes: int = 0,
     resolv_conf: str | None = None,
+    cache_mounts: list[tuple[str, str, str]] | None = None,
 ) -> list[str]:
     """The bwrap command line up to and including ``--`` and the in-sandbox command.
 
@@ -416,6 +429,8 @@ def bwrap_argv(
     (``supervisor.pass_bwrap_args``). With ``scratch_bytes``, ``$HOME`` and
     ``/tmp`` are tmpfs mounts of that size: a job filling them fills only them.
     ``resolv_conf`` is a file shown to the job as its ``/etc/resolv.conf``.
+    ``cache_mounts`` (bwrap option, source, place) show a prepared run uv's shared
+    cache (``prepare.py``), inside a tmpfs where uv keeps its locks.
     """
     argv = [bwrap, "--die-with-parent", "--new-session"]
     argv += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
@@ -472,6 +487,13 @@ def bwrap_argv(
                 argv += ["--ro-bind", run_tool_copy(layout.bin, name, real), place]
         for path in ro_paths:
             argv += ["--ro-bind-try", path, path]
+        if cache_mounts is not None:
+            place = IN_BWRAP["uv_cache"]
+            if scratch_bytes:
+                argv += ["--size", str(scratch_bytes)]
+            argv += ["--tmpfs", place, "--chmod", "1777", place]
+            for option, source, target in cache_mounts:
+                argv += [option, source, target]
         argv += ["--chdir", IN_BWRAP["job"]]
     argv.append("--")
     if identity is not None:
@@ -580,11 +602,13 @@ def build_spec(
     limits: Limits,
     run_id: str,
     run_as: int | None = None,
+    prepared: PreparedCache | None = None,
 ) -> dict[str, Any]:
     """What the supervisor executes: command, folder, environment, limits.
 
     ``run_as`` is the uid (and gid) a job without bwrap runs as when the app runs
     as root (``free_job_uid``); otherwise the job keeps the app's user.
+    ``prepared`` (``prepare.PreparedCache``): the run uses uv's shared cache offline.
     """
     tools = find_tools(config.get("execute.tools"))
     ro_paths = [os.path.expanduser(p) for p in config.get("execute.ro_paths")]
@@ -605,6 +629,7 @@ def build_spec(
             disable_userns=choice.probe.disable_userns,
             scratch_bytes=disk_bytes,
             resolv_conf=resolv_conf,
+            cache_mounts=prepared.mounts if prepared is not None else None,
         )
         env = job_environment(
             run_id,
@@ -642,6 +667,8 @@ def build_spec(
         cwd = str(layout.job)
         job_uid = os.getuid() if run_as is None else run_as
         watched = [str(layout.job), str(layout.home), str(layout.tmp)]
+    if prepared is not None:
+        env.update(prepared.env)
     return {
         "run_id": run_id,
         "sandbox": choice.mode,
@@ -752,7 +779,8 @@ def status_lines(config: Config) -> list[str]:
     net = job_network(config, choice.mode)
     if choice.mode == "bwrap":
         who = ", jobs run as nobody" if job_identity() else ""
-        lines.append(f"sandbox: bwrap, network {net.mode}{who}, {scratch}")
+        prepared = ", packages prepared by uv" if config.get("execute.prepare") == "uv" else ""
+        lines.append(f"sandbox: bwrap, network {net.mode}{prepared}{who}, {scratch}")
     else:
         lines.append(f"WARNING {choice.warning}")
     if net.note:

@@ -1031,6 +1031,13 @@ def explain_uv_failure(tail: bytes, network: str | None) -> str | None:
             f"(installed: {versions}) and uv could not download it; ask for an "
             f"installed version"
         )
+    if b"was not found in the cache" in error and b"network was disabled" in error:
+        # Offline from the cache the prepare phase (execute.prepare: uv) filled.
+        return (
+            "uv did not find a package among those the data owner prepared before the run: "
+            "jobs here run offline, and only the packages of literal `uv pip install` lines "
+            "and config.yaml dependencies are fetched beforehand"
+        )
     if any(
         sign in error
         for sign in (b"failed to fetch", b"error sending request", b"dns error", b"(connect)")
