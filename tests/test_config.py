@@ -7,17 +7,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from syft_bg_app.config.load import (
+from syft_bg_app.config.docs import (
     EXAMPLE_EMAIL,
     EXAMPLE_ROOT,
     README_END,
     README_START,
-    SCHEMA,
-    parse_config,
     reference_rows,
     render_reference,
     render_sample,
 )
+from syft_bg_app.config.load import parse_config
+from syft_bg_app.config.schema import SCHEMA
 from syft_bg_app.errors import ConfigError
 
 CORPUS = sorted((Path(__file__).parent / "corpus" / "configs").glob("*.yaml"))
@@ -87,7 +87,7 @@ def test_the_sample_written_by_init_is_valid_and_names_every_key():
 
 
 def test_the_readme_table_and_the_example_config_match_the_schema():
-    """Regenerate both with: .venv/bin/python -m syft_bg_app.config.load"""
+    """Regenerate both with: .venv/bin/python -m syft_bg_app.config.docs"""
     readme = README.read_text()
     start = readme.index(README_START) + len(README_START) + 1
     assert readme[start : readme.index(README_END)] == render_reference()

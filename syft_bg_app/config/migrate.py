@@ -28,7 +28,8 @@ from typing import Any
 
 import yaml
 
-from syft_bg_app.config.load import HASH_RE
+from syft_bg_app.approval.rules import Rule
+from syft_bg_app.config.schema import HASH_RE, PIN_HINT
 
 STR = "tag:yaml.org,2002:str"
 BOOL = "tag:yaml.org,2002:bool"
@@ -44,10 +45,6 @@ DROPPED_APPROVE_KEYS = {
     "skip_peer_on_patch_version_diff": "this app does not compare peer versions",
     "force_ignore_peer_version": "this app does not compare peer versions",
 }
-PIN_HINT = (
-    "syft-bg auto-approve --from-job <a job you trust> -n {name}  "
-    "(or: syft-bg auto-approve <job folder>/run.sh -b <job folder> -n {name})"
-)
 NEEDS_RUN_SH = "It approves nothing until run.sh is pinned, e.g. with: "
 CRLF_NOTE = (
     "syft-bg 0.3 hashed text with line endings normalised, so a file with CRLF line "
@@ -613,8 +610,6 @@ def review_rules(
     root: yaml.Node, rules: list[dict], filename: str, migration: Migration
 ) -> list[str]:
     """Warnings for validated canonical rules that can approve nothing."""
-    from syft_bg_app.approval.rules import Rule
-
     _, approve = _get(root, "approve")
     _, auto = _get(approve, "auto_approvals") if approve is not None else (None, None)
     nodes = _items(auto)
