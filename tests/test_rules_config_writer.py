@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 import yaml
@@ -146,15 +148,16 @@ def test_a_missing_approve_section_is_appended(tmp_path):
     assert [r["name"] for r in parse_config(after).get("approve.auto_approvals")] == ["new"]
 
 
-def test_a_flow_style_approve_section_is_written_in_full_and_says_so(tmp_path):
+def test_a_flow_style_approve_section_gets_its_rules_and_keeps_the_comments(tmp_path):
     text = "do_email: owner@datasite.org  # me\napprove: {peers: {approved_domains: [a.org]}}\n"
     path = write(tmp_path, text)
 
     result = update_rules(path, add_new)
 
-    assert not result.comments_kept
-    assert any("comments were not kept" in note for note in result.notes)
-    config = parse_config(path.read_text())
+    assert result.comments_kept and result.notes == []
+    after = path.read_text()
+    assert after.startswith("do_email: owner@datasite.org  # me\napprove: {peers: ")
+    config = parse_config(after)
     assert config.get("approve.peers.approved_domains") == ["a.org"]
     assert [r["name"] for r in config.get("approve.auto_approvals")] == ["new"]
 
@@ -235,3 +238,105 @@ def test_written_rules_read_back_in_canonical_order(tmp_path):
             "timeout": 5,
         }
     ]
+
+
+COMMENTED_RULES = f"""\
+do_email: owner@datasite.org
+approve:
+  auto_approvals:
+    # the first one
+    - name: one   # mine
+      peers: [alice@uni.edu, bob@uni.edu]   # two people
+      files:
+        run.sh: {H1}   # pinned
+    # the second
+    - name: two
+      files:
+        run.sh: {H2}
+  # who may connect
+  peers:
+    approved_domains: []
+  enabled: true
+"""
+
+
+def test_removing_a_rule_takes_its_comment_and_keeps_the_other_rules_text(tmp_path):
+    path = write(tmp_path, COMMENTED_RULES)
+
+    update_rules(path, lambda rules: [rule for rule in rules if rule["name"] != "two"])
+
+    assert path.read_text() == COMMENTED_RULES.replace(
+        f"    # the second\n    - name: two\n      files:\n        run.sh: {H2}\n", ""
+    )
+
+
+def test_removing_the_first_rule_keeps_the_comment_above_the_next(tmp_path):
+    path = write(tmp_path, COMMENTED_RULES)
+
+    update_rules(path, lambda rules: rules[1:])
+
+    after = path.read_text()
+    assert after.startswith(
+        "do_email: owner@datasite.org\napprove:\n  auto_approvals:\n    # the second\n"
+        "    - name: two\n"
+    )
+    assert "# the first one" not in after and "# mine" not in after
+    assert after.endswith(
+        "  # who may connect\n  peers:\n    approved_domains: []\n  enabled: true\n"
+    )
+
+
+def test_a_changed_rule_keeps_the_comments_of_what_did_not_change(tmp_path):
+    path = write(tmp_path, COMMENTED_RULES)
+
+    def without_bob(rules):
+        rules[0]["peers"] = ["alice@uni.edu"]
+        return rules
+
+    update_rules(path, without_bob)
+
+    after = path.read_text()
+    assert "    - name: one   # mine\n      peers: [alice@uni.edu]" in after
+    assert f"        run.sh: {H1}   # pinned\n    # the second\n" in after
+    assert parse_config(after).get("approve.auto_approvals")[0]["peers"] == ["alice@uni.edu"]
+
+
+def test_a_removed_legacy_key_leaves_the_comment_above_the_next_key(tmp_path):
+    text = COMMENTED_RULES.replace(
+        "  enabled: true\n", "  interval: 5  # old\n  # on\n  enabled: true\n"
+    )
+    path = write(tmp_path, text)
+
+    result = update_rules(path, lambda rules: rules)
+
+    assert result.migrated and result.written
+    assert path.read_text() == COMMENTED_RULES.replace(
+        "  enabled: true\n", "  # on\n  enabled: true\n"
+    )
+
+
+def test_empty_values_stay_empty_and_a_respaced_line_is_reported(tmp_path):
+    text = "do_email: owner@datasite.org\nnotify:\n  smtp:\n    host:\n"
+    path = write(tmp_path, text)
+
+    result = update_rules(path, add_new)
+
+    assert path.read_text().startswith(text) and result.notes == []
+    respaced = "do_email: owner@datasite.org\nnotify:\n  smtp:\n    port: ~\n"
+    path = write(tmp_path, respaced)
+
+    result = update_rules(path, add_new)
+
+    assert path.read_text().startswith(respaced.replace("port: ~", "port:"))
+    assert any("re-spaced" in note for note in result.notes)
+
+
+def test_editing_config_yaml_is_the_only_thing_that_loads_the_round_trip_yaml_library():
+    probe = (
+        "import sys; import syft_bg_app.passes, syft_bg_app.config.load, "
+        "syft_bg_app.config.editor; print(sorted(m for m in sys.modules if 'ruamel' in m))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
