@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +18,14 @@ from typing import Any
 
 import yaml
 
+from syft_bg_app.approval.rules import Rule
 from syft_bg_app.config.docs import render_sample
-from syft_bg_app.config.migrate import migrate, review_rules
+from syft_bg_app.config.migrate import Migration, migrate
 from syft_bg_app.config.schema import (
     DOMAIN_RE,
     EMAIL_RE,
     HASH_RE,
+    PIN_HINT,
     SCHEMA,
     Key,
     copy_default,
@@ -361,10 +364,57 @@ def parse_config(text: str, filename: str = "config.yaml") -> Config:
         raise ConfigError(f"{filename}{line}: unsupported YAML value: {exc.problem}") from None
     if problems.items:
         raise ConfigError("\n".join(problems.items))
-    warnings = migration.warnings + review_rules(
+    warnings = migration.warnings + _review_rules(
         root, data["approve"]["auto_approvals"], filename, migration
     )
     return Config(data=data, path=Path(filename), warnings=warnings)
+
+
+def _review_rules(
+    root: yaml.Node, rules: list[dict], filename: str, migration: Migration
+) -> list[str]:
+    """Warnings for validated canonical rules that can approve nothing."""
+    nodes = _rule_nodes(root)
+    warnings = []
+    seen: dict[str, int] = {}
+    for i, data in enumerate(rules):
+        node = nodes[i] if i < len(nodes) else None
+        if node is not None and any(node is m for m in migration.migrated_rules):
+            continue
+        rule = Rule.from_dict(data)
+        line = f":{node.start_mark.line + 1}" if node is not None else ""
+        where = f"{filename}{line}: approve.auto_approvals[{i}]"
+        if rule.name in seen:
+            warnings.append(
+                f"{where}: another rule is also named '{rule.name}' (rule {seen[rule.name]}); "
+                "commands that take -n cannot tell them apart"
+            )
+        seen.setdefault(rule.name, i)
+        reason = rule.inert_reason()
+        if reason and rule.enabled:
+            hint = (
+                "pin it with: " + PIN_HINT.format(name=shlex.quote(rule.name))
+                if "run.sh" in reason
+                else "fix it in config.yaml"
+            )
+            warnings.append(f"{where}: rule '{rule.name}' approves nothing: {reason}; {hint}")
+    return warnings
+
+
+def _rule_nodes(root: yaml.Node) -> list[yaml.Node]:
+    """The nodes of approve.auto_approvals[], for the lines of warnings about them."""
+    node: yaml.Node | None = root
+    for name in ("approve", "auto_approvals"):
+        pairs = node.value if isinstance(node, yaml.MappingNode) else []
+        node = next(
+            (
+                value
+                for key, value in pairs
+                if isinstance(key, yaml.ScalarNode) and key.value == name
+            ),
+            None,
+        )
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
 
 
 def load_config(path: Path) -> Config:
