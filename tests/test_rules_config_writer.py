@@ -260,6 +260,30 @@ approve:
 """
 
 
+def test_an_added_rule_goes_after_the_last_rule_and_every_comment_stays_in_place(tmp_path):
+    path = write(tmp_path, COMMENTED_RULES)
+
+    update_rules(path, add_new)
+
+    added = "    - name: new\n      peers:\n        - alice@uni.edu\n      files:\n"
+    added += f"        run.sh: {H1}\n"
+    assert path.read_text() == COMMENTED_RULES.replace(
+        "  # who may connect\n", added + "  # who may connect\n"
+    )
+
+
+def test_a_rule_put_first_goes_above_the_first_rule_s_comment(tmp_path):
+    path = write(tmp_path, COMMENTED_RULES)
+
+    update_rules(path, lambda rules: [NEW_RULE, *rules])
+
+    added = "    - name: new\n      peers:\n        - alice@uni.edu\n      files:\n"
+    added += f"        run.sh: {H1}\n"
+    assert path.read_text() == COMMENTED_RULES.replace(
+        "    # the first one\n", added + "    # the first one\n"
+    )
+
+
 def test_removing_a_rule_takes_its_comment_and_keeps_the_other_rules_text(tmp_path):
     path = write(tmp_path, COMMENTED_RULES)
 

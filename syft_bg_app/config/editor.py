@@ -307,12 +307,14 @@ def _merge(old: Any, new: Any) -> Any:
     return _node(new)
 
 
-def _write_rules(rule_list: Any, old_rules: list[dict[str, Any]], new_rules: list[dict]) -> None:
+def _write_rules(approve: Any, old_rules: list[dict[str, Any]], new_rules: list[dict]) -> None:
     """Edit the file's rule list in place: a rule is matched to the next old one of its name.
 
     An unmatched old rule is removed, an unmatched new one inserted where it
     stands in the new list, and a matched one merged field by field.
     """
+    owner = (approve, "auto_approvals")
+    rule_list = approve["auto_approvals"]
     position = 0
     for rule in new_rules:
         found = next(
@@ -320,48 +322,70 @@ def _write_rules(rule_list: Any, old_rules: list[dict[str, Any]], new_rules: lis
             None,
         )
         if found is None:
-            rule_list.insert(position, _node(rule))
+            _insert_item(rule_list, position, _node(rule), owner)
             old_rules.insert(position, rule)
             position += 1
             continue
         for gone in range(found - 1, position - 1, -1):
-            _remove_item(rule_list, gone)
+            _remove_item(rule_list, gone, owner)
             del old_rules[gone]
         if old_rules[position] != rule:
             rule_list[position] = _merge(rule_list[position], rule)
         position += 1
     for gone in range(len(old_rules) - 1, position - 1, -1):
-        _remove_item(rule_list, gone)
+        _remove_item(rule_list, gone, owner)
 
 
-def _remove_item(items: Any, index: int) -> None:
+def _remove_item(items: Any, index: int, owner: tuple[Any, str]) -> None:
     """Remove a rule with the comment lines right above it; keep the lines after it."""
     following = _detach_following(_tail_slot(items, index))
     if index == 0:
         items.pop(index)
         if items:
-            _attach_before_first(items, following)
+            kept = _drop_last_comment_block(_pre_comments(items))
+            _set_pre_comments(items, kept + following, owner)
         return
     above = _detach_following(_tail_slot(items, index - 1))
     items.pop(index)
     _attach_following(items, index - 1, _drop_last_comment_block(above) + following)
 
 
-def _attach_before_first(items: Any, following: str) -> None:
-    """After the first rule was removed: the lines above it lose their last comment block
-    (it described that rule) and gain the lines that stood above the new first one."""
+def _insert_item(items: Any, index: int, node: Any, owner: tuple[Any, str]) -> None:
+    """Insert a rule right after the text of the one before it: the comment lines that
+    stood there (above the next rule, or above the key after the list) stay below it."""
+    if index == 0 and items:
+        above = _pre_comments(items)
+        kept = _drop_last_comment_block(above)
+        items.insert(0, node)
+        _set_pre_comments(items, kept, owner)
+        _attach_following(items, 0, above[len(kept) :])
+        return
+    following = _detach_following(_tail_slot(items, index - 1)) if index else ""
+    items.insert(index, node)
+    _attach_following(items, index, following)
+
+
+def _pre_comments(items: Any) -> str:
+    """The comment lines between a list's key and its first item."""
+    comment = items.ca.comment
+    tokens = comment[1] if comment and comment[1] else []
+    return "".join(" " * (token.column or 0) + token.value for token in tokens)
+
+
+def _set_pre_comments(items: Any, text: str, owner: tuple[Any, str]) -> None:
+    """Set the lines above a list's first item; ``owner`` (mapping, key) holds the list,
+    and keeps its own record of these lines."""
     from ruamel.yaml.error import CommentMark
     from ruamel.yaml.tokens import CommentToken
 
-    comment = items.ca.comment
-    tokens = comment[1] if comment and comment[1] else []
-    above = "".join(" " * (token.column or 0) + token.value for token in tokens)
-    text = _drop_last_comment_block(above) + following
-    new = [CommentToken(text, CommentMark(0))] if text else []
-    if tokens:
-        tokens[:] = new  # the list is shared with the parent's record of these lines
-    elif new:
-        items.ca.comment = [None, new]
+    parent, key = owner
+    tokens = [CommentToken(text, CommentMark(0))] if text else None
+    items.ca.comment = [None, tokens] if tokens else None
+    entry = parent.ca.items.get(key)
+    if entry is not None and len(entry) > 3:
+        entry[3] = tokens
+    elif tokens:
+        parent.ca.items[key] = [None, None, None, tokens]
 
 
 def _drop_last_comment_block(lines: str) -> str:
@@ -465,7 +489,7 @@ def update_rules(
     if "auto_approvals" in migration.rewrite or not isinstance(rule_list, list):
         _replace_value(approve, "auto_approvals", _node(new_rules))
     else:
-        _write_rules(rule_list, list(rules), new_rules)
+        _write_rules(approve, list(rules), new_rules)
     new_text = document.text()
     checked, problem = _check(new_text, str(path), old, sets)
     if checked is None:
