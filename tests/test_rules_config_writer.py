@@ -364,3 +364,34 @@ def test_editing_config_yaml_is_the_only_thing_that_loads_the_round_trip_yaml_li
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_a_field_added_to_the_last_rule_goes_above_the_next_key_s_comment(tmp_path):
+    path = write(tmp_path, COMMENTED_RULES)
+
+    def with_timeout(rules):
+        rules[1]["timeout"] = 30
+        return rules
+
+    update_rules(path, with_timeout)
+
+    assert path.read_text() == COMMENTED_RULES.replace(
+        f"        run.sh: {H2}\n", f"        run.sh: {H2}\n      timeout: 30\n"
+    )
+
+
+def test_an_approval_list_added_to_the_approve_section_goes_above_the_next_key_s_comment(
+    tmp_path,
+):
+    text = (
+        "do_email: owner@datasite.org\napprove:\n  enabled: true\n# runs\nexecute:\n  timeout: 60\n"
+    )
+    path = write(tmp_path, text)
+
+    update_rules(path, add_new)
+
+    assert path.read_text() == text.replace(
+        "# runs\n",
+        "  auto_approvals:\n    - name: new\n      peers:\n        - alice@uni.edu\n"
+        f"      files:\n        run.sh: {H1}\n# runs\n",
+    )

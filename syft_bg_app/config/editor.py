@@ -38,6 +38,7 @@ import yaml
 from syft_bg_app.approval.rules import Rule
 from syft_bg_app.config.load import Config, parse_config
 from syft_bg_app.config.migrate import migrate
+from syft_bg_app.config.schema import RULE_FIELDS
 from syft_bg_app.errors import ConfigError, SyftBgError
 from syft_bg_app.store.fsutil import atomic_write_text
 
@@ -121,7 +122,10 @@ class _Document:
         from ruamel.yaml.comments import CommentedMap
 
         node = self.root.get(name)
-        if not self._is_map(node):
+        if name not in self.root:
+            # Last in the file, after its closing comments (they are not about a key).
+            node = self.root[name] = CommentedMap()
+        elif not self._is_map(node):
             node = CommentedMap()
             _replace_value(self.root, name, node)
         return node
@@ -251,8 +255,10 @@ def _delete(container: Any, key: Any) -> None:
 
 
 def _replace_value(container: Any, key: Any, value: Any) -> None:
-    """Set ``container[key]``, keeping the comment lines that followed the old value."""
-    following = _detach_following(_tail_slot(container, key))
+    """Set ``container[key]``; the comment lines that followed the old value, or the last
+    entry when the key is new, stay below the new value."""
+    after = key if key in container else next(reversed(container), None)
+    following = _detach_following(_tail_slot(container, after)) if after is not None else ""
     container[key] = value
     _attach_following(container, key, following)
 
@@ -291,7 +297,7 @@ def _merge(old: Any, new: Any) -> Any:
             _delete(old, key)
         for key, value in new.items():
             if key not in old:
-                old[key] = _node(value)
+                _replace_value(old, key, _node(value))
             elif not _same(_plain(old[key]), value):
                 merged = _merge(old[key], value)
                 if merged is not old[key]:
@@ -330,7 +336,18 @@ def _write_rules(approve: Any, old_rules: list[dict[str, Any]], new_rules: list[
             _remove_item(rule_list, gone, owner)
             del old_rules[gone]
         if old_rules[position] != rule:
-            rule_list[position] = _merge(rule_list[position], rule)
+            node = rule_list[position]
+            # A field the file leaves out, or writes out, at its default stays so.
+            written = {
+                key: value
+                for key, value in rule.items()
+                if key in node or value != RULE_FIELDS[key].default
+            }
+            for key in node:
+                default = RULE_FIELDS[key].default if key in RULE_FIELDS else None
+                if key not in rule and _same(_plain(node[key]), default):
+                    written[key] = default
+            rule_list[position] = _merge(node, written)
         position += 1
     for gone in range(len(old_rules) - 1, position - 1, -1):
         _remove_item(rule_list, gone, owner)
