@@ -9,8 +9,10 @@ import sys
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from syft_bg_app.config.editor import ConfigChangedError, update_rules
+from syft_bg_app.config.editor import ConfigChangedError, canonical_rules, update_rules
 from syft_bg_app.config.load import parse_config
 from syft_bg_app.errors import ConfigError
 
@@ -394,4 +396,46 @@ def test_an_approval_list_added_to_the_approve_section_goes_above_the_next_key_s
         "# runs\n",
         "  auto_approvals:\n    - name: new\n      peers:\n        - alice@uni.edu\n"
         f"      files:\n        run.sh: {H1}\n# runs\n",
+    )
+
+
+NO_RULES = (
+    "do_email: owner@datasite.org\napprove:\n  auto_approvals: []  # none yet\n"
+    + COMMENTED_RULES[COMMENTED_RULES.index("  # who may connect") :]
+)
+RULE_POOL = [
+    {"name": "one", "peers": ["alice@uni.edu"], "files": {"run.sh": H1}},
+    {"name": "two", "peers": [], "files": {"run.sh": H2}},
+    {"name": "three", "peers": ["bob@uni.edu"], "files": {"run.sh": H1, "code/a.py": H2}},
+    {"name": "four", "peers": [], "files": {"run.sh": H2}, "timeout": 9, "enabled": False},
+]
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    picks=st.lists(st.sampled_from(range(len(RULE_POOL))), unique=True, max_size=4),
+    timeouts=st.lists(st.sampled_from([None, 5]), min_size=4, max_size=4),
+    start=st.sampled_from([COMMENTED_RULES, NO_RULES]),
+)
+def test_any_change_to_the_rules_reads_back_exactly_and_keeps_the_other_comments(
+    tmp_path, picks, timeouts, start
+):
+    path = write(tmp_path, start)
+    wanted = []
+    for pick in picks:
+        rule = dict(RULE_POOL[pick])
+        if timeouts[pick] is not None:
+            rule["timeout"] = timeouts[pick]
+        wanted.append(rule)
+
+    update_rules(path, lambda rules: wanted)
+
+    after = path.read_text()
+    rules = parse_config(after).get("approve.auto_approvals")
+    assert canonical_rules(rules) == canonical_rules(wanted)
+    assert after.startswith("do_email: owner@datasite.org\napprove:\n  auto_approvals:")
+    assert after.endswith(
+        "  # who may connect\n  peers:\n    approved_domains: []\n  enabled: true\n"
     )

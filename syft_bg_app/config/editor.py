@@ -321,6 +321,8 @@ def _write_rules(approve: Any, old_rules: list[dict[str, Any]], new_rules: list[
     """
     owner = (approve, "auto_approvals")
     rule_list = approve["auto_approvals"]
+    # The comment lines below the list (above the next key) stay below it.
+    below = _detach_following(_tail_slot(*owner))
     position = 0
     for rule in new_rules:
         found = next(
@@ -351,6 +353,7 @@ def _write_rules(approve: Any, old_rules: list[dict[str, Any]], new_rules: list[
         position += 1
     for gone in range(len(old_rules) - 1, position - 1, -1):
         _remove_item(rule_list, gone, owner)
+    _attach_following(*owner, below)
 
 
 def _remove_item(items: Any, index: int, owner: tuple[Any, str]) -> None:
@@ -358,9 +361,14 @@ def _remove_item(items: Any, index: int, owner: tuple[Any, str]) -> None:
     following = _detach_following(_tail_slot(items, index))
     if index == 0:
         items.pop(index)
+        kept = _drop_last_comment_block(_pre_comments(items)) + following
         if items:
-            kept = _drop_last_comment_block(_pre_comments(items))
-            _set_pre_comments(items, kept + following, owner)
+            _set_pre_comments(items, kept, owner)
+        else:
+            # An empty list is written "[]" on its key's line, the lines after it.
+            _set_pre_comments(items, "", owner)
+            items.fa.set_flow_style()
+            _attach_following(*owner, kept)
         return
     above = _detach_following(_tail_slot(items, index - 1))
     items.pop(index)
