@@ -9,11 +9,15 @@ Both edit the file as a ruamel.yaml round-trip document: comments, blank
 lines, key order, quoting and flow or block style stay as the data owner wrote
 them, and the file's indentation is measured and reused. A rule the change
 leaves as it was keeps its text; a changed rule keeps the fields that did not
-change. The result is validated with ``parse_config`` and checked to mean
-exactly what was intended, with every other setting unchanged; only then does
-it atomically replace the file, with the file's mode. Where the written file
-differs from the old one in more than the change (ruamel normalises some
-spacing), the caller is told.
+change; a removed rule takes the comment lines right above it along; comment
+lines above the next key stay above it (ruamel files them under the value
+before them, so the helpers below move them when that value changes).
+
+The result is validated with ``parse_config`` and checked to mean exactly what
+was intended, with every other setting unchanged; only then does it atomically
+replace the file, with the file's mode. Where the written file differs from the
+old one in more than the change (ruamel normalises some spacing), the caller is
+told.
 
 ruamel.yaml is imported here only: a pass never edits config.yaml.
 
@@ -60,7 +64,6 @@ class WriteResult:
     rules: list[dict[str, Any]]
     config: Config
     migrated: bool = False
-    comments_kept: bool = True
     written: bool = True
     notes: list[str] = field(default_factory=list)
 
