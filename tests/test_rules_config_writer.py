@@ -12,7 +12,12 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from syft_bg_app.config.editor import ConfigChangedError, canonical_rules, update_rules
+from syft_bg_app.config.editor import (
+    ConfigChangedError,
+    canonical_rules,
+    set_values,
+    update_rules,
+)
 from syft_bg_app.config.load import parse_config
 from syft_bg_app.errors import ConfigError
 
@@ -438,4 +443,16 @@ def test_any_change_to_the_rules_reads_back_exactly_and_keeps_the_other_comments
     assert after.startswith("do_email: owner@datasite.org\napprove:\n  auto_approvals:")
     assert after.endswith(
         "  # who may connect\n  peers:\n    approved_domains: []\n  enabled: true\n"
+    )
+
+
+def test_a_setting_added_to_an_empty_section_goes_above_the_comment_after_it(tmp_path):
+    path = write(tmp_path, "do_email: me@example.org\nnotify:   # mail\n# the end\n")
+
+    written, notes = set_values(path, {"notify.enabled": False, "schedule.interval": 120})
+
+    assert written and notes == []
+    assert path.read_text() == (
+        "do_email: me@example.org\nnotify:   # mail\n  enabled: false\n# the end\n"
+        "schedule:\n  interval: 120\n"
     )

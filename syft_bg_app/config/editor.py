@@ -94,6 +94,7 @@ class _Document:
         from ruamel.yaml.error import YAMLError
 
         self.yaml = YAML()
+        self.below: dict[str, str] = {}
         self.yaml.preserve_quotes = True
         self.yaml.width = 4096
         try:
@@ -116,6 +117,9 @@ class _Document:
         return isinstance(node, CommentedMap)
 
     def text(self) -> str:
+        for name, below in self.below.items():
+            _attach_following(self.root, name, below)
+        self.below.clear()
         out = io.StringIO()
         self.yaml.dump(self.root, out)
         return out.getvalue()
@@ -128,9 +132,11 @@ class _Document:
         if name not in self.root:
             # Last in the file, after its closing comments (they are not about a key).
             node = self.root[name] = CommentedMap()
-        elif not self._is_map(node):
-            node = CommentedMap()
-            _replace_value(self.root, name, node)
+        elif name not in self.below:
+            # The comment lines below the section stay below what the edit adds to it.
+            self.below[name] = _detach_following(_tail_slot(self.root, name))
+            if not self._is_map(node):
+                node = self.root[name] = CommentedMap()
         return node
 
 
