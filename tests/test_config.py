@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from syft_bg_app.config.load import (
+from syft_bg_app.config.docs import (
     EXAMPLE_EMAIL,
     EXAMPLE_ROOT,
     README_END,
     README_START,
-    SCHEMA,
-    parse_config,
     reference_rows,
     render_reference,
     render_sample,
 )
+from syft_bg_app.config.load import parse_config
+from syft_bg_app.config.schema import SCHEMA
 from syft_bg_app.errors import ConfigError
 
 CORPUS = sorted((Path(__file__).parent / "corpus" / "configs").glob("*.yaml"))
@@ -87,7 +90,7 @@ def test_the_sample_written_by_init_is_valid_and_names_every_key():
 
 
 def test_the_readme_table_and_the_example_config_match_the_schema():
-    """Regenerate both with: .venv/bin/python -m syft_bg_app.config.load"""
+    """Regenerate both with: .venv/bin/python -m syft_bg_app.config.docs"""
     readme = README.read_text()
     start = readme.index(README_START) + len(README_START) + 1
     assert readme[start : readme.index(README_END)] == render_reference()
@@ -95,3 +98,28 @@ def test_the_readme_table_and_the_example_config_match_the_schema():
     assert example == render_sample(EXAMPLE_EMAIL, EXAMPLE_ROOT)
     for dotted, default, _doc in reference_rows():
         assert f"`{dotted}` | `{default}`" in readme
+
+
+def _modules_after_import(module: str) -> list[str]:
+    probe = (
+        f"import sys; import {module}; "
+        "print(sorted(m for m in sys.modules if m.startswith('syft_bg_app') or m == 'yaml'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    return ast.literal_eval(result.stdout.strip())
+
+
+def test_the_schema_is_a_leaf_that_imports_nothing_of_the_app():
+    loaded = _modules_after_import("syft_bg_app.config.schema")
+
+    assert loaded == ["syft_bg_app", "syft_bg_app.config", "syft_bg_app.config.schema"]
+
+
+def test_the_rules_load_without_the_config_loader():
+    # config.load -> migrate -> rules -> config.load was a cycle; rules need only the schema.
+    loaded = _modules_after_import("syft_bg_app.approval.rules")
+
+    assert "syft_bg_app.config.load" not in loaded
+    assert "syft_bg_app.config.migrate" not in loaded

@@ -159,11 +159,12 @@ def test_a_missing_key_or_section_is_added_without_touching_the_rest(tmp_path):
     assert config_writer.set_values(path, {"notify.enabled": False}) == (False, [])
 
 
-def test_a_flow_style_section_is_rewritten_in_full_and_says_so(tmp_path):
+def test_a_flow_style_section_is_edited_in_flow_style(tmp_path):
     path = tmp_path / "config.yaml"
-    path.write_text("do_email: me@example.org\nnotify: {transport: outbox}\n")
+    path.write_text("do_email: me@example.org  # me\nnotify: {transport: outbox}\n")
     written, notes = config_writer.set_values(path, {"notify.enabled": False})
-    assert written and "comments were not kept" in notes[0]
+    assert written and notes == []
+    assert path.read_text().startswith("do_email: me@example.org  # me\nnotify: {")
     from syft_bg_app.config.load import load_config
 
     config = load_config(path)

@@ -21,11 +21,14 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from syft_bg_app.config.load import EMAIL_RE, Config
+# The schema is the config package's leaf: importing it here keeps config
+# loading (which reviews rules) free of a cycle through this module.
+from syft_bg_app.config.schema import EMAIL_RE, RUN_SH
 
-RUN_SH = "run.sh"
+if TYPE_CHECKING:
+    from syft_bg_app.config.load import Config
 
 
 @dataclass(frozen=True)

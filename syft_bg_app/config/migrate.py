@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from syft_bg_app.config.load import HASH_RE
+from syft_bg_app.config.schema import HASH_RE, PIN_HINT
 
 STR = "tag:yaml.org,2002:str"
 BOOL = "tag:yaml.org,2002:bool"
@@ -44,10 +44,6 @@ DROPPED_APPROVE_KEYS = {
     "skip_peer_on_patch_version_diff": "this app does not compare peer versions",
     "force_ignore_peer_version": "this app does not compare peer versions",
 }
-PIN_HINT = (
-    "syft-bg auto-approve --from-job <a job you trust> -n {name}  "
-    "(or: syft-bg auto-approve <job folder>/run.sh -b <job folder> -n {name})"
-)
 NEEDS_RUN_SH = "It approves nothing until run.sh is pinned, e.g. with: "
 CRLF_NOTE = (
     "syft-bg 0.3 hashed text with line endings normalised, so a file with CRLF line "
@@ -607,38 +603,3 @@ def _migrate_network(migrator: _Migrator) -> None:
             "execute.network",
             f"{value.value} is now written 'off' (the same: loopback only)",
         )
-
-
-def review_rules(
-    root: yaml.Node, rules: list[dict], filename: str, migration: Migration
-) -> list[str]:
-    """Warnings for validated canonical rules that can approve nothing."""
-    from syft_bg_app.approval.rules import Rule
-
-    _, approve = _get(root, "approve")
-    _, auto = _get(approve, "auto_approvals") if approve is not None else (None, None)
-    nodes = _items(auto)
-    warnings = []
-    seen: dict[str, int] = {}
-    for i, data in enumerate(rules):
-        node = nodes[i] if i < len(nodes) else None
-        if node is not None and any(node is m for m in migration.migrated_rules):
-            continue
-        rule = Rule.from_dict(data)
-        line = f":{node.start_mark.line + 1}" if node is not None else ""
-        where = f"{filename}{line}: approve.auto_approvals[{i}]"
-        if rule.name in seen:
-            warnings.append(
-                f"{where}: another rule is also named '{rule.name}' (rule {seen[rule.name]}); "
-                "commands that take -n cannot tell them apart"
-            )
-        seen.setdefault(rule.name, i)
-        reason = rule.inert_reason()
-        if reason and rule.enabled:
-            hint = (
-                "pin it with: " + PIN_HINT.format(name=shlex.quote(rule.name))
-                if "run.sh" in reason
-                else "fix it in config.yaml"
-            )
-            warnings.append(f"{where}: rule '{rule.name}' approves nothing: {reason}; {hint}")
-    return warnings
