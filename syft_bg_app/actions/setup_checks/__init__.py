@@ -11,6 +11,8 @@ from syft_bg_app.store.home import AppHome
 
 @dataclass
 class Check:
+    """One line of setup-status: ✓ or ✗ (⚠ for a warning), what was found, and the fix."""
+
     ok: bool
     label: str
     detail: str
