@@ -12,9 +12,13 @@ import logging
 import logging.handlers
 import re
 import sys
+from typing import TYPE_CHECKING
 
 from syft_bg_app.store.home import AppHome
 from syft_bg_app.views.render import terminal_text
+
+if TYPE_CHECKING:
+    from syft_bg_app.config.load import Config
 
 # A line that would read as a record of its own (it starts with a timestamp).
 _RECORD_START = re.compile(r"^(?=\d{4}-\d\d-\d\d )", re.MULTILINE)
@@ -83,3 +87,14 @@ def configure(
     _configured.append(console)
     for handler in _configured:
         root.addHandler(handler)
+
+
+def configure_from_config(home: AppHome, config: Config) -> None:
+    """``configure`` with the ``log.*`` settings of ``config``: how a pass and every
+    command that changes the app log."""
+    configure(
+        home,
+        config.get("log.level"),
+        config.get("log.max_bytes"),
+        config.get("log.backups"),
+    )

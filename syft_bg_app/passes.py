@@ -42,12 +42,7 @@ def run_pass(home: AppHome, config: Config | None = None) -> PassResult:
     # next pass, never hidden by the idle record this pass may leave.
     config_signature = None if config else idle.signature(str(home.config_file))
     config = config or load_config(home.config_file)
-    logsetup.configure(
-        home,
-        config.get("log.level"),
-        config.get("log.max_bytes"),
-        config.get("log.backups"),
-    )
+    logsetup.configure_from_config(home, config)
     lock = PassLock(home)
     try:
         if not lock.acquire():

@@ -24,12 +24,7 @@ def open_view(home: AppHome) -> Context:
 def changing(home: AppHome, purpose: str) -> Iterator[Context]:
     """Hold the app lock, yield a context, save the checkpoint on success."""
     config = load_config(home.config_file)
-    logsetup.configure(
-        home,
-        config.get("log.level"),
-        config.get("log.max_bytes"),
-        config.get("log.backups"),
-    )
+    logsetup.configure_from_config(home, config)
     with PassLock(home, wait=LOCK_WAIT_SECONDS, purpose=purpose):
         ctx = Context.open(home, config)
         yield ctx

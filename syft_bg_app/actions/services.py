@@ -14,7 +14,6 @@ import re
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from syft_bg_app.config.load import Config
 from syft_bg_app.errors import UsageError
 from syft_bg_app.steps import STEPS
 from syft_bg_app.store.home import AppHome
+from syft_bg_app.store.lock import lock_info
 
 SERVICES = STEPS
 LOG_FILE = "syft-bg.log"
@@ -214,49 +214,6 @@ def _until(moment: datetime, now: datetime | None = None) -> str:
     if seconds < 90:
         return f"{local} (in {seconds} s)"
     return f"{local} (in {seconds // 60} min)"
-
-
-@dataclass
-class LockInfo:
-    held: bool
-    pid: int | None = None
-    since: datetime | None = None
-    purpose: str | None = None
-
-
-def lock_info(home: AppHome) -> LockInfo:
-    """Whether a pass (or a command) holds the app lock now, and who says they do."""
-    import json
-
-    from syft_bg_app.clock import parse_iso
-
-    if not home.root.is_dir():
-        return LockInfo(False)
-    try:
-        free = _try_lock(home)
-    except OSError:
-        return LockInfo(False)
-    if free:
-        return LockInfo(False)
-    try:
-        info = json.loads(home.lock_info_file.read_text())
-        since = parse_iso(info["since"]) if info.get("since") else None
-        return LockInfo(True, info.get("pid"), since, info.get("purpose"))
-    except (OSError, ValueError, KeyError, TypeError):
-        return LockInfo(True)
-
-
-def _try_lock(home: AppHome) -> bool:
-    """True when nobody holds the lock (taken and released at once, the owner file untouched)."""
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(str(home.lock_file), timeout=0)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        return False
-    lock.release()
-    return True
 
 
 def _pid_alive(pid: int) -> bool:

@@ -16,7 +16,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from syft_bg_app.config.load import SCHEMA
 from syft_bg_app.datasite.nofollow import UnsafePathError, open_dir, open_dir_at, open_file_at
@@ -30,12 +30,17 @@ def sha256_bytes(data: bytes) -> str:
     return HASH_PREFIX + hashlib.sha256(data).hexdigest()
 
 
-def sha256_file(path: Path) -> str:
+def sha256_stream(handle: BinaryIO) -> str:
+    """``sha256:<hex>`` of what is left to read in ``handle``, read in chunks."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(chunk)
+    for chunk in iter(lambda: handle.read(CHUNK), b""):
+        digest.update(chunk)
     return HASH_PREFIX + digest.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return sha256_stream(handle)
 
 
 class UnsafeFileError(UnsafePathError):
@@ -94,11 +99,8 @@ def read_regular(root: Path | int, rel: str) -> bytes:
 def sha256_regular(root: Path | int, rel: str) -> str:
     """``sha256:<hex>`` of ``root/rel``, read as ``read_regular`` reads it."""
     fd = open_regular(root, rel)
-    digest = hashlib.sha256()
     with os.fdopen(fd, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(chunk)
-    return HASH_PREFIX + digest.hexdigest()
+        return sha256_stream(handle)
 
 
 @dataclass(frozen=True)

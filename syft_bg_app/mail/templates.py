@@ -33,15 +33,19 @@ TEMPLATE_NAMES = (
     "test",
 )
 PARTS = ("txt", "html")
+# The name pyproject.toml gives the package; its wheel carries the templates.
+DISTRIBUTION = "syft-bg-app"
 
 
 def builtin_dir() -> Path:
-    """The app's templates/: beside the package in a checkout or editable install,
-    or under the environment's share/ folder for a regular install."""
-    candidates = [
-        Path(__file__).resolve().parents[2] / "templates",
-        Path(sys.prefix) / "share" / "syft-bg" / "templates",
-    ]
+    """The app's own templates: ``templates/`` of the app folder (a checkout, the
+    SyftBox app bundle, an editable install), else the copy a wheel installed
+    under ``<prefix>/share/syft-bg/templates``."""
+    candidates = [Path(__file__).resolve().parents[2] / "templates"]
+    installed = _installed_dir()
+    if installed is not None:
+        candidates.append(installed)
+    candidates.append(Path(sys.prefix) / "share" / "syft-bg" / "templates")
     for candidate in candidates:
         if (candidate / "digest.txt.j2").is_file():
             return candidate
@@ -50,6 +54,21 @@ def builtin_dir() -> Path:
         + ", ".join(str(c) for c in candidates)
         + "); set notify.templates_dir to a copy of the app's templates/ folder"
     )
+
+
+def _installed_dir() -> Path | None:
+    """Where the installed distribution put its templates, read from its file list, so
+    any install scheme (a venv, ``--user``, ``--prefix``) is found."""
+    from importlib import metadata
+
+    try:
+        files = metadata.distribution(DISTRIBUTION).files or []
+    except metadata.PackageNotFoundError:
+        return None
+    for file in files:
+        if file.name == "digest.txt.j2" and file.parent.parts[-2:] == ("syft-bg", "templates"):
+            return Path(file.locate()).resolve().parent
+    return None
 
 
 def resolve_dir(value: str | None, home_root: Path) -> Path | None:

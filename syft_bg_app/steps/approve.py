@@ -35,7 +35,7 @@ from syft_bg_app.approval.decisions import (
 from syft_bg_app.approval.rules import RuleIndex, load_rules, match, peer_auto_accept_reason
 from syft_bg_app.clock import iso
 from syft_bg_app.context import Context
-from syft_bg_app.datasite.jobfiles import CHUNK, HASH_PREFIX, Limits, UnsafeFileError, collect
+from syft_bg_app.datasite.jobfiles import Limits, UnsafeFileError, collect, sha256_stream
 from syft_bg_app.datasite.layout import JobRef
 from syft_bg_app.datasite.nofollow import open_file_at
 from syft_bg_app.store.fsutil import append_line
@@ -144,10 +144,7 @@ def hash_scanned_file(root: Path | int, rel: str, scanned: os.stat_result) -> st
             or st.st_nlink != 1
         ):
             raise UnsafeFileError(f"{rel} changed into something else while it was matched")
-        digest = hashlib.sha256()
-        for chunk in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(chunk)
-    return HASH_PREFIX + digest.hexdigest()
+        return sha256_stream(handle)
 
 
 def _racy(sig: list[int], now: float) -> bool:
