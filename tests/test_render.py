@@ -12,7 +12,7 @@ from html.parser import HTMLParser
 from conftest import REPO
 
 import syft_bg_app as bg
-from syft_bg_app.api import ds
+from syft_bg_app.actions import ds
 from syft_bg_app.views import render
 
 DS = "alice@uni.edu"
