@@ -40,10 +40,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def pass_command(args: argparse.Namespace) -> int:
     """``run --once``: one pass on the app home."""
+    from syft_bg_app.cli.parser import app_home
     from syft_bg_app.passes import main_once
-    from syft_bg_app.store.home import AppHome
 
-    return main_once(AppHome.resolve(args.home))
+    return main_once(app_home(args))
 
 
 def _call(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
@@ -57,12 +57,11 @@ def _call(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace
     try:
         return handler(args)
     except SyftBgError as exc:
+        from syft_bg_app.cli.parser import app_home
         from syft_bg_app.invocation import localize
-        from syft_bg_app.store.home import AppHome
 
         # Commands the message suggests are spelled as they run from here.
-        home = AppHome.resolve(getattr(args, "home", None))
-        print(f"syft-bg: {localize(str(exc), home)}", file=sys.stderr)
+        print(f"syft-bg: {localize(str(exc), app_home(args))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
