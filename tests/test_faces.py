@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import App
+from conftest import App, wait_until
 
 import syft_bg_app as bg
 
@@ -114,11 +114,17 @@ def twins(tmp_path: Path) -> tuple[App, App]:
     return pair
 
 
-def _same_change(twins: tuple[App, App], api_call: Callable[[App], object], *cli_args: str) -> None:
+def _same_change(
+    twins: tuple[App, App], api_call: Callable[[App], object], *cli_args: str, exit_code: int = 0
+) -> object:
+    """Make a change through the API in the first twin and through the command line
+    in the second, and compare; the API call's result is returned."""
     api, cli = twins
-    api_call(api)
-    cli.cli(*cli_args, check=True)
+    result = api_call(api)
+    command = cli.cli(*cli_args)
+    assert command.returncode == exit_code, command.stderr
     assert_alike(twins)
+    return result
 
 
 def assert_alike(twins: tuple[App, App]) -> None:
@@ -223,6 +229,43 @@ def test_a_life_of_rules_and_peers_is_the_same_through_either_face(twins):
         "-n",
         "trusted",
     )
+
+
+def test_switching_services_through_either_face_makes_the_same_change(twins):
+    stopped = _same_change(
+        twins, lambda t: bg.stop_services("notify", home=t.home.root), "stop", "notify"
+    )
+    assert stopped.changed == ["notify"]
+    assert "enabled: false" in _config(twins[0]).split("notify:")[1]
+    # No scheduler here: both faces switch the service on and say passes do not run.
+    started = _same_change(
+        twins,
+        lambda t: bg.start_services("notify", home=t.home.root),
+        "start",
+        "notify",
+        exit_code=1,
+    )
+    assert started.changed == ["notify"] and started.passes.problem
+
+
+def test_rerun_through_either_face_makes_the_same_change(tmp_path):
+    twins = (App(tmp_path / "api"), App(tmp_path / "cli"))
+    for twin in twins:
+        twin.init(execute={"timeout": 60})
+        twin.submit("again", ds_email=DS)
+        twin.run_pass()
+        bg.approve("again", home=twin.home.root)
+    for twin in twins:
+        wait_until(
+            lambda t=twin: t.run_pass() and t.job_state("again")["status"] in ("done", "failed"),
+            "the job to finish",
+        )
+        twin.run_pass()  # sends the emails about it, so no event waits
+    assert twins[0].job_state("again")["status"] == "done"
+    rerun = _same_change(
+        twins, lambda t: bg.rerun("again", home=t.home.root), "jobs", "rerun", "again"
+    )
+    assert rerun.status == "approved"
 
 
 def test_init_through_either_face_writes_the_same_files(tmp_path):

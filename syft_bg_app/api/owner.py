@@ -24,6 +24,7 @@ from syft_bg_app.actions import ds, setup
 from syft_bg_app.actions import jobs as job_actions
 from syft_bg_app.actions import peers as peer_actions
 from syft_bg_app.actions import rules as rule_actions
+from syft_bg_app.actions import services as service_actions
 from syft_bg_app.approval.rules import PendingReason
 from syft_bg_app.datasite.layout import JOB_STATUSES, JobRef
 from syft_bg_app.datasite.submission import read_metadata
@@ -349,6 +350,16 @@ def reject(
     return _load(result.ref.label, app_home)
 
 
+def rerun(
+    job: str | Job, *, fresh_snapshot: bool = False, home: PathLike | AppHome | None = None
+) -> Job:
+    """Run a done or failed job again in the next pass, from its approval snapshot
+    (``fresh_snapshot``: from its current files; review them first)."""
+    app_home = _home(home)
+    result = job_actions.rerun(app_home, _spec(job), fresh_snapshot=fresh_snapshot)
+    return _load(result.ref.label, app_home)
+
+
 # -- peers ----------------------------------------------------------------------------------
 
 
@@ -385,6 +396,26 @@ def block_peer(
 def unblock_peer(email: str, *, home: PathLike | AppHome | None = None) -> str:
     """Undo ``block_peer``; returns the status the data scientist has again."""
     return peer_actions.unblock(_home(home), email).status
+
+
+# -- services -------------------------------------------------------------------------------
+
+
+def start_services(
+    *services: str, home: PathLike | AppHome | None = None
+) -> service_actions.ServicesSwitched:
+    """Switch services (steps of the pass; all without names) on, as ``syft-bg start``,
+    and make sure passes run: ``passes.problem`` says why nothing runs them yet."""
+    names = service_actions.check_services(list(services)) if services else None
+    return service_actions.start(_home(home), names or service_actions.service_names(None))
+
+
+def stop_services(
+    *services: str, home: PathLike | AppHome | None = None
+) -> service_actions.ServicesSwitched:
+    """Switch services off, as ``syft-bg stop``; with none left on, the schedule too."""
+    names = service_actions.check_services(list(services)) if services else None
+    return service_actions.stop(_home(home), names or service_actions.service_names(None))
 
 
 # -- auto-approval rules ------------------------------------------------------------------
@@ -579,8 +610,11 @@ __all__ = [
     "reject_peer",
     "remove_auto_approve",
     "request_peer",
+    "rerun",
     "run_once",
+    "start_services",
     "status",
+    "stop_services",
     "submit",
     "unblock_peer",
 ]
