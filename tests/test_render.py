@@ -13,6 +13,8 @@ from conftest import REPO
 
 import syft_bg_app as bg
 from syft_bg_app.actions import ds
+from syft_bg_app.actions import peers as peer_actions
+from syft_bg_app.views import peers as peer_views
 from syft_bg_app.views import render
 
 DS = "alice@uni.edu"
@@ -140,6 +142,21 @@ def test_rules_render_as_a_table(app):
     assert "<b>rule</b>" in checker.text
     assert "live" in checker.text
     assert "<b>rule</b>" in repr(rules) and "live" in repr(rules)
+
+
+def test_a_peer_renders_from_one_view_as_text_html_and_json(app):
+    app.request_peer("mallory@evil.example", NASTY_REASON + "\x1b[2J")
+    app.submit("waiting", ds_email="stranger@x.org", as_peer=False)
+    app.run_pass()
+    known = peer_actions.known_peers(app.home)
+
+    checker = check(peer_views.peers_html(known))
+    assert NASTY_REASON in checker.text and "unknown" in checker.text
+    text = peer_views.peers_text(known)
+    assert "\x1b" not in text and NASTY_REASON in text and "1 job(s)" in text
+    assert text == app.cli("peers", "list", check=True).stdout.rstrip("\n")
+    assert peer_views.peers_json(known) == bg.peers()
+    assert bg.peers()["stranger@x.org"]["jobs_waiting"] == 1
 
 
 def test_empty_lists_and_every_badge():

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from syft_bg_app.approval import decisions
 from syft_bg_app.session import changing, open_view
 from syft_bg_app.store.home import AppHome
+from syft_bg_app.views.peers import PeerView
 
 
 @dataclass
@@ -18,29 +18,6 @@ class PeerChange:
     status: str
     changed: bool = True
     notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class PeerRow:
-    """One known data scientist, as ``peers list`` and ``bg.peers()`` show them."""
-
-    email: str
-    status: str
-    since: str | None
-    message: str | None
-    problem: str | None
-    jobs_waiting: int
-    waiting_reason: str | None
-    asked_again: bool
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "since": self.since,
-            "message": self.message,
-            "problem": self.problem,
-            "jobs_waiting": self.jobs_waiting,
-        }
 
 
 def accept(home: AppHome, email: str) -> PeerChange:
@@ -75,7 +52,7 @@ def unblock(home: AppHome, email: str) -> PeerChange:
     return PeerChange(key, status)
 
 
-def known_peers(home: AppHome) -> list[PeerRow]:
+def known_peers(home: AppHome) -> list[PeerView]:
     """Peers and requesters by email, then those who only have jobs waiting."""
     ctx = open_view(home)
     held = ctx.state.data["held_jobs"]
@@ -86,7 +63,7 @@ def known_peers(home: AppHome) -> list[PeerRow]:
         record = ctx.state.peer(email) or {"status": "unknown"}
         waiting = held.get(email) or {}
         rows.append(
-            PeerRow(
+            PeerView(
                 email=email,
                 status=record["status"],
                 since=record.get("decided_at") or record.get("requested_at"),

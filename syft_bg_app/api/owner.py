@@ -36,6 +36,7 @@ from syft_bg_app.views import jobs as jobs_mod
 from syft_bg_app.views import render
 from syft_bg_app.views import rules as rule_views
 from syft_bg_app.views.jobs import JobView
+from syft_bg_app.views.peers import peers_json
 
 PathLike = str | os.PathLike
 _UNSET = object()
@@ -370,8 +371,7 @@ def peers(*, home: PathLike | AppHome | None = None) -> dict[str, dict[str, Any]
     for someone who only has jobs waiting); ``jobs_waiting`` counts jobs that
     wait until the peer is accepted.
     """
-    rows = sorted(peer_actions.known_peers(_home(home)), key=lambda row: row.email)
-    return {row.email: row.as_dict() for row in rows}
+    return peers_json(peer_actions.known_peers(_home(home)))
 
 
 def accept_peer(email: str, *, home: PathLike | AppHome | None = None) -> None:

@@ -22,6 +22,7 @@ from syft_bg_app.invocation import (
 from syft_bg_app.session import open_view
 from syft_bg_app.views import jobs as job_views
 from syft_bg_app.views import rules as rule_views
+from syft_bg_app.views.peers import peers_text
 from syft_bg_app.views.render import terminal_text
 
 # -- setting up --------------------------------------------------------------------------
@@ -164,21 +165,7 @@ def jobs_rerun(args: argparse.Namespace) -> int:
 
 
 def peers_list(args: argparse.Namespace) -> int:
-    rows = peers.known_peers(app_home(args))
-    if not rows:
-        output.say("no peers or peer requests yet")
-        return 0
-    table = []
-    for row in rows:
-        # Peer folder names, request times and messages are the requesters' writes.
-        notes = [row.problem or row.message or ""]
-        if row.waiting_reason is not None:
-            notes.append(f"[{row.jobs_waiting} job(s) {row.waiting_reason}]")
-        if row.asked_again:
-            notes.append("[asked again; considered after approve.peers.rerequest_after_days]")
-        note = " ".join(n for n in notes if n)
-        table.append((row.email, row.status, row.since or "-", note))
-    output.table(("peer", "status", "since", ""), table)
+    output.say(peers_text(peers.known_peers(app_home(args))))
     return 0
 
 
