@@ -16,6 +16,7 @@ from syft_bg_app.actions import ds
 from syft_bg_app.actions import peers as peer_actions
 from syft_bg_app.views import peers as peer_views
 from syft_bg_app.views import render
+from syft_bg_app.views import rules as rule_views
 
 DS = "alice@uni.edu"
 VOID = frozenset({"br", "hr", "img", "input", "meta", "link", "wbr"})
@@ -166,7 +167,7 @@ def test_empty_lists_and_every_badge():
     assert check(render.jobs_html([])).text == "Jobs: no jobs"
     assert render.jobs_text([]) == "Jobs: no jobs"
     assert check(render.my_jobs_html([])).text == "My jobs: no jobs"
-    assert check(render.rules_html([], ["<warn>"])).text.endswith("<warn>")
+    assert check(rule_views.rules_html([], ["<warn>"])).text.endswith("<warn>")
     assert check(render.pre_html("a < b", "<t>")).text == "<t>a < b"
 
 
@@ -178,7 +179,7 @@ def test_every_view_and_email_uses_one_font_stack(app):
         bg.jobs()["plain-job"]._repr_html_(),
         bg.status()._repr_html_(),
         bg.list_auto_approvals()._repr_html_(),
-        render.rules_html([]),
+        rule_views.rules_html([]),
         render.pre_html("text", "title"),
     ]
     layout = (REPO / "templates" / "_layout.html.j2").read_text()

@@ -429,12 +429,12 @@ class RuleList(list):
         self.notes = list(notes)
 
     def __repr__(self) -> str:
-        return render.rules_text(self, self.notes)
+        return rule_views.rules_text(self, self.notes)
 
     __str__ = __repr__
 
     def _repr_html_(self) -> str:
-        return render.rules_html(self, self.notes)
+        return rule_views.rules_html(self, self.notes)
 
 
 @dataclass
