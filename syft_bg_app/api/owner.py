@@ -406,16 +406,14 @@ def start_services(
 ) -> service_actions.ServicesSwitched:
     """Switch services (steps of the pass; all without names) on, as ``syft-bg start``,
     and make sure passes run: ``passes.problem`` says why nothing runs them yet."""
-    names = service_actions.check_services(list(services)) if services else None
-    return service_actions.start(_home(home), names or service_actions.service_names(None))
+    return service_actions.start(_home(home), _services(services))
 
 
 def stop_services(
     *services: str, home: PathLike | AppHome | None = None
 ) -> service_actions.ServicesSwitched:
     """Switch services off, as ``syft-bg stop``; with none left on, the schedule too."""
-    names = service_actions.check_services(list(services)) if services else None
-    return service_actions.stop(_home(home), names or service_actions.service_names(None))
+    return service_actions.stop(_home(home), _services(services))
 
 
 # -- auto-approval rules ------------------------------------------------------------------
@@ -519,6 +517,11 @@ def remove_auto_approve(
         )
     gone = rule_actions.remove_rule(app_home, name)
     return RuleChange("syft-bg remove-auto-approval", rule_views.rule_removed_text(gone))
+
+
+def _services(names: tuple[str, ...]) -> list[str]:
+    """The services named, or all of them when none is."""
+    return service_actions.check_services(list(names)) if names else list(service_actions.SERVICES)
 
 
 def _strings(value: str | Iterable[str]) -> list[str]:
