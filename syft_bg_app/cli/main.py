@@ -57,11 +57,12 @@ def _call(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace
     try:
         return handler(args)
     except SyftBgError as exc:
+        from syft_bg_app.cli.output import problem
         from syft_bg_app.cli.parser import app_home
         from syft_bg_app.invocation import localize
 
         # Commands the message suggests are spelled as they run from here.
-        print(f"syft-bg: {localize(str(exc), app_home(args))}", file=sys.stderr)
+        problem(localize(str(exc), app_home(args)))
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
