@@ -10,6 +10,10 @@ Jupyter and as text in a terminal::
     bg.pending()                       # pending jobs
     bg.approve("alice@uni.edu/mean-age")
     bg.submit("owner@datasite.org", "./analysis", name="mean-age")   # as a DS
+
+Every function calls an action of ``syft_bg_app.actions``, as the command line
+does. The module is long because it is one namespace (``bg.``): the objects a
+notebook shows and one short function per operation.
 """
 
 from __future__ import annotations
