@@ -5,7 +5,8 @@
 ``bg.approve``, ``bg.reject``, ``bg.auto_approve``, ``bg.auto_approve_job``,
 ``bg.list_auto_approvals``, ``bg.remove_auto_approve``, ``bg.submit``,
 ``bg.my_jobs``, ``bg.request_peer``, ``bg.job``, ``bg.peers``, ``bg.accept_peer``,
-``bg.reject_peer``, ``bg.block_peer``, ``bg.unblock_peer``.
+``bg.reject_peer``, ``bg.block_peer``, ``bg.unblock_peer``, ``bg.rerun``,
+``bg.start_services``, ``bg.stop_services``.
 
 The API is loaded on first use: every pass imports this package, and a pass
 must stay cheap.
@@ -38,6 +39,9 @@ API = (
     "reject_peer",
     "block_peer",
     "unblock_peer",
+    "rerun",
+    "start_services",
+    "stop_services",
 )
 
 

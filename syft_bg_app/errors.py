@@ -25,6 +25,10 @@ class NotFoundError(SyftBgError):
     exit_code = 2
 
 
+class AmbiguousError(NotFoundError):
+    """A short name that fits more than one job: the person must name one."""
+
+
 class BusyError(SyftBgError):
     """Another pass holds the app lock for longer than a command may wait."""
 

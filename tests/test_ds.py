@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from syft_bg_app.api import ds
+from syft_bg_app.actions import ds
 from syft_bg_app.datasite.layout import Datasite
 from syft_bg_app.errors import SyftBgError
 from syft_bg_app.store.home import AppHome

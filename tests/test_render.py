@@ -12,8 +12,11 @@ from html.parser import HTMLParser
 from conftest import REPO
 
 import syft_bg_app as bg
-from syft_bg_app.api import ds
+from syft_bg_app.actions import ds
+from syft_bg_app.actions import peers as peer_actions
+from syft_bg_app.views import peers as peer_views
 from syft_bg_app.views import render
+from syft_bg_app.views import rules as rule_views
 
 DS = "alice@uni.edu"
 VOID = frozenset({"br", "hr", "img", "input", "meta", "link", "wbr"})
@@ -142,6 +145,21 @@ def test_rules_render_as_a_table(app):
     assert "<b>rule</b>" in repr(rules) and "live" in repr(rules)
 
 
+def test_a_peer_renders_from_one_view_as_text_html_and_json(app):
+    app.request_peer("mallory@evil.example", NASTY_REASON + "\x1b[2J")
+    app.submit("waiting", ds_email="stranger@x.org", as_peer=False)
+    app.run_pass()
+    known = peer_actions.known_peers(app.home)
+
+    checker = check(peer_views.peers_html(known))
+    assert NASTY_REASON in checker.text and "unknown" in checker.text
+    text = peer_views.peers_text(known)
+    assert "\x1b" not in text and NASTY_REASON in text and "1 job(s)" in text
+    assert text == app.cli("peers", "list", check=True).stdout.rstrip("\n")
+    assert peer_views.peers_json(known) == bg.peers()
+    assert bg.peers()["stranger@x.org"]["jobs_waiting"] == 1
+
+
 def test_empty_lists_and_every_badge():
     for status in ("received", "pending", "approved", "running", "done", "failed", "rejected"):
         badge = check(render.badge_html(status))
@@ -149,7 +167,7 @@ def test_empty_lists_and_every_badge():
     assert check(render.jobs_html([])).text == "Jobs: no jobs"
     assert render.jobs_text([]) == "Jobs: no jobs"
     assert check(render.my_jobs_html([])).text == "My jobs: no jobs"
-    assert check(render.rules_html([], ["<warn>"])).text.endswith("<warn>")
+    assert check(rule_views.rules_html([], ["<warn>"])).text.endswith("<warn>")
     assert check(render.pre_html("a < b", "<t>")).text == "<t>a < b"
 
 
@@ -161,7 +179,7 @@ def test_every_view_and_email_uses_one_font_stack(app):
         bg.jobs()["plain-job"]._repr_html_(),
         bg.status()._repr_html_(),
         bg.list_auto_approvals()._repr_html_(),
-        render.rules_html([]),
+        rule_views.rules_html([]),
         render.pre_html("text", "title"),
     ]
     layout = (REPO / "templates" / "_layout.html.j2").read_text()

@@ -14,6 +14,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -57,6 +58,89 @@ def set_services(home: AppHome, services: list[str], enabled: bool) -> list[str]
         if changed:
             set_values(home.config_file, {f"{s}.enabled": enabled for s in changed})
     return changed
+
+
+def service_names(name: str | None) -> list[str]:
+    """The services a command names: one, or all of them for None or ``all``."""
+    return list(SERVICES) if name in (None, "all") else check_services([name])
+
+
+@dataclass
+class PassesOutcome:
+    """How passes come to run after ``start``: ``lines`` say what was done; a
+    ``problem`` means nothing runs passes by itself yet."""
+
+    lines: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    problem: str | None = None
+
+
+@dataclass
+class ServicesSwitched:
+    """Services switched on or off: which were asked for, which changed."""
+
+    services: list[str]
+    changed: list[str]
+    passes: PassesOutcome = field(default_factory=PassesOutcome)
+    notes: list[str] = field(default_factory=list)
+
+
+def ensure_schedule(home: AppHome) -> PassesOutcome:
+    """Make sure passes run: enable the installed schedule, or install one."""
+    from syft_bg_app.config.load import load_config
+    from syft_bg_app.invocation import command
+    from syft_bg_app.schedule import install as schedule
+
+    outcome = PassesOutcome()
+    try:
+        info = schedule.inspect(home, ask_manager=False)
+        if info.hosted:
+            outcome.lines.append(f"passes: {info.detail}")
+        elif info.installed and info.enabled:
+            outcome.lines.append(
+                f"passes: already scheduled ({info.detail}, every {info.interval} s)"
+            )
+        elif info.installed:
+            outcome.lines += schedule.set_enabled(home, True)
+        else:
+            interval = load_config(home.config_file).get("schedule.interval")
+            plan = schedule.plan_install(home, interval)
+            home.logs_dir.mkdir(parents=True, exist_ok=True)
+            outcome.lines += schedule.apply(home, plan)
+            outcome.lines.append(
+                f"passes: installed a {plan.method} schedule ({plan.why_method}), every "
+                f"{plan.effective_interval} s; remove it with: {command('uninstall', home)}"
+            )
+            outcome.notes += plan.notes
+    except schedule.ScheduleError as exc:
+        outcome.problem = str(exc)
+    return outcome
+
+
+def start(home: AppHome, services: list[str]) -> ServicesSwitched:
+    """Switch services on in config.yaml and make sure something runs passes."""
+    changed = set_services(home, services, True)
+    return ServicesSwitched(services, changed, ensure_schedule(home))
+
+
+def stop(home: AppHome, services: list[str]) -> ServicesSwitched:
+    """Switch services off; with none left on, switch the schedule off too (it stays
+    installed)."""
+    from syft_bg_app.config.load import load_config
+    from syft_bg_app.schedule import install as schedule
+
+    result = ServicesSwitched(services, set_services(home, services, False))
+    config = load_config(home.config_file)
+    if any(config.step_enabled(s) for s in SERVICES):
+        return result
+    try:
+        result.passes.lines += schedule.set_enabled(home, False)
+    except schedule.ScheduleError as exc:
+        result.passes.problem = str(exc)
+        return result
+    if schedule.inspect(home, ask_manager=False).hosted:
+        result.notes.append("SyftBox still calls run.sh, but every step of the pass is off")
+    return result
 
 
 # -- the log -----------------------------------------------------------------------------

@@ -10,6 +10,10 @@ Jupyter and as text in a terminal::
     bg.pending()                       # pending jobs
     bg.approve("alice@uni.edu/mean-age")
     bg.submit("owner@datasite.org", "./analysis", name="mean-age")   # as a DS
+
+Every function calls an action of ``syft_bg_app.actions``, as the command line
+does. The module is long because it is one namespace (``bg.``): the objects a
+notebook shows and one short function per operation.
 """
 
 from __future__ import annotations
@@ -20,18 +24,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from syft_bg_app.api import ds
-from syft_bg_app.approval import decisions
+from syft_bg_app.actions import ds, setup
+from syft_bg_app.actions import jobs as job_actions
+from syft_bg_app.actions import peers as peer_actions
+from syft_bg_app.actions import rules as rule_actions
+from syft_bg_app.actions import services as service_actions
 from syft_bg_app.approval.rules import PendingReason
 from syft_bg_app.datasite.layout import JOB_STATUSES, JobRef
 from syft_bg_app.datasite.submission import read_metadata
-from syft_bg_app.errors import NotFoundError, UsageError
+from syft_bg_app.errors import UsageError
 from syft_bg_app.passes import PassResult, run_pass
-from syft_bg_app.session import changing, open_view
+from syft_bg_app.session import open_view
 from syft_bg_app.store.home import AppHome
 from syft_bg_app.views import jobs as jobs_mod
 from syft_bg_app.views import render
+from syft_bg_app.views import rules as rule_views
 from syft_bg_app.views.jobs import JobView
+from syft_bg_app.views.peers import peers_json
 
 PathLike = str | os.PathLike
 _UNSET = object()
@@ -270,16 +279,14 @@ def init(
     """Write config.yaml (outbox mail, no auto-approval) and prepare the datasite.
 
     The SyftBox folder must exist unless ``create`` (a mistyped path is refused)."""
-    from syft_bg_app.cli.main import init_app
-
-    config_path, datasite = init_app(
+    result = setup.init(
         _home(home),
         email,
         os.fspath(syftbox_root) if syftbox_root else None,
-        force,
+        force=force,
         create=create,
     )
-    return Setup(config_path, datasite.path, datasite.layout)
+    return Setup(result.config_file, result.datasite.path, result.datasite.layout)
 
 
 def status(home: PathLike | AppHome | None = None) -> TextReport:
@@ -334,10 +341,8 @@ def approve(
 ) -> Job:
     """Approve a pending job; the next pass runs the snapshot taken now."""
     app_home = _home(home)
-    with changing(app_home, "api approve") as ctx:
-        ref = jobs_mod.resolve(ctx, _spec(job))
-        decisions.approve_job(ctx, ref, "manual", reason=reason)
-    return _load(ref.label, app_home)
+    result = job_actions.approve(app_home, _spec(job), reason)
+    return _load(result.ref.label, app_home)
 
 
 def reject(
@@ -346,10 +351,18 @@ def reject(
     """Reject a job; ``reason``, if given, is sent to the data scientist."""
     reason = str(reason).strip() if reason is not None and str(reason).strip() else None
     app_home = _home(home)
-    with changing(app_home, "api reject") as ctx:
-        ref = jobs_mod.resolve(ctx, _spec(job))
-        decisions.reject_job(ctx, ref, reason)
-    return _load(ref.label, app_home)
+    result = job_actions.reject(app_home, _spec(job), reason)
+    return _load(result.ref.label, app_home)
+
+
+def rerun(
+    job: str | Job, *, fresh_snapshot: bool = False, home: PathLike | AppHome | None = None
+) -> Job:
+    """Run a done or failed job again in the next pass, from its approval snapshot
+    (``fresh_snapshot``: from its current files; review them first)."""
+    app_home = _home(home)
+    result = job_actions.rerun(app_home, _spec(job), fresh_snapshot=fresh_snapshot)
+    return _load(result.ref.label, app_home)
 
 
 # -- peers ----------------------------------------------------------------------------------
@@ -362,57 +375,52 @@ def peers(*, home: PathLike | AppHome | None = None) -> dict[str, dict[str, Any]
     for someone who only has jobs waiting); ``jobs_waiting`` counts jobs that
     wait until the peer is accepted.
     """
-    ctx = open_view(_home(home))
-    held = ctx.state.data["held_jobs"]
-    out: dict[str, dict[str, Any]] = {}
-    for email in sorted(set(ctx.state.data["peers"]) | set(held)):
-        record = ctx.state.peer(email) or {"status": "unknown"}
-        out[email] = {
-            "status": record["status"],
-            "since": record.get("decided_at") or record.get("requested_at"),
-            "message": record.get("message"),
-            "problem": record.get("problem"),
-            "jobs_waiting": held.get(email, {}).get("jobs", 0),
-        }
-    return out
+    return peers_json(peer_actions.known_peers(_home(home)))
 
 
 def accept_peer(email: str, *, home: PathLike | AppHome | None = None) -> None:
     """Accept a peer: creates their inbox (write) and review (read) folders."""
-    with changing(_home(home), "api peers accept") as ctx:
-        decisions.accept_peer(
-            ctx, decisions.peer_key(ctx, email), "manual", "accepted by the data owner"
-        )
+    peer_actions.accept(_home(home), email)
 
 
 def reject_peer(
     email: str, reason: str | None = None, *, home: PathLike | AppHome | None = None
 ) -> None:
     """Reject a peer request; a new request counts after approve.peers.rerequest_after_days."""
-    with changing(_home(home), "api peers reject") as ctx:
-        decisions.reject_peer(ctx, decisions.peer_key(ctx, email), reason)
+    peer_actions.reject(_home(home), email, reason)
 
 
 def block_peer(
     email: str, reason: str | None = None, *, home: PathLike | AppHome | None = None
 ) -> bool:
     """Ignore a data scientist for good (requests and jobs); False if blocked already."""
-    with changing(_home(home), "api peers block") as ctx:
-        return decisions.block_peer(ctx, decisions.peer_key(ctx, email), reason)
+    return peer_actions.block(_home(home), email, reason).changed
 
 
 def unblock_peer(email: str, *, home: PathLike | AppHome | None = None) -> str:
     """Undo ``block_peer``; returns the status the data scientist has again."""
-    with changing(_home(home), "api peers unblock") as ctx:
-        return decisions.unblock_peer(ctx, decisions.peer_key(ctx, email))
+    return peer_actions.unblock(_home(home), email).status
+
+
+# -- services -------------------------------------------------------------------------------
+
+
+def start_services(
+    *services: str, home: PathLike | AppHome | None = None
+) -> service_actions.ServicesSwitched:
+    """Switch services (steps of the pass; all without names) on, as ``syft-bg start``,
+    and make sure passes run: ``passes.problem`` says why nothing runs them yet."""
+    return service_actions.start(_home(home), _services(services))
+
+
+def stop_services(
+    *services: str, home: PathLike | AppHome | None = None
+) -> service_actions.ServicesSwitched:
+    """Switch services off, as ``syft-bg stop``; with none left on, the schedule too."""
+    return service_actions.stop(_home(home), _services(services))
 
 
 # -- auto-approval rules ------------------------------------------------------------------
-#
-# The rule commands (rules_cli) hold the logic: collecting and hashing files,
-# migrating legacy config, editing config.yaml in place under the app lock.
-# These functions call them as the command line does and return what they
-# printed, together with the rules as they are afterwards.
 
 
 class RuleList(list):
@@ -423,17 +431,18 @@ class RuleList(list):
         self.notes = list(notes)
 
     def __repr__(self) -> str:
-        return render.rules_text(self, self.notes)
+        return rule_views.rules_text(self, self.notes)
 
     __str__ = __repr__
 
     def _repr_html_(self) -> str:
-        return render.rules_html(self, self.notes)
+        return rule_views.rules_html(self, self.notes)
 
 
 @dataclass
 class RuleChange:
-    """What a rule command did: its messages, and the rule it created or changed."""
+    """What a rule change did, in the words of the matching command, and the rule it
+    created or changed."""
 
     title: str
     text: str
@@ -446,36 +455,6 @@ class RuleChange:
 
     def _repr_html_(self) -> str:
         return render.pre_html(self.text, self.title)
-
-
-def _rules_now(app_home: AppHome) -> list[Any]:
-    from syft_bg_app.approval.rules import load_rules
-    from syft_bg_app.config.load import load_config
-
-    return load_rules(load_config(app_home.config_file))
-
-
-def _rule_command(app_home: AppHome, command: str, **fields: Any) -> str:
-    import argparse
-    import contextlib
-    import io
-
-    from syft_bg_app.cli import rules as rules_cli
-
-    args = argparse.Namespace(home=str(app_home.root), **fields)
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        getattr(rules_cli, command)(args)
-    return out.getvalue().rstrip("\n")
-
-
-def _changed_rule(before: list[Any], after: list[Any], name: str | None) -> Any:
-    old = {rule.name: rule for rule in before}
-    changed = [rule for rule in after if old.get(rule.name) != rule]
-    if changed:
-        return changed[0]
-    named = [rule for rule in after if rule.name == name]
-    return named[0] if named else None
 
 
 def auto_approve(
@@ -493,21 +472,15 @@ def auto_approve(
     recursively; paths resolve against ``base_dir``); ``name_only`` files may
     have any content. A rule approves nothing until it pins ``run.sh``.
     """
-    app_home = _home(home)
-    before = _rules_now(app_home)
-    text = _rule_command(
-        app_home,
-        "cmd_auto_approve",
-        contents=[os.fspath(p) for p in _paths(contents)],
-        peer=_strings(peers),
+    edit = rule_actions.add_rule(
+        _home(home),
+        [os.fspath(p) for p in _paths(contents)],
+        peers=_strings(peers),
         name=name,
         name_only=[os.fspath(p) for p in _paths(name_only)],
         base_dir=os.fspath(base_dir) if base_dir else None,
-        from_job=None,
     )
-    return RuleChange(
-        "syft-bg auto-approve", text, _changed_rule(before, _rules_now(app_home), name)
-    )
+    return RuleChange("syft-bg auto-approve", rule_views.rule_edit_text(edit), edit.rule)
 
 
 def auto_approve_job(
@@ -521,37 +494,16 @@ def auto_approve_job(
 
     The rule applies to the job's submitter unless ``peers`` names others.
     """
-    app_home = _home(home)
-    before = _rules_now(app_home)
-    text = _rule_command(
-        app_home,
-        "cmd_auto_approve",
-        contents=[],
-        peer=_strings(peers),
-        name=name,
-        name_only=[],
-        base_dir=None,
-        from_job=_spec(job),
-    )
-    return RuleChange(
-        "syft-bg auto-approve --from-job", text, _changed_rule(before, _rules_now(app_home), name)
-    )
+    edit = rule_actions.add_rule(_home(home), peers=_strings(peers), name=name, from_job=_spec(job))
+    return RuleChange("syft-bg auto-approve --from-job", rule_views.rule_edit_text(edit), edit.rule)
 
 
 def list_auto_approvals(
     name: str | None = None, *, home: PathLike | AppHome | None = None
 ) -> RuleList:
     """The auto-approval rules in config.yaml; each says whether it can approve anything."""
-    from syft_bg_app.approval.rules import find_rules, load_rules
-    from syft_bg_app.config.load import load_config
-
-    config = load_config(_home(home).config_file)
-    rules = load_rules(config)
-    if name is not None:
-        rules = find_rules(rules, name)
-        if not rules:
-            raise NotFoundError(f"no auto-approval rule named {name!r}")
-    return RuleList(rules, config.warnings)
+    listing = rule_actions.list_rules(_home(home), name)
+    return RuleList(listing.rules, listing.warnings)
 
 
 def remove_auto_approve(
@@ -563,32 +515,17 @@ def remove_auto_approve(
     """Remove the rule ``name``, or only ``files`` from it (``remove-auto-approval``)."""
     app_home = _home(home)
     if files is not None:
-        text = _rule_command(
-            app_home,
-            "cmd_remove_auto_approval",
-            name=name,
-            files=[os.fspath(p) for p in _paths(files)],
+        removed = rule_actions.remove_files(app_home, name, [os.fspath(p) for p in _paths(files)])
+        return RuleChange(
+            "syft-bg remove-auto-approval", rule_views.files_removed_text(removed), removed.rule
         )
-        remaining = [rule for rule in _rules_now(app_home) if rule.name == name]
-        return RuleChange("syft-bg remove-auto-approval", text, remaining[0] if remaining else None)
-    from syft_bg_app.config.editor import update_rules
-    from syft_bg_app.session import LOCK_WAIT_SECONDS
-    from syft_bg_app.store.lock import PassLock
+    gone = rule_actions.remove_rule(app_home, name)
+    return RuleChange("syft-bg remove-auto-approval", rule_views.rule_removed_text(gone))
 
-    def change(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        same = [rule for rule in rules if rule["name"] == name]
-        if not same:
-            names = ", ".join(sorted(rule["name"] for rule in rules)) or "none"
-            raise NotFoundError(f"no auto-approval rule named {name!r} (rules: {names})")
-        if len(same) > 1:
-            raise UsageError(f"more than one rule is named {name!r}; rename one in config.yaml")
-        return [rule for rule in rules if rule["name"] != name]
 
-    with PassLock(app_home, wait=LOCK_WAIT_SECONDS, purpose="remove-auto-approval"):
-        result = update_rules(app_home.config_file, change)
-    lines = [f"removed rule {name!r} from {app_home.config_file}"]
-    lines.extend(f"note: {note}" for note in result.notes)
-    return RuleChange("syft-bg remove-auto-approval", "\n".join(lines))
+def _services(names: tuple[str, ...]) -> list[str]:
+    """The services named, or all of them when none is."""
+    return service_actions.check_services(list(names)) if names else list(service_actions.SERVICES)
 
 
 def _strings(value: str | Iterable[str]) -> list[str]:
@@ -680,8 +617,11 @@ __all__ = [
     "reject_peer",
     "remove_auto_approve",
     "request_peer",
+    "rerun",
     "run_once",
+    "start_services",
     "status",
+    "stop_services",
     "submit",
     "unblock_peer",
 ]

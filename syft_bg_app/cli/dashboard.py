@@ -293,4 +293,6 @@ def run_dashboard(
 
 def dashboard_command(args: argparse.Namespace) -> int:
     """The handler of ``syft-bg`` with no command (``--home`` still applies)."""
-    return run_dashboard(AppHome.resolve(args.home))
+    from syft_bg_app.cli.parser import app_home
+
+    return run_dashboard(app_home(args))

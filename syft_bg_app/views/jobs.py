@@ -15,7 +15,7 @@ from syft_bg_app.context import Context
 from syft_bg_app.datasite.layout import JOB_STATE_FIELDS, PROTOCOL_DIR_RE, JobRef, JobStateError
 from syft_bg_app.datasite.nofollow import open_dir, open_dir_at
 from syft_bg_app.datasite.submission import read_metadata
-from syft_bg_app.errors import NotFoundError
+from syft_bg_app.errors import AmbiguousError, NotFoundError
 from syft_bg_app.views.render import terminal_text
 
 
@@ -86,7 +86,7 @@ def resolve(ctx: Context, spec: str) -> JobRef:
             f"the next pass)"
         )
     names = ", ".join(sorted(terminal_text(r.label) for r in matches))
-    raise NotFoundError(f"{terminal_text(spec)!r} is ambiguous; name one of: {names}")
+    raise AmbiguousError(f"{terminal_text(spec)!r} is ambiguous; name one of: {names}")
 
 
 # An unknown name that begins known ones lists at most this many of them.

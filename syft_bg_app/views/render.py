@@ -330,63 +330,6 @@ def my_jobs_text(jobs: Sequence[Any], title: str = "My jobs") -> str:
     return _status_table_text(jobs, title, MY_JOB_HEADERS, _my_row)
 
 
-# -- auto-approval rules ----------------------------------------------------------------
-
-RULE_HEADERS = ("rule", "state", "peers", "by content", "by name only")
-
-
-def _rule_row(rule: Any) -> list[str]:
-    reason = rule.inert_reason()
-    if rule.peers:
-        peers = ", ".join(rule.peers)
-    else:
-        peers = "every accepted peer" if rule.enabled else "none"
-    content = ", ".join(f"{p} ({_short_hash(rule.files[p])})" for p in sorted(rule.files))
-    return [
-        rule.name,
-        f"approves nothing: {reason}" if reason else "live",
-        peers,
-        content or "-",
-        ", ".join(sorted(rule.name_only)) or "-",
-    ]
-
-
-def _short_hash(digest: str) -> str:
-    return digest[: len("sha256:") + 12] + "…" if len(digest) > 19 else digest
-
-
-def rules_html(rules: Sequence[Any], notes: Sequence[str] = ()) -> str:
-    if not rules:
-        body = f"{WRAPPER}<em>no auto-approval rules</em></div>"
-    else:
-        rows = []
-        for rule in rules:
-            row = _rule_row(rule)
-            state = "live" if row[1] == "live" else "inert"
-            color = BADGE_COLORS["done" if state == "live" else "pending"]
-            row[1] = (
-                f'<span style="background:{color[0]};color:{color[1]};border-radius:9px;'
-                f'padding:1px 8px">{esc(row[1])}</span>'
-            )
-            rows.append(row)
-        body = table_html(f"Auto-approval rules: {len(rules)}", RULE_HEADERS, rows, (1,))
-    if notes:
-        items = "".join(f"<li>{esc(note)}</li>" for note in notes)
-        body += f"{WRAPPER}<ul>{items}</ul></div>"
-    return body
-
-
-def rules_text(rules: Sequence[Any], notes: Sequence[str] = ()) -> str:
-    text = (
-        f"Auto-approval rules: {len(rules)}\n" + table_text(RULE_HEADERS, map(_rule_row, rules))
-        if rules
-        else "no auto-approval rules"
-    )
-    if notes:
-        text += "\nconfig warnings:\n" + "\n".join(f"  {plain(note)}" for note in notes)
-    return text
-
-
 # -- plain text blocks (status, pass summaries) ------------------------------------------
 
 

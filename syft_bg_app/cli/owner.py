@@ -1,0 +1,253 @@
+"""The data owner's commands: arguments in, an action, its result printed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from syft_bg_app.actions import jobs, peers, rules, setup
+from syft_bg_app.cli import output
+from syft_bg_app.cli.parser import app_home
+from syft_bg_app.errors import UsageError
+from syft_bg_app.invocation import (
+    APP_NAME,
+    command,
+    default_bin_dir,
+    link_bin_problem,
+    on_path,
+    program,
+)
+from syft_bg_app.session import open_view
+from syft_bg_app.views import jobs as job_views
+from syft_bg_app.views import rules as rule_views
+from syft_bg_app.views.peers import peers_text
+from syft_bg_app.views.render import terminal_text
+
+# -- setting up --------------------------------------------------------------------------
+
+
+def init(args: argparse.Namespace) -> int:
+    home = app_home(args)
+    if args.gmail:
+        from syft_bg_app.actions import mail
+
+        # A file that is no OAuth client is refused before anything is written.
+        mail.check_gmail_client(Path(args.gmail))
+        if not home.config_file.exists() or args.force:
+            _init(args)
+        signed_in = mail.gmail_sign_in(home, Path(args.gmail), port=args.gmail_port)
+        output.say(f"saved the Gmail token to {signed_in.token_path} (readable only by you)")
+        if signed_in.transport_set:
+            output.say(f"set notify.transport: gmail in {signed_in.config_file}")
+        output.say(f"check it with: {command('mail test', home)}")
+        return 0
+    return _init(args)
+
+
+def _init(args: argparse.Namespace) -> int:
+    home = app_home(args)
+    bin_dir = Path(args.bin_dir) if args.bin_dir else None
+    if args.email is None:
+        if not args.link_bin:
+            raise UsageError("init: -e/--email is required (or --link-bin alone)")
+        output.say(*setup.link_launcher(bin_dir).describe())
+        return 0
+    result = setup.init(
+        home,
+        args.email,
+        args.syftbox_root,
+        force=args.force,
+        create=args.create,
+        launcher=args.link_bin,
+        bin_dir=bin_dir,
+    )
+    output.say(
+        f"wrote {result.config_file}",
+        f"datasite {result.datasite.path} (layout ROOT/{result.datasite.layout}) is ready",
+    )
+    launcher = result.launcher
+    if launcher is None and _offer_launcher() and not link_bin_problem(bin_dir):
+        if _ask(f"put a syft-bg command in {bin_dir or default_bin_dir()}?"):
+            launcher = setup.link_launcher(bin_dir)
+    if launcher is not None:
+        output.say(*launcher.describe())
+    elif program() != APP_NAME:
+        other = on_path()
+        where = (
+            f"the syft-bg on PATH ({other}) is another program"
+            if other
+            else "syft-bg is not on PATH"
+        )
+        output.say(
+            f"{where}: run commands as {program()} ..., or put it there "
+            f"with: {program()} init --link-bin"
+        )
+    output.say(f"next: ./run.sh   (or: {command('run --once', home)})")
+    return 0
+
+
+def _offer_launcher() -> bool:
+    """Ask only a person at a terminal, and only when syft-bg does not already run this app."""
+    return sys.stdin.isatty() and sys.stdout.isatty() and program() != APP_NAME
+
+
+def _ask(question: str) -> bool:
+    try:
+        answer = input(f"{question} [Y/n] ").strip().lower()
+    except EOFError:
+        return False
+    return answer in ("", "y", "yes")
+
+
+def status(args: argparse.Namespace) -> int:
+    from syft_bg_app.views.status import render_status
+
+    output.say(render_status(app_home(args)))
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    from syft_bg_app.cli.demo import run_demo
+
+    return run_demo(keep=args.keep)
+
+
+# -- jobs ----------------------------------------------------------------------------------
+
+
+def jobs_list(args: argparse.Namespace) -> int:
+    views = job_views.all_views(open_view(app_home(args)), args.status)
+    if not views:
+        output.say("no jobs" + (f" with status {args.status}" if args.status else ""))
+        return 0
+    rows = []
+    for view in views:
+        # table_text escapes each cell once: labels and rule names are others' writes.
+        rule = view.state.get("rule")
+        by_rule = f"  (auto-approved by rule {rule})" if rule else ""
+        received = str(view.state.get("received_at") or "-")
+        rows.append((view.label, view.status, received + by_rule))
+    output.table(("job", "status", "received"), rows)
+    return 0
+
+
+def jobs_show(args: argparse.Namespace) -> int:
+    from syft_bg_app.cli.pager import show_page
+
+    ctx = open_view(app_home(args))
+    show_page(job_views.describe(ctx, job_views.resolve(ctx, args.job), contents=not args.files))
+    return 0
+
+
+def jobs_approve(args: argparse.Namespace) -> int:
+    result = jobs.approve(app_home(args), args.job, args.reason)
+    output.say(f"approved {terminal_text(result.ref.label)}; it runs in the next pass")
+    output.warnings(terminal_text(w) for w in result.warnings)
+    return 0
+
+
+def jobs_reject(args: argparse.Namespace) -> int:
+    result = jobs.reject(app_home(args), args.job, args.reason)
+    reason = f": {terminal_text(args.reason)}" if args.reason else ""
+    output.say(f"rejected {terminal_text(result.ref.label)}{reason}")
+    return 0
+
+
+def jobs_rerun(args: argparse.Namespace) -> int:
+    result = jobs.rerun(app_home(args), args.job, fresh_snapshot=args.fresh_snapshot)
+    output.say(f"{result.ref.label} is approved again; the next pass runs it")
+    return 0
+
+
+# -- peers ---------------------------------------------------------------------------------
+
+
+def peers_list(args: argparse.Namespace) -> int:
+    output.say(peers_text(peers.known_peers(app_home(args))))
+    return 0
+
+
+def peers_accept(args: argparse.Namespace) -> int:
+    result = peers.accept(app_home(args), args.email)
+    output.say(f"accepted {result.email}: they may now submit jobs")
+    return 0
+
+
+def peers_reject(args: argparse.Namespace) -> int:
+    result = peers.reject(app_home(args), args.email, args.reason)
+    output.say(f"rejected the peer request of {result.email}")
+    return 0
+
+
+def peers_block(args: argparse.Namespace) -> int:
+    result = peers.block(app_home(args), args.email, args.reason)
+    if result.changed:
+        output.say(
+            f"blocked {result.email}: their requests and jobs are ignored until 'peers unblock'"
+        )
+    else:
+        output.say(f"{result.email} was blocked already")
+    return 0
+
+
+def peers_unblock(args: argparse.Namespace) -> int:
+    result = peers.unblock(app_home(args), args.email)
+    output.say(f"unblocked {result.email} ({result.status} again)")
+    return 0
+
+
+# -- auto-approval rules -----------------------------------------------------------------
+
+
+def hash_files(args: argparse.Namespace) -> int:
+    hashed = rules.hash_files(args.files)
+    if len(hashed) == 1:
+        output.say(hashed[0].digest)
+    else:
+        output.say(*(f"{h.digest}  {h.path}" for h in hashed))
+    return 0
+
+
+def auto_approve(args: argparse.Namespace) -> int:
+    edit = rules.add_rule(
+        app_home(args),
+        args.contents,
+        peers=args.peer,
+        name=args.name,
+        name_only=args.name_only,
+        base_dir=args.base_dir,
+        from_job=args.from_job,
+    )
+    output.say(rule_views.rule_edit_text(edit))
+    return 0
+
+
+def list_auto_approvals(args: argparse.Namespace) -> int:
+    home = app_home(args)
+    output.say(rule_views.rule_listing_text(rules.list_rules(home, args.name), home))
+    return 0
+
+
+def remove_auto_approval(args: argparse.Namespace) -> int:
+    result = rules.remove_files(app_home(args), args.name, args.files)
+    output.say(rule_views.files_removed_text(result))
+    return 0
+
+
+def remove_peer(args: argparse.Namespace) -> int:
+    home = app_home(args)
+    output.say(rule_views.peer_removed_text(rules.remove_peer(home, args.peer, args.name), home))
+    return 0
+
+
+def audit(args: argparse.Namespace) -> int:
+    found = rules.audit_entries(app_home(args), args.job, args.limit)
+    if not found.entries:
+        output.say(f"no audit entries{' for ' + found.subject if found.subject else ''}")
+    elif args.json:
+        output.say(*(json.dumps(e, sort_keys=True) for e in found.entries))
+    else:
+        output.say("\n".join(rule_views.audit_entry_text(e) for e in found.entries))
+    return 0
