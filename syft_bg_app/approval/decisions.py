@@ -17,8 +17,9 @@ from syft_bg_app.clock import iso
 from syft_bg_app.context import Context
 from syft_bg_app.datasite.jobfiles import Limits, file_set_hashes
 from syft_bg_app.datasite.layout import JobRef
-from syft_bg_app.datasite.nofollow import UnsafePathError, identity
+from syft_bg_app.datasite.linksafe import UnsafePathError, identity
 from syft_bg_app.errors import NotFoundError, SyftBgError
+from syft_bg_app.job_transition import move_job
 
 
 class DecisionError(SyftBgError):
@@ -198,15 +199,21 @@ def _approve_at(
             f"{shlex.quote(ref.label)}); approving again approves them as they are now"
         ) from None
     now = iso()
-    ctx.datasite.write_job_state(
+    move_job(
+        ctx,
         ref,
-        status="approved",
-        approved_by=ctx.config.do_email,
+        record,
+        "approved",
+        state={
+            "approved_by": ctx.config.do_email,
+            "approved_at": now,
+            "approval_method": method,
+            "review_reason": reason,
+        },
         approved_at=now,
-        approval_method=method,
-        review_reason=reason,
+        method=method,
+        rule=rule,
     )
-    record.update(status="approved", approved_at=now, method=method, rule=rule)
     ctx.counts["approved"] += 1
     ctx.log("approve").info(
         "approved %s (%s%s)", ref.label, method, f", rule {rule}" if rule else ""
@@ -231,18 +238,10 @@ def reject_job(ctx: Context, ref: JobRef, reason: str | None, method: str = "man
     if record["status"] not in ("pending", "received", "approved"):
         raise wrong_state(ref, record, "reject", "only jobs that have not started can be rejected")
     now = iso()
-    changes = {}
+    state = {"rejected_by": ctx.config.do_email, "rejected_at": now, "review_reason": reason}
     if record["status"] == "received":
-        changes["received_at"] = now
-    ctx.datasite.write_job_state(
-        ref,
-        status="rejected",
-        rejected_by=ctx.config.do_email,
-        rejected_at=now,
-        review_reason=reason,
-        **changes,
-    )
-    record.update(status="rejected", reason=reason)
+        state["received_at"] = now
+    move_job(ctx, ref, record, "rejected", state=state, reason=reason)
     ctx.counts["rejected"] += 1
     ctx.log("sync" if method == "on receipt" else "approve").info(
         "rejected %s: %s", ref.label, reason

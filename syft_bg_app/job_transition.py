@@ -1,0 +1,62 @@
+"""A job's move from one status to the next: state.yaml, then its checkpoint record.
+
+Every step and command that changes a job's status goes through ``move_job``,
+so what a record keeps is decided in one table (``KEEPS``) rather than at
+each place: a finished run drops what only a running job needs, a rerun starts
+without the last run's outcome, and the job's identity (the folder it was
+received as) survives every move.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from syft_bg_app.context import Context
+    from syft_bg_app.datasite.layout import JobRef
+
+# What the job is: kept by every move. folder_id is the folder it was received
+# as; a job found in another folder later is rejected, also after it ran.
+IDENTITY = ("protocol", "seen_at", "folder_id", "state_mtime_ns")
+# What was received: what a manual approval approves and the views show.
+RECEIPT = ("received_at", "received_hashes", "never_arrived")
+# Who approved it and how often it was run again.
+DECISION = ("approved_at", "method", "rule", "reruns")
+FINISHED = (*IDENTITY, *DECISION, "run_dir")
+
+KEEPS: dict[str, frozenset[str]] = {
+    "received": frozenset((*IDENTITY, "waiting_since", "waiting_reason")),
+    # The approve step's cache of hashes and its last "left pending" note.
+    "pending": frozenset((*IDENTITY, *RECEIPT, "auto", "auto_note")),
+    # start_attempts counts supervisors that died before their job started.
+    "approved": frozenset((*IDENTITY, *RECEIPT, *DECISION, "start_attempts")),
+    "rejected": frozenset((*IDENTITY, *RECEIPT, *DECISION)),
+    "running": frozenset((*IDENTITY, *RECEIPT, *DECISION, "start_attempts")),
+    # run_dir: the run folder's logs stay for execute.keep_days.
+    "done": frozenset(FINISHED),
+    "failed": frozenset(FINISHED),
+}
+
+
+def move_job(
+    ctx: Context,
+    ref: JobRef,
+    record: dict[str, Any],
+    status: str,
+    state: Mapping[str, Any] | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """Move the job to ``status`` and return its record (the same dict, changed).
+
+    ``state``: the JobState fields written with the status to state.yaml, first
+    (a crash in between leaves the datasite ahead, which the next pass reads);
+    None when state.yaml already says so or is written elsewhere. The record
+    then keeps exactly ``KEEPS[status]`` of what it held, plus ``fields``.
+    """
+    if state is not None:
+        ctx.datasite.write_job_state(ref, status=status, **state)
+    kept = {key: record[key] for key in KEEPS[status] if key in record}
+    record.clear()
+    record.update(kept, status=status, **fields)
+    return record
