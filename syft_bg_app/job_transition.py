@@ -3,8 +3,10 @@
 Every step and command that changes a job's status goes through ``move_job``,
 so what a record keeps is decided in one table (``KEEPS``) rather than at
 each place: a finished run drops what only a running job needs, a rerun starts
-without the last run's outcome, and the job's identity (the folder it was
-received as) survives every move.
+without the last run's outcome. A job that is rejected, done or failed stays in
+the checkpoint only so it is never received twice (state.yaml has the details),
+so it keeps nothing of what sync needs for jobs still in flight (the
+checkpoint drops those keys on save too: ``store.state.SYNC_ONLY_KEYS``).
 """
 
 from __future__ import annotations
@@ -16,26 +18,26 @@ if TYPE_CHECKING:
     from syft_bg_app.context import Context
     from syft_bg_app.datasite.layout import JobRef
 
-# What the job is: kept by every move. folder_id is the folder it was received
-# as; a job found in another folder later is rejected, also after it ran.
-IDENTITY = ("protocol", "seen_at", "folder_id", "state_mtime_ns")
+# What sync knows of a job in flight: when it was first seen, the folder it was
+# received as (a job found in another folder later is rejected), and the
+# state.yaml it last read.
+IN_FLIGHT = ("protocol", "seen_at", "folder_id", "state_mtime_ns")
 # What was received: what a manual approval approves and the views show.
 RECEIPT = ("received_at", "received_hashes", "never_arrived")
 # Who approved it and how often it was run again.
 DECISION = ("approved_at", "method", "rule", "reruns")
-FINISHED = (*IDENTITY, *DECISION, "run_dir")
 
 KEEPS: dict[str, frozenset[str]] = {
-    "received": frozenset((*IDENTITY, "waiting_since", "waiting_reason")),
+    "received": frozenset((*IN_FLIGHT, "waiting_since", "waiting_reason")),
     # The approve step's cache of hashes and its last "left pending" note.
-    "pending": frozenset((*IDENTITY, *RECEIPT, "auto", "auto_note")),
+    "pending": frozenset((*IN_FLIGHT, *RECEIPT, "auto", "auto_note")),
     # start_attempts counts supervisors that died before their job started.
-    "approved": frozenset((*IDENTITY, *RECEIPT, *DECISION, "start_attempts")),
-    "rejected": frozenset((*IDENTITY, *RECEIPT, *DECISION)),
-    "running": frozenset((*IDENTITY, *RECEIPT, *DECISION, "start_attempts")),
+    "approved": frozenset((*IN_FLIGHT, *RECEIPT, *DECISION, "start_attempts")),
+    "running": frozenset((*IN_FLIGHT, *RECEIPT, *DECISION, "start_attempts")),
+    "rejected": frozenset(("protocol", "never_arrived", *DECISION)),
     # run_dir: the run folder's logs stay for execute.keep_days.
-    "done": frozenset(FINISHED),
-    "failed": frozenset(FINISHED),
+    "done": frozenset(("protocol", *DECISION, "run_dir")),
+    "failed": frozenset(("protocol", *DECISION, "run_dir")),
 }
 
 

@@ -13,7 +13,8 @@ from conftest import PATIENCE
 from hostile import run_until_finished
 
 from syft_bg_app.approval import decisions, snapshot
-from syft_bg_app.datasite.layout import JobRef, jobfiles
+from syft_bg_app.datasite import jobfiles
+from syft_bg_app.datasite.layout import JobRef
 from syft_bg_app.session import changing
 from syft_bg_app.steps import approve
 
