@@ -198,19 +198,11 @@ def _approve_at(
             f"({', '.join(changed) or exc}); review them again (syft-bg jobs show "
             f"{shlex.quote(ref.label)}); approving again approves them as they are now"
         ) from None
-    now = iso()
-    move_job(
+    set_approved(
         ctx,
         ref,
         record,
-        "approved",
-        state={
-            "approved_by": ctx.config.do_email,
-            "approved_at": now,
-            "approval_method": method,
-            "review_reason": reason,
-        },
-        approved_at=now,
+        {"approval_method": method, "review_reason": reason},
         method=method,
         rule=rule,
     )
@@ -227,6 +219,22 @@ def _approve_at(
         method=method,
         rule=rule,
         hashes=hashes or {},
+    )
+
+
+def set_approved(
+    ctx: Context, ref: JobRef, record: dict[str, Any], state: dict[str, Any], **fields: Any
+) -> None:
+    """Move the job to approved, by the data owner, now (``state``: more JobState fields)."""
+    now = iso()
+    move_job(
+        ctx,
+        ref,
+        record,
+        "approved",
+        state={"approved_by": ctx.config.do_email, "approved_at": now, **state},
+        approved_at=now,
+        **fields,
     )
 
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from syft_bg_app.approval import audit, decisions, snapshot
-from syft_bg_app.clock import iso
 from syft_bg_app.context import Context
 from syft_bg_app.datasite.layout import JobRef
 from syft_bg_app.errors import NotFoundError, SyftBgError
 from syft_bg_app.execution.publish import clear_results
-from syft_bg_app.job_transition import move_job
 
 
 class RerunError(SyftBgError):
@@ -30,22 +28,10 @@ def rerun(ctx: Context, ref: JobRef, fresh_snapshot: bool = False) -> None:
     except snapshot.SnapshotError as exc:
         hint = "" if fresh_snapshot else "; review the job's files and add --fresh-snapshot"
         raise RerunError(f"cannot rerun: {exc}{hint}") from None
-    now = iso()
     clear_results(ctx.datasite.review_dir(ref))
     reruns = record.get("reruns", 0) + 1
-    move_job(
-        ctx,
-        ref,
-        record,
-        "approved",
-        state={
-            "approved_by": ctx.config.do_email,
-            "approved_at": now,
-            "completed_at": None,
-            "return_code": None,
-        },
-        approved_at=now,
-        reruns=reruns,
+    decisions.set_approved(
+        ctx, ref, record, {"completed_at": None, "return_code": None}, reruns=reruns
     )
     ctx.log("execute").info("%s set to run again (rerun %d)", ref.label, reruns)
     audit.record(

@@ -13,6 +13,12 @@ by root gives each run an unprivileged uid of its own).
 
 The environment is built from an allow-list, never copied from the pass, so
 tokens, passwords and the data owner's variables never reach a job.
+
+Why one file of this size: everything that decides what a job can see and do
+(the bwrap probe and command line, the environment, the rlimits, the network
+mode, the uid of a job without bwrap, the run folder's layout) is read together
+when the confinement is reviewed; split, a change to one could weaken another
+unseen.
 """
 
 from __future__ import annotations

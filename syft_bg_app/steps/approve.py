@@ -123,22 +123,7 @@ def _jobs(ctx: Context, notes: _AuditNotes, items: StepItems) -> None:
     for ds_email, name, record in sorted(pending, key=lambda j: (j[0], j[1])):
         accepted = (peers.get(ds_email) or {}).get("status") == "accepted"
         ref = JobRef(ds_email, name, record["protocol"])
-        items.run(ref.label, _job_or_later, ctx, ref, record, index, accepted, notes)
-
-
-def _job_or_later(
-    ctx: Context,
-    ref: JobRef,
-    record: dict,
-    index: RuleIndex,
-    accepted: bool,
-    notes: _AuditNotes,
-) -> None:
-    try:
-        _job(ctx, ref, record, index, accepted, notes)
-    except (OSError, DecisionError) as exc:
-        # A folder that changes under the scan (or is gone) is looked at again next pass.
-        ctx.log("approve").warning("%s: not matched this pass: %s", ref.label, exc)
+        items.run(ref.label, _job, ctx, ref, record, index, accepted, notes)
 
 
 def _stat_sig(st: os.stat_result) -> list[int]:
@@ -199,6 +184,9 @@ def _job(
         return
     try:
         _job_at(ctx, ref, record, index, accepted, notes, job_fd)
+    except (OSError, DecisionError) as exc:
+        # A folder that changes under the scan (or is gone) is looked at again next pass.
+        ctx.log("approve").warning("%s: not matched this pass: %s", ref.label, exc)
     finally:
         os.close(job_fd)
 
