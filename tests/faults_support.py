@@ -539,7 +539,7 @@ if os.environ.get("SYFT_BG_TEST_COUNT_WRITES"):
     import atexit
     atexit.register(lambda: print(f"writes seen: {seen[0]}", file=sys.__stdout__))
 sys.argv = ["syft-bg", *sys.argv[3:]]
-from syft_bg_app.cli import main
+from syft_bg_app.cli.main import main
 
 sys.exit(main())
 """

@@ -19,7 +19,8 @@ import pytest
 from conftest import outbox, text_of
 
 from syft_bg_app.approval import decisions, snapshot
-from syft_bg_app.datasite.layout import JobRef, jobfiles
+from syft_bg_app.datasite import jobfiles
+from syft_bg_app.datasite.layout import JobRef
 from syft_bg_app.session import changing
 from syft_bg_app.store.state import State
 

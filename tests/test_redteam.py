@@ -23,7 +23,7 @@ from test_faults_disk import needs_mounts
 from test_sandbox import DS, MODES, _new_app, _submit_and_approve
 from test_sandbox_disk import run_on_one_small_disk
 
-from syft_bg_app.cli import main
+from syft_bg_app.cli.main import main
 from syft_bg_app.datasite.layout import JobRef
 from syft_bg_app.store.state import State
 
