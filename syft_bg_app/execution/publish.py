@@ -55,7 +55,7 @@ def log_limit(ctx: Context) -> int:
     return 2 * ctx.config.get("execute.output_cap_kb") * 1024 + RUN_FILE_SLACK
 
 
-def stderr_tail(ctx: Context, layout: RunLayout) -> str:
+def read_stderr_tail(ctx: Context, layout: RunLayout) -> str:
     data = read_capped(layout.stderr, log_limit(ctx))[-STDERR_TAIL_BYTES:]
     return data.decode("utf-8", "replace")
 

@@ -24,7 +24,7 @@ from syft_bg_app.execution.publish import (
     finish,
     publish,
     publish_note,
-    stderr_tail,
+    read_stderr_tail,
 )
 from syft_bg_app.execution.sandbox import RunLayout
 from syft_bg_app.job_transition import move_job
@@ -121,7 +121,7 @@ def _reap(ctx: Context, backend: RunBackend, ref: JobRef, record: dict[str, Any]
         NO_EXIT_STATUS,
         reason,
         _duration(record),
-        stderr_tail(ctx, layout),
+        read_stderr_tail(ctx, layout),
         outputs_note=note,
     )
 
@@ -203,6 +203,6 @@ def _harvest(
         return_code,
         reason,
         status.get("duration_seconds"),
-        stderr_tail(ctx, layout),
+        read_stderr_tail(ctx, layout),
         outputs_note=note,
     )
