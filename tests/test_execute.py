@@ -18,11 +18,14 @@ from conftest import PATIENCE, wait_until
 from freezegun import freeze_time
 from hostile import marked_processes, run_until_finished, script
 
+from syft_bg_app.datasite import linksafe
 from syft_bg_app.datasite.jobfiles import sha256_bytes
 from syft_bg_app.datasite.layout import Datasite, JobRef
-from syft_bg_app.execution import runs as execute
+from syft_bg_app.execution import publish, reap, sandbox, start
+from syft_bg_app.execution.backends import local as local_backend
 from syft_bg_app.execution.sandbox import RunLayout
 from syft_bg_app.session import open_view
+from syft_bg_app.steps import execute as execute_step
 from syft_bg_app.store.state import State
 
 DS = "alice@uni.edu"
@@ -168,7 +171,7 @@ def test_a_pass_never_waits_for_a_running_job(quiet_app):
         assert result.exit_code == 0, result.summary
         assert "finished" not in result.summary
         assert _record(app, "long")["status"] == "running"
-        assert execute.supervisor_alive(layout)
+        assert local_backend.supervisor_alive(layout)
     assert app.job_state("long")["status"] == "running"
     _stop_runs(app)
 
@@ -178,15 +181,15 @@ def _stop_runs(app):
     for run_dir in app.home.runs_dir.iterdir():
         layout = RunLayout(run_dir)
         wait_until(
-            lambda layout=layout: execute.read_run_status(layout).get("supervisor_pid"),
+            lambda layout=layout: local_backend.read_run_status(layout).get("supervisor_pid"),
             "the supervisor to write its status",
         )
-        status = execute.read_run_status(layout)
+        status = local_backend.read_run_status(layout)
         if status["phase"] != "finished":
             os.kill(status["supervisor_pid"], signal.SIGTERM)
     runs = [RunLayout(d) for d in app.home.runs_dir.iterdir()]
     wait_until(
-        lambda: not any(execute.supervisor_alive(layout) for layout in runs),
+        lambda: not any(local_backend.supervisor_alive(layout) for layout in runs),
         "every supervisor to stop on SIGTERM",
     )
 
@@ -264,7 +267,7 @@ def test_a_run_whose_supervisor_was_killed_is_failed_with_the_reason_and_not_res
 
     os.kill(record["supervisor_pid"], signal.SIGKILL)  # as a reboot or the OOM killer would
     layout = RunLayout(Path(record["run_dir"]))
-    wait_until(lambda: not execute.supervisor_alive(layout), "the killed supervisor to go")
+    wait_until(lambda: not local_backend.supervisor_alive(layout), "the killed supervisor to go")
     result = app.run_pass()
 
     assert "1 finished" in result.summary and "started" not in result.summary.split(":")[0]
@@ -301,9 +304,9 @@ def test_supervisors_started_together_are_independent_of_each_other(quiet_app):
         assert os.getsid(pid) == pid  # each leads a session of its own
     os.kill(pids["second"], signal.SIGKILL)
     second = RunLayout(Path(records["second"]["run_dir"]))
-    wait_until(lambda: not execute.supervisor_alive(second), "the killed supervisor's lock")
+    wait_until(lambda: not local_backend.supervisor_alive(second), "the killed supervisor's lock")
     for name in ("first", "third"):
-        assert execute.supervisor_alive(RunLayout(Path(records[name]["run_dir"])))
+        assert local_backend.supervisor_alive(RunLayout(Path(records[name]["run_dir"])))
 
     app.run_pass()
 
@@ -319,7 +322,7 @@ def test_jobs_whose_supervisors_never_started_start_on_a_later_pass(quiet_app, m
     app.run_pass()
     for name in ("one", "two"):
         app.cli("jobs", "approve", name, check=True)
-    monkeypatch.setattr(execute, "APP_PARENT", str(app.home.root / "no-such-folder"))
+    monkeypatch.setattr(local_backend, "APP_PARENT", str(app.home.root / "no-such-folder"))
 
     result = app.run_pass()  # the launcher cannot even import the app
 
@@ -334,7 +337,7 @@ def test_jobs_whose_supervisors_never_started_start_on_a_later_pass(quiet_app, m
 
     assert [states[n]["status"] for n in ("one", "two")] == ["done", "done"]
     assert (_review(app, "two") / "stdout.txt").read_text() == "two\n"
-    runs = [execute.read_run_status(RunLayout(d)) for d in app.home.runs_dir.iterdir()]
+    runs = [local_backend.read_run_status(RunLayout(d)) for d in app.home.runs_dir.iterdir()]
     assert [status["phase"] for status in runs] == ["finished", "finished"]  # each ran once
 
 
@@ -375,7 +378,7 @@ def test_a_full_disk_when_handing_runs_over_is_reported_and_the_jobs_wait(quiet_
     def disk_full(layout):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(execute, "_take_run_lock", disk_full)
+    monkeypatch.setattr(local_backend, "take_run_lock", disk_full)
     result = app.run_pass()
     monkeypatch.undo()
 
@@ -396,7 +399,7 @@ def test_a_pass_killed_before_its_supervisor_started_runs_the_job_once_later(
     def pass_dies_here(runs):
         raise SystemExit("killed")
 
-    monkeypatch.setattr(execute, "_start_supervisors", pass_dies_here)
+    monkeypatch.setattr(local_backend, "start_supervisors", pass_dies_here)
     with pytest.raises(SystemExit):
         app.run_pass()
     monkeypatch.undo()
@@ -409,7 +412,7 @@ def test_a_pass_killed_before_its_supervisor_started_runs_the_job_once_later(
     finished = [
         d
         for d in app.home.runs_dir.iterdir()
-        if execute.read_run_status(RunLayout(d)).get("phase") == "finished"
+        if local_backend.read_run_status(RunLayout(d)).get("phase") == "finished"
     ]
     assert len(finished) == 1
 
@@ -578,7 +581,7 @@ def test_status_warns_without_bwrap_and_lists_running_jobs(quiet_app):
 def test_execute_step_with_nothing_to_do_does_not_probe_or_start_anything(quiet_app):
     app = quiet_app
     ctx = open_view(app.home)
-    execute.run(ctx)
+    execute_step.run(ctx)
     assert ctx.counts["started"] == 0
     assert not app.home.runs_dir.exists()
 
@@ -603,7 +606,7 @@ def test_only_the_listed_tools_of_the_apps_path_reach_a_job(quiet_app, monkeypat
 def test_a_supervisor_that_cannot_start_fails_the_job_after_a_few_attempts(quiet_app, monkeypatch):
     app = quiet_app
     _approved(app, "unstartable", "#!/bin/bash\necho never\n")
-    real_write = execute.atomic_write_json
+    real_write = start.atomic_write_json
 
     def broken_spec(path, data, mode=0o644):
         if path.name == "spec.json":
@@ -611,7 +614,7 @@ def test_a_supervisor_that_cannot_start_fails_the_job_after_a_few_attempts(quiet
             return
         real_write(path, data, mode=mode)
 
-    monkeypatch.setattr(execute, "atomic_write_json", broken_spec)
+    monkeypatch.setattr(start, "atomic_write_json", broken_spec)
 
     state = run_until_finished(app, "unstartable")["unstartable"]
 
@@ -663,11 +666,11 @@ def test_a_job_nesting_1100_folders_finishes_and_other_jobs_still_run(quiet_app,
     assert (_review(app, "after") / "stdout.txt").read_text() == "after-ran\n"
     outputs = _review(app, "deep") / "outputs"
     assert (outputs / "top.txt").read_text() == "top\n"
-    kept = outputs.joinpath(*["d"] * execute.MAX_OUTPUT_DEPTH)
+    kept = outputs.joinpath(*["d"] * publish.MAX_OUTPUT_DEPTH)
     assert kept.is_dir() and not any(kept.iterdir())
-    assert not outputs.joinpath(*["d"] * (execute.MAX_OUTPUT_DEPTH + 1)).exists()
+    assert not outputs.joinpath(*["d"] * (publish.MAX_OUTPUT_DEPTH + 1)).exists()
     stderr = (_review(app, "deep") / "stderr.txt").read_text()
-    assert f"folders nested deeper than {execute.MAX_OUTPUT_DEPTH} levels" in stderr
+    assert f"folders nested deeper than {publish.MAX_OUTPUT_DEPTH} levels" in stderr
     assert "outputs left out" in _record(app, "deep")["outputs_note"]
     [event] = _finished_events(app, "deep")
     assert "nested deeper" in event["outputs_note"]
@@ -690,7 +693,7 @@ def test_outputs_beyond_the_size_and_entry_caps_are_left_out_and_stderr_says_so(
     _approved(
         app,
         "many",
-        f"#!/bin/bash\ncd code/outputs\ntouch f{{1..{execute.MAX_OUTPUT_ENTRIES + 50}}}\n",
+        f"#!/bin/bash\ncd code/outputs\ntouch f{{1..{publish.MAX_OUTPUT_ENTRIES + 50}}}\n",
     )
 
     states = run_until_finished(app, ["big", "many"])
@@ -700,9 +703,9 @@ def test_outputs_beyond_the_size_and_entry_caps_are_left_out_and_stderr_says_so(
     big_err = (_review(app, "big") / "stderr.txt").read_text()
     assert "1 files beyond the 1 MiB outputs cap (execute.outputs_cap_mb)" in big_err
     published = list((_review(app, "many") / "outputs").iterdir())
-    assert len(published) == execute.MAX_OUTPUT_ENTRIES
+    assert len(published) == publish.MAX_OUTPUT_ENTRIES
     many_err = (_review(app, "many") / "stderr.txt").read_text()
-    assert f"everything past the first {execute.MAX_OUTPUT_ENTRIES} entries" in many_err
+    assert f"everything past the first {publish.MAX_OUTPUT_ENTRIES} entries" in many_err
 
 
 def test_one_run_that_cannot_be_collected_fails_alone_and_the_next_job_starts(
@@ -712,21 +715,21 @@ def test_one_run_that_cannot_be_collected_fails_alone_and_the_next_job_starts(
     app.set_config(execute={"max_concurrent": 1, "timeout": JOB_TIMEOUT})
     _approved(app, "breaks", "#!/bin/bash\necho fine\n")
     _approved(app, "waits", "#!/bin/bash\necho waited\n")
-    real = execute._replace_outputs
+    real = publish.replace_outputs
 
     def fails_for_one(run_root, review, cap):
         if review.name == "breaks":
             raise RecursionError("maximum recursion depth exceeded")
         return real(run_root, review, cap)
 
-    monkeypatch.setattr(execute, "_replace_outputs", fails_for_one)
+    monkeypatch.setattr(publish, "replace_outputs", fails_for_one)
 
     states = run_until_finished(app, ["breaks", "waits"])
 
     assert states["breaks"]["status"] == "failed"
     assert states["waits"]["status"] == "done"
     [event] = _finished_events(app, "breaks")
-    assert event["reason"] == execute.COLLECT_FAILED
+    assert event["reason"] == reap.COLLECT_FAILED
     assert "RecursionError" in _record(app, "breaks")["reason"]
     log = (app.home.logs_dir / "syft-bg.log").read_text()
     assert "collecting alice@uni.edu/breaks failed" in log and "Traceback" in log
@@ -754,11 +757,11 @@ def test_remove_tree_deletes_deep_folders_and_never_follows_links(tmp_path, deep
     (victim / "file.txt").write_text("x")
     os.symlink(str(outside), victim / "top-link")
 
-    execute.remove_tree(victim)
+    linksafe.remove_tree(victim)
 
     assert not victim.exists()
     assert (outside / "keep.txt").read_text() == "keep"
-    execute.remove_tree(tmp_path / "missing")  # nothing there: no error
+    linksafe.remove_tree(tmp_path / "missing")  # nothing there: no error
 
 
 # -- what the DS reads carries no local paths; result permissions ---------------------------
@@ -800,7 +803,7 @@ def test_a_job_that_could_not_start_names_no_local_paths_to_the_ds(quiet_app, mo
     def refused(layout, files, mode, **options):
         raise PermissionError(13, "Permission denied", str(layout.root / "job" / "run.sh"))
 
-    monkeypatch.setattr(execute.sandbox, "prepare_layout", refused)
+    monkeypatch.setattr(sandbox, "prepare_layout", refused)
 
     state = run_until_finished(app, "unstarted")["unstarted"]
 
@@ -816,7 +819,7 @@ def test_a_job_that_could_not_start_names_no_local_paths_to_the_ds(quiet_app, mo
 def test_public_text_replaces_the_owners_folders(quiet_app):
     ctx = open_view(quiet_app.home)
     home = quiet_app.home.root
-    text = execute.public_text(ctx, f"cannot read {home}/snapshots/x and {quiet_app.root}/y")
+    text = publish.public_text(ctx, f"cannot read {home}/snapshots/x and {quiet_app.root}/y")
     assert text == "cannot read <app home>/snapshots/x and <SyftBox folder>/y"
 
 

@@ -26,8 +26,7 @@ from faults_support import (
     sent_but_unrecorded,
 )
 
-from syft_bg_app.execution import runs as execute
-from syft_bg_app.execution import sandbox
+from syft_bg_app.execution import reap, sandbox
 from syft_bg_app.store.state import State
 
 SEED = 20261123
@@ -96,8 +95,8 @@ def test_a_job_whose_start_is_interrupted_again_and_again_still_runs_once(app, t
         raise SystemExit("killed while preparing the run folder")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(execute.sandbox, "prepare_layout", pass_dies_while_preparing)
-        for _ in range(execute.MAX_START_ATTEMPTS + 2):
+        patch.setattr(sandbox, "prepare_layout", pass_dies_while_preparing)
+        for _ in range(reap.MAX_START_ATTEMPTS + 2):
             with pytest.raises(SystemExit):
                 app.run_pass()
             [(_, _, record)] = State.load(app.home.state_file).iter_jobs()
@@ -107,7 +106,7 @@ def test_a_job_whose_start_is_interrupted_again_and_again_still_runs_once(app, t
     [job] = scenario.approved
     assert app.job_state(job.name, job.ds)["status"] == "done"
     assert ledger_runs(scenario) == {job.label: 1}
-    assert interrupted_starts(app) == execute.MAX_START_ATTEMPTS + 2
+    assert interrupted_starts(app) == reap.MAX_START_ATTEMPTS + 2
 
 
 class Recorder:

@@ -20,7 +20,7 @@ from conftest import DO_EMAIL, PATIENCE, App
 from fake_google import FakeGoogle, Scripted, gmail_error
 from faults_support import Scenario, check_jobs, email_table, free_port
 
-from syft_bg_app.execution.runs import read_run_status
+from syft_bg_app.execution.backends.local import read_run_status
 from syft_bg_app.execution.sandbox import RunLayout
 from syft_bg_app.mail import retry
 from syft_bg_app.store.state import State

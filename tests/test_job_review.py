@@ -21,7 +21,7 @@ from hostile import run_until_finished
 
 import syft_bg_app as bg
 from syft_bg_app.errors import NotFoundError
-from syft_bg_app.execution import runs as execute
+from syft_bg_app.execution.backends import local as local_backend
 from syft_bg_app.execution.sandbox import RunLayout
 from syft_bg_app.store.state import State
 
@@ -355,14 +355,14 @@ def _stop_runs(app: App) -> None:
     runs = [RunLayout(folder) for folder in app.home.runs_dir.iterdir()]
     for layout in runs:
         wait_until(
-            lambda layout=layout: execute.read_run_status(layout).get("supervisor_pid"),
+            lambda layout=layout: local_backend.read_run_status(layout).get("supervisor_pid"),
             "the supervisor to write its status",
         )
-        status = execute.read_run_status(layout)
+        status = local_backend.read_run_status(layout)
         if status["phase"] != "finished":
             os.kill(status["supervisor_pid"], signal.SIGTERM)
     wait_until(
-        lambda: not any(execute.supervisor_alive(layout) for layout in runs),
+        lambda: not any(local_backend.supervisor_alive(layout) for layout in runs),
         "every supervisor to stop",
     )
 

@@ -372,7 +372,8 @@ def test_without_bwrap_a_prepared_job_installs_offline_through_its_own_view_of_t
 
 def test_the_shared_cache_stays_when_old_run_folders_are_removed(tmp_path, index):
     from syft_bg_app.context import Context
-    from syft_bg_app.execution import runs
+    from syft_bg_app.execution.backends import backend_for
+    from syft_bg_app.execution.housekeeping import clean_old_runs
 
     app = _app(tmp_path, index, keep_days=0)
     cache = prepare.cache_dir(app.home.runs_dir)
@@ -384,7 +385,7 @@ def test_the_shared_cache_stays_when_old_run_folders_are_removed(tmp_path, index
             os.utime(path, (1_000_000_000, 1_000_000_000))
     ctx = Context.open(app.home, app.config)
 
-    runs._clean_old_runs(ctx)
+    clean_old_runs(ctx, backend_for())
 
     assert not old_run.exists()
     assert (cache / "archive-v0" / "file").read_text() == "x"

@@ -41,9 +41,9 @@ def reject(home: AppHome, spec: str, reason: str | None = None) -> JobDecision:
 
 def rerun(home: AppHome, spec: str, fresh_snapshot: bool = False) -> JobDecision:
     """Set a done or failed job back to approved; the next pass runs it again."""
-    from syft_bg_app.execution import runs
+    from syft_bg_app.execution.rerun import rerun as rerun_job
 
     with changing(home, "jobs rerun") as ctx:
         ref = job_views.resolve(ctx, spec)
-        runs.rerun(ctx, ref, fresh_snapshot=fresh_snapshot)
+        rerun_job(ctx, ref, fresh_snapshot=fresh_snapshot)
     return JobDecision(ref)

@@ -17,8 +17,9 @@ from syft_bg_app.clock import iso
 from syft_bg_app.context import Context
 from syft_bg_app.datasite.jobfiles import Limits, file_set_hashes
 from syft_bg_app.datasite.layout import JobRef
-from syft_bg_app.datasite.nofollow import UnsafePathError, identity
+from syft_bg_app.datasite.linksafe import UnsafePathError, identity
 from syft_bg_app.errors import NotFoundError, SyftBgError
+from syft_bg_app.job_transition import move_job
 
 
 class DecisionError(SyftBgError):
@@ -197,16 +198,14 @@ def _approve_at(
             f"({', '.join(changed) or exc}); review them again (syft-bg jobs show "
             f"{shlex.quote(ref.label)}); approving again approves them as they are now"
         ) from None
-    now = iso()
-    ctx.datasite.write_job_state(
+    set_approved(
+        ctx,
         ref,
-        status="approved",
-        approved_by=ctx.config.do_email,
-        approved_at=now,
-        approval_method=method,
-        review_reason=reason,
+        record,
+        {"approval_method": method, "review_reason": reason},
+        method=method,
+        rule=rule,
     )
-    record.update(status="approved", approved_at=now, method=method, rule=rule)
     ctx.counts["approved"] += 1
     ctx.log("approve").info(
         "approved %s (%s%s)", ref.label, method, f", rule {rule}" if rule else ""
@@ -223,6 +222,22 @@ def _approve_at(
     )
 
 
+def set_approved(
+    ctx: Context, ref: JobRef, record: dict[str, Any], state: dict[str, Any], **fields: Any
+) -> None:
+    """Move the job to approved, by the data owner, now (``state``: more JobState fields)."""
+    now = iso()
+    move_job(
+        ctx,
+        ref,
+        record,
+        "approved",
+        state={"approved_by": ctx.config.do_email, "approved_at": now, **state},
+        approved_at=now,
+        **fields,
+    )
+
+
 def reject_job(ctx: Context, ref: JobRef, reason: str | None, method: str = "manual") -> None:
     """Reject a job; ``method`` is "manual", or "on receipt" for a job sync found invalid."""
     record = _job_record(ctx, ref)
@@ -231,18 +246,10 @@ def reject_job(ctx: Context, ref: JobRef, reason: str | None, method: str = "man
     if record["status"] not in ("pending", "received", "approved"):
         raise wrong_state(ref, record, "reject", "only jobs that have not started can be rejected")
     now = iso()
-    changes = {}
+    state = {"rejected_by": ctx.config.do_email, "rejected_at": now, "review_reason": reason}
     if record["status"] == "received":
-        changes["received_at"] = now
-    ctx.datasite.write_job_state(
-        ref,
-        status="rejected",
-        rejected_by=ctx.config.do_email,
-        rejected_at=now,
-        review_reason=reason,
-        **changes,
-    )
-    record.update(status="rejected", reason=reason)
+        state["received_at"] = now
+    move_job(ctx, ref, record, "rejected", state=state, reason=reason)
     ctx.counts["rejected"] += 1
     ctx.log("sync" if method == "on receipt" else "approve").info(
         "rejected %s: %s", ref.label, reason

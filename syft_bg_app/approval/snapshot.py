@@ -32,6 +32,10 @@ class SnapshotError(SyftBgError):
     pass
 
 
+class SnapshotMissing(SnapshotError):
+    """The job has no snapshot to run (approved outside syft-bg), or it cannot be opened."""
+
+
 def snapshot_dir(snapshots_root: Path, ref: JobRef) -> Path:
     return snapshots_root / ref.digest[:32]
 
@@ -95,7 +99,7 @@ def verified(snapshots_root: Path, ref: JobRef) -> tuple[Path, dict[str, str]]:
         manifest = json.loads((target / MANIFEST).read_text())
         pack = tarfile.open(target / PACK, mode="r:")
     except (OSError, ValueError, tarfile.TarError) as exc:
-        raise SnapshotError(f"{ref.label}: no usable approval snapshot ({exc})") from None
+        raise SnapshotMissing(f"{ref.label}: no usable approval snapshot ({exc})") from None
     expected: dict[str, str] = manifest["files"]
     unpacked = Path(tempfile.mkdtemp(prefix=".files-", dir=target))
     try:

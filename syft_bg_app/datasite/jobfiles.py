@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from syft_bg_app.config.load import SCHEMA
-from syft_bg_app.datasite.nofollow import UnsafePathError, open_dir, open_dir_at, open_file_at
+from syft_bg_app.datasite.linksafe import UnsafePathError, open_dir, open_dir_at, open_file_at
 from syft_bg_app.store.fsutil import is_ignored_name
 
 HASH_PREFIX = "sha256:"

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from syft_bg_app.clock import iso
-from syft_bg_app.datasite.nofollow import (
+from syft_bg_app.datasite.linksafe import (
     UnsafePathError,
     lstat_at,
     open_dir,
@@ -152,7 +152,7 @@ class Datasite:
 
     # Everything under inbox/<ds>/ and peers/<ds>/ is written by a data scientist:
     # it is reached from the datasite folder one component at a time, never
-    # through a link (see ``nofollow``).
+    # through a link (see ``linksafe``).
     def open_under(self, path: Path) -> int:
         """Open the folder ``path`` (below ``app_data/job``) without following any link.
 

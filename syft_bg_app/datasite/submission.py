@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from syft_bg_app.datasite.jobfiles import DEFAULT_LIMITS, Limits, collect
-from syft_bg_app.datasite.nofollow import FILE_FLAGS, UnsafePathError, lstat_at, open_dir
+from syft_bg_app.datasite.linksafe import FILE_FLAGS, UnsafePathError, lstat_at, open_dir
 from syft_bg_app.store.fsutil import (
     PERMISSION_FILE,
     is_ignored_name,

@@ -13,6 +13,12 @@ by root gives each run an unprivileged uid of its own).
 
 The environment is built from an allow-list, never copied from the pass, so
 tokens, passwords and the data owner's variables never reach a job.
+
+Why one file of this size: everything that decides what a job can see and do
+(the bwrap probe and command line, the environment, the rlimits, the network
+mode, the uid of a job without bwrap, the run folder's layout) is read together
+when the confinement is reviewed; split, a change to one could weaken another
+unseen.
 """
 
 from __future__ import annotations
@@ -725,7 +731,7 @@ def prepare_layout(
     os.chmod(layout.root, 0o711 if run_as is not None else 0o700)
     if reserve_bytes:
         _reserve(layout.reserve, reserve_bytes)
-    shutil.copytree(snapshot_files, layout.job, symlinks=True)
+    _copy_files(snapshot_files, layout.job)
     for folder in (layout.home, layout.tmp, layout.bin, layout.outputs):
         folder.mkdir(parents=True, exist_ok=True)
     for dirpath, _dirnames, filenames in os.walk(layout.job):
@@ -748,6 +754,20 @@ def prepare_layout(
                     os.lchown(os.path.join(dirpath, name), uid, gid)
             if run_as is not None:
                 os.chmod(top, 0o700)  # no other job's uid gets in
+
+
+def _copy_files(source: Path, target: Path) -> None:
+    """Copy the snapshot's folders and files; the first error is raised as it is, so a
+    full disk stays an OSError with its errno (``shutil.copytree`` makes it text)."""
+
+    def fail(exc: OSError) -> None:
+        raise exc
+
+    for dirpath, _dirnames, filenames in os.walk(source, onerror=fail):
+        folder = target / os.path.relpath(dirpath, source)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in filenames:
+            shutil.copy2(os.path.join(dirpath, name), folder / name, follow_symlinks=False)
 
 
 def _reserve(path: Path, size: int) -> None:

@@ -18,6 +18,13 @@ happened to its pid.
 One runs for every job, so it stays lean: the launcher starts without
 site-packages (``python -I -S``) and imports nothing beyond the standard
 library and ``atomic``.
+
+Why one file of this size: the supervisor is the program a run executes, with
+its launcher, its /proc reading, its network set-up and its kill rounds. Each
+module it imported would be one more file loaded into every run's process, one
+more import that must stay free of the app's dependencies (``-S`` means no
+site-packages), and one more place a change could make a run import something
+heavy; keeping it whole makes that rule checkable by reading one import block.
 """
 
 from __future__ import annotations

@@ -174,7 +174,7 @@ def next_deadline(ctx: Context) -> float | None:
             if record.get("asked_again") and record.get("decided_at"):
                 due.append((parse_iso(record["decided_at"]) + cool_down).timestamp())
     if ctx.config.step_enabled("execute"):
-        from syft_bg_app.execution.runs import CLEANUP_EVERY
+        from syft_bg_app.execution.housekeeping import CLEANUP_EVERY
 
         cleaned = (ctx.state.data.get("execute") or {}).get("cleaned_at")
         if cleaned:

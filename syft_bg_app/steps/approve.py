@@ -37,7 +37,8 @@ from syft_bg_app.clock import iso
 from syft_bg_app.context import Context
 from syft_bg_app.datasite.jobfiles import Limits, UnsafeFileError, collect, sha256_stream
 from syft_bg_app.datasite.layout import JobRef
-from syft_bg_app.datasite.nofollow import open_file_at
+from syft_bg_app.datasite.linksafe import FILE_FLAGS, open_file_at
+from syft_bg_app.steps.isolation import StepItems, raise_failures
 from syft_bg_app.store.fsutil import append_line
 
 # A file modified this recently may change again within one timestamp tick, so
@@ -49,11 +50,15 @@ AUDIT_WHY_CAP = 2000
 def run(ctx: Context) -> None:
     _note_config_warnings(ctx)
     notes = _AuditNotes(ctx)
+    log = ctx.log("approve")
+    peers = StepItems(log, "peer request", "could not be decided")
+    jobs = StepItems(log, "pending job", "could not be matched")
     try:
-        _peers(ctx, notes)
-        _jobs(ctx, notes)
+        _peers(ctx, notes, peers)
+        _jobs(ctx, notes, jobs)
     finally:
         notes.flush()
+    raise_failures(peers, jobs)
 
 
 class _AuditNotes:
@@ -81,28 +86,33 @@ class _AuditNotes:
 # -- peers ---------------------------------------------------------------------
 
 
-def _peers(ctx: Context, notes: _AuditNotes) -> None:
+def _peers(ctx: Context, notes: _AuditNotes, items: StepItems) -> None:
     approved = ctx.config.get("approve.peers")
     for email, record in sorted(ctx.state.data["peers"].items()):
-        if record["status"] != "requested":
-            continue
-        ok, why = peer_auto_accept_reason(
-            email, approved["approved_domains"], approved["approved_emails"]
-        )
-        if ok:
-            accept_peer(ctx, email, "auto", why)
-            continue
-        # Said once per request (and again only if the reason changes).
-        if record.get("auto_note") != why:
-            record["auto_note"] = why
-            notes.add(email, "left for the data owner", why, method="auto")
-            ctx.log("approve").info("peer request %s left for the data owner: %s", email, why)
+        if record["status"] == "requested":
+            items.run(email, _peer, ctx, email, record, approved, notes)
+
+
+def _peer(
+    ctx: Context, email: str, record: dict, approved: dict[str, Any], notes: _AuditNotes
+) -> None:
+    ok, why = peer_auto_accept_reason(
+        email, approved["approved_domains"], approved["approved_emails"]
+    )
+    if ok:
+        accept_peer(ctx, email, "auto", why)
+        return
+    # Said once per request (and again only if the reason changes).
+    if record.get("auto_note") != why:
+        record["auto_note"] = why
+        notes.add(email, "left for the data owner", why, method="auto")
+        ctx.log("approve").info("peer request %s left for the data owner: %s", email, why)
 
 
 # -- jobs ----------------------------------------------------------------------
 
 
-def _jobs(ctx: Context, notes: _AuditNotes) -> None:
+def _jobs(ctx: Context, notes: _AuditNotes, items: StepItems) -> None:
     index = RuleIndex(load_rules(ctx.config))
     peers = ctx.state.data["peers"]
     pending = [
@@ -113,11 +123,7 @@ def _jobs(ctx: Context, notes: _AuditNotes) -> None:
     for ds_email, name, record in sorted(pending, key=lambda j: (j[0], j[1])):
         accepted = (peers.get(ds_email) or {}).get("status") == "accepted"
         ref = JobRef(ds_email, name, record["protocol"])
-        try:
-            _job(ctx, ref, record, index, accepted, notes)
-        except (OSError, DecisionError) as exc:
-            # A folder that changes under the scan (or is gone) is looked at again next pass.
-            ctx.log("approve").warning("%s: not matched this pass: %s", ref.label, exc)
+        items.run(ref.label, _job, ctx, ref, record, index, accepted, notes)
 
 
 def _stat_sig(st: os.stat_result) -> list[int]:
@@ -135,7 +141,7 @@ def hash_scanned_file(root: Path | int, rel: str, scanned: os.stat_result) -> st
     if isinstance(root, int):
         fd = open_file_at(root, rel)
     else:
-        fd = os.open(os.path.join(root, rel), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = os.open(os.path.join(root, rel), FILE_FLAGS)
     with os.fdopen(fd, "rb") as handle:
         st = os.fstat(fd)
         if (
@@ -175,6 +181,9 @@ def _job(
         return
     try:
         _job_at(ctx, ref, record, index, accepted, notes, job_fd)
+    except (OSError, DecisionError) as exc:
+        # A folder that changes under the scan (or is gone) is looked at again next pass.
+        ctx.log("approve").warning("%s: not matched this pass: %s", ref.label, exc)
     finally:
         os.close(job_fd)
 
@@ -228,9 +237,6 @@ def _job_at(
             # The bytes changed between hashing and snapshotting: look again next pass.
             record["auto"] = {"hashes": fresh}
             _left_pending(ctx, notes, ref, record, f"not approved: {exc}", result, key=None)
-            return
-        record.pop("auto", None)
-        record.pop("auto_note", None)
         return
     record["auto"] = {"key": key if stable else None, "hashes": fresh}
     _left_pending(ctx, notes, ref, record, result.why, result, key=key)

@@ -13,6 +13,7 @@ from datetime import timedelta
 from syft_bg_app.clock import iso, parse_iso, utcnow
 from syft_bg_app.context import Context
 from syft_bg_app.errors import SyftBgError
+from syft_bg_app.steps.isolation import StepItems, raise_failures
 
 
 def run(ctx: Context) -> None:
@@ -24,7 +25,11 @@ def run(ctx: Context) -> None:
 
         retry_set_aside(ctx)
     events = list(ctx.state.data["events"])
-    failure: SyftBgError | None = None
+    log = ctx.log("notify")
+    # Each event set aside fails this pass once, saying why; later passes go on
+    # without it (mail/enqueue.py).
+    composed = StepItems(log, "event", "could not be composed")
+    heartbeat = StepItems(log, "heartbeat email", "could not be composed")
     if events or heartbeat_due(ctx):
         remove_orphans(ctx.home, mail)
     if events:
@@ -34,24 +39,16 @@ def run(ctx: Context) -> None:
             queued, set_aside = enqueue_events(ctx, events)
         except SyftBgError as exc:
             # The events stay; what is already queued is still delivered below.
-            ctx.log("notify").error("cannot compose emails: %s", exc)
-            failure = exc
+            log.error("cannot compose emails: %s", exc)
+            composed.failed("all events", exc, count=len(events))
         else:
-            ctx.log("notify").debug("%d events became %d emails", len(events), queued)
+            log.debug("%d events became %d emails", len(events), queued)
             ctx.state.save()
-            if set_aside:
-                # Fail this pass once, saying why; later passes go on without them.
-                more = f" (and {len(set_aside) - 1} more)" if len(set_aside) > 1 else ""
-                failure = SyftBgError(
-                    f"set aside {len(set_aside)} event(s) whose emails cannot be composed: "
-                    f"{set_aside[0]}{more}; see syft-bg mail list"
-                )
+            composed.went_well(len(events) - len(set_aside))
+            for reason in set_aside:
+                composed.failed("set aside", reason)
     if heartbeat_due(ctx):
-        try:
-            _queue_heartbeat(ctx)
-        except SyftBgError as exc:
-            ctx.log("notify").error("cannot compose the heartbeat email: %s", exc)
-            failure = failure or exc
+        heartbeat.run("the heartbeat email", _queue_heartbeat, ctx)
         ctx.state.save()
     transport = ctx.config.get("notify.transport")
     if mail["queue"] or transport == "gmail":
@@ -66,8 +63,7 @@ def run(ctx: Context) -> None:
     elif mail["problem"]:
         # Nothing waits and nothing signs in: an old problem no longer applies.
         mail["problem"] = None
-    if failure is not None:
-        raise failure
+    raise_failures(composed, heartbeat, hint="; see syft-bg mail list")
 
 
 def heartbeat_due(ctx: Context) -> bool:

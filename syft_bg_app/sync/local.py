@@ -27,8 +27,10 @@ from syft_bg_app.clock import iso, parse_iso, utcnow
 from syft_bg_app.context import Context
 from syft_bg_app.datasite.jobfiles import Limits, file_set_hashes
 from syft_bg_app.datasite.layout import JobRef, JobStateError
-from syft_bg_app.datasite.nofollow import UnsafePathError, identity
+from syft_bg_app.datasite.linksafe import UnsafePathError, identity
 from syft_bg_app.datasite.submission import check_submission
+from syft_bg_app.job_transition import move_job
+from syft_bg_app.steps.isolation import StepItems, raise_failures
 from syft_bg_app.store.fsutil import load_untrusted_yaml, short_repr, untrusted_text
 
 # A directory modified this recently may change again within the same clock
@@ -41,7 +43,9 @@ def run(ctx: Context) -> None:
     ctx.datasite.inbox.mkdir(parents=True, exist_ok=True)
     if ctx.state.is_fresh:
         _record_history(ctx)
-    problems: list[str] = []
+    log = ctx.log("sync")
+    jobs = StepItems(log, "job", "failed to sync")
+    requests = StepItems(log, "peer request", "could not be read")
     for ds_email in ctx.datasite.list_ds_emails():
         _note_known_peer(ctx, ds_email)
         if _held_until_accepted(ctx, ds_email):
@@ -49,36 +53,26 @@ def run(ctx: Context) -> None:
         looks = [_look_inbox(ctx, folder) for _, folder in ctx.datasite.job_folders(ds_email)]
         if not any(changed for _, changed, _ in looks):
             continue
-        failed = [ref for ref in _unknown_jobs(ctx, ds_email) if not _isolated(ctx, ref, problems)]
-        if not failed:
+        synced = [jobs.run(ref.label, _sync_job, ctx, ref) for ref in _unknown_jobs(ctx, ds_email)]
+        if all(synced):
             # Remembered only once every new folder was handled, so a pass that
             # fails half-way lists this folder again next time.
             for folder, _, mtime_ns in looks:
                 ctx.state.data["scan"][folder] = mtime_ns
     for ds_email, job_name, record in ctx.state.active_jobs():
-        _isolated(ctx, JobRef(ds_email, job_name, record["protocol"]), problems)
-    _read_peer_requests(ctx, problems)
-    if problems:
-        raise SyncError(f"{len(problems)} problem(s), the rest was synced: " + "; ".join(problems))
+        ref = JobRef(ds_email, job_name, record["protocol"])
+        jobs.run(ref.label, _sync_job, ctx, ref)
+    _read_peer_requests(ctx, requests)
+    raise_failures(jobs, requests)
 
 
-class SyncError(RuntimeError):
-    pass
-
-
-def _isolated(ctx: Context, ref: JobRef, problems: list[str]) -> bool:
-    """Receive or follow one job; a failure is logged and kept from the others."""
-    try:
-        record = ctx.state.job(ref.ds_email, ref.name, ref.protocol)
-        if record is None or record["status"] == "received":
-            _receive(ctx, ref)
-        else:
-            _follow(ctx, ref, record)
-    except Exception as exc:
-        ctx.log("sync").exception("%s could not be synced", ref.label)
-        problems.append(f"{ref.label}: {type(exc).__name__}: {exc}")
-        return False
-    return True
+def _sync_job(ctx: Context, ref: JobRef) -> None:
+    """Receive a new job, or follow one this app knows."""
+    record = ctx.state.job(ref.ds_email, ref.name, ref.protocol)
+    if record is None or record["status"] == "received":
+        _receive(ctx, ref)
+    else:
+        _follow(ctx, ref, record)
 
 
 def _record_history(ctx: Context) -> None:
@@ -200,7 +194,6 @@ def _received_as(ctx: Context, ref: JobRef) -> dict[str, Any]:
 
 def _reject_on_receipt(ctx: Context, ref: JobRef, record: dict | None, reason: str) -> None:
     record = record or _remember(ctx, ref, "received", None)
-    record.pop("waiting_reason", None)
     reject_job(ctx, ref, reason, method="on receipt")
 
 
@@ -232,7 +225,6 @@ def _receive_at(ctx: Context, ref: JobRef, record: dict | None, job_fd: int) -> 
         reason = check.reason()
         if not check.invalid:
             reason = f"incomplete after {int(waited)} seconds: {reason}"
-        record.pop("waiting_reason", None)
         reject_job(ctx, ref, reason, method="on receipt")
         return
     if record.get("waiting_reason") != check.reason():
@@ -253,9 +245,6 @@ def _mark_pending(
     received_at = iso(now)
     # What the data owner is shown; a manual approval must approve these bytes.
     hashes = file_set_hashes(folder, job_fd, Limits.from_config(ctx.config))
-    ctx.datasite.write_job_state(ref, status="pending", received_at=received_at)
-    if record:
-        record.pop("waiting_reason", None)
     # The folder this job is: a later pass that finds another folder (or a
     # link) at this name rejects the job rather than approve what it finds.
     extra: dict[str, Any] = {
@@ -265,7 +254,7 @@ def _mark_pending(
     }
     if never_arrived:
         extra["never_arrived"] = never_arrived
-    _remember(ctx, ref, "pending", record, **extra)
+    _remember(ctx, ref, "pending", record, state={"received_at": received_at}, **extra)
     ctx.counts["received"] += 1
     if never_arrived:
         ctx.log("sync").info(
@@ -278,9 +267,18 @@ def _mark_pending(
     ctx.state.add_event("job_submitted", **ref.event_fields)
 
 
-def _remember(ctx: Context, ref: JobRef, status: str, record: dict | None, **extra: Any) -> dict:
-    record = record or {}
-    record.update(protocol=ref.protocol, status=status, **extra)
+def _remember(
+    ctx: Context,
+    ref: JobRef,
+    status: str,
+    record: dict | None,
+    state: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict:
+    """Record the job at ``status`` (a new record, or its own moved there); ``state``:
+    the JobState fields to write with it, None when state.yaml says so already."""
+    record = {} if record is None else record
+    record = move_job(ctx, ref, record, status, state, protocol=ref.protocol, **extra)
     record.setdefault("seen_at", iso())
     ctx.state.set_job(ref.ds_email, ref.name, record, ref.protocol)
     return record
@@ -308,7 +306,7 @@ def _follow(ctx: Context, ref: JobRef, record: dict) -> None:
         record["status"],
         on_disk["status"],
     )
-    record["status"] = on_disk["status"]
+    move_job(ctx, ref, record, on_disk["status"])
     _status_event(ctx, ref, on_disk["status"], on_disk)
 
 
@@ -408,7 +406,7 @@ def _note_known_peer(ctx: Context, ds_email: str) -> None:
         ctx.state.add_event("peer_accepted", ds_email=ds_email)
 
 
-def _read_peer_requests(ctx: Context, problems: list[str]) -> None:
+def _read_peer_requests(ctx: Context, requests: StepItems) -> None:
     peers_dir = ctx.datasite.peers
     if not peers_dir.is_dir():
         return
@@ -420,17 +418,13 @@ def _read_peer_requests(ctx: Context, problems: list[str]) -> None:
         peers = ctx.state.data["peers"]
         folders = {e for e, r in peers.items() if r.get("request_mtime_ns")}
         folders |= set(ctx.state.data["peer_folders_waiting"])
-    arrived, failed = set(), False
+    arrived = set()
+    failures_before = requests.failed_count
     for email in sorted(folders):
-        try:
-            if _read_one_request(ctx, email):
-                arrived.add(email)
-        except Exception as exc:
-            ctx.log("sync").exception("peer request %s could not be read", email)
-            problems.append(f"peer request {email}: {type(exc).__name__}: {exc}")
-            failed = True
+        if requests.call(f"peer request {email}", _read_one_request, ctx, email):
+            arrived.add(email)
     ctx.state.data["peer_folders_waiting"] = sorted(folders - arrived)
-    if changed and not failed:
+    if changed and requests.failed_count == failures_before:
         ctx.state.data["scan"][key] = mtime_ns
 
 

@@ -13,7 +13,7 @@ from syft_bg_app.approval.job_needs import job_warnings
 from syft_bg_app.approval.rules import PendingReason
 from syft_bg_app.context import Context
 from syft_bg_app.datasite.layout import JOB_STATE_FIELDS, PROTOCOL_DIR_RE, JobRef, JobStateError
-from syft_bg_app.datasite.nofollow import open_dir, open_dir_at
+from syft_bg_app.datasite.linksafe import open_dir, open_dir_at
 from syft_bg_app.datasite.submission import read_metadata
 from syft_bg_app.errors import AmbiguousError, NotFoundError
 from syft_bg_app.views.render import terminal_text

@@ -56,7 +56,7 @@ def _status_text(home: AppHome) -> str:
     by_status = Counter(record["status"] for _, _, record in ctx.state.iter_jobs())
     jobs_line = ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())) or "none"
     lines.append(f"jobs: {jobs_line}")
-    from syft_bg_app.execution.runs import status_lines as execute_status_lines
+    from syft_bg_app.execution.status import status_lines as execute_status_lines
 
     lines.extend(execute_status_lines(ctx))
     peers = Counter(r["status"] for r in state["peers"].values())
