@@ -38,6 +38,7 @@ from syft_bg_app.context import Context
 from syft_bg_app.datasite.jobfiles import CHUNK, HASH_PREFIX, Limits, UnsafeFileError, collect
 from syft_bg_app.datasite.layout import JobRef
 from syft_bg_app.datasite.nofollow import open_file_at
+from syft_bg_app.mail.replies import read_replies
 from syft_bg_app.store.fsutil import append_line
 
 # A file modified this recently may change again within one timestamp tick, so
@@ -48,12 +49,15 @@ AUDIT_WHY_CAP = 2000
 
 def run(ctx: Context) -> None:
     _note_config_warnings(ctx)
+    replies_failed = read_replies(ctx)
     notes = _AuditNotes(ctx)
     try:
         _peers(ctx, notes)
         _jobs(ctx, notes)
     finally:
         notes.flush()
+    if replies_failed is not None:
+        raise replies_failed
 
 
 class _AuditNotes:
