@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import email
 import imaplib
 import os
 import shutil
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import DO_EMAIL, DS_EMAIL, PATIENCE, App, outbox, text_of, wait_until
+from fake_google import GMAIL_SCOPE, READ_SCOPE, FakeGoogle
 from hostile import run_until_finished
 
 from syft_bg_app.approval import audit
@@ -488,3 +490,95 @@ def test_a_wrong_password_fails_the_step_in_plain_words_and_the_rules_still_run(
     assert result.failed_steps == ["approve"]
     status = app.cli("status").stdout
     assert "cannot read replies" in status
+
+
+# -- Gmail -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def google() -> Iterator[FakeGoogle]:
+    fake = FakeGoogle().start()
+    yield fake
+    fake.stop()
+
+
+def gmail_app(app: App, google: FakeGoogle, scopes: list[str] | None = None) -> App:
+    """An app sending and reading through the fake Gmail; one pass has run."""
+    google.write_token(
+        app.home.root / "gmail_token.json", scopes=scopes or [GMAIL_SCOPE, READ_SCOPE]
+    )
+    app.set_config(
+        notify={"transport": "gmail", "gmail": {"api_endpoint": google.api_endpoint}},
+        approve={"email_replies": {"enabled": True}},
+        execute={"enabled": False},
+    )
+    app.run_pass()
+    return app
+
+
+def gmail_submitted(google: FakeGoogle, job: str) -> EmailMessage:
+    [found] = [
+        m
+        for m in (email.message_from_bytes(s["raw"], policy=policy.default) for s in google.sent)
+        if m["X-Syft-BG-Event"] == "job_submitted" and m["To"] == DO_EMAIL and job in m["Subject"]
+    ]
+    return found
+
+
+def as_sent(message: EmailMessage) -> bytes:
+    return message.as_bytes(policy=policy.SMTP.clone(max_line_length=None))
+
+
+def test_gmail_a_reply_read_from_the_history_approves_the_job(app, google):
+    gmail_app(app, google)
+    first = [r.path for r in google.read_requests()]
+    assert first == ["/gmail/v1/users/me/profile"]
+    app.submit("stats")
+    app.run_pass()
+    original = gmail_submitted(google, "stats")
+    google.deliver(as_sent(reply_to(original, "approve")))
+    assert app.run_pass().exit_code == 0
+    assert app.job_state("stats")["status"] == "approved"
+    [decision] = decisions_of(app)
+    assert decision["method"] == "email"
+    history = [r for r in google.read_requests() if r.path.endswith("/history")]
+    assert history and all(r.query["historyTypes"] == ["messageAdded"] for r in history)
+    # Only the reply was fetched whole; the app's own emails by their headers alone.
+    raw_reads = [r for r in google.read_requests() if r.query.get("format") == ["raw"]]
+    assert len(raw_reads) == 1
+
+
+def test_gmail_a_forged_reply_and_a_draft_decide_nothing(app, google):
+    gmail_app(app, google)
+    app.submit("stats")
+    app.run_pass()
+    original = gmail_submitted(google, "stats")
+    google.deliver(as_sent(reply_to(original, "approve", sender="mallory@evil.example")))
+    google.deliver(as_sent(reply_to(original, "approve")), labels=("DRAFT",))
+    app.run_pass()
+    assert app.job_state("stats")["status"] == "pending"
+
+
+def test_gmail_an_expired_history_id_restarts_from_now_and_says_so(app, google):
+    gmail_app(app, google)
+    app.submit("stats")
+    app.run_pass()
+    original = gmail_submitted(google, "stats")
+    google.deliver(as_sent(reply_to(original, "approve")))
+    google.expire_history()
+    assert app.run_pass().exit_code == 0
+    assert app.job_state("stats")["status"] == "pending"
+    log = (app.home.root / "logs" / "syft-bg.log").read_text()
+    assert "replies are read from now on" in log
+    google.deliver(as_sent(reply_to(original, "deny: wrong dataset")))
+    app.run_pass()
+    assert app.job_state("stats")["status"] == "rejected"
+
+
+def test_gmail_without_the_read_permission_setup_status_says_so(app, google):
+    gmail_app(app, google, scopes=[GMAIL_SCOPE])
+    result = app.run_pass()
+    assert result.failed_steps == ["approve"]
+    status = app.cli("setup-status").stdout
+    assert "email replies" in status and "gmail.readonly" in status
+    assert "--gmail" in status

@@ -94,6 +94,7 @@ def run_checks(home: AppHome, repair: bool = False) -> list[Check]:
             checks.append(Check(False, "datasite", "not checked: no SyftBox folder", fix, True))
             checks.append(Check(False, "permission files", "not checked: no datasite", fix, True))
         checks.extend(mail_checks(home, config))
+        checks.extend(_reply_check(home, config))
     checks.append(_sandbox_check(config))
     if config is not None:
         checks.extend(_job_needs_checks(config))
@@ -379,6 +380,18 @@ def _mail_checks(home: AppHome, config: Config) -> list[Check]:
     if all(c.ok for c in checks):
         checks.extend(_delivery_problem(home, config))
     return checks
+
+
+def _reply_check(home: AppHome, config: Config) -> list[Check]:
+    from syft_bg_app.context import Context
+    from syft_bg_app.mail.replies import setup_status
+    from syft_bg_app.store.state import StateError
+
+    try:
+        found = setup_status(Context.open(home, config))
+    except StateError:
+        return []  # the checkpoint's own line says what is wrong
+    return [Check(found[0], "email replies", found[1], found[2])] if found else []
 
 
 def _smtp_checks(home: AppHome, config: Config) -> list[Check]:

@@ -121,7 +121,12 @@ def cmd_init_gmail(args: argparse.Namespace, base_init: Handler) -> int:
         shutil.copyfile(source, credentials_path)
     os.chmod(credentials_path, 0o600)
     try:
-        run_consent(credentials_path, token_path, port=args.gmail_port)
+        run_consent(
+            credentials_path,
+            token_path,
+            port=args.gmail_port,
+            read=ctx.config.get("approve.email_replies.enabled"),
+        )
     except Exception as exc:
         raise UsageError(f"the Gmail sign-in did not finish: {exc}") from None
     print(f"saved the Gmail token to {token_path} (readable only by you)")

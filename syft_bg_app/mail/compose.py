@@ -12,9 +12,11 @@ job_approved   job_approved_do (threaded)   job_approved_ds
 job_rejected   job_rejected_do (threaded)   job_rejected_ds
 job_finished   job_finished_do (threaded)   job_finished_ds
 sandbox_...    sandbox_unavailable_do       -
+reply_answer   reply_answer_do (threaded)   -
 ============== ============================ ==========================
 
-(``sandbox_unavailable``: bubblewrap stopped working and approved jobs wait.)
+(``sandbox_unavailable``: bubblewrap stopped working and approved jobs wait;
+``reply_answer``: what became of the owner's email reply, when it decided nothing.)
 
 Every email about one job to one person forms a thread with a fixed subject.
 """

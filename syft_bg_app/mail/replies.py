@@ -261,6 +261,10 @@ def handle_reply(ctx: Context, raw: bytes, where: str) -> str:
     if key in state["done"]:
         return "acted on already"
     target = targets[refs[0]]
+    if not isinstance(target, dict) or not all(
+        isinstance(target.get(k), str) for k in ("ds_email", "job", "protocol")
+    ):
+        return "its job email's record is damaged"
     ref = JobRef(target["ds_email"], target["job"], target["protocol"])
     frm = sender(msg)
     if frm != ctx.config.do_email.lower():
@@ -321,7 +325,7 @@ def _apply(
         reject_job(ctx, ref, reason, method="email", details=details)
         return "rejected"
     hashes = target.get("hashes")
-    if not hashes:
+    if not isinstance(hashes, dict) or not hashes:
         _answer(
             ctx,
             ref,
@@ -434,3 +438,53 @@ def inbox_for(ctx: Context) -> Callable[[Context, Callable[[bytes, str], str]], 
         "approve.email_replies.imap (or use notify.transport: gmail)"
     )
     return None
+
+
+# -- setup-status -----------------------------------------------------------------------
+
+
+def setup_status(ctx: Context) -> tuple[bool, str, str | None] | None:
+    """(works, what, fix) about reading replies, or None when there is nothing to say."""
+    transport = ctx.config.get("notify.transport")
+    where = ctx.config.path or "config.yaml"
+    if not enabled(ctx):
+        if transport == "outbox":
+            return None
+        return (
+            True,
+            "off; to approve or deny jobs by replying to their email, set "
+            f"approve.email_replies.enabled: true in {where}",
+            None,
+        )
+    if transport == "gmail":
+        from syft_bg_app.mail.deliver import gmail_paths
+        from syft_bg_app.mail.gmail_inbox import token_can_read
+
+        token, credentials = gmail_paths(ctx)
+        if token_can_read(token) is False:
+            return (
+                False,
+                f"the Gmail sign-in ({token}) may send but not read mail (no gmail.readonly "
+                "or gmail.modify permission)",
+                f"sign in again: syft-bg init -e {ctx.config.do_email} --gmail {credentials}",
+            )
+        return True, "read from Gmail (users.history.list) each pass", None
+    from syft_bg_app.mail.imap_inbox import ImapError, connect, settings
+
+    conf = settings(ctx)
+    if not conf.get("host"):
+        return (
+            False,
+            "no mailbox to read replies from",
+            f"set approve.email_replies.imap.host (and username, password_file) in {where}",
+        )
+    account = f"{conf['username']} at {conf['host']}:{conf['port']} ({conf['security']})"
+    try:
+        conn = connect(ctx)
+    except ImapError as exc:
+        return False, str(exc), "check approve.email_replies.imap and the password file"
+    try:
+        conn.logout()
+    except Exception:
+        pass
+    return True, f"read over IMAP from {account}, folder {conf['folder']}", None
