@@ -20,8 +20,10 @@ import pytest
 from conftest import DO_EMAIL, DS_EMAIL, PATIENCE, App, outbox, text_of, wait_until
 from fake_google import GMAIL_SCOPE, READ_SCOPE, FakeGoogle
 from hostile import run_until_finished
+from test_mail_smtp import make_certificate
 
 from syft_bg_app.approval import audit
+from syft_bg_app.datasite.jobfiles import sha256_bytes
 from syft_bg_app.store.state import State
 
 IMAP_USER, IMAP_PASSWORD = "owner", "imap secret"
@@ -40,6 +42,8 @@ class Dovecot:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.port = _free_port()
+        self.tls_port = _free_port()
+        self.cert, key = make_certificate(folder)
         self.conf = folder / "dovecot.conf"
         mail = folder / "mail"
         mail.mkdir(parents=True)
@@ -53,7 +57,9 @@ state_dir = {folder}/state
 log_path = {folder}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+ssl = yes
+ssl_cert = <{self.cert}
+ssl_key = <{key}
 auth_mechanisms = plain login
 disable_plaintext_auth = no
 default_internal_user = dovecot
@@ -72,7 +78,7 @@ service imap-login {{
     port = {self.port}
   }}
   inet_listener imaps {{
-    port = 0
+    port = {self.tls_port}
   }}
 }}
 """
@@ -170,6 +176,13 @@ def mailbox(dovecot: Dovecot) -> Dovecot:
 def reply_app(app: App, mailbox: Dovecot) -> App:
     """An app that reads the owner's replies from the Dovecot mailbox; one pass has
     run, so the mailbox is read from now on."""
+    reply_app_config(app, mailbox)
+    assert app.run_pass().exit_code == 0
+    app.mailbox = mailbox
+    return app
+
+
+def reply_app_config(app: App, mailbox: Dovecot) -> None:
     password = app.home.root / "imap-password"
     password.write_text(IMAP_PASSWORD + "\n")
     password.chmod(0o600)
@@ -188,9 +201,6 @@ def reply_app(app: App, mailbox: Dovecot) -> App:
         },
         execute={"timeout": 120},
     )
-    assert app.run_pass().exit_code == 0
-    app.mailbox = mailbox
-    return app
 
 
 def submitted_email(app: App, job: str) -> EmailMessage:
@@ -485,11 +495,74 @@ def test_a_wrong_password_fails_the_step_in_plain_words_and_the_rules_still_run(
     app = reply_app
     (app.home.root / "imap-password").write_text("wrong\n")
     app.submit("other")
+    rule_files = {
+        "run.sh": sha256_bytes(b"#!/bin/bash\necho hello\n"),
+        "code/script.sh": sha256_bytes(b"echo hello\n"),
+    }
+    app.set_config(
+        approve={
+            **app.config.get("approve"),
+            "auto_approvals": [{"name": "hello", "files": rule_files}],
+        }
+    )
     result = app.run_pass()
     assert result.exit_code == 1
     assert result.failed_steps == ["approve"]
-    status = app.cli("status").stdout
-    assert "cannot read replies" in status
+    assert app.job_state("other")["status"] in ("approved", "running", "done")
+    assert "cannot read replies" in app.cli("status").stdout
+    setup = app.cli("setup-status").stdout
+    assert "email replies" in setup and "cannot read replies" in setup
+
+
+def test_setup_status_offers_replies_and_checks_the_mailbox(app, mailbox):
+    app.set_config(notify={"transport": "smtp", "smtp": {"host": "127.0.0.1", "port": 25}})
+    assert "approve.email_replies.enabled: true" in app.cli("setup-status").stdout
+    reply_app_config(app, mailbox)
+    setup = app.cli("setup-status").stdout
+    assert f"read over IMAP from {IMAP_USER} at 127.0.0.1:{mailbox.port}" in setup
+
+
+@pytest.mark.parametrize("security", ["starttls", "ssl"])
+def test_replies_are_read_over_tls_trusting_the_servers_certificate(app, mailbox, security):
+    reply_app_config(app, mailbox)
+    port = mailbox.port if security == "starttls" else mailbox.tls_port
+    imap = {"security": security, "port": port, "ca_file": str(mailbox.cert), "host": "localhost"}
+    app.set_config(approve=merged(app.config.get("approve"), imap))
+    assert app.run_pass().exit_code == 0
+    original = pending_job(app)
+    mailbox.deliver(reply_to(original, "approve"))
+    assert app.run_pass().exit_code == 0
+    assert app.job_state("stats")["status"] in ("approved", "running", "done")
+    # Without the certificate the server is not trusted, and nothing is read.
+    app.set_config(approve=merged(app.config.get("approve"), {"ca_file": None}))
+    result = app.run_pass()
+    assert result.failed_steps == ["approve"]
+    assert "certificate" in app.cli("status").stdout.lower()
+
+
+def test_an_out_of_office_answer_is_left_alone(reply_app):
+    app = reply_app
+    original = pending_job(app)
+    answer = reply_to(original, "approve")
+    answer["Auto-Submitted"] = "auto-replied"
+    app.mailbox.deliver(answer)
+    app.run_pass()
+    assert app.job_state("stats")["status"] == "pending"
+
+
+def test_a_reply_is_read_by_the_next_pass_when_nothing_else_changed(reply_app):
+    app = reply_app
+    original = pending_job(app)
+    for _ in range(3):
+        app.run_pass()
+    app.mailbox.deliver(reply_to(original, "approve"))
+    app.run_pass()
+    assert app.job_state("stats")["status"] in ("approved", "running", "done")
+
+
+def merged(approve: dict, imap: dict) -> dict:
+    replies = approve["email_replies"]
+    return {**approve, "email_replies": {**replies, "imap": {**replies["imap"], **imap}}}
 
 
 # -- Gmail -------------------------------------------------------------------------

@@ -94,16 +94,24 @@ def connect(ctx: Context) -> imaplib.IMAP4:
 
 
 def _plain(exc: Exception) -> str:
-    text = exc.args[0] if exc.args else exc
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    return str(text) or type(exc).__name__
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return (
+            f"the server's certificate is not trusted ({exc.verify_message}); for a server "
+            "with its own certificate set approve.email_replies.imap.ca_file"
+        )
+    if isinstance(exc, imaplib.IMAP4.error) and exc.args:
+        text = exc.args[0]
+        return text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 def _check(result: tuple[str, list], what: str) -> list:
     typ, data = result
     if typ != "OK":
-        raise ImapError(f"the IMAP server refused {what}: {_plain(Exception(*data))}")
+        said = b" ".join(d for d in data if isinstance(d, bytes)).decode("utf-8", "replace")
+        raise ImapError(f"the IMAP server refused {what}: {said}")
     return data
 
 
