@@ -6,9 +6,11 @@ from __future__ import annotations
 import email
 import imaplib
 import os
+import random
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from email import policy
@@ -443,26 +445,55 @@ def test_a_renumbered_folder_replays_nothing_twice(reply_app):
     assert "renumbered" in (app.home.root / "logs" / "syft-bg.log").read_text()
 
 
-def test_a_pass_killed_after_acting_on_a_reply_acts_on_it_once(reply_app, monkeypatch):
+@pytest.mark.parametrize("when", ["after acting on it", "before acting on it"])
+def test_a_pass_stopped_between_reading_a_reply_and_saving_the_position_acts_once(reply_app, when):
     app = reply_app
     original = pending_job(app)
     app.mailbox.deliver(reply_to(original, "approve"))
-    from syft_bg_app.mail import imap_inbox
+    from syft_bg_app.mail import replies
 
-    real_handle = imap_inbox.replies.handle_reply
+    real_handle = replies.handle_reply
 
-    def killed_before_saving(ctx, raw, where):
-        real_handle(ctx, raw, where)
-        raise SystemExit("killed between acting on the reply and saving the position")
+    def stopped(ctx, raw, where):
+        if when == "after acting on it":
+            real_handle(ctx, raw, where)
+        raise SystemExit(f"stopped {when}, before the position was saved")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(imap_inbox.replies, "handle_reply", killed_before_saving)
+        patch.setattr(replies, "handle_reply", stopped)
         with pytest.raises(SystemExit):
             app.run_pass()
     state = run_until_finished(app, "stats")
     assert state["stats"]["status"] == "done"
     app.run_pass()
     assert len(decisions_of(app)) == 1
+    assert len(to_ds(app, "job_approved")) == 1
+    assert len(to_ds(app, "job_finished")) == 1
+
+
+def test_passes_killed_at_random_instants_act_on_a_reply_once(reply_app):
+    """SIGKILL anywhere in the passes that read the reply: the job is approved once,
+    runs once, and each email about it goes out once."""
+    app = reply_app
+    original = pending_job(app)
+    app.mailbox.deliver(reply_to(original, "approve"))
+    argv = [sys.executable, "-m", "syft_bg_app", "run", "--once"]
+    chance = random.Random(18)
+    for _ in range(12):
+        started = subprocess.Popen(
+            argv, env=app.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            started.wait(timeout=chance.uniform(0.05, 1.5))
+        except subprocess.TimeoutExpired:
+            started.kill()
+            started.wait(timeout=PATIENCE)
+    state = run_until_finished(app, "stats")
+    assert state["stats"]["status"] == "done"
+    app.run_pass()
+    record = State.load(app.home.state_file).job(DS_EMAIL, "stats", "1")
+    assert record["status"] == "done" and record.get("reruns", 0) == 0
+    assert {d["decision"] for d in decisions_of(app)} == {"approved"}
     assert len(to_ds(app, "job_approved")) == 1
     assert len(to_ds(app, "job_finished")) == 1
 
