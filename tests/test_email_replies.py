@@ -26,6 +26,7 @@ from test_mail_smtp import make_certificate
 
 from syft_bg_app.approval import audit
 from syft_bg_app.datasite.jobfiles import sha256_bytes
+from syft_bg_app.mail.replies import parse_decision
 from syft_bg_app.store.state import State
 
 IMAP_USER, IMAP_PASSWORD = "owner", "imap secret"
@@ -686,3 +687,34 @@ def test_gmail_without_the_read_permission_setup_status_says_so(app, google):
     status = app.cli("setup-status").stdout
     assert "email replies" in status and "gmail.readonly" in status
     assert "--gmail" in status
+
+
+# -- what counts as the owner's first line -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("Approve\n\nOn Mon, 23 Nov 2026, syft-bg <o@d.org> wrote:\n> deny\n", "approve"),
+        (
+            "On Mon, 23 Nov 2026 at 10:00, syft-bg <\no@d.org> wrote:\n> deny\n\napprove\n",
+            "approve",
+        ),
+        ("\n\nDENY: too broad\n> approve\n", "deny"),
+        ("reject not now\n", "deny"),
+        ("auto-approve, thanks\n", "auto-approve"),
+        ("Approved?\n", None),
+        ("approve?\n", None),
+        ("approved\n", None),
+        ("Looks fine, approve\n", None),
+        ("-- \nOwner\napprove\n", None),
+        ("________________________________\nFrom: syft-bg\nSent: Monday\n\napprove\n", None),
+        ("---------- Forwarded message ---------\nFrom: x\napprove\n", None),
+        ("> approve\n", None),
+    ],
+)
+def test_the_decision_is_the_first_line_that_is_not_quoted(body, expected):
+    message = EmailMessage()
+    message.set_content(body)
+    decision = parse_decision(message)
+    assert (decision.word if decision else None) == expected

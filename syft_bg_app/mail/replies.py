@@ -38,8 +38,8 @@ from syft_bg_app.invocation import command
 
 # Replies remembered as handled; older ones can only be replayed by a mailbox
 # whose UIDVALIDITY changed, and those are read back a day at most.
-DONE_KEPT = 5000
-TARGETS_KEPT = 5000
+DONE_KEPT = 2000
+TARGETS_KEPT = 2000
 REASON_CAP = 2000
 # A reply larger than this is not read whole (a decision is one line).
 MAX_REPLY_BYTES = 5 * 1024 * 1024
@@ -286,6 +286,10 @@ def handle_reply(ctx: Context, raw: bytes, where: str) -> str:
         return "not a decision"
     outcome = _apply(ctx, ref, refs[0], target, decision, key)
     _done(state, key)
+    record = ctx.state.job(ref.ds_email, ref.name, ref.protocol)
+    if record is None or record.get("status") != "pending":
+        # Decided: later replies are answered from the job's status alone.
+        target["hashes"] = None
     # Saved with the decision: a pass stopped before the reader saves its
     # position reads this reply again, and skips it.
     ctx.state.save()
