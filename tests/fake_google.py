@@ -78,6 +78,8 @@ class FakeGoogle:
         # Scopes granted to each refresh token, and to each access token issued.
         self.granted: dict[str, list[str]] = {"refresh-1": [GMAIL_SCOPE]}
         self.token_scopes: dict[str, list[str]] = {}
+        # What the consent granted with each authorization code (default: send only).
+        self.code_scopes: dict[str, list[str]] = {}
         self.mailbox: list[dict[str, Any]] = []
         self.history_id = 1000
         # A start id below this is answered 404, as Gmail does for expired ids.
@@ -262,8 +264,10 @@ class FakeGoogle:
             return 200, self._token_body([s for s in asked if s in granted]), {}
         if grant == "authorization_code" and form.get("code") in self.codes:
             self.codes.discard(form["code"])
+            scopes = self.code_scopes.get(form["code"], [GMAIL_SCOPE])
             self.refresh_tokens.add("refresh-from-code")
-            return 200, {**self._token_body(), "refresh_token": "refresh-from-code"}, {}
+            self.granted["refresh-from-code"] = scopes
+            return 200, {**self._token_body(scopes), "refresh_token": "refresh-from-code"}, {}
         return (
             400,
             {"error": "invalid_grant", "error_description": "Token has been expired or revoked."},

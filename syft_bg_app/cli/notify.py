@@ -136,6 +136,11 @@ def cmd_init_gmail(args: argparse.Namespace, base_init: Handler) -> int:
         set_values(home.config_file, {"notify.transport": "gmail"})
         print(f"set notify.transport: gmail in {home.config_file}")
     print(f"check it with: {command('mail test', home)}")
+    if not ctx.config.get("approve.email_replies.enabled"):
+        print(
+            "to approve or deny jobs by replying to their email: set "
+            "approve.email_replies.enabled: true, then sign in again with this command"
+        )
     return 0
 
 
