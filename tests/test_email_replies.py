@@ -301,6 +301,8 @@ def test_a_deny_reply_rejects_and_the_reason_reaches_the_data_scientist(reply_ap
     assert "reads more columns than it needs" in text_of(rejected)
     [decision] = decisions_of(app)
     assert decision["method"] == "email"
+    [confirmation] = [m for m in thread_of(app, original) if m["X-Syft-BG-Event"] == "job_rejected"]
+    assert "rejected (by email reply)" in text_of(confirmation)
 
 
 def test_auto_approve_makes_a_rule_and_an_identical_resubmission_is_approved(reply_app):

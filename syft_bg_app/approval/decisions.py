@@ -233,6 +233,7 @@ def reject_job(
     reason: str | None,
     method: str = "manual",
     details: dict[str, Any] | None = None,
+    by: str | None = None,
 ) -> None:
     """Reject a job; ``method`` is "manual", or "on receipt" for a job sync found invalid."""
     record = _job_record(ctx, ref)
@@ -257,7 +258,7 @@ def reject_job(
     ctx.log("sync" if method == "on receipt" else "approve").info(
         "rejected %s: %s", ref.label, reason
     )
-    ctx.state.add_event("job_rejected", **ref.event_fields, reason=reason)
+    ctx.state.add_event("job_rejected", **ref.event_fields, reason=reason, by=by)
     why = reason or "rejected by the data owner (no reason given)"
     audit.record(
         ctx.home.audit_log, ref.label, "rejected", why, **{"method": method, **(details or {})}

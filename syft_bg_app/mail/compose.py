@@ -182,6 +182,7 @@ def _job_drafts(ctx: Context, event: dict[str, Any]) -> list[Draft]:
         reason = untrusted_text(event.get("reason"), REASON_CAP, multiline=True)
         reason = reason or "no reason given"
         do_vars["reason"] = ds_vars["reason"] = reason
+        do_vars["by"] = event.get("by")
         summary = f"{label}: rejected ({reason})"
         ds_summary = f"your job {job} was rejected by {do}: {reason}"
     else:

@@ -326,7 +326,7 @@ def _apply(
     details = {"method": "email", "message_id": key, "replied_to": target_id}
     if decision.word == "deny":
         reason = decision.reason or None
-        reject_job(ctx, ref, reason, method="email", details=details)
+        reject_job(ctx, ref, reason, method="email", details=details, by="by email reply")
         return "rejected"
     hashes = target.get("hashes")
     if not isinstance(hashes, dict) or not hashes:
