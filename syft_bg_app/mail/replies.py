@@ -421,11 +421,22 @@ def read_replies(ctx: Context) -> Exception | None:
     if reader is None:
         return None
     try:
-        reader(ctx, lambda raw, where: handle_reply(ctx, raw, where))
+        reader(ctx, lambda raw, where: _handle_one(ctx, raw, where))
     except Exception as exc:
         ctx.log("approve").error("email replies not read: %s", exc)
         return exc
     return None
+
+
+def _handle_one(ctx: Context, raw: bytes, where: str) -> str:
+    """``handle_reply``, where one message that cannot be read never holds up the rest."""
+    try:
+        return handle_reply(ctx, raw, where)
+    except OSError:
+        raise  # the disk or the datasite, not the message: tried again next pass
+    except Exception as exc:
+        ctx.log("approve").error("%s was left alone: it cannot be read (%s)", where, exc)
+        return "cannot be read"
 
 
 def inbox_for(ctx: Context) -> Callable[[Context, Callable[[bytes, str], str]], None] | None:
