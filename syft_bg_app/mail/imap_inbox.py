@@ -33,6 +33,7 @@ BATCH = 500
 HEADER_FIELDS = "(IN-REPLY-TO REFERENCES)"
 UID_RE = re.compile(rb"\bUID (\d+)")
 SIZE_RE = re.compile(rb"\bRFC822\.SIZE (\d+)")
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 class ImapError(SyftBgError):
@@ -196,7 +197,9 @@ def _since(checked_at: object) -> str:
         moment = parse_iso(str(checked_at))
     except (TypeError, ValueError):
         moment = utcnow()
-    return (moment - timedelta(days=1)).strftime("%d-%b-%Y")
+    day = moment - timedelta(days=1)
+    # IMAP dates name the month in English whatever the locale (RFC 3501).
+    return f"{day.day:02d}-{MONTHS[day.month - 1]}-{day.year}"
 
 
 def _referencing(ctx: Context, conn: imaplib.IMAP4, uids: list[int]) -> set[int]:
