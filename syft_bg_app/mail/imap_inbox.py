@@ -117,8 +117,7 @@ def _check(result: tuple[str, list], what: str) -> list:
 
 
 def read_new(ctx: Context, handle: Callable[[bytes, str], str]) -> None:
-    """Hand each new message that references a "job submitted" email to ``handle``,
-    saving the position after each one."""
+    """Hand each new message that references a "job submitted" email to ``handle``."""
     log = ctx.log("approve")
     conf = settings(ctx)
     position = replies.reply_state(ctx)["imap"]
@@ -155,10 +154,12 @@ def read_new(ctx: Context, handle: Callable[[bytes, str], str]) -> None:
                 if raw is not None:
                     outcome = handle(raw, f"IMAP {conf['folder']} UID {uid}")
                     log.debug("IMAP UID %d: %s", uid, outcome)
+            # Saved with each decision (``handle`` saves the checkpoint) and at the end:
+            # a stopped pass reads again at most messages that decided nothing.
             position.update(uidvalidity=validity, last_uid=uid, checked_at=iso())
-            ctx.state.save()
         if not uids:
             position.update(uidvalidity=validity, checked_at=iso())
+        ctx.state.save()
     except (OSError, imaplib.IMAP4.error, ssl.SSLError) as exc:
         raise ImapError(f"reading replies from {account} failed: {_plain(exc)}") from None
     finally:
