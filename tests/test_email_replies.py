@@ -251,7 +251,9 @@ def to_ds(app: App, kind: str) -> list[EmailMessage]:
     return [m for m in outbox(app) if m["To"] == DS_EMAIL and m["X-Syft-BG-Event"] == kind]
 
 
-def pending_job(app: App, name: str = "stats", **files: str) -> EmailMessage:
+def pending_job(
+    app: App, name: str = "stats", files: dict[str, str | bytes] | None = None
+) -> EmailMessage:
     app.submit(name, files=files or {"script.sh": "echo counted > outputs/n.txt\n"})
     assert app.run_pass().exit_code == 0
     record = State.load(app.home.state_file).job(DS_EMAIL, name, "1")
@@ -401,10 +403,27 @@ def test_an_html_only_reply_is_read(reply_app):
     assert app.job_state("stats")["status"] in ("approved", "running", "done")
 
 
-def test_an_email_that_shortened_a_file_cannot_approve_and_the_reply_is_answered(reply_app):
+SHORTENED = {
+    "a file over notify.code_file_cap": (
+        {"code_file_cap": 1024},
+        {"script.sh": "echo x\n" + "# padding\n" * 500},
+    ),
+    "a binary file": ({}, {"script.sh": "echo x\n", "data.bin": b"\x00\x01\x02binary"}),
+    "an email over notify.max_email_kb": (
+        {"max_email_kb": 256, "code_file_cap": 409600, "code_total_cap": 409600},
+        {"script.sh": "echo x\n" + "# padding line\n" * 20000},
+    ),
+}
+
+
+@pytest.mark.parametrize("shortened", sorted(SHORTENED))
+def test_an_email_that_shortened_a_file_cannot_approve_and_the_reply_is_answered(
+    reply_app, shortened
+):
     app = reply_app
-    app.set_config(notify={"code_file_cap": 1024})
-    original = pending_job(app, script="echo x\n" + "# padding\n" * 500)
+    notify, files = SHORTENED[shortened]
+    app.set_config(notify={**app.config.get("notify"), **notify})
+    original = pending_job(app, files=files)
     assert "cannot approve this job" in text_of(original)
     app.mailbox.deliver(reply_to(original, "approve"))
     app.run_pass()
