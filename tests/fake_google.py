@@ -71,6 +71,7 @@ class FakeGoogle:
         self.sent: list[dict[str, Any]] = []
         self.send_failures: list[Scripted] = []
         self.token_failures: list[Scripted] = []
+        self.read_failures: list[Scripted] = []
         self.refresh_tokens: set[str] = {"refresh-1"}
         self.codes: set[str] = set()
         self.access_tokens: set[str] = set()
@@ -291,6 +292,9 @@ class FakeGoogle:
         if READ_SCOPE not in self.token_scopes.get(token, []):
             refused = gmail_error(403, "insufficientPermissions", "Insufficient Permission")
             return refused.status, refused.body, refused.headers
+        if self.read_failures:
+            scripted = self.read_failures.pop(0)
+            return scripted.status, scripted.body, scripted.headers
         if record.path == PROFILE_PATH:
             return 200, {"emailAddress": "me", "historyId": str(self.history_id)}, {}
         if record.path == HISTORY_PATH:

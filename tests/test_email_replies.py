@@ -20,12 +20,13 @@ from pathlib import Path
 
 import pytest
 from conftest import DO_EMAIL, DS_EMAIL, PATIENCE, App, outbox, text_of, wait_until
-from fake_google import GMAIL_SCOPE, READ_SCOPE, FakeGoogle
+from fake_google import GMAIL_SCOPE, READ_SCOPE, FakeGoogle, gmail_error
 from hostile import run_until_finished
 from test_mail_smtp import make_certificate
 
 from syft_bg_app.approval import audit
 from syft_bg_app.datasite.jobfiles import sha256_bytes
+from syft_bg_app.mail import retry
 from syft_bg_app.mail.replies import parse_decision
 from syft_bg_app.store.state import State
 
@@ -672,6 +673,22 @@ def test_gmail_a_reply_read_from_the_history_approves_the_job(app, google):
     # Only the reply was fetched whole; the app's own emails by their headers alone.
     raw_reads = [r for r in google.read_requests() if r.query.get("format") == ["raw"]]
     assert len(raw_reads) == 1
+
+
+def test_gmail_transient_failures_are_retried_within_the_pass(app, google, monkeypatch):
+    waits: list[float] = []
+    monkeypatch.setattr(retry, "SLEEP", waits.append)
+    gmail_app(app, google)
+    app.submit("stats")
+    app.run_pass()
+    google.deliver(as_sent(reply_to(gmail_submitted(google, "stats"), "approve")))
+    google.read_failures += [
+        gmail_error(503, "backendError"),
+        gmail_error(429, "rateLimitExceeded"),
+    ]
+    assert app.run_pass().exit_code == 0
+    assert app.job_state("stats")["status"] == "approved"
+    assert len(waits) == 2
 
 
 def test_gmail_a_forged_reply_and_a_draft_decide_nothing(app, google):

@@ -38,6 +38,33 @@ class GmailReadError(SyftBgError):
     exit_code = 1
 
 
+class Gone(Exception):
+    """Gmail answered 404: an expired history id, or a message deleted since."""
+
+
+class _Reader:
+    """Gmail API calls with the transport's sign-in, each retried on transient
+    failures (429, 5xx, rate limits, no connection) within the pass's budget."""
+
+    def __init__(self, transport: Any, deadline: Any) -> None:
+        self.transport = transport
+        self.users = transport.service.users()
+        self.deadline = deadline
+
+    def run(self, request: Any, what: str) -> dict[str, Any]:
+        from syft_bg_app.mail.retry import call
+
+        def once() -> dict[str, Any]:
+            try:
+                return request.execute()
+            except Exception as exc:
+                if _status(exc) == 404:
+                    raise Gone(what) from None
+                raise self.transport._classify(exc) from None
+
+        return call(once, self.deadline, what)
+
+
 def token_can_read(token_path: Path) -> bool | None:
     """Whether the saved sign-in allows reading mail (None: the token says nothing)."""
     try:
@@ -52,7 +79,7 @@ def token_can_read(token_path: Path) -> bool | None:
     return bool(READ_SCOPES & set(scopes))
 
 
-def _service(ctx: Context):
+def _reader(ctx: Context) -> _Reader:
     from syft_bg_app.mail.deliver import gmail_paths
     from syft_bg_app.mail.errors import MailError
     from syft_bg_app.mail.gmail import GmailTransport
@@ -68,11 +95,12 @@ def _service(ctx: Context):
     transport = GmailTransport(
         token, credentials, ctx.config.do_email, ctx.config.get("notify.gmail.api_endpoint")
     )
+    deadline = Deadline(BUDGET_SECONDS)
     try:
-        transport.open(Deadline(BUDGET_SECONDS))
+        transport.open(deadline)
     except MailError as exc:
         raise GmailReadError(f"cannot read replies from Gmail: {exc}") from None
-    return transport
+    return _Reader(transport, deadline)
 
 
 def _status(exc: Exception) -> int | None:
@@ -87,21 +115,18 @@ def read_new(ctx: Context, handle: Callable[[bytes, str], str]) -> None:
     """Hand each new message that references a "job submitted" email to ``handle``."""
     log = ctx.log("approve")
     position = replies.reply_state(ctx)["gmail"]
-    transport = _service(ctx)
-    users = transport.service.users()
+    reader = _reader(ctx)
     try:
         start = position.get("history_id")
         if position.get("account") != ctx.config.do_email or not isinstance(start, str):
-            _start_from_now(ctx, users, position)
+            _start_from_now(ctx, reader, position)
             log.info("reading email replies in Gmail from now on")
             return
         try:
-            added, latest = _history(users, start)
-        except Exception as exc:
-            if _status(exc) != 404:
-                raise
+            added, latest = _history(reader, start)
+        except Gone:
             since = position.get("checked_at") or "the last pass"
-            _start_from_now(ctx, users, position)
+            _start_from_now(ctx, reader, position)
             log.warning(
                 "Gmail no longer keeps the mailbox history since %s (the saved position "
                 "expired): replies are read from now on; decide jobs whose replies came "
@@ -110,7 +135,10 @@ def read_new(ctx: Context, handle: Callable[[bytes, str], str]) -> None:
             )
             return
         for message_id in added[:BATCH]:
-            raw = _reply_raw(ctx, users, message_id)
+            try:
+                raw = _reply_raw(ctx, reader, message_id)
+            except Gone:
+                continue  # deleted since it arrived: nothing to read
             if raw is not None:
                 outcome = handle(raw, f"Gmail message {message_id}")
                 log.debug("Gmail message %s: %s", message_id, outcome)
@@ -125,34 +153,28 @@ def read_new(ctx: Context, handle: Callable[[bytes, str], str]) -> None:
     except Exception as exc:
         raise GmailReadError(f"reading replies from Gmail failed: {exc}") from None
     finally:
-        transport.close()
+        reader.transport.close()
 
 
-def _start_from_now(ctx: Context, users: Any, position: dict[str, Any]) -> None:
-    profile = users.getProfile(userId="me").execute()
+def _start_from_now(ctx: Context, reader: _Reader, position: dict[str, Any]) -> None:
+    profile = reader.run(reader.users.getProfile(userId="me"), "reading the Gmail profile")
     position.update(
         account=ctx.config.do_email, history_id=str(profile["historyId"]), checked_at=iso()
     )
     ctx.state.save()
 
 
-def _history(users: Any, start: str) -> tuple[list[str], str]:
+def _history(reader: _Reader, start: str) -> tuple[list[str], str]:
     """(ids of messages added since ``start``, in order; the mailbox's latest history id)."""
     added: list[str] = []
     seen: set[str] = set()
     latest = start
     token = None
     while True:
-        page = (
-            users.history()
-            .list(
-                userId="me",
-                startHistoryId=start,
-                historyTypes="messageAdded",
-                pageToken=token,
-            )
-            .execute()
+        request = reader.users.history().list(
+            userId="me", startHistoryId=start, historyTypes="messageAdded", pageToken=token
         )
+        page = reader.run(request, "reading the Gmail history")
         for record in page.get("history") or []:
             for item in record.get("messagesAdded") or []:
                 message = item.get("message") or {}
@@ -166,17 +188,17 @@ def _history(users: Any, start: str) -> tuple[list[str], str]:
             return added, latest
 
 
-def _reply_raw(ctx: Context, users: Any, message_id: str) -> bytes | None:
+def _reply_raw(ctx: Context, reader: _Reader, message_id: str) -> bytes | None:
     """The whole message, when its headers reference a "job submitted" email."""
-    meta = (
-        users.messages()
-        .get(
+    messages = reader.users.messages()
+    meta = reader.run(
+        messages.get(
             userId="me",
             id=message_id,
             format="metadata",
             metadataHeaders=["In-Reply-To", "References"],
-        )
-        .execute()
+        ),
+        "reading a Gmail message's headers",
     )
     if "DRAFT" in (meta.get("labelIds") or []):
         return None
@@ -189,6 +211,8 @@ def _reply_raw(ctx: Context, users: Any, message_id: str) -> bytes | None:
     if int(meta.get("sizeEstimate") or 0) > replies.MAX_REPLY_BYTES:
         ctx.log("approve").info("Gmail message %s: a reply too large to read", message_id)
         return None
-    full = users.messages().get(userId="me", id=message_id, format="raw").execute()
+    full = reader.run(
+        messages.get(userId="me", id=message_id, format="raw"), "reading a Gmail message"
+    )
     raw = full.get("raw") or ""
     return base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
