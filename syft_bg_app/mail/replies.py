@@ -118,9 +118,18 @@ def remember_target(ctx: Context, msg_id: str, variables: dict[str, Any], event:
         "hashes": hashes,
         "at": iso(),
     }
-    if len(targets) > TARGETS_KEPT:
-        for old in sorted(targets, key=lambda k: str(targets[k].get("at")))[:-TARGETS_KEPT]:
-            del targets[old]
+    _keep_newest(targets, TARGETS_KEPT)
+
+
+def _keep_newest(table: dict[str, Any], kept: int) -> None:
+    """Drop the oldest entries (by their time) beyond ``kept``."""
+
+    def when(key: str) -> str:
+        value = table[key]
+        return str(value.get("at") if isinstance(value, dict) else value)
+
+    for old in sorted(table, key=when)[:-kept] if len(table) > kept else []:
+        del table[old]
 
 
 # -- reading a reply ------------------------------------------------------------------
@@ -298,11 +307,8 @@ def handle_reply(ctx: Context, raw: bytes, where: str) -> str:
 
 
 def _done(state: dict[str, Any], key: str) -> None:
-    done = state["done"]
-    done[key] = iso()
-    if len(done) > DONE_KEPT:
-        for old in sorted(done, key=lambda k: str(done[k]))[:-DONE_KEPT]:
-            del done[old]
+    state["done"][key] = iso()
+    _keep_newest(state["done"], DONE_KEPT)
 
 
 def _apply(
