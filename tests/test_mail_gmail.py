@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import DO_EMAIL, DS_EMAIL, PATIENCE, App
-from fake_google import FakeGoogle, gmail_error
+from fake_google import GMAIL_SCOPE, READ_SCOPE, FakeGoogle, gmail_error
 from freezegun import freeze_time
 
 from syft_bg_app.mail import retry
@@ -227,13 +227,23 @@ def test_an_idle_pass_refreshes_an_expiring_token(app: App, google: FakeGoogle) 
     assert len(google.token_requests()) == 1
 
 
+@pytest.mark.parametrize("replies", [False, True], ids=["send", "send-and-read-replies"])
 def test_init_gmail_runs_the_consent_with_a_local_redirect(
-    bare_app: App, google: FakeGoogle
+    bare_app: App, google: FakeGoogle, replies: bool
 ) -> None:
     app = bare_app
+    if replies:
+        # Replies are read too: the consent asks to read mail as well.
+        app.init()
+        # As the owner edits it: the file keeps its comments.
+        head, tail = app.home.config_file.read_text().split("  email_replies:\n", 1)
+        tail = tail.replace("enabled: false", "enabled: true", 1)
+        app.home.config_file.write_text(head + "  email_replies:\n" + tail)
     secrets = app.tmp / "client_secret.json"
     google.write_client_secrets(secrets)
     google.codes.add("code-from-google")
+    if replies:
+        google.code_scopes["code-from-google"] = [GMAIL_SCOPE, READ_SCOPE]
     env = dict(app.env, PYTHONUNBUFFERED="1", OAUTHLIB_INSECURE_TRANSPORT="1")
     process = subprocess.Popen(
         [
@@ -266,7 +276,10 @@ def test_init_gmail_runs_the_consent_with_a_local_redirect(
             url = found.group(1) if found else None
         assert url, process.stderr.read()
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
-        assert query["scope"] == ["https://www.googleapis.com/auth/gmail.send"]
+        scopes = ["https://www.googleapis.com/auth/gmail.send"]
+        if replies:
+            scopes.append("https://www.googleapis.com/auth/gmail.readonly")
+        assert query["scope"] == [" ".join(scopes)]
         assert query["access_type"] == ["offline"]
         redirect = query["redirect_uri"][0]
         assert redirect.startswith("http://127.0.0.1:")
@@ -296,6 +309,7 @@ def test_init_gmail_runs_the_consent_with_a_local_redirect(
     assert app.config.get("notify.transport") == "gmail"
     assert "# How mail leaves" in app.home.config_file.read_text()
     assert "set notify.transport: gmail" in out
+    assert ("approve.email_replies.enabled: true" in out) is not replies
 
 
 def test_init_gmail_refuses_a_file_that_is_not_an_oauth_client(bare_app: App) -> None:

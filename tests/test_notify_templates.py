@@ -85,6 +85,14 @@ def real_variables(app: App) -> dict[str, list[dict]]:
             "waiting": 2,
             "setting": "auto",
         },
+        {
+            "id": 13,
+            "kind": "reply_answer",
+            "ds_email": DS_EMAIL,
+            "job": "analysis",
+            "text": "A reply cannot approve this job.",
+            "reply": "0123abcd",
+        },
     ]
     found: dict[str, list[dict]] = {}
     drafts = []

@@ -149,11 +149,18 @@ def gmail_sign_in(home: AppHome, credentials: Path, port: int = 0) -> GmailSignI
     if source.resolve() != credentials_path.resolve():
         shutil.copyfile(source, credentials_path)
     os.chmod(credentials_path, 0o600)
+    reads_replies = load_config(home.config_file).get("approve.email_replies.enabled")
     try:
-        run_consent(credentials_path, token_path, port=port)
+        run_consent(credentials_path, token_path, port=port, read=reads_replies)
     except Exception as exc:
         raise UsageError(f"the Gmail sign-in did not finish: {exc}") from None
     transport_set = load_config(home.config_file).get("notify.transport") != "gmail"
     if transport_set:
         set_values(home.config_file, {"notify.transport": "gmail"})
-    return GmailSignIn(token_path, transport_set, home.config_file)
+    notes = []
+    if not reads_replies:
+        notes.append(
+            "to approve or deny jobs by replying to their email: set "
+            "approve.email_replies.enabled: true, then sign in again with this command"
+        )
+    return GmailSignIn(token_path, transport_set, home.config_file, notes)

@@ -25,7 +25,7 @@ from syft_bg_app.actions.setup_checks.machine import (
     sandbox_check,
     schedule_check,
 )
-from syft_bg_app.actions.setup_checks.mail import mail_checks
+from syft_bg_app.actions.setup_checks.mail import mail_checks, reply_check
 from syft_bg_app.config.load import Config, load_config
 from syft_bg_app.errors import ConfigError
 from syft_bg_app.invocation import command, localize, prefix
@@ -95,6 +95,7 @@ def run_checks(home: AppHome, repair: bool = False) -> list[Check]:
             checks.append(Check(False, "datasite", "not checked: no SyftBox folder", fix, True))
             checks.append(Check(False, "permission files", "not checked: no datasite", fix, True))
         checks.extend(mail_checks(home, config))
+        checks.extend(reply_check(home, config))
     checks.append(sandbox_check(config))
     if config is not None:
         checks.extend(job_needs_checks(config, home))

@@ -143,7 +143,11 @@ def approve_job(
     reason: str | None = None,
     rule: str | None = None,
     hashes: dict[str, str] | None = None,
+    by: str | None = None,
+    details: dict[str, Any] | None = None,
 ) -> None:
+    """Approve a pending job; ``by`` is said in the emails ("by email reply"),
+    ``details`` go to the audit log."""
     record = _job_record(ctx, ref)
     if record["status"] != "pending":
         raise wrong_state(ref, record, "approve", "only pending jobs can be approved")
@@ -153,7 +157,7 @@ def approve_job(
         reject_changed_folder(ctx, ref, str(exc))
         raise DecisionError(f"cannot approve {ref.label}: {exc}; it was rejected") from None
     try:
-        _approve_at(ctx, ref, record, job_fd, method, reason, rule, hashes)
+        _approve_at(ctx, ref, record, job_fd, method, reason, rule, hashes, by, details)
     finally:
         os.close(job_fd)
 
@@ -167,6 +171,8 @@ def _approve_at(
     reason: str | None,
     rule: str | None,
     hashes: dict[str, str] | None,
+    by: str | None = None,
+    details: dict[str, Any] | None = None,
 ) -> None:
     folder = ctx.datasite.submission_dir(ref)
     limits = Limits.from_config(ctx.config)
@@ -210,15 +216,13 @@ def _approve_at(
     ctx.log("approve").info(
         "approved %s (%s%s)", ref.label, method, f", rule {rule}" if rule else ""
     )
-    ctx.state.add_event("job_approved", **ref.event_fields, method=method, rule=rule)
+    ctx.state.add_event("job_approved", **ref.event_fields, method=method, rule=rule, by=by)
     audit.record(
         ctx.home.audit_log,
         ref.label,
         "approved",
         reason or (f"matched rule {rule}" if rule else "approved by the data owner"),
-        method=method,
-        rule=rule,
-        hashes=hashes or {},
+        **{"method": method, "rule": rule, "hashes": hashes or {}, **(details or {})},
     )
 
 
@@ -238,7 +242,14 @@ def set_approved(
     )
 
 
-def reject_job(ctx: Context, ref: JobRef, reason: str | None, method: str = "manual") -> None:
+def reject_job(
+    ctx: Context,
+    ref: JobRef,
+    reason: str | None,
+    method: str = "manual",
+    details: dict[str, Any] | None = None,
+    by: str | None = None,
+) -> None:
     """Reject a job; ``method`` is "manual", or "on receipt" for a job sync found invalid."""
     record = _job_record(ctx, ref)
     if record["status"] == "rejected":
@@ -254,9 +265,11 @@ def reject_job(ctx: Context, ref: JobRef, reason: str | None, method: str = "man
     ctx.log("sync" if method == "on receipt" else "approve").info(
         "rejected %s: %s", ref.label, reason
     )
-    ctx.state.add_event("job_rejected", **ref.event_fields, reason=reason)
+    ctx.state.add_event("job_rejected", **ref.event_fields, reason=reason, by=by)
     why = reason or "rejected by the data owner (no reason given)"
-    audit.record(ctx.home.audit_log, ref.label, "rejected", why, method=method)
+    audit.record(
+        ctx.home.audit_log, ref.label, "rejected", why, **{"method": method, **(details or {})}
+    )
 
 
 def peer_key(ctx: Context, email: str) -> str:

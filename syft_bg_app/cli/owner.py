@@ -42,6 +42,7 @@ def init(args: argparse.Namespace) -> int:
         if signed_in.transport_set:
             output.say(f"set notify.transport: gmail in {signed_in.config_file}")
         output.say(f"check it with: {command('mail test', home)}")
+        output.say(*signed_in.notes)
         return 0
     return _init(args)
 

@@ -282,6 +282,52 @@ SCHEMA: dict[str, Key] = {
             "files (content by sha256, or name only) is approved.",
             fields=RULE_FIELDS,
         ),
+        email_replies=section(
+            "Deciding jobs by replying to their 'job submitted' email.",
+            enabled=Key(
+                "bool",
+                False,
+                "Read the data owner's replies to 'job submitted' emails each pass: a reply "
+                "from do_email whose first line is approve, auto-approve or deny REASON "
+                "decides the job (Gmail with notify.transport: gmail, else IMAP).",
+            ),
+            imap=section(
+                "The mailbox replies are read from (for notify.transport smtp or outbox).",
+                host=Key("str", None, "IMAP server name, e.g. imap.example.org."),
+                port=Key(
+                    "int",
+                    None,
+                    "IMAP port (default 993 for ssl, 143 for starttls and none).",
+                    minimum=1,
+                ),
+                security=Key(
+                    "choice",
+                    "ssl",
+                    "ssl (TLS from the start), starttls (upgrade a plain connection) or "
+                    "none (only for a server on this machine).",
+                    choices=("ssl", "starttls", "none"),
+                ),
+                username=Key("str", None, "Login name (default notify.smtp.username)."),
+                password_env=Key(
+                    "str",
+                    None,
+                    "Name of the environment variable that holds the IMAP password.",
+                ),
+                password_file=Key(
+                    "path",
+                    None,
+                    "File holding the IMAP password (mode 0600; relative paths are under the "
+                    "app home). With neither, the SMTP password is used.",
+                ),
+                ca_file=Key(
+                    "path",
+                    None,
+                    "Extra CA certificate (PEM) to trust for the server.",
+                ),
+                folder=Key("str", "INBOX", "The folder replies arrive in."),
+                timeout=Key("int", 30, "Seconds to wait for the IMAP server.", minimum=1),
+            ),
+        ),
     ),
     "execute": section(
         "Running approved jobs.",

@@ -12,9 +12,11 @@ job_approved   job_approved_do (threaded)   job_approved_ds
 job_rejected   job_rejected_do (threaded)   job_rejected_ds
 job_finished   job_finished_do (threaded)   job_finished_ds
 sandbox_...    sandbox_unavailable_do       -
+reply_answer   reply_answer_do (threaded)   -
 ============== ============================ ==========================
 
-(``sandbox_unavailable``: bubblewrap stopped working and approved jobs wait.)
+(``sandbox_unavailable``: bubblewrap stopped working and approved jobs wait;
+``reply_answer``: what became of the owner's email reply, when it decided nothing.)
 
 Every email about one job to one person forms a thread with a fixed subject.
 """
@@ -29,7 +31,7 @@ from typing import Any
 
 from syft_bg_app.approval.job_needs import job_warnings
 from syft_bg_app.context import Context
-from syft_bg_app.datasite.jobfiles import UnsafeFileError, collect, open_regular
+from syft_bg_app.datasite.jobfiles import UnsafeFileError, collect, open_regular, sha256_bytes
 from syft_bg_app.datasite.layout import JobRef
 from syft_bg_app.datasite.submission import read_metadata
 from syft_bg_app.invocation import command, prefix
@@ -69,6 +71,8 @@ class Draft:
     variables: dict[str, Any] = field(default_factory=dict)
     thread: str | None = None
     terminal: bool = False
+    # The job a "job submitted" email to the owner is about (replies decide it).
+    job_ref: JobRef | None = None
 
 
 def common_variables(ctx: Context) -> dict[str, Any]:
@@ -85,6 +89,8 @@ def drafts_for_event(ctx: Context, event: dict[str, Any]) -> list[Draft]:
         return _peer_drafts(ctx, event)
     if kind == "sandbox_unavailable":
         return [sandbox_draft(ctx, event)]
+    if kind == "reply_answer":
+        return [reply_answer_draft(ctx, event)]
     return []
 
 
@@ -154,6 +160,7 @@ def _job_drafts(ctx: Context, event: dict[str, Any]) -> list[Draft]:
         do_vars.update(_submission_variables(ctx, ref))
         do_vars["approve_command"] = command(f"jobs approve {arg}", ctx.home)
         do_vars["reject_command"] = command(f'jobs reject {arg} -r "REASON"', ctx.home)
+        do_vars["reply_approval"] = _reply_approval(ctx, do_vars["code"])
         summary = f"{label}: new job submitted, waiting for your review"
         ds_summary = f"your job {job} was received by {do}"
     elif kind == "job_approved":
@@ -175,6 +182,7 @@ def _job_drafts(ctx: Context, event: dict[str, Any]) -> list[Draft]:
         reason = untrusted_text(event.get("reason"), REASON_CAP, multiline=True)
         reason = reason or "no reason given"
         do_vars["reason"] = ds_vars["reason"] = reason
+        do_vars["by"] = event.get("by")
         summary = f"{label}: rejected ({reason})"
         ds_summary = f"your job {job} was rejected by {do}: {reason}"
     else:
@@ -203,12 +211,48 @@ def _job_drafts(ctx: Context, event: dict[str, Any]) -> list[Draft]:
             variables=variables,
             thread=f"{entity}|{role}",
             terminal=kind in TERMINAL_EVENTS,
+            job_ref=ref if kind == "job_submitted" and role == "do" else None,
         )
         for role, to, text, variables in (
             ("do", do, summary, do_vars),
             ("ds", ds, ds_summary, ds_vars),
         )
     ]
+
+
+def _reply_approval(ctx: Context, code: dict[str, Any]) -> str | None:
+    """What the owner's email says about deciding by reply: None (replies are not
+    read), "yes" (every file shown in full) or "no" (a reply cannot approve)."""
+    from syft_bg_app.mail.replies import enabled, shown_hashes
+
+    if not enabled(ctx):
+        return None
+    return "yes" if shown_hashes(code) is not None else "no"
+
+
+def reply_answer_draft(ctx: Context, event: dict[str, Any]) -> Draft:
+    """The app's answer to the owner's email reply, in the job's thread."""
+    do = ctx.config.do_email
+    ref = _job_ref(ctx, event)
+    entity = f"job:{ref.label}"
+    return Draft(
+        key=f"{do}|reply_answer|{entity}|{event.get('reply')}",
+        kind="reply_answer",
+        role="do",
+        to=do,
+        template="reply_answer_do",
+        subject=job_subject("do", ref.ds_email, ref.display_name, do),
+        summary=f"{ref.label}: your email reply",
+        variables={
+            **common_variables(ctx),
+            "ds_email": ref.ds_email,
+            "job": ref.display_name,
+            "job_label": ref.label,
+            "text": untrusted_text(event.get("text"), REASON_CAP, multiline=True),
+            "show_command": command(f"jobs show {shlex.quote(ref.label)}", ctx.home),
+        },
+        thread=f"{entity}|do",
+    )
 
 
 def _unisolated_warning(ctx: Context) -> str | None:
@@ -291,6 +335,8 @@ def without_inline_code(draft: Draft) -> Draft | None:
         for f in code["files"]
     ]
     variables = {**draft.variables, "code": {**code, "files": files, "shown_bytes": _kib(0)}}
+    if variables.get("reply_approval"):
+        variables["reply_approval"] = "no"
     return replace(draft, variables=variables)
 
 
@@ -360,6 +406,7 @@ def collect_code(job_fd: int | None, file_cap: int, total_cap: int) -> dict[str,
             "truncated": False,
             "omitted": False,
             "shown": None,
+            "sha256": None,
         }
         result["files"].append(entry)
         try:
@@ -368,6 +415,8 @@ def collect_code(job_fd: int | None, file_cap: int, total_cap: int) -> dict[str,
             fd = open_regular(job_fd, rel)
             with os.fdopen(fd, "rb") as handle:
                 head = handle.read(min(size, max(file_cap, SNIFF_BYTES)))
+                # Whole when the read reached the end: what the email shows is all there is.
+                whole = len(head) == size and not handle.read(1)
         except UnsafeFileError as exc:
             result["problems"].append(f"{rel}: not shown ({exc})")
             entry["omitted"] = True
@@ -391,6 +440,8 @@ def collect_code(job_fd: int | None, file_cap: int, total_cap: int) -> dict[str,
         if has_bidi_controls(text):
             result["bidi_files"].append(rel)
         entry["truncated"] = take < size
+        if whole and not entry["truncated"]:
+            entry["sha256"] = sha256_bytes(head)
         entry["shown"] = _kib(take)
         budget -= take
         result["shown_bytes"] += take

@@ -23,6 +23,7 @@ from syft_bg_app.clock import iso, utcnow
 from syft_bg_app.config.load import EMAIL_RE
 from syft_bg_app.context import Context
 from syft_bg_app.errors import SyftBgError
+from syft_bg_app.mail import replies
 from syft_bg_app.mail.compose import Draft, digest_draft, drafts_for_event, without_inline_code
 from syft_bg_app.mail.message import build, message_id
 from syft_bg_app.mail.queue import email_id, mail_state, message_file
@@ -228,6 +229,8 @@ def queue_rendered(
     do = ctx.config.do_email
     entry_id = email_id(draft.key)
     msg_id = message_id(entry_id, draft.kind, do)
+    if draft.job_ref is not None and draft.variables.get("reply_approval"):
+        msg_id = replies.unguessable_id(msg_id)
     subject = terminal_text(draft.subject)
     in_reply_to = None
     references: list[str] = []
@@ -256,16 +259,20 @@ def queue_rendered(
         )
 
     raw = build_from(item)
+    sent_draft = draft
     if len(raw) > cap:
         smaller = without_inline_code(draft)
         if smaller is not None:
             raw = build_from(render(templates or templates_for(ctx), smaller))
+            sent_draft = smaller
         if len(raw) > cap:
             raise EmailTooLarge(
                 f"the {draft.kind} email to {draft.to} would be {len(raw) // 1024} KB, over "
                 f"notify.max_email_kb ({cap // 1024} KB)"
             )
     atomic_write_bytes(message_file(ctx.home, entry_id), raw, mode=0o600)
+    if draft.job_ref is not None and draft.variables.get("reply_approval"):
+        replies.remember_target(ctx, msg_id, sent_draft.variables, draft.job_ref.event_fields)
     if draft.thread:
         if thread is None:
             thread = mail["threads"][draft.thread] = {

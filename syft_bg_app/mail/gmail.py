@@ -20,6 +20,8 @@ from syft_bg_app.mail.retry import Deadline, call
 from syft_bg_app.store.fsutil import atomic_write_text
 
 SCOPES = ["https://www.googleapis.com/auth/gmail.send"]
+# Asked for too when the owner's replies are read (approve.email_replies).
+READ_SCOPE = "https://www.googleapis.com/auth/gmail.readonly"
 # Refresh this long before the access token runs out, so a send never starts with
 # a token that expires in flight.
 REFRESH_MARGIN = timedelta(minutes=5)
@@ -75,7 +77,9 @@ def load_credentials(token_path: Path, do_email: str, credentials_path: Path):
             advice=relogin_advice(do_email, credentials_path),
         ) from None
     try:
-        creds = Credentials.from_authorized_user_info(info, SCOPES)
+        # The scopes the sign-in granted: a refresh asking for fewer would narrow them.
+        scopes = info.get("scopes") if isinstance(info.get("scopes"), list) else SCOPES
+        creds = Credentials.from_authorized_user_info(info, scopes)
     except ValueError as exc:
         raise PermanentMailError(
             f"the Gmail token {token_path} is incomplete ({exc})",
@@ -273,12 +277,15 @@ def run_consent(
     token_path: Path,
     port: int = 0,
     timeout_seconds: int = 600,
+    read: bool = False,
 ) -> None:
     """The OAuth consent for a desktop app: print the URL, wait for the redirect to
-    127.0.0.1, exchange the code and save the token (0600)."""
+    127.0.0.1, exchange the code and save the token (0600). ``read`` also asks to
+    read mail (for replies that decide jobs)."""
     from google_auth_oauthlib.flow import InstalledAppFlow
 
-    flow = InstalledAppFlow.from_client_secrets_file(str(credentials_file), scopes=SCOPES)
+    scopes = [*SCOPES, READ_SCOPE] if read else SCOPES
+    flow = InstalledAppFlow.from_client_secrets_file(str(credentials_file), scopes=scopes)
     port = port or _free_port()
     message = (
         "Open this address in a browser and allow syft-bg to send email as you:\n\n"

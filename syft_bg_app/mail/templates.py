@@ -28,6 +28,7 @@ TEMPLATE_NAMES = (
     "job_finished_do",
     "job_finished_ds",
     "sandbox_unavailable_do",
+    "reply_answer_do",
     "digest",
     "heartbeat",
     "test",

@@ -140,6 +140,8 @@ def why_full(ctx: Context, failed: list[str]) -> str:
         return "a step failed"
     if ctx.state.data.get("events"):
         return "events wait to be notified"
+    if ctx.config.step_enabled("approve") and ctx.config.get("approve.email_replies.enabled"):
+        return "the owner's email replies are read by the pass"
     busy = sorted({r["status"] for _, _, r in ctx.state.iter_jobs()} & BUSY_STATUSES)
     if busy:
         return f"jobs are {', '.join(busy)}"

@@ -38,6 +38,7 @@ from syft_bg_app.context import Context
 from syft_bg_app.datasite.jobfiles import Limits, UnsafeFileError, collect, sha256_stream
 from syft_bg_app.datasite.layout import JobRef
 from syft_bg_app.datasite.linksafe import FILE_FLAGS, open_file_at
+from syft_bg_app.mail.replies import read_replies
 from syft_bg_app.steps.isolation import StepItems, raise_failures
 from syft_bg_app.store.fsutil import append_line
 
@@ -49,6 +50,7 @@ AUDIT_WHY_CAP = 2000
 
 def run(ctx: Context) -> None:
     _note_config_warnings(ctx)
+    replies_failed = read_replies(ctx)
     notes = _AuditNotes(ctx)
     log = ctx.log("approve")
     peers = StepItems(log, "peer request", "could not be decided")
@@ -59,6 +61,8 @@ def run(ctx: Context) -> None:
     finally:
         notes.flush()
     raise_failures(peers, jobs)
+    if replies_failed is not None:
+        raise replies_failed
 
 
 class _AuditNotes:

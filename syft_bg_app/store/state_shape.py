@@ -82,6 +82,7 @@ TOP = {
     "peer_folders_waiting": LIST,
     "held_jobs": DICT,
     "mail": DICT,
+    "replies": DICT,
 }
 JOB = {
     "protocol": STR,

@@ -174,3 +174,15 @@ def _delivery_problem(home: AppHome, config: Config) -> list[Check]:
             (problem.get("advice") or "fix the cause") + "\nthen: syft-bg mail retry",
         )
     ]
+
+
+def reply_check(home: AppHome, config: Config) -> list[Check]:
+    from syft_bg_app.context import Context
+    from syft_bg_app.mail.replies import setup_status
+    from syft_bg_app.store.state import StateError
+
+    try:
+        found = setup_status(Context.open(home, config))
+    except StateError:
+        return []  # the checkpoint's own line says what is wrong
+    return [Check(found[0], "email replies", found[1], found[2])] if found else []
