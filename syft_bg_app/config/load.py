@@ -294,10 +294,19 @@ SCHEMA: dict[str, Key] = {
             "internet",
             "internet: jobs reach the internet (package indexes) through a user-mode network "
             "stack (slirp4netns), never this machine's own services (127.0.0.1, unix "
-            "sockets); without slirp4netns or bwrap they run with network off. off: nothing "
+            "sockets); when the app runs as root, nor this machine's other addresses and "
+            "private networks (nftables); without slirp4netns or bwrap they run with "
+            "network off. off: nothing "
             "but the job's own loopback. host: the host's network, 127.0.0.1 included (only "
             "when you write it). The old true became internet, false off.",
             choices=("off", "internet", "host"),
+        ),
+        network_allow=Key(
+            "list_cidr",
+            [],
+            "Networks (CIDR, e.g. 192.168.1.0/24) that jobs under network internet may reach "
+            "although they are private or this machine's own, e.g. a package mirror on your "
+            "LAN. Only an app run as root blocks private networks at all (nftables).",
         ),
         sandbox=Key(
             "choice",
@@ -696,6 +705,17 @@ def _check_path_like(value: Any, spec: Key) -> tuple[bool, Any, str]:
     return True, "/".join(parts), ""
 
 
+def _check_cidr(value: Any, spec: Key) -> tuple[bool, Any, str]:
+    import ipaddress
+
+    if isinstance(value, str):
+        try:
+            return True, str(ipaddress.ip_network(value.strip(), strict=False)), ""
+        except ValueError:
+            pass
+    return False, None, f"must be a network like 192.168.1.0/24 or fd00::/8, got {value!r}"
+
+
 def _check_int(value: Any, spec: Key) -> tuple[bool, Any, str]:
     if isinstance(value, bool) or not isinstance(value, int):
         return (
@@ -734,6 +754,7 @@ _SCALAR_CHECKS: dict[str, Callable[[Any, Key], tuple[bool, Any, str]]] = {
     "bool": _check_bool,
     "choice": _check_choice,
     "url": _check_url,
+    "cidr": _check_cidr,
 }
 
 

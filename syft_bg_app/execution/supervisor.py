@@ -17,7 +17,7 @@ happened to its pid.
 
 One runs for every job, so it stays lean: the launcher starts without
 site-packages (``python -I -S``) and imports nothing beyond the standard
-library and ``atomic``.
+library, ``atomic`` and ``netfilter``.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import time
 from typing import Any
 
 from syft_bg_app.clock import iso_from_seconds
+from syft_bg_app.execution import netfilter
 from syft_bg_app.store.atomic import atomic_write_bytes
 
 PR_SET_PDEATHSIG = 1
@@ -641,6 +642,8 @@ class Supervisor:
             os.close(block_w)
         elif spec.get("network_note"):
             network_words = f"syft-bg: {spec['network_note']}\n".encode()
+            # The pass logs it when it collects the result.
+            self.status["network_problem"] = spec["network_note"]
         self.status.update(
             phase="running",
             job_pid=process.pid,
@@ -722,6 +725,13 @@ class Supervisor:
     def attach_network(self, info_fd: int) -> str | None:
         """Give the sandbox's network namespace a way out through slirp4netns, which
         cannot reach the host's loopback; None when the network is up, else why not."""
+        net_filter = self.spec.get("network_filter")
+        group = None
+        if net_filter:
+            problem = netfilter.install(net_filter["nft"], net_filter["allow"])
+            if problem:
+                return f"this machine's addresses could not be blocked: {problem}"
+            group = net_filter["group"]
         child = _read_child_pid(info_fd, time.monotonic() + NETWORK_SETUP_SECONDS)
         if child is None:
             return "bwrap did not say which process is the sandbox"
@@ -773,6 +783,9 @@ class Supervisor:
                     close_fds=True,
                     pass_fds=(net_fd, userns_fd, ready_w, exit_r),
                     env={"PATH": "/usr/bin:/bin"},
+                    # The group nftables knows it by; root only (netfilter.py).
+                    group=group,
+                    extra_groups=[] if group is not None else None,
                 )
             finally:
                 os.close(log)
