@@ -433,14 +433,14 @@ def test_internet_whose_rules_cannot_be_loaded_runs_the_job_cut_off_and_says_why
     assert "ran with network off: this machine's addresses could not be blocked" in logs
 
 
+@needs_bwrap
+@needs_slirp
 def test_as_an_ordinary_user_status_and_setup_status_say_internet_reaches_private_networks(
     tmp_path, monkeypatch
 ):
     app = App(tmp_path).init(notify={"enabled": False}, execute={"network": "internet"})
-    monkeypatch.setattr(sandbox, "running_as_root", lambda: False)
+    # As for an app not run as root, which cannot load nftables rules.
     monkeypatch.setattr(netfilter, "filtering_possible", lambda: False)
-    monkeypatch.setattr(sandbox, "probe_bwrap", lambda network: sandbox.Probe(True, "bwrap", ""))
-    monkeypatch.setattr(sandbox, "find_slirp4netns", lambda: "/usr/bin/slirp4netns")
     config = parse_config(
         f"do_email: a@b.org\nsyftbox_root: {tmp_path}\nexecute: {{network: internet}}\n"
     )

@@ -346,7 +346,7 @@ def job_network(config: Config, sandbox_mode: str) -> Network:
             f"(slirp4netns needs it): jobs run with network off. Fix: sudo chmod 0666 "
             f"{TUN_DEVICE} (its usual mode)",
         )
-    if running_as_root() and netfilter.find_nft() is None:
+    if netfilter.filtering_possible() and netfilter.find_nft() is None:
         # Without its rules slirp4netns would reach this machine's other addresses.
         return Network(
             "off",
@@ -714,7 +714,7 @@ def build_spec(
             "group": netfilter.network_group(config.get("execute.network_allow")),
             "allow": config.get("execute.network_allow"),
         }
-        if net.mode == "internet" and running_as_root()
+        if net.mode == "internet" and netfilter.filtering_possible()
         else None,
         # The folders on the disk the job can write to, and what they may hold together.
         "disk_watch": watched,
@@ -806,7 +806,7 @@ def status_lines(config: Config) -> list[str]:
         lines.append(f"WARNING {choice.warning}")
     if net.note:
         lines.append(f"WARNING {net.note}")
-    elif net.mode == "internet" and not running_as_root():
+    elif net.mode == "internet" and not netfilter.filtering_possible():
         lines.append(f"WARNING {netfilter.unfiltered_warning()}")
     elif net.mode == "internet":
         lines.append(f"network: {netfilter.blocked_words(config.get('execute.network_allow'))}")

@@ -725,6 +725,10 @@ class Supervisor:
     def attach_network(self, info_fd: int) -> str | None:
         """Give the sandbox's network namespace a way out through slirp4netns, which
         cannot reach the host's loopback; None when the network is up, else why not."""
+        # bwrap says its pid first: it dies of SIGPIPE if nobody reads it.
+        child = _read_child_pid(info_fd, time.monotonic() + NETWORK_SETUP_SECONDS)
+        if child is None:
+            return "bwrap did not say which process is the sandbox"
         net_filter = self.spec.get("network_filter")
         group = None
         if net_filter:
@@ -732,9 +736,6 @@ class Supervisor:
             if problem:
                 return f"this machine's addresses could not be blocked: {problem}"
             group = net_filter["group"]
-        child = _read_child_pid(info_fd, time.monotonic() + NETWORK_SETUP_SECONDS)
-        if child is None:
-            return "bwrap did not say which process is the sandbox"
         # slirp4netns brings the loopback up too: it waits until bwrap has set it up,
         # or bwrap fails to add 127.0.0.1 to it.
         if not _wait_loopback(child, time.monotonic() + NETWORK_SETUP_SECONDS):
