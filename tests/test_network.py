@@ -391,6 +391,9 @@ def test_network_allow_lets_internet_jobs_reach_the_listed_range_only(
     assert group != netfilter.NETWORK_GID
     ours = _nft("list", "chain", "inet", "syft_bg", f"g{group}")
     assert f"ip daddr {lan} accept" in ours
+    # A run of an app without the list (another app on this machine) keeps it in place.
+    assert netfilter.install(netfilter.find_nft(), []) is None
+    assert _nft("list", "chain", "inet", "syft_bg", f"g{group}") == ours
 
 
 @needs_bwrap
