@@ -6,6 +6,8 @@ anywhere else. Under ``internet`` slirp4netns gives the sandbox its way out.
 
 from __future__ import annotations
 
+import ipaddress
+import secrets
 import shutil
 import socket
 import subprocess
@@ -18,10 +20,11 @@ import pytest
 from conftest import PATIENCE, App, job_user_alone
 from hostile import run_until_finished
 
+from syft_bg_app.actions import setup_check
 from syft_bg_app.approval import decisions
 from syft_bg_app.config.load import parse_config
 from syft_bg_app.datasite.layout import JobRef
-from syft_bg_app.execution import sandbox
+from syft_bg_app.execution import netfilter, sandbox
 from syft_bg_app.session import changing
 
 DS = "alice@uni.edu"
@@ -29,6 +32,10 @@ _PROBE = sandbox.probe_bwrap(network="off")
 needs_bwrap = pytest.mark.skipif(not _PROBE.ok, reason=f"bwrap unusable: {_PROBE.detail}")
 needs_slirp = pytest.mark.skipif(
     sandbox.find_slirp4netns() is None, reason="slirp4netns is not installed"
+)
+_filtered = netfilter.filtering_possible() and netfilter.find_nft() is not None
+needs_netfilter = pytest.mark.skipif(
+    not _filtered, reason="nftables rules need root and nft (package nftables)"
 )
 
 # What the job tries, one line per target: NAME CONNECTED|REFUSED.
@@ -112,11 +119,6 @@ def servers() -> Iterator[dict[str, Server]]:
 
 
 def _run_probe(tmp_path: Path, servers: dict[str, Server], network: object) -> dict[str, str]:
-    app = App(tmp_path).init(
-        notify={"enabled": False},
-        execute={"network": network, "timeout": int(PATIENCE), "sandbox": "auto"},
-    )
-    app.cli("peers", "accept", DS, check=True)
     other = servers.get("other")
     run_sh = (
         PROBE_JOB.replace("__TCP_PORT__", str(servers["tcp"].sock.getsockname()[1]))
@@ -124,6 +126,17 @@ def _run_probe(tmp_path: Path, servers: dict[str, Server], network: object) -> d
         .replace("__OTHER_ADDRESS__", other.sock.getsockname()[0] if other else "")
         .replace("__OTHER_PORT__", str(other.sock.getsockname()[1]) if other else "0")
     )
+    return _run_job(tmp_path, run_sh, network=network)
+
+
+def _run_job(tmp_path: Path, run_sh: str, **execute: object) -> dict[str, str]:
+    """Run ``run_sh`` as an approved job; its stdout lines ``NAME WORDS`` by NAME,
+    and its stderr."""
+    app = App(tmp_path).init(
+        notify={"enabled": False},
+        execute={"timeout": int(PATIENCE), "sandbox": "auto", **execute},
+    )
+    app.cli("peers", "accept", DS, check=True)
     app.submit("probe", run_sh=run_sh)
     assert app.run_pass().exit_code == 0
     with changing(app.home, "test approval") as ctx:
@@ -155,9 +168,13 @@ def test_internet_jobs_cannot_reach_the_owners_loopback_services_or_unix_sockets
     for server in ("tcp", "abstract"):
         assert servers[server].secret not in str(seen)
     if "other" in servers:
-        # Documented limit: a service on the host's other addresses is reachable
-        # (slirp4netns cannot filter them); it also proves the way out works.
-        assert _reached(seen, "tcp-other-address"), seen["tcp-other-address"]
+        if _filtered:
+            # Root: nftables refuses slirp4netns's traffic to the host's own addresses.
+            assert seen["tcp-other-address"].startswith("REFUSED"), seen["tcp-other-address"]
+        else:
+            # Documented limit as an ordinary user: the host's other addresses are
+            # reachable (nothing filters them); it also proves the way out works.
+            assert _reached(seen, "tcp-other-address"), seen["tcp-other-address"]
 
 
 @needs_bwrap
@@ -249,3 +266,204 @@ def test_internet_whose_slirp4netns_fails_runs_the_job_cut_off_and_the_log_says_
     assert "it runs with network off" in seen["stderr"]
     logs = App(tmp_path).cli("logs", "execute", check=True).stdout
     assert "ran with network off: slirp4netns did not bring the network up" in logs
+
+
+# Connects to one port at each address, one line per target: NAME CONNECTED|REFUSED.
+NEIGHBOUR_JOB = r"""#!/bin/bash
+python3 - <<'PY'
+import socket
+for name, address in __TARGETS__:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(5)
+    try:
+        s.connect((address, __PORT__))
+        print(name, "CONNECTED", s.recv(64).decode(errors="replace"))
+    except OSError as exc:
+        print(name, "REFUSED", exc)
+    finally:
+        s.close()
+PY
+"""
+
+
+def _primary_address() -> str | None:
+    """The address this machine's default route leaves from (a UDP connect sends nothing)."""
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("203.0.113.1", 9))
+        return probe.getsockname()[0]
+    except OSError:
+        return None
+    finally:
+        probe.close()
+
+
+@pytest.fixture
+def extra_address() -> Iterator[str]:
+    """A private address added to this machine for the test, as a LAN address would be."""
+    address = f"10.123.{secrets.randbelow(256)}.{1 + secrets.randbelow(254)}"
+    added = subprocess.run(
+        ["ip", "addr", "add", f"{address}/32", "dev", "lo"], capture_output=True, text=True
+    )
+    if added.returncode != 0:
+        pytest.skip(f"cannot add an address here: {added.stderr.strip()}")
+    yield address
+    subprocess.run(["ip", "addr", "del", f"{address}/32", "dev", "lo"], capture_output=True)
+
+
+@pytest.fixture
+def any_address_server() -> Iterator[Server]:
+    server = Server(socket.AF_INET, ("0.0.0.0", 0))
+    yield server
+    server.close()
+
+
+def _neighbour_targets(extra: str) -> dict[str, str]:
+    targets = {"extra": extra, "loopback": "127.0.0.1", "gateway": "10.0.2.2"}
+    primary = _primary_address()
+    if primary:
+        targets["primary"] = primary
+    return targets
+
+
+def _run_neighbour_job(tmp_path: Path, server: Server, extra: str, **execute: object):
+    targets = _neighbour_targets(extra)
+    run_sh = NEIGHBOUR_JOB.replace("__TARGETS__", repr(sorted(targets.items()))).replace(
+        "__PORT__", str(server.sock.getsockname()[1])
+    )
+    return _run_job(tmp_path, run_sh, network="internet", **execute)
+
+
+def _nft(*args: str) -> str:
+    return subprocess.run(
+        ["nft", *args], capture_output=True, text=True, check=True, timeout=PATIENCE
+    ).stdout
+
+
+@pytest.fixture
+def neighbour_table() -> Iterator[str]:
+    """Another program's nftables table, which the app must leave as it is."""
+    name = f"syftbg_test_neighbour_{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        ["nft", "-f", "-"],
+        input=(
+            f"table inet {name} {{\n  chain input {{\n    type filter hook input priority 10;"
+            f" policy accept;\n    tcp dport 9 counter accept\n  }}\n}}\n"
+        ),
+        text=True,
+        check=True,
+        timeout=PATIENCE,
+    )
+    yield name
+    subprocess.run(["nft", "delete", "table", "inet", name], capture_output=True)
+
+
+@needs_bwrap
+@needs_slirp
+@needs_netfilter
+def test_internet_jobs_run_by_root_cannot_reach_this_machines_other_addresses(
+    tmp_path, any_address_server, extra_address, neighbour_table
+):
+    neighbour_before = _nft("list", "table", "inet", neighbour_table)
+    seen = _run_neighbour_job(tmp_path, any_address_server, extra_address)
+    for name in _neighbour_targets(extra_address):
+        assert seen[name].startswith("REFUSED"), (name, seen[name])
+    assert any_address_server.secret not in str(seen)
+    # The rules live in the app's own table; another program's table is untouched.
+    assert _nft("list", "table", "inet", neighbour_table) == neighbour_before
+    ours = _nft("list", "table", "inet", "syft_bg")
+    assert "meta skgid vmap @network_groups" in ours
+    assert f"{netfilter.NETWORK_GID} : jump g{netfilter.NETWORK_GID}" in ours
+
+
+@needs_bwrap
+@needs_slirp
+@needs_netfilter
+def test_network_allow_lets_internet_jobs_reach_the_listed_range_only(
+    tmp_path, any_address_server, extra_address
+):
+    lan = str(ipaddress.ip_network(f"{extra_address}/24", strict=False))
+    seen = _run_neighbour_job(tmp_path, any_address_server, extra_address, network_allow=[lan])
+    assert seen["extra"] == f"CONNECTED {any_address_server.secret}"
+    for name in set(_neighbour_targets(extra_address)) - {"extra"}:
+        assert seen[name].startswith("REFUSED"), (name, seen[name])
+    group = netfilter.network_group([lan])
+    assert group != netfilter.NETWORK_GID
+    ours = _nft("list", "chain", "inet", "syft_bg", f"g{group}")
+    assert f"ip daddr {lan} accept" in ours
+    # A run of an app without the list (another app on this machine) keeps it in place.
+    assert netfilter.install(netfilter.find_nft(), []) is None
+    assert _nft("list", "chain", "inet", "syft_bg", f"g{group}") == ours
+
+
+@needs_bwrap
+@needs_slirp
+def test_internet_run_by_root_without_nft_runs_jobs_cut_off_and_says_why(
+    tmp_path, servers, monkeypatch
+):
+    if not netfilter.filtering_possible():
+        pytest.skip("only root filters with nftables")
+    # As on a machine where nftables is not installed.
+    monkeypatch.setattr(netfilter, "find_nft", lambda: None)
+    seen = _run_probe(tmp_path, servers, "internet")
+    assert seen["interfaces"] == "lo"
+    assert seen["tcp-loopback"].startswith("REFUSED")
+    assert "nft (nftables) is not installed" in seen["stderr"]
+    assert "network off" in seen["stderr"]
+    logs = App(tmp_path).cli("logs", "execute", check=True).stdout
+    assert "ran with network off: execute.network is internet but nft" in logs
+    report = setup_check.render(setup_check.run_checks(App(tmp_path).home))
+    assert "nft (nftables) is not installed" in report
+    assert netfilter.INSTALL_NFT in report
+
+
+@needs_bwrap
+@needs_slirp
+def test_internet_whose_rules_cannot_be_loaded_runs_the_job_cut_off_and_says_why(
+    tmp_path, servers, monkeypatch
+):
+    if not netfilter.filtering_possible():
+        pytest.skip("only root filters with nftables")
+    # An nft that refuses every rule set.
+    monkeypatch.setattr(netfilter, "find_nft", lambda: "/bin/false")
+    seen = _run_probe(tmp_path, servers, "internet")
+    assert seen["interfaces"] == "lo"
+    assert (
+        "this job has no network: this machine's addresses could not be blocked" in (seen["stderr"])
+    )
+    assert "it runs with network off" in seen["stderr"]
+    logs = App(tmp_path).cli("logs", "execute", check=True).stdout
+    assert "ran with network off: this machine's addresses could not be blocked" in logs
+
+
+@needs_bwrap
+@needs_slirp
+def test_as_an_ordinary_user_status_and_setup_status_say_internet_reaches_private_networks(
+    tmp_path, monkeypatch
+):
+    app = App(tmp_path).init(notify={"enabled": False}, execute={"network": "internet"})
+    # As for an app not run as root, which cannot load nftables rules.
+    monkeypatch.setattr(netfilter, "filtering_possible", lambda: False)
+    config = parse_config(
+        f"do_email: a@b.org\nsyftbox_root: {tmp_path}\nexecute: {{network: internet}}\n"
+    )
+    warned = [line for line in sandbox.status_lines(config) if "private networks" in line]
+    assert warned and warned[0].startswith("WARNING")
+    assert "run the app as root" in warned[0] and "execute.network: off" in warned[0]
+    report = setup_check.render(setup_check.run_checks(app.home))
+    assert "can reach its LAN addresses and your private networks" in report
+    assert "run the app as root, or write execute.network: off" in report
+
+
+@pytest.mark.parametrize("written", ["192.168.1.0/33", "my-lan", "[10.0.0.0/8]"])
+def test_a_malformed_network_allow_entry_is_refused_with_an_example(written):
+    from syft_bg_app.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="must be a network like 192.168.1.0/24"):
+        parse_config(f"do_email: a@b.org\nexecute:\n  network_allow: ['{written}']\n")
+
+
+def test_network_allow_is_read_as_networks():
+    config = parse_config("do_email: a@b.org\nexecute:\n  network_allow: [192.168.1.7/24]\n")
+    assert config.get("execute.network_allow") == ["192.168.1.0/24"]
+    assert parse_config("do_email: a@b.org\n").get("execute.network_allow") == []

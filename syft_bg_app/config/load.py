@@ -290,6 +290,17 @@ def _check_path_like(value: Any, spec: Key) -> tuple[bool, Any, str]:
     return True, "/".join(parts), ""
 
 
+def _check_cidr(value: Any, spec: Key) -> tuple[bool, Any, str]:
+    import ipaddress
+
+    if isinstance(value, str):
+        try:
+            return True, str(ipaddress.ip_network(value.strip(), strict=False)), ""
+        except ValueError:
+            pass
+    return False, None, f"must be a network like 192.168.1.0/24 or fd00::/8, got {value!r}"
+
+
 def _check_int(value: Any, spec: Key) -> tuple[bool, Any, str]:
     if isinstance(value, bool) or not isinstance(value, int):
         return (
@@ -328,6 +339,7 @@ _SCALAR_CHECKS: dict[str, Callable[[Any, Key], tuple[bool, Any, str]]] = {
     "bool": _check_bool,
     "choice": _check_choice,
     "url": _check_url,
+    "cidr": _check_cidr,
 }
 
 

@@ -339,10 +339,19 @@ SCHEMA: dict[str, Key] = {
             "internet",
             "internet: jobs reach the internet (package indexes) through a user-mode network "
             "stack (slirp4netns), never this machine's own services (127.0.0.1, unix "
-            "sockets); without slirp4netns or bwrap they run with network off. off: nothing "
-            "but the job's own loopback. host: the host's network, 127.0.0.1 included (only "
-            "when you write it). The old true became internet, false off.",
+            "sockets); when the app runs as root, nor this machine's other addresses and "
+            "private networks (nftables); without slirp4netns or bwrap they run with "
+            "network off. off: nothing but the job's own loopback. host: the host's network, "
+            "127.0.0.1 included (only when you write it). The old true became internet, "
+            "false off.",
             choices=("off", "internet", "host"),
+        ),
+        network_allow=Key(
+            "list_cidr",
+            [],
+            "Networks (CIDR, e.g. 192.168.1.0/24) that jobs under network internet may reach "
+            "although they are private or this machine's own, e.g. a package mirror on your "
+            "LAN. Only an app run as root blocks private networks at all (nftables).",
         ),
         sandbox=Key(
             "choice",

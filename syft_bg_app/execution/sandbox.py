@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from syft_bg_app.config.load import Config
 from syft_bg_app.errors import SyftBgError
-from syft_bg_app.execution import supervisor
+from syft_bg_app.execution import netfilter, supervisor
 
 if TYPE_CHECKING:
     from syft_bg_app.execution.prepare import PreparedCache
@@ -314,6 +314,8 @@ class Network:
     mode: str
     slirp4netns: str | None
     note: str | None
+    # What the data owner runs to get what they asked for, where the note says it is not.
+    fix: str | None = None
 
 
 def job_network(config: Config, sandbox_mode: str) -> Network:
@@ -349,6 +351,16 @@ def job_network(config: Config, sandbox_mode: str) -> Network:
             f"execute.network is internet but {TUN_DEVICE} cannot be opened by this user "
             f"(slirp4netns needs it): jobs run with network off. Fix: sudo chmod 0666 "
             f"{TUN_DEVICE} (its usual mode)",
+        )
+    if netfilter.filtering_possible() and netfilter.find_nft() is None:
+        # Without its rules slirp4netns would reach this machine's other addresses.
+        return Network(
+            "off",
+            None,
+            f"execute.network is internet but nft (nftables) is not installed, so jobs "
+            f"could reach this machine's addresses and private networks: they run with "
+            f"network off. Fix: {netfilter.INSTALL_NFT}",
+            netfilter.INSTALL_NFT,
         )
     return Network("internet", slirp, None)
 
@@ -701,6 +713,15 @@ def build_spec(
         "network": net.mode,
         "slirp4netns": net.slirp4netns,
         "network_note": net.note,
+        # Root's slirp4netns runs with a group of its own, whose traffic to this machine
+        # and private networks nftables refuses (netfilter.py).
+        "network_filter": {
+            "nft": netfilter.find_nft(),
+            "group": netfilter.network_group(config.get("execute.network_allow")),
+            "allow": config.get("execute.network_allow"),
+        }
+        if net.mode == "internet" and netfilter.filtering_possible()
+        else None,
         # The folders on the disk the job can write to, and what they may hold together.
         "disk_watch": watched,
         "disk_bytes": disk_bytes,
@@ -805,6 +826,10 @@ def status_lines(config: Config) -> list[str]:
         lines.append(f"WARNING {choice.warning}")
     if net.note:
         lines.append(f"WARNING {net.note}")
+    elif net.mode == "internet" and not netfilter.filtering_possible():
+        lines.append(f"WARNING {netfilter.unfiltered_warning()}")
+    elif net.mode == "internet":
+        lines.append(f"network: {netfilter.blocked_words(config.get('execute.network_allow'))}")
     missing = [t for t in config.get("execute.tools") if t not in find_tools([t])]
     if missing:
         lines.append(

@@ -17,7 +17,7 @@ happened to its pid.
 
 One runs for every job, so it stays lean: the launcher starts without
 site-packages (``python -I -S``) and imports nothing beyond the standard
-library and ``atomic``.
+library, ``clock``, ``atomic`` and ``netfilter``.
 
 Why one file of this size: the supervisor is the program a run executes, with
 its launcher, its /proc reading, its network set-up and its kill rounds. Each
@@ -42,6 +42,7 @@ import time
 from typing import Any
 
 from syft_bg_app.clock import iso_from_seconds
+from syft_bg_app.execution import netfilter
 from syft_bg_app.store.atomic import atomic_write_bytes
 
 PR_SET_PDEATHSIG = 1
@@ -648,6 +649,8 @@ class Supervisor:
             os.close(block_w)
         elif spec.get("network_note"):
             network_words = f"syft-bg: {spec['network_note']}\n".encode()
+            # The pass logs it when it collects the result.
+            self.status["network_problem"] = spec["network_note"]
         self.status.update(
             phase="running",
             job_pid=process.pid,
@@ -729,9 +732,17 @@ class Supervisor:
     def attach_network(self, info_fd: int) -> str | None:
         """Give the sandbox's network namespace a way out through slirp4netns, which
         cannot reach the host's loopback; None when the network is up, else why not."""
+        # bwrap says its pid first: it dies of SIGPIPE if nobody reads it.
         child = _read_child_pid(info_fd, time.monotonic() + NETWORK_SETUP_SECONDS)
         if child is None:
             return "bwrap did not say which process is the sandbox"
+        net_filter = self.spec.get("network_filter")
+        group = None
+        if net_filter:
+            problem = netfilter.install(net_filter["nft"], net_filter["allow"])
+            if problem:
+                return f"this machine's addresses could not be blocked: {problem}"
+            group = net_filter["group"]
         # slirp4netns brings the loopback up too: it waits until bwrap has set it up,
         # or bwrap fails to add 127.0.0.1 to it.
         if not _wait_loopback(child, time.monotonic() + NETWORK_SETUP_SECONDS):
@@ -780,6 +791,9 @@ class Supervisor:
                     close_fds=True,
                     pass_fds=(net_fd, userns_fd, ready_w, exit_r),
                     env={"PATH": "/usr/bin:/bin"},
+                    # The group nftables knows it by; root only (netfilter.py).
+                    group=group,
+                    extra_groups=[] if group is not None else None,
                 )
             finally:
                 os.close(log)

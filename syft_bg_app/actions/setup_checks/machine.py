@@ -34,6 +34,34 @@ def sandbox_check(config: Config | None) -> Check:
     return Check(True, "bwrap", probe.detail)
 
 
+def internet_check(config: Config) -> Check:
+    """Whether jobs under internet are kept off this machine and private networks:
+    as root, by loading the app's nftables rules now (as each run does)."""
+    from syft_bg_app.execution import netfilter
+
+    where = config.path or "config.yaml"
+    allow = config.get("execute.network_allow")
+    if not netfilter.filtering_possible():
+        return Check(
+            True,
+            "job network",
+            netfilter.unfiltered_warning(),
+            f"run the app as root, or write execute.network: off in {where}",
+            warning=True,
+        )
+    problem = netfilter.install(netfilter.find_nft(), allow)
+    if problem:
+        return Check(
+            False,
+            "job network",
+            f"{problem}: jobs run with network off",
+            "the kernel needs nf_tables (sudo modprobe nf_tables), and the app CAP_NET_ADMIN "
+            f"(a container may withhold it)\n(or, to keep jobs offline: execute.network: off "
+            f"in {where})",
+        )
+    return Check(True, "job network", netfilter.blocked_words(allow))
+
+
 def job_needs_checks(config: Config, home: AppHome) -> list[Check]:
     """What syft-job python jobs need from this machine: a network that reaches a
     package index (or the prepare phase), and uv."""
@@ -50,14 +78,16 @@ def job_needs_checks(config: Config, home: AppHome) -> list[Check]:
                 False,
                 "job network",
                 net.note,
-                f"{INSTALL_SLIRP}\n(or, to keep jobs offline: execute.network: off in {where})",
+                f"{net.fix or INSTALL_SLIRP}\n(or, to keep jobs offline: execute.network: off "
+                f"in {where})",
             )
         )
     elif net.note:
         checks.append(Check(True, "job network", net.note, warning=True))
+    elif net.mode == "internet":
+        checks.append(internet_check(config))
     else:
         described = {
-            "internet": "internet through slirp4netns (not this machine's 127.0.0.1 services)",
             "off": "off: jobs have nothing but their own loopback (python jobs cannot "
             "install packages)",
             "host": "host: jobs share this machine's network, 127.0.0.1 services included",
