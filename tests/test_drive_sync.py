@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from tests.conftest import DS_EMAIL, PATIENCE, App, outbox, wait_until
 from tests.fake_drive import FakeDrive
 
 SYFT_CLIENT = "syft-client==0.1.117"
+SYFT_0_10 = "syft==0.10.0"
 CACHE = Path(os.environ.get("SYFT_BG_TEST_CACHE", Path.home() / ".cache" / "syft-bg-tests"))
 
 
@@ -59,8 +62,16 @@ def drive() -> Iterator[FakeDrive]:
 class DataScientist:
     """The real syft-client, logged in as a data scientist, one process per call."""
 
-    def __init__(self, python: Path, drive: FakeDrive, home: Path, email: str = DS_EMAIL):
+    def __init__(
+        self,
+        python: Path,
+        drive: FakeDrive,
+        home: Path,
+        email: str = DS_EMAIL,
+        module: str = "syft_client",
+    ):
         self.python = python
+        self.module = module
         self.email = email
         self.home = home
         home.mkdir(parents=True, exist_ok=True)
@@ -73,7 +84,7 @@ class DataScientist:
 
     def run(self, code: str) -> str:
         script = (
-            "import json, syft_client as sc\n"
+            f"import json, {self.module} as sc\n"
             f"c = sc.login_ds(email={self.email!r}, token_path={str(self.token)!r})\n"
             + textwrap.dedent(code)
         )
@@ -94,14 +105,24 @@ class DataScientist:
         return self.syftbox / do_email / "app_data/job/review" / self.email / job / name
 
 
-def drive_app(app: App, drive: FakeDrive, **config: object) -> App:
+def drive_app(app: App, drive: FakeDrive, generation: str = "0.1", **config: object) -> App:
     token = drive.write_token(app.tmp / "do_drive_token.json", app.do_email)
     app.set_config(
         sync={"transport": "drive"},
-        drive={"generation": "0.1", "api_endpoint": drive.url, "token": str(token)},
+        drive={"generation": generation, "api_endpoint": drive.url, "token": str(token)},
         **config,
     )
     return app
+
+
+def connected_peer(app: App, drive: FakeDrive, python: Path) -> DataScientist:
+    """A data scientist whose add_peer the app accepted by domain, on Drive too."""
+    drive_app(app, drive, approve={"peers": {"approved_domains": ["uni.edu"]}})
+    ds = DataScientist(python, drive, app.tmp / "ds")
+    ds.run(f"c.add_peer({app.do_email!r})")
+    app.run_pass()  # the request is read and accepted by its domain
+    app.run_pass()  # accepted on Drive: the mirror folders and the version file
+    return ds
 
 
 def run_until(app: App, condition, what: str) -> None:
@@ -168,11 +189,7 @@ def test_drive_peer_job_and_result_with_the_real_client(
 def test_drive_refuses_changes_the_data_scientist_may_not_make(
     app: App, drive: FakeDrive, syft_client_python: Path
 ) -> None:
-    drive_app(app, drive, approve={"peers": {"approved_domains": ["uni.edu"]}})
-    ds = DataScientist(syft_client_python, drive, app.tmp / "ds")
-    ds.run(f"c.add_peer({app.do_email!r})")
-    app.run_pass()
-    app.run_pass()
+    ds = connected_peer(app, drive, syft_client_python)
     secret = app.datasite.path / "private" / "secret.txt"
     secret.parent.mkdir(parents=True, exist_ok=True)
     secret.write_text("owner only\n")
@@ -217,11 +234,7 @@ def test_drive_refuses_changes_the_data_scientist_may_not_make(
 def test_drive_pass_killed_before_archiving_receives_the_job_once(
     app: App, drive: FakeDrive, syft_client_python: Path
 ) -> None:
-    drive_app(app, drive, approve={"peers": {"approved_domains": ["uni.edu"]}})
-    ds = DataScientist(syft_client_python, drive, app.tmp / "ds")
-    ds.run(f"c.add_peer({app.do_email!r})")
-    app.run_pass()
-    app.run_pass()
+    ds = connected_peer(app, drive, syft_client_python)
     ds.run(f"c.submit_bash_job({app.do_email!r}, 'echo once', job_name='once')")
 
     # The move to the archive fails: the job is applied but its message stays.
@@ -243,11 +256,8 @@ def test_drive_pass_killed_before_archiving_receives_the_job_once(
 def test_drive_idle_pass_makes_few_requests(
     app: App, drive: FakeDrive, syft_client_python: Path
 ) -> None:
-    drive_app(app, drive, approve={"peers": {"approved_domains": ["uni.edu"]}})
-    ds = DataScientist(syft_client_python, drive, app.tmp / "ds")
-    ds.run(f"c.add_peer({app.do_email!r})")
-    for _ in range(3):
-        app.run_pass()
+    connected_peer(app, drive, syft_client_python)
+    app.run_pass()
     before = drive.count(app.do_email)
     assert app.run_pass().exit_code == 0
     assert drive.count(app.do_email) - before <= 3
@@ -275,3 +285,132 @@ def test_drive_peer_of_the_other_generation_is_named(app: App, drive: FakeDrive)
     state = json.loads(app.home.state_file.read_text())
     assert state["drive"]["other_generation"] == {"bob@uni.edu": "0.10.0"}
     assert not app.datasite.peer_request_file("bob@uni.edu").exists()
+
+
+def test_drive_passes_killed_at_random_instants_receive_each_job_once(
+    app: App, drive: FakeDrive, syft_client_python: Path
+) -> None:
+    ds = connected_peer(app, drive, syft_client_python)
+    names = [f"killed{i}" for i in range(3)]
+    ds.run(
+        "\n".join(
+            f"c.submit_bash_job({app.do_email!r}, 'echo result of {n}', job_name={n!r})"
+            for n in names
+        )
+    )
+    rng = random.Random(15)
+    for _ in range(20):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "syft_bg_app", "run", "--once"],
+            env=app.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
+        time.sleep(rng.uniform(0.0, 2.0))
+        process.kill()
+        process.wait()
+    for name in names:
+        run_until(
+            app,
+            lambda n=name: app.cli("jobs", "show", f"{DS_EMAIL}/{n}").returncode == 0,
+            f"{name} to be received",
+        )
+        app.cli("jobs", "approve", f"{DS_EMAIL}/{name}", check=True)
+    run_until(
+        app,
+        lambda: all(app.job_state(n, protocol="0").get("status") == "done" for n in names),
+        "every job to finish",
+    )
+    app.run_pass()
+    ds.run("c.sync()")
+    for name in names:
+        stdout = ds.result_file(app.do_email, name, "stdout.txt").read_text()
+        assert stdout.strip() == f"result of {name}"
+        kinds = [
+            m["X-Syft-BG-Event"]
+            for m in outbox(app)
+            if m["To"] == app.do_email and name in m["Subject"]
+        ]
+        assert sorted(kinds) == sorted(set(kinds)), kinds
+        assert "job_submitted" in kinds
+    inbox = [f for f in drive.files.values() if f.name.endswith(f"#inbox#{DS_EMAIL}")][0]
+    assert not drive.children(inbox.id)
+
+
+def test_drive_outbox_of_20_messages_is_merged_and_the_client_still_reads_it_all(
+    app: App, drive: FakeDrive, syft_client_python: Path
+) -> None:
+    ds = connected_peer(app, drive, syft_client_python)
+    notes = app.datasite.review / DS_EMAIL / "notes"
+    notes.mkdir(parents=True, exist_ok=True)
+    for i in range(25):
+        (notes / f"n{i}.txt").write_text(f"note {i}\n")
+        app.run_pass()
+        if i == 10:
+            ds.run("c.sync()")  # it has read some of the messages that get merged
+    outbox_folder = [f for f in drive.files.values() if f.name.endswith(f"#outbox#{DS_EMAIL}")]
+    messages = drive.children(outbox_folder[0].id)
+    assert 1 <= len(messages) < 20, [m.name for m in messages]
+    ds.run("c.sync()")
+    received = ds.syftbox / app.do_email / "app_data/job/review" / DS_EMAIL / "notes"
+    assert sorted(p.name for p in received.iterdir()) == sorted(f"n{i}.txt" for i in range(25))
+    assert (received / "n7.txt").read_text() == "note 7\n"
+
+
+def test_drive_generation_0_10_with_the_real_syft_0_10(app: App, drive: FakeDrive) -> None:
+    python = client_venv(SYFT_0_10)
+    drive_app(app, drive, generation="0.10", approve={"peers": {"approved_emails": [DS_EMAIL]}})
+    ds = DataScientist(python, drive, app.tmp / "ds10", module="syft")
+    ds.run(f"c.add_peer({app.do_email!r})")
+    app.run_pass()
+    app.run_pass()
+    version = json.loads(
+        [f for f in drive.named("SYFT_version.json") if f.owner == app.do_email][0].content
+    )
+    assert version["syft_client_version"] == "0.10.0"
+    ds.run(
+        f"""
+        from pathlib import Path
+        job = Path(c.syftbox_folder) / {app.do_email!r} / "app_data/job/inbox"
+        job = job / {DS_EMAIL!r} / "v1" / "hello10"
+        (job / "code").mkdir(parents=True)
+        (job / "code" / "script.sh").write_text("echo hello from syft 0.10\\n")
+        (job / "run.sh").write_text("#!/bin/bash\\nbash code/script.sh\\n")
+        (job / "config.yaml").write_text(
+            "name: hello10\\ntype: bash\\nsubmitted_at: '2026-11-20T10:00:00Z'\\n"
+            "files: [script.sh]\\ndependencies: []\\njob_type: local\\n"
+            "canonical_name: JobSubmissionMetadata\\nversion: '1'\\n"
+        )
+        c.push_job_files(job)
+        """
+    )
+    run_until(app, lambda: app.cli("jobs", "show", f"{DS_EMAIL}/hello10").returncode == 0, "job")
+    app.cli("jobs", "approve", f"{DS_EMAIL}/hello10", check=True)
+    run_until(app, lambda: app.job_state("hello10").get("status") in ("done", "failed"), "the job")
+    assert app.job_state("hello10")["status"] == "done"
+    app.run_pass()
+    ds.run("c.sync()")
+    folder = ds.syftbox / app.do_email / "app_data/job/review" / DS_EMAIL / "v1" / "hello10"
+    assert "hello from syft 0.10" in (folder / "stdout.txt").read_text()
+    assert yaml.safe_load((folder / "state.yaml").read_text())["status"] == "done"
+
+
+def test_setup_status_checks_the_drive_sign_in(app: App, drive: FakeDrive) -> None:
+    from syft_bg_app.actions.setup_check import run_checks
+
+    def drive_check():
+        return [c for c in run_checks(app.home) if c.label == "Drive sign-in"][0]
+
+    drive_app(app, drive)
+    assert drive_check().ok
+    token = app.tmp / "do_drive_token.json"
+    token.chmod(0o644)
+    check = drive_check()
+    assert not check.ok and f"chmod 600 {token}" in check.detail
+    drive.write_token(token, "someone@else.org")
+    check = drive_check()
+    assert not check.ok and "signs in as someone@else.org" in check.detail
+    token.unlink()
+    check = drive_check()
+    assert not check.ok and "no Drive sign-in token" in check.detail

@@ -94,6 +94,8 @@ def run_checks(home: AppHome, repair: bool = False) -> list[Check]:
             checks.append(Check(False, "datasite", "not checked: no SyftBox folder", fix, True))
             checks.append(Check(False, "permission files", "not checked: no datasite", fix, True))
         checks.extend(mail_checks(home, config))
+        if config.get("sync.transport") == "drive":
+            checks.append(_drive_check(home, config))
     checks.append(_sandbox_check(config))
     if config is not None:
         checks.extend(_job_needs_checks(config))
@@ -471,6 +473,18 @@ def _gmail_checks(home: AppHome, config: Config) -> list[Check]:
             ]
         return [Check(True, "Gmail token", f"{token}: refreshed just now (private, 0600)")]
     return [Check(True, "Gmail token", f"{token}: valid, refreshable, private (0600)")]
+
+
+def _drive_check(home: AppHome, config: Config) -> Check:
+    from syft_bg_app.mail.smtp import resolve_path
+    from syft_bg_app.sync.drive.service import check_sign_in
+
+    token = resolve_path(config.get("drive.token"), home.root)
+    problem = check_sign_in(token, config.do_email, config.get("drive.api_endpoint"))
+    if problem:
+        fix = f"save a Drive token of {config.do_email} (mode 0600) at {token}"
+        return Check(False, "Drive sign-in", problem, fix)
+    return Check(True, "Drive sign-in", f"{token}: signs in as {config.do_email}, private (0600)")
 
 
 def _delivery_problem(home: AppHome, config: Config) -> list[Check]:

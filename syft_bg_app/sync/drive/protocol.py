@@ -87,6 +87,28 @@ def version_info(generation: str) -> dict[str, str]:
     }
 
 
+_EVENTS_NAME = re.compile(r"^syfteventsmessagev3_(\d+(?:\.\d+)?)_[0-9a-fA-F-]{36}\.tar\.gz$")
+
+
+def events_timestamp(name: str) -> float | None:
+    """The time in a ``syfteventsmessagev3_<time>_<uuid>.tar.gz`` name, or None."""
+    match = _EVENTS_NAME.match(name)
+    return float(match.group(1)) if match else None
+
+
+def parse_events(data: bytes, cap: int) -> list[dict[str, Any]]:
+    """The events of a ``syfteventsmessagev3`` message, as they were serialized."""
+    try:
+        body = json.loads(uncompress(data, cap))
+    except (UnicodeDecodeError, ValueError) as exc:
+        if isinstance(exc, MessageError):
+            raise
+        raise MessageError(f"the message is not JSON ({exc})") from None
+    if not isinstance(body, dict) or not isinstance(body.get("events"), list):
+        raise MessageError("the message has no list of events")
+    return [e for e in body["events"] if isinstance(e, dict)]
+
+
 _PROPOSAL_NAME = re.compile(r"^msgv2_(\d+(?:\.\d+)?)_([^_/]+)\.tar\.gz$")
 
 
@@ -232,7 +254,7 @@ def events_message(
     stamp = time.time() if timestamp is None else timestamp
     message_id = str(uuid.uuid4())
     body = {
-        "events": [{**e, "timestamp": stamp} for e in events],
+        "events": events,
         "message_filepath": {"id": message_id, "timestamp": stamp, "extension": EXTENSION},
     }
     name = f"{EVENTS_PREFIX}{stamp}_{message_id}{EXTENSION}"

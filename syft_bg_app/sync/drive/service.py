@@ -219,3 +219,17 @@ class Drive:
     def about_email(self) -> str:
         about = self.execute(self.service.about().get(fields="user(emailAddress)"))
         return about["user"]["emailAddress"]
+
+
+def check_sign_in(token_path: Path, do_email: str, api_endpoint: str | None) -> str | None:
+    """What is wrong with the Drive sign-in (token, scope, account), or None when it works."""
+    try:
+        signed_in = Drive(token_path, do_email, api_endpoint).about_email()
+    except DriveError as exc:
+        return str(exc)
+    if signed_in.lower() != do_email.lower():
+        return (
+            f"the Drive token {token_path} signs in as {signed_in}, not {do_email}; "
+            f"{relogin_advice(do_email)}"
+        )
+    return None
