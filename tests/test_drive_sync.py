@@ -414,3 +414,55 @@ def test_setup_status_checks_the_drive_sign_in(app: App, drive: FakeDrive) -> No
     token.unlink()
     check = drive_check()
     assert not check.ok and "no Drive sign-in token" in check.detail
+
+
+def test_drive_bad_messages_are_archived_with_a_reason_and_the_next_one_is_applied(
+    app: App, drive: FakeDrive, syft_client_python: Path
+) -> None:
+    from syft_bg_app.sync.drive import protocol
+
+    ds = connected_peer(app, drive, syft_client_python)
+    inbox = [f for f in drive.files.values() if f.name.endswith(f"#inbox#{DS_EMAIL}")][0]
+    impostor = json.dumps(
+        {
+            "sender_email": "mallory@uni.edu",
+            "proposed_file_changes": [
+                {
+                    "path_in_datasite": f"app_data/job/inbox/{DS_EMAIL}/x/run.sh",
+                    "content": "echo x\n",
+                    "content_type": "text",
+                    "datasite_email": app.do_email,
+                }
+            ],
+        }
+    ).encode()
+    for name, data in (
+        ("msgv2_1000.5_garbage.tar.gz", b"not a tar at all"),
+        ("msgv2_1000.6_impostor.tar.gz", protocol.compress(impostor)),
+    ):
+        drive._create(DS_EMAIL, {"name": name, "parents": [inbox.id]}, data)
+    ds.run(f"c.submit_bash_job({app.do_email!r}, 'echo fine', job_name='fine')")
+    app.run_pass()
+    assert app.job_state("fine", protocol="0")["status"] == "pending"
+    assert not (app.datasite.inbox / DS_EMAIL / "x").exists()
+    assert not drive.children(inbox.id)
+    refused = json.loads(app.home.state_file.read_text())["drive"]["ds"][DS_EMAIL]["refused"]
+    assert [r["message"] for r in refused] == [
+        "msgv2_1000.5_garbage.tar.gz",
+        "msgv2_1000.6_impostor.tar.gz",
+    ]
+    assert "not a message archive" in refused[0]["why"]
+    assert "sent as 'mallory@uni.edu'" in refused[1]["why"]
+
+
+def test_drive_a_revoked_sign_in_fails_the_sync_step_plainly_and_the_pass_goes_on(
+    app: App, drive: FakeDrive
+) -> None:
+    drive_app(app, drive)
+    drive.tokens.clear()  # revoked: every request is refused
+    result = app.run_pass()
+    assert result.failed_steps == ["sync"]
+    state = json.loads(app.home.state_file.with_name("last_pass.json").read_text())
+    error = state["steps"]["sync"]["error"]
+    assert "Drive refused the request (401" in error and "sign in to Google Drive again" in error
+    assert all(state["steps"][step]["ok"] for step in ("notify", "approve", "execute"))
