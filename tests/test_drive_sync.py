@@ -285,6 +285,11 @@ def test_drive_peer_of_the_other_generation_is_named(app: App, drive: FakeDrive)
     state = json.loads(app.home.state_file.read_text())
     assert state["drive"]["other_generation"] == {"bob@uni.edu": "0.10.0"}
     assert not app.datasite.peer_request_file("bob@uni.edu").exists()
+    status = app.cli("status", check=True).stdout
+    assert "Drive peer bob@uni.edu runs syft-client 0.10.0" in status
+    assert "set drive.generation: '0.10'" in status
+    peers = app.cli("peers", "list", check=True).stdout
+    assert "bob@uni.edu" in peers and "other-version" in peers
 
 
 def test_drive_passes_killed_at_random_instants_receive_each_job_once(

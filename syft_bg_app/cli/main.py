@@ -224,6 +224,10 @@ def cmd_peers_list(args: argparse.Namespace) -> int:
     held = ctx.state.data["held_jobs"]
     unknown = [email for email in held if ctx.state.peer(email) is None]
     peers += sorted((email, {"status": "unknown"}) for email in unknown)
+    from syft_bg_app.sync.drive.owner import other_generation_notes
+
+    other = other_generation_notes(ctx)
+    peers += sorted((e, {"status": "other-version", "problem": n}) for e, n in other.items())
     if not peers:
         print("no peers or peer requests yet")
         return 0

@@ -165,11 +165,12 @@ class DriveOwner:
                 self._isolated(ds, self._request_locally)
 
     def _note_other_generation(self, others: dict[str, str]) -> None:
-        noted = self.state.setdefault("other_generation", {})
+        noted = self.state.get("other_generation", {})
+        others = {ds: v for ds, v in others.items() if ds not in self.peers_state}
+        self.state["other_generation"] = others
         for ds, version in sorted(others.items()):
-            if ds in self.peers_state or noted.get(ds) == version:
+            if noted.get(ds) == version:
                 continue
-            noted[ds] = version
             self.log.warning(
                 "%s runs syft-client %s, another generation than drive.generation %s: set "
                 "drive.generation to '%s' to serve them",
@@ -506,3 +507,20 @@ def _walk(datasite: Path, top: Path):
                 continue
             if stat.S_ISREG(st.st_mode):
                 yield os.path.relpath(path, datasite), st
+
+
+def other_generation_notes(ctx: Context) -> dict[str, str]:
+    """Data scientists on Drive who run the other syft-client generation: email -> what to do."""
+    if ctx.config.get("sync.transport") != "drive":
+        return {}
+    generation = ctx.config.get("drive.generation")
+    notes = {}
+    for ds, version in sorted(
+        (ctx.state.data.get("drive") or {}).get("other_generation", {}).items()
+    ):
+        wanted = protocol.major_minor(str(version)) or "?"
+        notes[ds] = (
+            f"runs syft-client {version}, not served with drive.generation '{generation}' "
+            f"(set drive.generation: '{wanted}' to serve them)"
+        )
+    return notes
