@@ -59,8 +59,8 @@ def drive() -> Iterator[FakeDrive]:
     fake.stop()
 
 
-class DataScientist:
-    """The real syft-client, logged in as a data scientist, one process per call."""
+class RealClient:
+    """The real syft client, logged in (as a data scientist by default), one process per call."""
 
     def __init__(
         self,
@@ -69,9 +69,11 @@ class DataScientist:
         home: Path,
         email: str = DS_EMAIL,
         module: str = "syft_client",
+        login: str = "login_ds",
     ):
         self.python = python
         self.module = module
+        self.login = login
         self.email = email
         self.home = home
         home.mkdir(parents=True, exist_ok=True)
@@ -85,7 +87,7 @@ class DataScientist:
     def run(self, code: str) -> str:
         script = (
             f"import json, {self.module} as sc\n"
-            f"c = sc.login_ds(email={self.email!r}, token_path={str(self.token)!r})\n"
+            f"c = sc.{self.login}(email={self.email!r}, token_path={str(self.token)!r})\n"
             + textwrap.dedent(code)
         )
         env = dict(os.environ, HOME=str(self.home), PYTHONPATH=str(self.redirect))
@@ -115,10 +117,10 @@ def drive_app(app: App, drive: FakeDrive, generation: str = "0.1", **config: obj
     return app
 
 
-def connected_peer(app: App, drive: FakeDrive, python: Path) -> DataScientist:
+def connected_peer(app: App, drive: FakeDrive, python: Path) -> RealClient:
     """A data scientist whose add_peer the app accepted by domain, on Drive too."""
     drive_app(app, drive, approve={"peers": {"approved_domains": ["uni.edu"]}})
-    ds = DataScientist(python, drive, app.tmp / "ds")
+    ds = RealClient(python, drive, app.tmp / "ds")
     ds.run(f"c.add_peer({app.do_email!r})")
     app.run_pass()  # the request is read and accepted by its domain
     app.run_pass()  # accepted on Drive: the mirror folders and the version file
@@ -137,7 +139,7 @@ def test_drive_peer_job_and_result_with_the_real_client(
     app: App, drive: FakeDrive, syft_client_python: Path
 ) -> None:
     drive_app(app, drive, approve={"peers": {"approved_domains": ["uni.edu"]}})
-    ds = DataScientist(syft_client_python, drive, app.tmp / "ds")
+    ds = RealClient(syft_client_python, drive, app.tmp / "ds")
     ds.run(f"c.add_peer({app.do_email!r})")
 
     app.run_pass()  # the request is read and accepted by its domain
@@ -184,6 +186,18 @@ def test_drive_peer_job_and_result_with_the_real_client(
         str(p).startswith(("app_data/job/review/alice@uni.edu", "app_data/job/inbox/alice@uni.edu"))
         for p in received
     ), received
+    # The owner's own notebook (the real client's login_do) sees the same peer and job.
+    notebook = RealClient(
+        syft_client_python, drive, app.tmp / "do-notebook", app.do_email, login="login_do"
+    )
+    out = notebook.run(
+        """
+        print("PEERS", json.dumps({p.email: p.state.value for p in c.peers}))
+        print("JOBS", json.dumps({j.name: j.status for j in c.jobs}))
+        """
+    )
+    assert f'PEERS {{"{DS_EMAIL}": "accepted"}}' in out, out
+    assert 'JOBS {"hello": "done"}' in out, out
 
 
 def test_drive_refuses_changes_the_data_scientist_may_not_make(
@@ -366,7 +380,7 @@ def test_drive_outbox_of_20_messages_is_merged_and_the_client_still_reads_it_all
 def test_drive_generation_0_10_with_the_real_syft_0_10(app: App, drive: FakeDrive) -> None:
     python = client_venv(SYFT_0_10)
     drive_app(app, drive, generation="0.10", approve={"peers": {"approved_emails": [DS_EMAIL]}})
-    ds = DataScientist(python, drive, app.tmp / "ds10", module="syft")
+    ds = RealClient(python, drive, app.tmp / "ds10", module="syft")
     ds.run(f"c.add_peer({app.do_email!r})")
     app.run_pass()
     app.run_pass()

@@ -124,6 +124,50 @@ class DriveOwner:
         self.save()
         return file_id
 
+    def _own_log(self) -> str:
+        """The folder ``<version>#<do>`` holding every event the owner published."""
+        if not self.state.get("log_id"):
+            name = f"{self.version}#{self.do_email}"
+            self.state["log_id"] = self._find_or_create(name, self.state["syftbox_id"])
+            self.save()
+        return self.state["log_id"]
+
+    def _rolling_state(self, events: list[dict[str, Any]], stamp: float) -> None:
+        """The owner's rolling state: the latest content of every path ever published.
+
+        The real client's ``login_do`` restores the datasite from it (and from the
+        log messages newer than it), so the owner's notebook sees the same jobs.
+        """
+        logged = set(self.state.get("logged_paths", []))
+        for item in events:
+            (logged.discard if item["is_deleted"] else logged.add)(item["path_in_datasite"])
+        self.state["logged_paths"] = sorted(logged)
+        datasite = self.ctx.datasite.path
+        latest = []
+        for rel in sorted(logged):
+            content = _read(datasite / rel)
+            if content is not None:
+                latest.append(protocol.event(rel, self.do_email, content, None, stamp))
+        body = {
+            "version": 1,
+            "timestamp": stamp,
+            "email": self.do_email,
+            "base_checkpoint_timestamp": 0.0,
+            "last_event_timestamp": stamp,
+            "events": latest,
+        }
+        data = protocol.compress(json.dumps(body).encode("utf-8"))
+        if self.state.get("rolling_state_id"):
+            self.drive.update_content(self.state["rolling_state_id"], data)
+            return
+        folder = self._find_or_create(
+            f"{self.do_email}-{self.version}-rolling-state", self.state["syftbox_id"]
+        )
+        self.state["rolling_state_id"] = self.drive.upload(
+            f"rolling_state_{stamp}.tar.gz", folder, data
+        )
+        self.save()
+
     def _version_file(self) -> str:
         data = json.dumps(protocol.version_info(self.generation), indent=2).encode()
         return self._own_file(protocol.VERSION_FILE, "version_file_id", data)
@@ -421,6 +465,9 @@ class DriveOwner:
         if events:
             name, data = protocol.events_message(events, stamp)
             self.drive.upload(name, record["outbox_id"], data)
+            # The owner's own copy, where the real client's login_do reads its datasite.
+            self.drive.upload(name, self._own_log(), data)
+            self._rolling_state(events, stamp)
             self.log.info("sent %d change(s) to %s", len(events), short_repr(ds))
             record["outbox_messages"] = record.get("outbox_messages", 0) + 1
         if events or seen != published:
