@@ -485,3 +485,46 @@ def test_drive_a_revoked_sign_in_fails_the_sync_step_plainly_and_the_pass_goes_o
     error = state["steps"]["sync"]["error"]
     assert "Drive refused the request (401" in error and "sign in to Google Drive again" in error
     assert all(state["steps"][step]["ok"] for step in ("notify", "approve", "execute"))
+
+
+def test_drive_a_rejection_reaches_the_client_with_its_reason(
+    app: App, drive: FakeDrive, syft_client_python: Path
+) -> None:
+    ds = connected_peer(app, drive, syft_client_python)
+    ds.run(f"c.submit_bash_job({app.do_email!r}, 'echo no', job_name='nope')")
+    run_until(app, lambda: app.cli("jobs", "show", f"{DS_EMAIL}/nope").returncode == 0, "job")
+    app.cli("jobs", "reject", f"{DS_EMAIL}/nope", "-r", "uses too much data", check=True)
+    app.run_pass()
+    ds.run("c.sync()")
+    state = yaml.safe_load(ds.result_file(app.do_email, "nope", "state.yaml").read_text())
+    assert state["status"] == "rejected"
+    assert state["review_reason"] == "uses too much data"
+
+
+def test_drive_a_job_changed_by_the_client_after_approval_never_runs(
+    app: App, drive: FakeDrive, syft_client_python: Path
+) -> None:
+    ds = connected_peer(app, drive, syft_client_python)
+    ds.run(f"c.submit_bash_job({app.do_email!r}, 'echo as approved', job_name='swap')")
+    run_until(app, lambda: app.cli("jobs", "show", f"{DS_EMAIL}/swap").returncode == 0, "job")
+    app.cli("jobs", "approve", f"{DS_EMAIL}/swap", check=True)
+    # The client proposes a new run.sh; its old_hash is right, so it is applied.
+    ds.run(
+        f"""
+        from pathlib import Path
+        rel = Path({app.do_email!r}) / "app_data/job/inbox" / {DS_EMAIL!r} / "swap/run.sh"
+        (Path(c.syftbox_folder) / rel).write_text("#!/bin/bash\\necho changed after approval\\n")
+        c.datasite_watcher_syncer.on_file_change(rel)
+        """
+    )
+    run_until(
+        app,
+        lambda: app.job_state("swap", protocol="0").get("status") in ("done", "failed"),
+        "the job to finish",
+    )
+    run_sh = app.datasite.inbox / DS_EMAIL / "swap" / "run.sh"
+    assert "changed after approval" in run_sh.read_text()
+    app.run_pass()
+    ds.run("c.sync()")
+    stdout = ds.result_file(app.do_email, "swap", "stdout.txt").read_text()
+    assert "as approved" in stdout and "changed after approval" not in stdout
