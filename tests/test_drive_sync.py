@@ -23,7 +23,7 @@ import yaml
 from filelock import FileLock
 
 from tests.conftest import DS_EMAIL, PATIENCE, App, outbox, wait_until
-from tests.fake_drive import FakeDrive
+from tests.fake_drive import FOLDER, FakeDrive
 
 SYFT_CLIENT = "syft-client==0.1.117"
 SYFT_0_10 = "syft==0.10.0"
@@ -528,3 +528,16 @@ def test_drive_a_job_changed_by_the_client_after_approval_never_runs(
     ds.run("c.sync()")
     stdout = ds.result_file(app.do_email, "swap", "stdout.txt").read_text()
     assert "as approved" in stdout and "changed after approval" not in stdout
+
+
+def test_drive_folders_named_for_someone_else_are_no_request(app: App, drive: FakeDrive) -> None:
+    drive_app(app, drive, approve={"peers": {"approved_domains": ["uni.edu"]}})
+    for peer in (DS_EMAIL, "../../escape"):
+        for kind in ("inbox", "outbox"):
+            name = f"syft_datasite#0.1.117#{app.do_email}#{kind}#{peer}"
+            folder = drive._create("mallory@evil.org", {"name": name, "mimeType": FOLDER}, b"")
+            folder.grants[app.do_email] = "writer"
+    assert app.run_pass().exit_code == 0
+    assert not app.datasite.peer_request_file(DS_EMAIL).exists()
+    assert not (app.datasite.peers.parent.parent / "escape").exists()
+    assert json.loads(app.home.state_file.read_text())["peers"] == {}

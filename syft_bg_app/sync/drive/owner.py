@@ -19,6 +19,7 @@ thing is done: a pass killed anywhere redoes at most one idempotent step.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -27,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from syft_bg_app.clock import iso
+from syft_bg_app.config.load import EMAIL_RE
 from syft_bg_app.context import Context
 from syft_bg_app.mail.smtp import resolve_path
 from syft_bg_app.store.atomic import atomic_write_bytes
@@ -193,8 +195,8 @@ class DriveOwner:
             folder = protocol.P2PFolder.parse(item.get("name", ""))
             if folder is None or folder.datasite.lower() != self.do_email.lower():
                 continue
-            owners = [o.get("emailAddress", "") for o in item.get("owners") or []]
-            if owners and folder.peer.lower() not in (o.lower() for o in owners):
+            owners = [o.get("emailAddress", "").lower() for o in item.get("owners") or []]
+            if folder.peer.lower() not in owners or not EMAIL_RE.match(folder.peer):
                 continue  # named for someone else: only a folder's owner speaks for it
             if protocol.major_minor(folder.version) != self.generation:
                 others[folder.peer] = folder.version
@@ -368,10 +370,18 @@ class DriveOwner:
                     ds, name, f"{short_repr(change.path)}: changed here since the DS saw it"
                 )
                 continue
-            elif change.is_deleted:
-                os.unlink(target)
             else:
-                atomic_write_bytes(target, change.content or b"")
+                try:
+                    if change.is_deleted:
+                        os.unlink(target)
+                    else:
+                        atomic_write_bytes(target, change.content or b"")
+                except OSError as exc:
+                    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+                        raise  # this disk's trouble: the message waits in the inbox
+                    # What the data scientist asked for cannot be (a folder where a file is).
+                    self._refuse(ds, name, f"{short_repr(change.path)}: {exc.strerror}")
+                    continue
             echo.append(
                 {
                     "id": change.id,
