@@ -26,7 +26,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.fake_drive import FOLDER, FakeDrive  # noqa: E402
+from tests.fake_drive import FakeDrive  # noqa: E402
 
 DO = "owner@datasite.org"
 VERSION = "0.1.117"
@@ -39,14 +39,7 @@ CLIENT = (
 
 def add_peers(drive: FakeDrive, count: int) -> None:
     for i in range(count):
-        ds = f"ds{i}@uni.edu"
-        root = drive._create(ds, {"name": "SyftBox", "mimeType": FOLDER}, b"")
-        for kind in ("inbox", "outbox"):
-            name = f"syft_datasite#{VERSION}#{DO}#{kind}#{ds}"
-            folder = drive._create(
-                ds, {"name": name, "mimeType": FOLDER, "parents": [root.id]}, b""
-            )
-            folder.grants[DO] = "writer"
+        drive.add_peer_folders(f"ds{i}@uni.edu", DO, VERSION)
 
 
 def one_pass(env: dict[str, str]) -> float:

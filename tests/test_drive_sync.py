@@ -23,7 +23,7 @@ import yaml
 from filelock import FileLock
 
 from tests.conftest import DS_EMAIL, PATIENCE, App, outbox, wait_until
-from tests.fake_drive import FOLDER, FakeDrive
+from tests.fake_drive import FakeDrive
 
 SYFT_CLIENT = "syft-client==0.1.117"
 SYFT_0_10 = "syft==0.10.0"
@@ -279,22 +279,7 @@ def test_drive_idle_pass_makes_few_requests(
 
 def test_drive_peer_of_the_other_generation_is_named(app: App, drive: FakeDrive) -> None:
     drive_app(app, drive)
-    ds_token = drive.write_token(app.tmp / "other.json", "bob@uni.edu")
-    del ds_token
-    root = drive._create(
-        "bob@uni.edu", {"name": "SyftBox", "mimeType": "application/vnd.google-apps.folder"}, b""
-    )
-    for kind in ("inbox", "outbox"):
-        folder = drive._create(
-            "bob@uni.edu",
-            {
-                "name": f"syft_datasite#0.10.0#{app.do_email}#{kind}#bob@uni.edu",
-                "mimeType": "application/vnd.google-apps.folder",
-                "parents": [root.id],
-            },
-            b"",
-        )
-        folder.grants[app.do_email] = "writer"
+    drive.add_peer_folders("bob@uni.edu", app.do_email, "0.10.0")
     assert app.run_pass().exit_code == 0
     state = json.loads(app.home.state_file.read_text())
     assert state["drive"]["other_generation"] == {"bob@uni.edu": "0.10.0"}
@@ -533,11 +518,21 @@ def test_drive_a_job_changed_by_the_client_after_approval_never_runs(
 def test_drive_folders_named_for_someone_else_are_no_request(app: App, drive: FakeDrive) -> None:
     drive_app(app, drive, approve={"peers": {"approved_domains": ["uni.edu"]}})
     for peer in (DS_EMAIL, "../../escape"):
-        for kind in ("inbox", "outbox"):
-            name = f"syft_datasite#0.1.117#{app.do_email}#{kind}#{peer}"
-            folder = drive._create("mallory@evil.org", {"name": name, "mimeType": FOLDER}, b"")
-            folder.grants[app.do_email] = "writer"
+        drive.add_peer_folders("mallory@evil.org", app.do_email, "0.1.117", peer=peer)
     assert app.run_pass().exit_code == 0
     assert not app.datasite.peer_request_file(DS_EMAIL).exists()
     assert not (app.datasite.peers.parent.parent / "escape").exists()
     assert json.loads(app.home.state_file.read_text())["peers"] == {}
+
+
+def test_drive_idle_pass_at_60_peers_makes_as_few_requests(app: App, drive: FakeDrive) -> None:
+    drive_app(app, drive, approve={"peers": {"approved_domains": ["uni.edu"]}})
+    for i in range(60):
+        drive.add_peer_folders(f"ds{i}@uni.edu", app.do_email, "0.1.117")
+    for _ in range(3):
+        assert app.run_pass().exit_code == 0
+    mirrors = [f for f in drive.files.values() if f.owner == app.do_email and "#inbox#" in f.name]
+    assert len(mirrors) == 60
+    before = drive.count(app.do_email)
+    assert app.run_pass().exit_code == 0
+    assert drive.count(app.do_email) - before <= 3
