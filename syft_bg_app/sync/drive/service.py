@@ -152,7 +152,7 @@ class Drive:
                 "q": q,
                 "fields": "files(id, name, size, mimeType, modifiedTime, owners(emailAddress),"
                 " parents), nextPageToken",
-                "pageSize": 100,
+                "pageSize": 1000,  # Drive's largest page: 500 peers' folders in one
             }
             if order_by:
                 kwargs["orderBy"] = order_by
