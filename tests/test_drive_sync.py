@@ -536,3 +536,31 @@ def test_drive_idle_pass_at_60_peers_makes_as_few_requests(app: App, drive: Fake
     before = drive.count(app.do_email)
     assert app.run_pass().exit_code == 0
     assert drive.count(app.do_email) - before <= 3
+
+
+def test_drive_a_job_with_a_refused_file_is_rejected_and_the_client_learns_why(
+    app: App, drive: FakeDrive, syft_client_python: Path
+) -> None:
+    ds = connected_peer(app, drive, syft_client_python)
+    ds.run(
+        f"""
+        from pathlib import Path
+        rel = Path({app.do_email!r}) / "app_data/job/inbox" / {DS_EMAIL!r} / "sneaky"
+        job = Path(c.syftbox_folder) / rel
+        (job / "code" / ".git").mkdir(parents=True)
+        (job / "code" / ".git" / "config").write_text("[core]\\n")
+        (job / "code" / "script.sh").write_text("echo sneaky\\n")
+        (job / "run.sh").write_text("#!/bin/bash\\nbash code/script.sh\\n")
+        (job / "config.yaml").write_text("name: sneaky\\ntype: bash\\nfiles: [script.sh]\\n")
+        c.push_job_files(job)
+        """
+    )
+    app.run_pass()
+    state = app.job_state("sneaky", protocol="0")
+    assert state["status"] == "rejected"
+    assert "not accepted over Google Drive" in state["review_reason"]
+    assert ".git/config" in state["review_reason"]
+    app.run_pass()
+    ds.run("c.sync()")
+    seen = yaml.safe_load(ds.result_file(app.do_email, "sneaky", "state.yaml").read_text())
+    assert seen["status"] == "rejected" and ".git/config" in seen["review_reason"]

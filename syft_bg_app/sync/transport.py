@@ -21,5 +21,6 @@ def run(ctx: Context) -> None:
         finally:
             # What did arrive is read even when Drive failed part-way.
             local.run(ctx)
+            owner.reject_refused_jobs(ctx)
         return
     local.run(ctx)

@@ -27,9 +27,11 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from syft_bg_app.approval.decisions import reject_job
 from syft_bg_app.clock import iso
 from syft_bg_app.config.load import EMAIL_RE
 from syft_bg_app.context import Context
+from syft_bg_app.datasite.layout import JobRef
 from syft_bg_app.mail.smtp import resolve_path
 from syft_bg_app.store.atomic import atomic_write_bytes
 from syft_bg_app.store.fsutil import atomic_write_yaml, is_ignored_name, short_repr
@@ -333,11 +335,33 @@ class DriveOwner:
             self.save()
         self.drive.move(item["id"], add=archive, remove=record["inbox_id"])
 
-    def _refuse(self, ds: str, message: str, why: str) -> None:
+    def _refuse(self, ds: str, message: str, why: str, path: str | None = None) -> None:
         self.log.warning("refused %s from %s: %s", message, short_repr(ds), why)
         refusals = self.peers_state[ds].setdefault("refused", [])
         refusals.append({"message": message, "why": why, "at": iso()})
         del refusals[:-50]
+        ref = self._job_of(ds, path) if path else None
+        if ref is not None:
+            # Told to the data scientist as the job's outcome once the job is read.
+            key = f"{ref.protocol}/{ref.name}"
+            self.peers_state[ds].setdefault("refused_jobs", {}).setdefault(key, why)
+
+    def _job_of(self, ds: str, path: str) -> JobRef | None:
+        """The job a datasite path belongs to, when it lies in ``ds``'s own job folders."""
+        inbox = self.ctx.datasite.inbox / ds
+        try:
+            parts = (self.ctx.datasite.path / path).relative_to(inbox).parts
+        except ValueError:
+            return None
+        if len(parts) >= 3 and parts[0] == "v1":
+            name, protocol = parts[1], "1"
+        elif len(parts) >= 2 and parts[0] != "v1":
+            name, protocol = parts[0], "0"
+        else:
+            return None
+        if name in (".", "..") or name.startswith(".") or "\x00" in name:
+            return None
+        return JobRef(ds, name, protocol)
 
     def _apply(self, ds: str, name: str, data: bytes) -> None:
         cap = self.ctx.config.get("sync.max_job_mb") * 1_000_000
@@ -358,7 +382,7 @@ class DriveOwner:
         for change in proposal.changes:
             why = self._why_not(ds, change)
             if why:
-                self._refuse(ds, name, f"{short_repr(change.path)}: {why}")
+                self._refuse(ds, name, f"{short_repr(change.path)}: {why}", change.path)
                 continue
             target = self.ctx.datasite.path / change.path
             current = _hash_of(target)
@@ -366,9 +390,8 @@ class DriveOwner:
             if current == wanted:
                 pass  # applied already (by a pass that died before archiving)
             elif current != change.old_hash:
-                self._refuse(
-                    ds, name, f"{short_repr(change.path)}: changed here since the DS saw it"
-                )
+                why = f"{short_repr(change.path)}: changed here since the DS saw it"
+                self._refuse(ds, name, why, change.path)
                 continue
             else:
                 try:
@@ -380,7 +403,8 @@ class DriveOwner:
                     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
                         raise  # this disk's trouble: the message waits in the inbox
                     # What the data scientist asked for cannot be (a folder where a file is).
-                    self._refuse(ds, name, f"{short_repr(change.path)}: {exc.strerror}")
+                    why = f"{short_repr(change.path)}: {exc.strerror}"
+                    self._refuse(ds, name, why, change.path)
                     continue
             echo.append(
                 {
@@ -581,3 +605,23 @@ def other_generation_notes(ctx: Context) -> dict[str, str]:
             f"(set drive.generation: '{wanted}' to serve them)"
         )
     return notes
+
+
+def reject_refused_jobs(ctx: Context) -> None:
+    """A job some of whose files were refused is rejected with the reason, once it is read.
+
+    Runs after the local reading: a job it received (or that waits for files that
+    will never come) is rejected, so the data scientist learns why; a job already
+    approved, running or finished keeps its outcome.
+    """
+    for ds, record in ((ctx.state.data.get("drive") or {}).get("ds") or {}).items():
+        refused = record.get("refused_jobs") or {}
+        for key in sorted(refused):
+            protocol, _, name = key.partition("/")
+            ref = JobRef(ds, name, protocol)
+            job = ctx.state.job(ds, name, protocol)
+            if job is not None and job["status"] in ("received", "pending"):
+                reject_job(
+                    ctx, ref, f"not accepted over Google Drive: {refused[key]}", "on receipt"
+                )
+            refused.pop(key)
