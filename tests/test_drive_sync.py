@@ -23,7 +23,7 @@ import yaml
 from filelock import FileLock
 
 from tests.conftest import DS_EMAIL, PATIENCE, App, outbox, wait_until
-from tests.fake_drive import FakeDrive
+from tests.fake_drive import FOLDER, FakeDrive
 
 SYFT_CLIENT = "syft-client==0.1.117"
 SYFT_0_10 = "syft==0.10.0"
@@ -564,3 +564,19 @@ def test_drive_a_job_with_a_refused_file_is_rejected_and_the_client_learns_why(
     ds.run("c.sync()")
     seen = yaml.safe_load(ds.result_file(app.do_email, "sneaky", "state.yaml").read_text())
     assert seen["status"] == "rejected" and ".git/config" in seen["review_reason"]
+
+
+def test_drive_peers_file_of_the_owners_notebook_keeps_its_entries(
+    app: App, drive: FakeDrive
+) -> None:
+    drive_app(app, drive, approve={"peers": {"approved_domains": ["uni.edu"]}})
+    root = drive._create(app.do_email, {"name": "SyftBox", "mimeType": FOLDER}, b"")
+    earlier = {"carol@lab.org": {"state": "accepted"}}
+    meta = {"name": "SYFT_peers.json", "parents": [root.id]}
+    drive._create(app.do_email, meta, json.dumps(earlier).encode())
+    drive.add_peer_folders(DS_EMAIL, app.do_email, "0.1.117")
+    app.run_pass()
+    app.run_pass()
+    files = [f for f in drive.named("SYFT_peers.json") if f.owner == app.do_email]
+    assert len(files) == 1
+    assert json.loads(files[0].content) == {**earlier, DS_EMAIL: {"state": "accepted"}}

@@ -178,12 +178,27 @@ class DriveOwner:
 
     def _write_peers_file(self) -> None:
         peers = self.state.setdefault("peers_json", {})
-        data = json.dumps(peers, indent=2).encode()
         file_id = self.state.get("peers_file_id")
+        if not file_id:
+            found = self.drive.list(
+                f"name='{protocol.PEERS_FILE}' and '{self.state['syftbox_id']}' in parents "
+                "and trashed=false"
+            )
+            if found:
+                # Kept by the owner's notebook before: its entries stay, beside ours.
+                file_id = found[0]["id"]
+                try:
+                    earlier = json.loads(self.drive.download(file_id))
+                except ValueError:
+                    earlier = {}
+                if isinstance(earlier, dict):
+                    peers.update({k: v for k, v in earlier.items() if k not in peers})
+        data = json.dumps(peers, indent=2).encode()
         if file_id:
             self.drive.update_content(file_id, data)
         else:
-            self._own_file(protocol.PEERS_FILE, "peers_file_id", data)
+            file_id = self.drive.upload(protocol.PEERS_FILE, self.state["syftbox_id"], data)
+        self.state["peers_file_id"] = file_id
 
     # -- 1. peer requests ---------------------------------------------------------------
     def _discover(self) -> None:
