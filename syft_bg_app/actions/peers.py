@@ -74,4 +74,8 @@ def known_peers(home: AppHome) -> list[PeerView]:
                 asked_again=bool(record.get("asked_again")),
             )
         )
+    from syft_bg_app.sync.drive.owner import other_generation_notes
+
+    for email, note in other_generation_notes(ctx).items():
+        rows.append(PeerView(email=email, status="other-version", problem=note))
     return rows

@@ -14,6 +14,7 @@ import stat
 from syft_bg_app.actions.setup_checks import Check, checkpoint_data
 from syft_bg_app.actions.setup_checks.datasite import (
     datasite_check,
+    drive_check,
     permission_check,
     permission_problems,
     repair_owned_files,
@@ -96,6 +97,8 @@ def run_checks(home: AppHome, repair: bool = False) -> list[Check]:
             checks.append(Check(False, "permission files", "not checked: no datasite", fix, True))
         checks.extend(mail_checks(home, config))
         checks.extend(reply_check(home, config))
+        if config.get("sync.transport") == "drive":
+            checks.append(drive_check(home, config))
     checks.append(sandbox_check(config))
     if config is not None:
         checks.extend(job_needs_checks(config, home))

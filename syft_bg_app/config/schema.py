@@ -97,6 +97,14 @@ SCHEMA: dict[str, Key] = {
     "sync": section(
         "Seeing what changed in the datasite.",
         enabled=Key("bool", True, "Run the sync step in each pass."),
+        transport=Key(
+            "choice",
+            "local",
+            "What keeps the datasite folder up to date: local (a SyftBox client syncs the "
+            "folder; the app only reads it) or drive (the app is the data owner's side of "
+            "the syft-client Google Drive protocol, see drive.*).",
+            choices=("local", "drive"),
+        ),
         incomplete_grace=Key(
             "int",
             900,
@@ -133,6 +141,30 @@ SCHEMA: dict[str, Key] = {
             "is rejected on receipt.",
             minimum=64,
             maximum=3072,
+        ),
+    ),
+    "drive": section(
+        "Sync over Google Drive (sync.transport: drive), in the protocol of syft-client.",
+        generation=Key(
+            "choice",
+            "0.10",
+            "Which syft-client generation the data scientists run: '0.10' (the syft "
+            "package, 0.10.x) or '0.1' (syft-client 0.1.x). Quote it: YAML reads 0.10 "
+            "unquoted as the number 0.1.",
+            choices=("0.10", "0.1"),
+        ),
+        token=Key(
+            "path",
+            "drive_token.json",
+            "Where the Google Drive sign-in token is kept (an authorized-user JSON file, "
+            "mode 0600; relative paths are under the app home).",
+        ),
+        api_endpoint=Key(
+            "str",
+            None,
+            "Base URL every Drive call goes to instead of https://www.googleapis.com/ "
+            "(uploads and batches included); empty means Google's (set only to test "
+            "against a local server).",
         ),
     ),
     "notify": section(

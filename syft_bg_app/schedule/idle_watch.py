@@ -138,6 +138,8 @@ def why_full(ctx: Context, failed: list[str]) -> str:
         return "schedule.idle_check is off"
     if failed:
         return "a step failed"
+    if ctx.config.get("sync.transport") == "drive":
+        return "Drive changes are seen only by asking Drive"
     if ctx.state.data.get("events"):
         return "events wait to be notified"
     if ctx.config.step_enabled("approve") and ctx.config.get("approve.email_replies.enabled"):

@@ -2,14 +2,14 @@
 
 The transport that keeps the datasite folder up to date does its part here;
 with ``sync.transport: local`` a SyftBox client already did, and the step reads
-the folder.
+the folder; with ``drive`` the app does it (``sync/drive/``) and then reads it.
 """
 
 from __future__ import annotations
 
 from syft_bg_app.context import Context
-from syft_bg_app.sync import local
+from syft_bg_app.sync import transport
 
 
 def run(ctx: Context) -> None:
-    local.run(ctx)
+    transport.run(ctx)

@@ -18,12 +18,12 @@ class PeerView:
 
     email: str
     status: str
-    since: str | None
-    message: str | None
-    problem: str | None
-    jobs_waiting: int
-    waiting_reason: str | None
-    asked_again: bool
+    since: str | None = None
+    message: str | None = None
+    problem: str | None = None
+    jobs_waiting: int = 0
+    waiting_reason: str | None = None
+    asked_again: bool = False
 
     @property
     def note(self) -> str:

@@ -61,6 +61,9 @@ def _status_text(home: AppHome) -> str:
     lines.extend(execute_status_lines(ctx))
     peers = Counter(r["status"] for r in state["peers"].values())
     lines.append(f"peers: {', '.join(f'{n} {s}' for s, n in sorted(peers.items())) or 'none'}")
+    from syft_bg_app.sync.drive.owner import other_generation_notes
+
+    lines.extend(f"Drive peer {ds} {note}" for ds, note in other_generation_notes(ctx).items())
     held = state["held_jobs"]
     if held:
         count = sum(entry["jobs"] for entry in held.values())

@@ -1,0 +1,261 @@
+"""Names and message formats of the syft-client Drive protocol (0.1.x and 0.10.x).
+
+A message is a gzip tar with one member, ``proposed_file_changes.json``, holding
+the JSON the clients' pydantic models write; file contents travel as text, or as
+base64 when ``content_type`` is ``binary``. Nothing here is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import io
+import json
+import re
+import tarfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+P2P_PREFIX = "syft_datasite"
+PEERS_FILE = "SYFT_peers.json"
+VERSION_FILE = "SYFT_version.json"
+SYFTBOX_FOLDER = "SyftBox"
+MESSAGE_MEMBER = "proposed_file_changes.json"
+PROPOSAL_PREFIX = "msgv2_"
+EVENTS_PREFIX = "syfteventsmessagev3_"
+EXTENSION = ".tar.gz"
+# The client versions each generation writes; peers compare major.minor only.
+GENERATIONS = {"0.10": "0.10.0", "0.1": "0.1.117"}
+MIN_SUPPORTED = {"0.10": "0.10.0", "0.1": "0.1.93"}
+PROTOCOL_VERSION = "1.0.0"
+# A proposal message larger than this is refused before it is opened.
+MAX_MESSAGE_BYTES = 512 * 1024 * 1024
+
+
+class MessageError(ValueError):
+    """A message that does not read as the protocol's format."""
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def major_minor(version: str) -> str | None:
+    parts = version.split(".")
+    if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):
+        return None
+    return f"{int(parts[0])}.{int(parts[1])}"
+
+
+@dataclass(frozen=True)
+class P2PFolder:
+    """``syft_datasite#<version>#<datasite>#<inbox|outbox>#<peer>``."""
+
+    version: str
+    datasite: str
+    kind: str
+    peer: str
+
+    @property
+    def name(self) -> str:
+        return f"{P2P_PREFIX}#{self.version}#{self.datasite}#{self.kind}#{self.peer}"
+
+    @classmethod
+    def parse(cls, name: str) -> P2PFolder | None:
+        parts = name.split("#")
+        if len(parts) != 5 or parts[0] != P2P_PREFIX or parts[3] not in ("inbox", "outbox"):
+            return None
+        return cls(parts[1], parts[2], parts[3], parts[4])
+
+
+def archive_folder_name(ds_email: str, do_email: str) -> str:
+    return f"syft_{ds_email}_to_{do_email}_archive"
+
+
+def version_info(generation: str) -> dict[str, str]:
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return {
+        "syft_client_version": GENERATIONS[generation],
+        "min_supported_syft_client_version": MIN_SUPPORTED[generation],
+        "protocol_version": PROTOCOL_VERSION,
+        "min_supported_protocol_version": PROTOCOL_VERSION,
+        "updated_at": now,
+    }
+
+
+_EVENTS_NAME = re.compile(r"^syfteventsmessagev3_(\d+(?:\.\d+)?)_[0-9a-fA-F-]{36}\.tar\.gz$")
+
+
+def events_timestamp(name: str) -> float | None:
+    """The time in a ``syfteventsmessagev3_<time>_<uuid>.tar.gz`` name, or None."""
+    match = _EVENTS_NAME.match(name)
+    return float(match.group(1)) if match else None
+
+
+def parse_events(data: bytes, cap: int) -> list[dict[str, Any]]:
+    """The events of a ``syfteventsmessagev3`` message, as they were serialized."""
+    try:
+        body = json.loads(uncompress(data, cap))
+    except (UnicodeDecodeError, ValueError) as exc:
+        if isinstance(exc, MessageError):
+            raise
+        raise MessageError(f"the message is not JSON ({exc})") from None
+    if not isinstance(body, dict) or not isinstance(body.get("events"), list):
+        raise MessageError("the message has no list of events")
+    return [e for e in body["events"] if isinstance(e, dict)]
+
+
+_PROPOSAL_NAME = re.compile(r"^msgv2_(\d+(?:\.\d+)?)_([^_/]+)\.tar\.gz$")
+
+
+def proposal_timestamp(name: str) -> float | None:
+    """The submission time in a ``msgv2_<time>_<uid>.tar.gz`` name; None if it does not parse."""
+    match = _PROPOSAL_NAME.match(name)
+    return float(match.group(1)) if match else None
+
+
+def compress(payload: bytes) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        info = tarfile.TarInfo(MESSAGE_MEMBER)
+        info.size = len(payload)
+        info.mode = 0o644
+        info.mtime = 0
+        tar.addfile(info, io.BytesIO(payload))
+    return out.getvalue()
+
+
+def uncompress(data: bytes, cap: int) -> bytes:
+    """The JSON member of a message, refusing anything but one regular member under ``cap``."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            member = tar.getmember(MESSAGE_MEMBER)
+            if not member.isfile() or member.size > cap:
+                raise MessageError(f"{MESSAGE_MEMBER} is not a file under {cap} bytes")
+            handle = tar.extractfile(member)
+            assert handle is not None
+            return handle.read(cap + 1)
+    except (tarfile.TarError, KeyError, EOFError, gzip.BadGzipFile, OSError) as exc:
+        raise MessageError(f"not a message archive ({exc})") from None
+
+
+@dataclass
+class Change:
+    """One proposed file change, its content as raw bytes."""
+
+    id: str
+    path: str
+    content: bytes | None
+    old_hash: str | None
+    new_hash: str | None
+    is_deleted: bool
+    submitted_timestamp: float
+    datasite_email: str
+
+
+@dataclass
+class Proposal:
+    id: str
+    sender_email: str
+    changes: list[Change]
+
+
+def _content_bytes(raw: dict[str, Any]) -> bytes | None:
+    content = raw.get("content")
+    if content is None:
+        return None
+    if not isinstance(content, str):
+        raise MessageError("content is not a string")
+    if raw.get("content_type") == "binary":
+        try:
+            return base64.b64decode(content, validate=True)
+        except ValueError:
+            raise MessageError("binary content is not base64") from None
+    return content.encode("utf-8", "surrogatepass")
+
+
+def parse_proposal(data: bytes, cap: int) -> Proposal:
+    try:
+        body = json.loads(uncompress(data, cap))
+    except (UnicodeDecodeError, ValueError) as exc:
+        if isinstance(exc, MessageError):
+            raise
+        raise MessageError(f"the message is not JSON ({exc})") from None
+    if not isinstance(body, dict) or not isinstance(body.get("proposed_file_changes"), list):
+        raise MessageError("the message has no list of proposed_file_changes")
+    sender = body.get("sender_email")
+    if not isinstance(sender, str):
+        raise MessageError("the message names no sender_email")
+    changes = []
+    for raw in body["proposed_file_changes"]:
+        if not isinstance(raw, dict) or not isinstance(raw.get("path_in_datasite"), str):
+            raise MessageError("a change has no path_in_datasite")
+        deleted = bool(raw.get("is_deleted"))
+        content = None if deleted else _content_bytes(raw)
+        for key in ("old_hash", "new_hash"):
+            if raw.get(key) is not None and not isinstance(raw.get(key), str):
+                raise MessageError(f"{key} is not text")
+        stamp = raw.get("submitted_timestamp")
+        changes.append(
+            Change(
+                id=str(raw.get("id") or uuid.uuid4()),
+                path=raw["path_in_datasite"],
+                content=content,
+                old_hash=raw.get("old_hash"),
+                new_hash=raw.get("new_hash"),
+                is_deleted=deleted,
+                submitted_timestamp=float(stamp) if isinstance(stamp, (int, float)) else 0.0,
+                datasite_email=str(raw.get("datasite_email") or ""),
+            )
+        )
+    return Proposal(str(body.get("id") or ""), sender, changes)
+
+
+def event(
+    path: str,
+    datasite_email: str,
+    content: bytes | None,
+    old_hash: str | None,
+    timestamp: float,
+    event_id: str | None = None,
+    submitted_timestamp: float | None = None,
+) -> dict[str, Any]:
+    """One FileChangeEvent as the clients serialize it (``content`` None: a deletion)."""
+    if content is None:
+        text, kind, new_hash = None, None, None
+    else:
+        new_hash = sha256_hex(content)
+        try:
+            text, kind = content.decode("utf-8"), "text"
+        except UnicodeDecodeError:
+            text, kind = base64.b64encode(content).decode("ascii"), "binary"
+    return {
+        "id": event_id or str(uuid.uuid4()),
+        "path_in_datasite": path,
+        "datasite_email": datasite_email,
+        "content": text,
+        "old_hash": old_hash,
+        "new_hash": new_hash,
+        "is_deleted": content is None,
+        "submitted_timestamp": timestamp if submitted_timestamp is None else submitted_timestamp,
+        "timestamp": timestamp,
+        "content_type": kind,
+    }
+
+
+def events_message(
+    events: list[dict[str, Any]], timestamp: float | None = None
+) -> tuple[str, bytes]:
+    """(file name, bytes) of a ``syfteventsmessagev3`` message holding ``events``."""
+    stamp = time.time() if timestamp is None else timestamp
+    message_id = str(uuid.uuid4())
+    body = {
+        "events": events,
+        "message_filepath": {"id": message_id, "timestamp": stamp, "extension": EXTENSION},
+    }
+    name = f"{EVENTS_PREFIX}{stamp}_{message_id}{EXTENSION}"
+    return name, compress(json.dumps(body).encode("utf-8"))

@@ -1,0 +1,235 @@
+"""The Drive v3 service the data owner's side of the protocol talks through.
+
+Every call goes through the Google client library; ``execute(num_retries=...)``
+retries 429, 5xx and the rate-limit reasons with backoff, and nothing else.
+``drive.api_endpoint`` sends every request (uploads and batches included,
+which the library would otherwise send to Google's host) to another base URL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from syft_bg_app.errors import SyftBgError
+from syft_bg_app.store.fsutil import atomic_write_text
+
+GOOGLE_BASE = "https://www.googleapis.com/"
+DRIVE_SCOPE = "https://www.googleapis.com/auth/drive"
+FOLDER_MIME = "application/vnd.google-apps.folder"
+RETRIES = 3
+HTTP_TIMEOUT = 60.0
+REFRESH_MARGIN = timedelta(minutes=5)
+
+
+class DriveError(SyftBgError):
+    """Drive refused or could not be reached; the message says what to do."""
+
+
+class DriveAuthError(DriveError):
+    """The sign-in is missing, unreadable, revoked or lacks the Drive scope."""
+
+
+def relogin_advice(do_email: str) -> str:
+    return (
+        f"sign in to Google Drive again and save the token (mode 0600) where drive.token "
+        f"points; the DS's Drive messages wait on Drive until then (data owner {do_email})"
+    )
+
+
+def load_credentials(token_path: Path, do_email: str):
+    """The authorized-user token at ``token_path``, refreshed and saved when due."""
+    from google.oauth2.credentials import Credentials
+
+    try:
+        st = os.stat(token_path)
+        info = json.loads(token_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DriveAuthError(
+            f"there is no Drive sign-in token at {token_path}; {relogin_advice(do_email)}"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise DriveAuthError(f"the Drive token {token_path} cannot be read ({exc})") from None
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        raise DriveAuthError(
+            f"the Drive token {token_path} can be read by other users: chmod 600 {token_path}"
+        )
+    if not isinstance(info, dict):
+        raise DriveAuthError(f"the Drive token {token_path} is not a JSON object")
+    try:
+        creds = Credentials.from_authorized_user_info(info)
+    except ValueError as exc:
+        raise DriveAuthError(f"the Drive token {token_path} is incomplete ({exc})") from None
+    if info.get("token_uri"):
+        # from_authorized_user_info always uses Google's endpoint; keep the one recorded.
+        expiry = creds.expiry
+        creds = creds.with_token_uri(info["token_uri"])
+        creds.expiry = expiry
+    scopes = info.get("scopes") or []
+    if isinstance(scopes, str):
+        scopes = scopes.split()
+    if scopes and DRIVE_SCOPE not in scopes:
+        raise DriveAuthError(
+            f"the token {token_path} does not carry the Drive scope ({DRIVE_SCOPE}); "
+            f"{relogin_advice(do_email)}"
+        )
+    return creds
+
+
+def _rewriting_http(endpoint: str | None):
+    import httplib2
+
+    class RewritingHttp(httplib2.Http):
+        """Sends requests meant for Google's host to ``endpoint``."""
+
+        def request(self, uri: str, *args: Any, **kwargs: Any):  # type: ignore[override]
+            if endpoint and uri.startswith(GOOGLE_BASE):
+                uri = endpoint + uri[len(GOOGLE_BASE) :]
+            return super().request(uri, *args, **kwargs)
+
+    return RewritingHttp(timeout=HTTP_TIMEOUT)
+
+
+class Drive:
+    """A signed-in Drive v3 service and the few calls the owner's side makes."""
+
+    def __init__(self, token_path: Path, do_email: str, api_endpoint: str | None) -> None:
+        self.token_path = token_path
+        self.do_email = do_email
+        self.endpoint = (api_endpoint.rstrip("/") + "/") if api_endpoint else None
+        self.requests = 0
+        self._service = None
+
+    @property
+    def service(self):
+        if self._service is None:
+            self._service = self._open()
+        return self._service
+
+    def _open(self):
+        import google_auth_httplib2
+        from googleapiclient.discovery import build
+
+        creds = load_credentials(self.token_path, self.do_email)
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        if not creds.token or creds.expiry is None or creds.expiry - now < REFRESH_MARGIN:
+            try:
+                creds.refresh(google_auth_httplib2.Request(_rewriting_http(self.endpoint)))
+            except Exception as exc:
+                raise DriveAuthError(
+                    f"Google no longer accepts the Drive sign-in ({exc}); "
+                    f"{relogin_advice(self.do_email)}"
+                ) from None
+            atomic_write_text(self.token_path, creds.to_json(), mode=0o600)
+        http = google_auth_httplib2.AuthorizedHttp(creds, http=_rewriting_http(self.endpoint))
+        return build("drive", "v3", http=http, static_discovery=True, cache_discovery=False)
+
+    def execute(self, request) -> Any:
+        from googleapiclient.errors import HttpError
+
+        self.requests += 1
+        try:
+            return request.execute(num_retries=RETRIES)
+        except HttpError as exc:
+            status = getattr(exc.resp, "status", None)
+            if status in (401, 403) and "rate" not in str(exc).lower():
+                raise DriveAuthError(
+                    f"Drive refused the request ({status}: {exc.reason}); "
+                    f"{relogin_advice(self.do_email)}"
+                ) from None
+            raise DriveError(f"Drive answered {status}: {exc.reason}") from None
+
+    # -- the calls ----------------------------------------------------------------------
+    def list(self, q: str, order_by: str | None = None) -> list[dict[str, Any]]:
+        files: list[dict[str, Any]] = []
+        token = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "q": q,
+                "fields": "files(id, name, size, mimeType, modifiedTime, owners(emailAddress),"
+                " parents), nextPageToken",
+                "pageSize": 1000,  # Drive's largest page: 500 peers' folders in one
+            }
+            if order_by:
+                kwargs["orderBy"] = order_by
+            if token:
+                kwargs["pageToken"] = token
+            page = self.execute(self.service.files().list(**kwargs))
+            files.extend(page.get("files", []))
+            token = page.get("nextPageToken")
+            if not token:
+                return files
+
+    def download(self, file_id: str) -> bytes:
+        return self.execute(self.service.files().get_media(fileId=file_id))
+
+    def create_folder(self, name: str, parent: str | None) -> str:
+        body: dict[str, Any] = {"name": name, "mimeType": FOLDER_MIME}
+        if parent:
+            body["parents"] = [parent]
+        return self.execute(self.service.files().create(body=body, fields="id"))["id"]
+
+    def upload(self, name: str, parent: str, data: bytes) -> str:
+        from googleapiclient.http import MediaInMemoryUpload
+
+        media = MediaInMemoryUpload(data, mimetype="application/octet-stream", resumable=True)
+        body = {"name": name, "parents": [parent]}
+        request = self.service.files().create(body=body, media_body=media, fields="id")
+        return self.execute(request)["id"]
+
+    def update_content(self, file_id: str, data: bytes) -> None:
+        from googleapiclient.http import MediaInMemoryUpload
+
+        media = MediaInMemoryUpload(data, mimetype="application/octet-stream", resumable=True)
+        self.execute(self.service.files().update(fileId=file_id, media_body=media))
+
+    def move(self, file_id: str, add: str, remove: str) -> None:
+        self.execute(
+            self.service.files().update(
+                fileId=file_id,
+                addParents=add,
+                removeParents=remove,
+                fields="id, parents",
+                supportsAllDrives=True,
+            )
+        )
+
+    def delete(self, file_id: str) -> None:
+        self.execute(self.service.files().delete(fileId=file_id))
+
+    def share(self, file_id: str, email: str, role: str) -> None:
+        """Grant ``role`` to ``email`` unless some grant exists already."""
+        perms = self.execute(
+            self.service.permissions().list(fileId=file_id, fields="permissions(emailAddress)")
+        )
+        for perm in perms.get("permissions", []):
+            if (perm.get("emailAddress") or "").lower() == email.lower():
+                return
+        body = {"type": "user", "role": role, "emailAddress": email}
+        self.execute(
+            self.service.permissions().create(
+                fileId=file_id, body=body, sendNotificationEmail=False
+            )
+        )
+
+    def about_email(self) -> str:
+        about = self.execute(self.service.about().get(fields="user(emailAddress)"))
+        return about["user"]["emailAddress"]
+
+
+def check_sign_in(token_path: Path, do_email: str, api_endpoint: str | None) -> str | None:
+    """What is wrong with the Drive sign-in (token, scope, account), or None when it works."""
+    try:
+        signed_in = Drive(token_path, do_email, api_endpoint).about_email()
+    except DriveError as exc:
+        return str(exc)
+    if signed_in.lower() != do_email.lower():
+        return (
+            f"the Drive token {token_path} signs in as {signed_in}, not {do_email}; "
+            f"{relogin_advice(do_email)}"
+        )
+    return None
