@@ -14,7 +14,7 @@ import pytest
 from conftest import DO_EMAIL, DS_EMAIL, PATIENCE, App, outbox, text_of
 
 from syft_bg_app.datasite.layout import JobRef
-from syft_bg_app.mail import compose
+from syft_bg_app.mail import code as email_code
 from syft_bg_app.store.state import State
 
 
@@ -164,20 +164,20 @@ def test_a_folder_name_with_a_trailing_newline_gets_no_email(owner: App) -> None
 
 def _swap_after_collect(monkeypatch: pytest.MonkeyPatch, swap, folder: Path) -> None:
     """Run ``swap`` between the file-set check and the read, as a racing writer could."""
-    real = compose.collect
+    real = email_code.collect
 
     def collect_then_swap(*args, **kwargs):
         found = real(*args, **kwargs)
         swap(folder)
         return found
 
-    monkeypatch.setattr(compose, "collect", collect_then_swap)
+    monkeypatch.setattr(email_code, "collect", collect_then_swap)
 
 
 def _collect_code(folder: Path) -> dict:
     job_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        return compose.collect_code(job_fd, 50_000, 500_000)
+        return email_code.collect_code(job_fd, 50_000, 500_000)
     finally:
         os.close(job_fd)
 

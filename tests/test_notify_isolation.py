@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import DO_EMAIL, DS_EMAIL, App, outbox, text_of
 
-from syft_bg_app.mail.compose import EMAIL_FILES_LISTED, collect_code
+from syft_bg_app.mail.code import EMAIL_FILES_LISTED, collect_code
 from syft_bg_app.mail.queue import message_file
 from syft_bg_app.store.state import State
 

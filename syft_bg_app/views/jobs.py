@@ -323,7 +323,7 @@ def _list_into(fd: int, prefix: str, depth: int, out: list, budget: list[int]) -
 
 
 def _code_lines(ctx: Context, ref: JobRef) -> list[str]:
-    from syft_bg_app.mail.compose import read_submission
+    from syft_bg_app.mail.code import read_submission
 
     _, code = read_submission(ctx, ref)
     if not code["available"]:

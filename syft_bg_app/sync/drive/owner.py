@@ -15,6 +15,10 @@
 
 What was done is in the checkpoint (``drive`` in state.json) before the next
 thing is done: a pass killed anywhere redoes at most one idempotent step.
+
+Why one module of this size: the four parts share one listing of the owner's
+Drive per round and one checkpoint record, and their order is the crash-safety
+argument above; reading them in one file is reading that argument.
 """
 
 from __future__ import annotations
