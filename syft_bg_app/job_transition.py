@@ -6,7 +6,8 @@ each place: a finished run drops what only a running job needs, a rerun starts
 without the last run's outcome. A job that is rejected, done or failed stays in
 the checkpoint only so it is never received twice (state.yaml has the details),
 so it keeps nothing of what sync needs for jobs still in flight (the
-checkpoint drops those keys on save too: ``store.state.SYNC_ONLY_KEYS``).
+checkpoint drops those keys on save too: ``store.state.SYNC_ONLY_KEYS``), but
+the folder a done or failed job was received as (``jobs rerun --fresh-snapshot``).
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ KEEPS: dict[str, frozenset[str]] = {
     "approved": frozenset((*IN_FLIGHT, *RECEIPT, *DECISION, "start_attempts")),
     "running": frozenset((*IN_FLIGHT, *RECEIPT, *DECISION, "start_attempts")),
     "rejected": frozenset(("protocol", "never_arrived", *DECISION)),
-    # run_dir: the run folder's logs stay for execute.keep_days.
-    "done": frozenset(("protocol", *DECISION, "run_dir")),
-    "failed": frozenset(("protocol", *DECISION, "run_dir")),
+    # run_dir: the run folder's logs stay for execute.keep_days; folder_id: a rerun
+    # with its current files must find the folder that was received, not another.
+    "done": frozenset(("protocol", *DECISION, "run_dir", "folder_id")),
+    "failed": frozenset(("protocol", *DECISION, "run_dir", "folder_id")),
 }
 
 

@@ -338,6 +338,28 @@ def test_a_rerun_with_a_fresh_snapshot_never_reads_through_a_swapped_folder(app)
     assert app.job_state("mine", ds_email=EVE)["status"] in ("done", "failed")
 
 
+def test_a_rerun_with_a_fresh_snapshot_refuses_a_job_folder_replaced_by_another(app):
+    accept(app, EVE)
+    folder = submit(app, "mine", ds=EVE)
+    app.run_pass()
+    app.cli("jobs", "approve", f"{EVE}/mine", check=True)
+    app.datasite.write_job_state(JobRef(EVE, "mine"), status="done", return_code=0)
+    app.run_pass()
+    assert jobs_of(app, EVE)["mine"]["status"] == "done"
+    # Another real folder (no link) in its place, with other files: not what was received.
+    replaced = folder.with_name("mine-new")
+    shutil.copytree(folder, replaced)
+    (replaced / "code" / "extra.py").write_text("print('not reviewed')\n")
+    shutil.rmtree(folder)
+    replaced.rename(folder)
+
+    result = app.cli("jobs", "rerun", f"{EVE}/mine", "--fresh-snapshot")
+
+    assert result.returncode != 0
+    assert "replaced" in result.stderr or "not the folder" in result.stderr, result.stderr
+    assert app.job_state("mine", ds_email=EVE)["status"] == "done"
+
+
 @pytest.mark.parametrize(
     "where", ["code-subfolder", "code-subfolder-after-receipt", "file", "file-after-receipt"]
 )

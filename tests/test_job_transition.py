@@ -23,8 +23,8 @@ EXPECTED = {
     "approved": IN_FLIGHT | RECEIPT | DECISION | {"start_attempts"},
     "running": IN_FLIGHT | RECEIPT | DECISION | {"start_attempts"},
     "rejected": {"protocol", "never_arrived"} | DECISION,
-    "done": {"protocol", "run_dir"} | DECISION,
-    "failed": {"protocol", "run_dir"} | DECISION,
+    "done": {"protocol", "run_dir", "folder_id"} | DECISION,
+    "failed": {"protocol", "run_dir", "folder_id"} | DECISION,
 }
 
 
@@ -32,9 +32,11 @@ def test_every_status_declares_what_it_keeps_and_only_keys_a_record_has():
     assert set(KEEPS) == set(JOB_STATUSES)
     for status, kept in KEEPS.items():
         assert kept <= set(JOB), (status, sorted(kept - set(JOB)))
-        # A finished job keeps nothing the checkpoint drops from finished jobs on save.
+        # Of what sync keeps for jobs in flight, a finished job keeps only the folder
+        # it was received as, and only when it can be run again.
         if status in TERMINAL_STATUSES:
-            assert not kept & SYNC_ONLY_KEYS, (status, sorted(kept & SYNC_ONLY_KEYS))
+            expected = {"folder_id"} if status in ("done", "failed") else set()
+            assert kept & SYNC_ONLY_KEYS == expected, (status, sorted(kept & SYNC_ONLY_KEYS))
 
 
 @pytest.mark.parametrize("status", JOB_STATUSES)

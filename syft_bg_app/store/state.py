@@ -17,6 +17,7 @@ from typing import Any
 
 from syft_bg_app.clock import iso, parse_iso
 from syft_bg_app.errors import SyftBgError
+from syft_bg_app.job_transition import KEEPS
 from syft_bg_app.store.fsutil import atomic_write_json, short_repr
 from syft_bg_app.store.state_shape import ShapeError, check_checkpoint, check_pass_record
 
@@ -244,7 +245,7 @@ class State:
         # kept while they were unfinished is dropped (state.yaml has the details).
         for _, _, record in self.iter_jobs():
             if record["status"] in TERMINAL_STATUSES:
-                for key in SYNC_ONLY_KEYS.intersection(record):
+                for key in SYNC_ONLY_KEYS.intersection(record) - KEEPS[record["status"]]:
                     del record[key]
 
     # -- jobs ---------------------------------------------------------------
