@@ -14,8 +14,8 @@ from conftest import REPO
 import syft_bg_app as bg
 from syft_bg_app.actions import ds
 from syft_bg_app.actions import peers as peer_actions
+from syft_bg_app.views import job_render, render
 from syft_bg_app.views import peers as peer_views
-from syft_bg_app.views import render
 from syft_bg_app.views import rules as rule_views
 
 DS = "alice@uni.edu"
@@ -107,7 +107,7 @@ def test_the_terminal_form_is_aligned_and_free_of_control_characters(app):
     lines = text.splitlines()
     assert lines[0] == "Jobs: 3 jobs (2 pending, 1 rejected)"
     header = lines[1]
-    assert header.split() == ["JOB", "DATA", "SCIENTIST", "STATUS", "TYPE", "RECEIVED", "NOTE"]
+    assert header.split() == ["JOB", "STATUS", "TYPE", "RECEIVED", "NOTE"]
     status_at = header.index("STATUS")
     assert all(line[status_at:].split()[0] in ("pending", "rejected") for line in lines[2:])
     assert "<script>" in text  # a terminal shows the name as it is
@@ -164,8 +164,8 @@ def test_empty_lists_and_every_badge():
     for status in ("received", "pending", "approved", "running", "done", "failed", "rejected"):
         badge = check(render.badge_html(status))
         assert badge.text == status
-    assert check(render.jobs_html([])).text == "Jobs: no jobs"
-    assert render.jobs_text([]) == "Jobs: no jobs"
+    assert check(job_render.jobs_html([])).text == "Jobs: no jobs"
+    assert job_render.jobs_text([]) == "Jobs: no jobs"
     assert check(render.my_jobs_html([])).text == "My jobs: no jobs"
     assert check(rule_views.rules_html([], ["<warn>"])).text.endswith("<warn>")
     assert check(render.pre_html("a < b", "<t>")).text == "<t>a < b"
