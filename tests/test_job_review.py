@@ -340,7 +340,8 @@ def test_why_pending_in_the_python_api(app):
     reason = job.why_pending
     assert reason.rule == "stats" and reason.extra == ["code/x.py"]
     assert reason.missing == [] and reason.differ == [] and reason.rule_problem is None
-    assert "closest rule: 'stats' (1 file differs); extra (not in the rule): code/x.py" in repr(job)
+    assert "why pending: closest rule: 'stats' (1 file differs)" in repr(job)
+    assert "\n    extra (not in the rule): code/x.py\n" in repr(job)
     assert "extra (not in the rule): code/x.py" in job._repr_html_()
     assert "RUN-SH-MARKER" in job.describe() and "RUN-SH-MARKER" not in job.describe(False)
     assert bg.job("fine", home=app.home).why_pending is None

@@ -6,6 +6,8 @@ well-formed with them in it, and show them as text.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from html.parser import HTMLParser
 
@@ -14,8 +16,8 @@ from conftest import REPO
 import syft_bg_app as bg
 from syft_bg_app.actions import ds
 from syft_bg_app.actions import peers as peer_actions
+from syft_bg_app.views import job_render, render
 from syft_bg_app.views import peers as peer_views
-from syft_bg_app.views import render
 from syft_bg_app.views import rules as rule_views
 
 DS = "alice@uni.edu"
@@ -107,7 +109,7 @@ def test_the_terminal_form_is_aligned_and_free_of_control_characters(app):
     lines = text.splitlines()
     assert lines[0] == "Jobs: 3 jobs (2 pending, 1 rejected)"
     header = lines[1]
-    assert header.split() == ["JOB", "DATA", "SCIENTIST", "STATUS", "TYPE", "RECEIVED", "NOTE"]
+    assert header.split() == ["JOB", "STATUS", "TYPE", "RECEIVED", "NOTE"]
     status_at = header.index("STATUS")
     assert all(line[status_at:].split()[0] in ("pending", "rejected") for line in lines[2:])
     assert "<script>" in text  # a terminal shows the name as it is
@@ -164,8 +166,8 @@ def test_empty_lists_and_every_badge():
     for status in ("received", "pending", "approved", "running", "done", "failed", "rejected"):
         badge = check(render.badge_html(status))
         assert badge.text == status
-    assert check(render.jobs_html([])).text == "Jobs: no jobs"
-    assert render.jobs_text([]) == "Jobs: no jobs"
+    assert check(job_render.jobs_html([])).text == "Jobs: no jobs"
+    assert job_render.jobs_text([]) == "Jobs: no jobs"
     assert check(render.my_jobs_html([])).text == "My jobs: no jobs"
     assert check(rule_views.rules_html([], ["<warn>"])).text.endswith("<warn>")
     assert check(render.pre_html("a < b", "<t>")).text == "<t>a < b"
@@ -193,3 +195,109 @@ def test_every_view_and_email_uses_one_font_stack(app):
     # The emails use the same two stacks.
     assert set(re.findall(r"font-family:([^;\"]+)", layout)) == {render.FONT_STACK}
     assert set(re.findall(r"font-family:([^;\"]+)", code)) == {render.MONO_STACK}
+
+
+# -- one job, one view model: text, HTML and JSON -------------------------------------------
+
+SCRIPT_NAME = "<script>alert(1)"  # a folder name cannot hold the "/" of </script>
+IMG_FILE = "<img src=x onerror=alert(1)>.py"
+IMG_CODE = "print('</pre><script>alert(2)</script>')\n"
+REASON = "reads raw rows & prints <all> of them"
+
+
+def _page_jobs(app) -> None:
+    app.submit(
+        SCRIPT_NAME,
+        files={IMG_FILE: IMG_CODE},
+        metadata={"entrypoint": "<script>alert(1)</script>"},
+    )
+    app.submit("to-reject")
+    app.run_pass()
+    bg.reject(f"{DS}/to-reject", REASON)
+
+
+def test_a_job_shows_the_same_text_in_the_command_line_and_the_api(app):
+    _page_jobs(app)
+    for label in (f"{DS}/{SCRIPT_NAME}", f"{DS}/to-reject"):
+        job = bg.job(label)
+        page = app.cli("jobs", "show", label, check=True).stdout
+        assert page == job.describe() + "\n" == repr(job) + "\n"
+        files_only = app.cli("jobs", "show", label, "--files", check=True).stdout
+        assert files_only == job.describe(contents=False) + "\n"
+        assert "=====" in page and "=====" not in files_only
+    assert app.cli("jobs", "list", check=True).stdout == repr(bg.jobs()) + "\n"
+    pending = app.cli("jobs", "list", "--status", "pending", check=True).stdout
+    assert pending == repr(bg.jobs("pending")) + "\n"
+    assert pending.startswith("Jobs with status pending: 1 job (1 pending)\n")
+
+
+def test_a_job_page_in_html_escapes_names_files_contents_and_reasons(app):
+    _page_jobs(app)
+    job = bg.job(f"{DS}/{SCRIPT_NAME}")
+
+    markup = job._repr_html_()
+    checker = check(markup)  # well-formed, and no script or img element
+
+    assert f"{DS}/{SCRIPT_NAME}" in checker.text
+    assert "<script>alert(1)</script>" in checker.text  # config.yaml's entrypoint
+    assert f"code/{IMG_FILE}" in checker.text
+    assert IMG_CODE.rstrip("\n") in checker.text  # the file's text, shown as text
+    assert "&lt;img src=x onerror=alert(1)&gt;.py" in markup
+    rejected = check(bg.job(f"{DS}/to-reject")._repr_html_())
+    assert REASON in rejected.text
+    assert "&amp; prints &lt;all&gt;" in bg.job(f"{DS}/to-reject")._repr_html_()
+    table = check(bg.jobs()._repr_html_())
+    assert f"{DS}/{SCRIPT_NAME}" in table.text and REASON in table.text
+
+
+def test_a_job_as_json_round_trips_and_holds_the_facts_of_the_text(app):
+    _page_jobs(app)
+    label = f"{DS}/{SCRIPT_NAME}"
+    job = bg.job(label)
+    data = job.to_dict()
+
+    assert json.loads(json.dumps(data)) == data
+    assert json.loads(app.cli("jobs", "show", label, "--json", check=True).stdout) == data
+    text = job.describe()
+    assert data["job"] == label and f"job {label}  (protocol v1)" in text
+    assert data["status"] == "pending" and "  status: pending" in text
+    assert data["metadata"]["entrypoint"] == "<script>alert(1)</script>"
+    folder = app.datasite.inbox / DS / "v1" / SCRIPT_NAME
+    files = {entry["path"]: entry for entry in data["files"]}
+    for rel in ("run.sh", f"code/{IMG_FILE}"):
+        digest = "sha256:" + hashlib.sha256((folder / rel).read_bytes()).hexdigest()
+        assert files[rel]["sha256"] == digest
+        assert f"    {rel}  ({files[rel]['size']} bytes)  {digest}" in text
+    assert files["config.yaml"]["sha256"] is None  # metadata: never what runs
+    assert data["why_pending"]["summary"] in text
+    assert [entry["text"] for entry in data["code"]["files"]][1] == IMG_CODE
+    files_only = json.loads(app.cli("jobs", "show", label, "--files", "--json", check=True).stdout)
+    assert files_only["code"] is None and files_only == job.to_dict(contents=False)
+
+    rejected = bg.job(f"{DS}/to-reject").to_dict()
+    assert rejected["reason"] == REASON and rejected["state"]["review_reason"] == REASON
+    listing = json.loads(app.cli("jobs", "list", "--json", check=True).stdout)
+    assert listing == bg.jobs().to_dicts()
+    assert [(row["job"], row["status"]) for row in listing] == [
+        (label, "pending"),
+        (f"{DS}/to-reject", "rejected"),
+    ]
+    assert "files" not in listing[0]  # the table holds summaries; a page holds the files
+
+
+def test_bidi_controls_in_a_file_name_are_marked_in_text_html_and_json(app):
+    name = "evil\u202eyp.sh"
+    app.submit("bidi", files={name: "echo hi\n"})
+    app.run_pass()
+    job = bg.job(f"{DS}/bidi")
+
+    text = app.cli("jobs", "show", f"{DS}/bidi", check=True).stdout
+    assert "\u202e" not in text and "code/evil<U+202E>yp.sh" in text
+    assert text == repr(job) + "\n"
+    markup = job._repr_html_()
+    assert "\u202e" not in markup and "code/evil&lt;U+202E&gt;yp.sh" in markup
+    shown = app.cli("jobs", "show", f"{DS}/bidi", "--json", check=True).stdout
+    assert "\u202e" not in shown and "\\u202e" in shown
+    [entry] = [f for f in json.loads(shown)["files"] if f["path"] == f"code/{name}"]
+    assert entry["bidi_controls"] is True
+    assert job.to_dict()["files"] == json.loads(shown)["files"]

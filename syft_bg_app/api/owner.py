@@ -31,19 +31,17 @@ from syft_bg_app.actions import rules as rule_actions
 from syft_bg_app.actions import services as service_actions
 from syft_bg_app.approval.rules import PendingReason
 from syft_bg_app.datasite.layout import JOB_STATUSES, JobRef
-from syft_bg_app.datasite.submission import read_metadata
 from syft_bg_app.errors import UsageError
 from syft_bg_app.passes import PassResult, run_pass
 from syft_bg_app.session import open_view
 from syft_bg_app.store.home import AppHome
-from syft_bg_app.views import jobs as jobs_mod
-from syft_bg_app.views import render
+from syft_bg_app.views import job_render, render
+from syft_bg_app.views import jobs as job_views
 from syft_bg_app.views import rules as rule_views
 from syft_bg_app.views.jobs import JobView
 from syft_bg_app.views.peers import peers_json
 
 PathLike = str | os.PathLike
-_UNSET = object()
 
 
 def _home(home: PathLike | AppHome | None) -> AppHome:
@@ -61,10 +59,14 @@ class Job:
     def __init__(self, view: JobView, home: AppHome) -> None:
         self._view = view
         self._home = home
-        metadata, problem = read_metadata(view.submission_dir / "config.yaml")
-        self.metadata: dict[str, Any] = metadata or {}
-        self._metadata_problem = problem if view.submission_dir.is_dir() else None
-        self._why_pending: object = _UNSET
+        self.metadata: dict[str, Any] = view.metadata
+        self._pages: dict[bool, JobView] = {}
+
+    def _page(self, contents: bool = True) -> JobView:
+        """The view with everything a page shows, built when first asked for."""
+        if contents not in self._pages:
+            self._pages[contents] = job_views.page(open_view(self._home), self.ref, contents)
+        return self._pages[contents]
 
     # identity
     @property
@@ -94,46 +96,42 @@ class Job:
 
     @property
     def received_at(self) -> str | None:
-        return _text(self._view.state.get("received_at"))
+        return self._view.received_at
 
     @property
     def reason(self) -> str | None:
-        return self._view.state.get("review_reason") or self._view.state.get("reason")
+        return self._view.reason
 
     @property
     def problem(self) -> str | None:
-        return self._view.state.get("problem") or self._metadata_problem
+        return self._view.problem
 
     @property
     def rule(self) -> str | None:
         """The auto-approval rule that approved this job (None if a person did)."""
-        return _text(self._view.state.get("rule"))
+        return self._view.rule
 
     @property
     def why_pending(self) -> PendingReason | None:
         """Why the rules left this job for you: the closest rule and the files that
         differ from it (missing, extra, content differs, what the rule lacks).
         None unless the job is pending. Computed when first asked for."""
-        if self._why_pending is _UNSET:
-            self._why_pending = (
-                jobs_mod.why_pending(open_view(self._home), self.ref)
-                if self.status == "pending"
-                else None
-            )
-        return self._why_pending  # type: ignore[return-value]
+        if self.status != "pending":
+            return None
+        return self._page(contents=False).detail.why_pending  # type: ignore[union-attr]
 
     # metadata (config.yaml: informational; what runs is run.sh)
     @property
     def type(self) -> str | None:
-        return _text(self.metadata.get("type"))
+        return self._view.type
 
     @property
     def entrypoint(self) -> str | None:
-        return _text(self.metadata.get("entrypoint"))
+        return self._view.entrypoint
 
     @property
     def submitted_at(self) -> str | None:
-        return _text(self.metadata.get("submitted_at"))
+        return self._view.submitted_at
 
     # places
     @property
@@ -146,11 +144,15 @@ class Job:
 
     @property
     def files(self) -> list[str]:
-        return [rel for rel, _ in jobs_mod._files(self.submission_dir) if rel != "config.yaml"]
+        return [rel for rel, _ in job_views.list_files(self.submission_dir) if rel != "config.yaml"]
 
     @property
     def results(self) -> list[str]:
-        return [rel for rel, _ in jobs_mod._files(self.review_dir) if rel not in ds.RESULT_SKIP]
+        return [
+            rel
+            for rel, _ in job_views.list_files(self.review_dir)
+            if rel not in job_views.RESULT_SKIP
+        ]
 
     @property
     def stdout(self) -> str | None:
@@ -175,17 +177,22 @@ class Job:
     def refresh(self) -> Job:
         return _load(self.label, self._home)
 
+    # views: the same page as ``syft-bg jobs show``
     def describe(self, contents: bool = True) -> str:
-        """The same page as ``syft-bg jobs show`` (``contents=False``: ``--files``)."""
-        return jobs_mod.describe(open_view(self._home), self.ref, contents=contents)
+        """The page ``syft-bg jobs show`` prints (``contents=False``: ``--files``)."""
+        return job_render.job_text(self._page(contents))
+
+    def to_dict(self, contents: bool = True) -> dict[str, Any]:
+        """The page as plain types, as ``syft-bg jobs show --json`` prints it."""
+        return job_render.job_json(self._page(contents))
 
     def __repr__(self) -> str:
-        return render.job_text(self)
+        return self.describe()
 
     __str__ = __repr__
 
     def _repr_html_(self) -> str:
-        return render.job_html(self)
+        return job_render.job_html(self._page())
 
 
 class JobList(list):
@@ -203,13 +210,17 @@ class JobList(list):
         result = super().__getitem__(key)
         return type(self)(result) if isinstance(key, slice) else result
 
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """The table as plain types, as ``syft-bg jobs list --json`` prints it."""
+        return job_render.jobs_json([job._view for job in self])
+
     def __repr__(self) -> str:
-        return render.jobs_text(self, self.title)
+        return job_render.jobs_text([job._view for job in self], self.title)
 
     __str__ = __repr__
 
     def _repr_html_(self) -> str:
-        return render.jobs_html(self, self.title)
+        return job_render.jobs_html([job._view for job in self], self.title)
 
 
 class PendingList(JobList):
@@ -307,7 +318,7 @@ def jobs(status: str | None = None, *, home: PathLike | AppHome | None = None) -
         raise UsageError(f"status must be one of {', '.join(JOB_STATUSES)}, not {status!r}")
     app_home = _home(home)
     ctx = open_view(app_home)
-    listed = JobList(Job(v, app_home) for v in jobs_mod.all_views(ctx, status))
+    listed = JobList(Job(v, app_home) for v in job_views.all_views(ctx, status))
     if status:
         listed.title = f"Jobs with status {status}"
     return listed
@@ -325,7 +336,7 @@ def job(spec: str | Job, *, home: PathLike | AppHome | None = None) -> Job:
 
 def _load(spec: str, app_home: AppHome) -> Job:
     ctx = open_view(app_home)
-    return Job(jobs_mod.view(ctx, jobs_mod.resolve(ctx, spec)), app_home)
+    return Job(job_views.view(ctx, job_views.resolve(ctx, spec)), app_home)
 
 
 def _spec(spec: str | Job) -> str:
@@ -582,10 +593,6 @@ def my_jobs(
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def _text(value: Any) -> str | None:
-    return ds._text(value)
 
 
 def _read_text(path: Path) -> str | None:

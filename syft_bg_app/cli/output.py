@@ -7,8 +7,10 @@ wrote never sends escape sequences to the terminal.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from syft_bg_app.views.render import table_text
 
@@ -36,3 +38,9 @@ def problem(*lines: str) -> None:
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
     print(table_text(headers, rows))
+
+
+def json_data(data: Any) -> None:
+    """``data`` as indented JSON; non-ASCII characters (bidi controls among them) are
+    written as ``\\uXXXX`` escapes, so the output is plain ASCII."""
+    print(json.dumps(data, indent=2, ensure_ascii=True))

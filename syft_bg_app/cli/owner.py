@@ -20,6 +20,7 @@ from syft_bg_app.invocation import (
     program,
 )
 from syft_bg_app.session import open_view
+from syft_bg_app.views import job_render
 from syft_bg_app.views import jobs as job_views
 from syft_bg_app.views import rules as rule_views
 from syft_bg_app.views.peers import peers_text
@@ -120,17 +121,11 @@ def demo(args: argparse.Namespace) -> int:
 
 def jobs_list(args: argparse.Namespace) -> int:
     views = job_views.all_views(open_view(app_home(args)), args.status)
-    if not views:
-        output.say("no jobs" + (f" with status {args.status}" if args.status else ""))
-        return 0
-    rows = []
-    for view in views:
-        # table_text escapes each cell once: labels and rule names are others' writes.
-        rule = view.state.get("rule")
-        by_rule = f"  (auto-approved by rule {rule})" if rule else ""
-        received = str(view.state.get("received_at") or "-")
-        rows.append((view.label, view.status, received + by_rule))
-    output.table(("job", "status", "received"), rows)
+    if args.json:
+        output.json_data(job_render.jobs_json(views))
+    else:
+        title = f"Jobs with status {args.status}" if args.status else "Jobs"
+        output.say(job_render.jobs_text(views, title))
     return 0
 
 
@@ -138,7 +133,11 @@ def jobs_show(args: argparse.Namespace) -> int:
     from syft_bg_app.cli.pager import show_page
 
     ctx = open_view(app_home(args))
-    show_page(job_views.describe(ctx, job_views.resolve(ctx, args.job), contents=not args.files))
+    job = job_views.page(ctx, job_views.resolve(ctx, args.job), contents=not args.files)
+    if args.json:
+        output.json_data(job_render.job_json(job))
+    else:
+        show_page(job_render.job_text(job))
     return 0
 
 

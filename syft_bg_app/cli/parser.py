@@ -158,6 +158,7 @@ def _job_commands(sub: argparse._SubParsersAction) -> None:
         "syft-bg jobs list --status pending",
     )
     q.add_argument("--status", choices=JOB_STATUSES, help="only jobs with this status")
+    q.add_argument("--json", action="store_true", help="print the jobs as a JSON list")
     q = _add(
         jobs,
         "show",
@@ -177,6 +178,11 @@ def _job_commands(sub: argparse._SubParsersAction) -> None:
         "--code",
         action="store_true",
         help="print the text of run.sh and code/ (the default; bidi controls marked)",
+    )
+    q.add_argument(
+        "--json",
+        action="store_true",
+        help="print the page as one JSON object (files with their SHA-256; code unless --files)",
     )
     q = _add(
         jobs,

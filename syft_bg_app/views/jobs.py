@@ -1,35 +1,105 @@
-"""Finding and describing jobs for the command line and the Python API."""
+"""Finding jobs, and the one view model of a job that every face renders.
+
+``view`` builds a job's summary (a row of a job table), ``page`` the same with
+everything ``jobs show`` shows; ``views.job_render`` turns either into text,
+HTML or a JSON-ready dict.
+"""
 
 from __future__ import annotations
 
 import os
 import shlex
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from syft_bg_app.approval.job_needs import job_warnings
 from syft_bg_app.approval.rules import PendingReason
 from syft_bg_app.context import Context
-from syft_bg_app.datasite.layout import JOB_STATE_FIELDS, PROTOCOL_DIR_RE, JobRef, JobStateError
+from syft_bg_app.datasite.jobfiles import Limits, collect, file_set_hashes
+from syft_bg_app.datasite.layout import PROTOCOL_DIR_RE, JobRef, JobStateError
 from syft_bg_app.datasite.linksafe import open_dir, open_dir_at
 from syft_bg_app.datasite.submission import read_metadata
 from syft_bg_app.errors import AmbiguousError, NotFoundError
+from syft_bg_app.store.fsutil import PERMISSION_FILE, untrusted_text
 from syft_bg_app.views.render import terminal_text
 
 
 @dataclass
+class JobFile:
+    """One entry of a job folder. ``sha256`` is set for the files that run
+    (``run.sh`` and ``code/``) and None for the rest (config.yaml, refused entries)."""
+
+    path: str
+    size: int
+    sha256: str | None = None
+
+
+@dataclass
+class JobDetail:
+    """What a job's page adds to its summary (``jobs show``, one ``Job`` in the API)."""
+
+    folder_problem: str | None
+    files: list[JobFile]
+    files_cut: bool
+    never_arrived: list[str]
+    results: list[str]
+    run_dir: str | None
+    why_pending: PendingReason | None
+    warnings: list[str]
+    # ``mail.compose.collect_code``'s account of run.sh and code/; None without contents.
+    code: dict[str, Any] | None
+
+
+@dataclass
 class JobView:
+    """A job as every face shows it: built here, rendered by ``views.job_render``.
+
+    A summary (a row of a job table) has ``detail`` None; a page has it.
+    """
+
     ref: JobRef
     status: str
     state: dict[str, Any]
     submission_dir: Path
     review_dir: Path
+    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata_problem: str | None = None
+    detail: JobDetail | None = None
 
     @property
     def label(self) -> str:
         return self.ref.label
+
+    @property
+    def reason(self) -> str | None:
+        return self.state.get("review_reason") or self.state.get("reason")
+
+    @property
+    def problem(self) -> str | None:
+        return self.state.get("problem") or self.metadata_problem
+
+    @property
+    def rule(self) -> str | None:
+        """The auto-approval rule that approved it (None if a person did)."""
+        return untrusted_text(self.state.get("rule"))
+
+    @property
+    def received_at(self) -> str | None:
+        return untrusted_text(self.state.get("received_at"))
+
+    @property
+    def type(self) -> str | None:
+        return untrusted_text(self.metadata.get("type"))
+
+    @property
+    def entrypoint(self) -> str | None:
+        return untrusted_text(self.metadata.get("entrypoint"))
+
+    @property
+    def submitted_at(self) -> str | None:
+        return untrusted_text(self.metadata.get("submitted_at"))
 
 
 def resolve(ctx: Context, spec: str) -> JobRef:
@@ -109,11 +179,13 @@ def _starting_with(known: list[JobRef], spec: str) -> list[str]:
 
 
 def view(ctx: Context, ref: JobRef) -> JobView:
+    """A job's summary: its state, the checkpoint's reason and rule, config.yaml."""
     record = ctx.state.job(ref.ds_email, ref.name, ref.protocol) or {"status": "received"}
     try:
         state = ctx.datasite.read_job_state(ref) or {}
     except JobStateError as exc:
         state = {"problem": str(exc)}
+    metadata, metadata_problem = _metadata(ctx, ref)
     return JobView(
         ref=ref,
         status=state.get("status") or record["status"],
@@ -125,6 +197,8 @@ def view(ctx: Context, ref: JobRef) -> JobView:
         },
         submission_dir=ctx.datasite.submission_dir(ref),
         review_dir=ctx.datasite.review_dir(ref),
+        metadata=metadata,
+        metadata_problem=metadata_problem,
     )
 
 
@@ -136,56 +210,28 @@ def all_views(ctx: Context, status: str | None = None) -> list[JobView]:
     return [v for v in views if status is None or v.status == status]
 
 
-def describe(ctx: Context, ref: JobRef, contents: bool = True) -> str:
-    """A readable page about one job: state, why it is pending, metadata, files,
-    results and (with ``contents``) the text of ``run.sh`` and ``code/``.
-
-    Everything the data scientist chose (names, config.yaml fields, file names,
-    reasons, file contents) is shown through ``terminal_text``: control
-    characters escaped, bidi controls marked, so what is shown is what runs.
-    Contents are shown within the caps of the owner's "job submitted" email
-    (``notify.code_file_cap``, ``notify.code_total_cap``); binary files are
-    listed, never inlined.
-    """
-    v = view(ctx, ref)
-    safe = terminal_text
-    lines = [f"job {safe(ref.label)}  (protocol v{ref.protocol})", f"  status: {safe(v.status)}"]
-    for key in (*JOB_STATE_FIELDS[1:], "reason", "problem"):
-        if v.state.get(key) not in (None, ""):
-            lines.append(f"  {key}: {safe(v.state[key])}")
-    if v.status == "pending":
-        lines.extend(_pending_lines(ctx, ref))
-    if v.status in ("received", "pending", "approved"):
-        # What it will lack when it runs; once it ran, its reason says what it lacked.
-        lines.extend(f"  warning: {safe(w)}" for w in job_warnings(ctx, ref))
-    metadata, problem, files = _submission(ctx, ref)
-    if metadata:
-        for key in ("type", "submitted_at", "entrypoint", "dependencies"):
-            if metadata.get(key):
-                lines.append(f"  {key}: {safe(_field_text(metadata[key]))}")
-    elif problem:
-        lines.append(f"  metadata: {safe(problem)}")
+def page(ctx: Context, ref: JobRef, contents: bool = True) -> JobView:
+    """A job with everything its page shows: why it is pending, what it will lack,
+    its files with their hashes, its results and (with ``contents``) the text of
+    ``run.sh`` and ``code/`` within the caps of the "job submitted" email."""
+    job = view(ctx, ref)
     record = ctx.state.job(ref.ds_email, ref.name, ref.protocol) or {}
-    lines.append(f"  submission: {safe(v.submission_dir)}")
-    lines.append("  files:")
-    lines.extend(f"    {safe(rel)}  ({size} bytes)" for rel, size in files)
-    if len(files) >= FILES_LISTED:
-        lines.append(f"    (the listing stops at {FILES_LISTED} entries)")
-    if record.get("never_arrived"):
-        lines.append(
-            "  listed in config.yaml, never arrived (sync clients skip empty files): "
-            + ", ".join(safe(name) for name in record["never_arrived"])
-        )
-    results = [rel for rel, _ in _files(v.review_dir) if rel not in ("state.yaml",)]
-    if results:
-        lines.append(f"  results in {safe(v.review_dir)}:")
-        lines.extend(f"    {safe(rel)}" for rel in results)
+    folder_problem, files = _submission_files(ctx, ref)
     run_dir = record.get("run_dir")
-    if run_dir and os.path.isdir(run_dir):
-        lines.append(f"  run folder: {safe(run_dir)}")
-    if contents:
-        lines.extend(_code_lines(ctx, ref))
-    return "\n".join(lines)
+    in_review = job.status in ("received", "pending", "approved")
+    job.detail = JobDetail(
+        folder_problem=folder_problem,
+        files=files,
+        files_cut=len(files) >= FILES_LISTED,
+        never_arrived=list(record.get("never_arrived") or []),
+        results=[rel for rel, _ in list_files(job.review_dir) if rel not in RESULT_SKIP],
+        run_dir=run_dir if run_dir and os.path.isdir(run_dir) else None,
+        why_pending=why_pending(ctx, ref) if job.status == "pending" else None,
+        # What it will lack when it runs; once it ran, its reason says what it lacked.
+        warnings=job_warnings(ctx, ref) if in_review else [],
+        code=_code(ctx, ref) if contents else None,
+    )
+    return job
 
 
 def why_pending(ctx: Context, ref: JobRef) -> PendingReason | None:
@@ -196,7 +242,6 @@ def why_pending(ctx: Context, ref: JobRef) -> PendingReason | None:
     its submitter; see ``rules.explain_pending``.
     """
     from syft_bg_app.approval.rules import explain_pending, load_rules
-    from syft_bg_app.datasite.jobfiles import Limits, collect
     from syft_bg_app.steps.approve import hash_scanned_file
 
     record = ctx.state.job(ref.ds_email, ref.name, ref.protocol)
@@ -231,52 +276,53 @@ def why_pending(ctx: Context, ref: JobRef) -> PendingReason | None:
     return reason
 
 
-def _pending_lines(ctx: Context, ref: JobRef) -> list[str]:
-    reason = why_pending(ctx, ref)
-    if reason is None:
-        return []
-    first, *rest = reason.lines()
-    lines = [f"  why pending: {terminal_text(first)}"]
-    lines.extend(f"    {terminal_text(line)}" for line in rest)
-    label = shlex.quote(terminal_text(ref.label))
-    if reason.no_rule:
-        lines.append(f"    to trust exactly these files: syft-bg auto-approve --from-job {label}")
-    lines.append(f"    to decide yourself: syft-bg jobs approve|reject {label}")
-    return lines
+def _metadata(ctx: Context, ref: JobRef) -> tuple[dict[str, Any], str | None]:
+    """(config.yaml's fields, the problem reading it), reached without following a
+    link; a job folder that is gone has neither."""
+    try:
+        job_fd = ctx.datasite.open_job_dir(ref)
+    except OSError:
+        return {}, None
+    try:
+        metadata, problem = read_metadata(Path("config.yaml"), dir_fd=job_fd)
+    finally:
+        os.close(job_fd)
+    return metadata or {}, problem
 
 
-def _field_text(value: object) -> str:
-    """A config.yaml field as text of at most ``FIELD_CHARS`` characters: the file
-    may hold 256 KiB in one field, which would flood the terminal."""
-    text = str(value[:FIELD_CHARS] if isinstance(value, (str, list)) else value)
-    return text if len(text) <= FIELD_CHARS else text[: FIELD_CHARS - 1] + "…"
-
-
-# ``jobs show`` prints at most this many characters of one config.yaml field.
-FIELD_CHARS = 300
-
-
-def _submission(ctx: Context, ref: JobRef) -> tuple[dict | None, str | None, list]:
-    """(metadata, problem, files) of the job folder, reached without following a link."""
+def _submission_files(ctx: Context, ref: JobRef) -> tuple[str | None, list[JobFile]]:
+    """(problem, files) of the job folder, reached without following a link; the
+    files that run carry the SHA-256 of their bytes, as the approve step takes it."""
     try:
         job_fd = ctx.datasite.open_job_dir(ref)
     except OSError as exc:
-        return None, f"the job folder cannot be read safely: {exc}", []
+        return f"the job folder cannot be read safely: {exc}", []
     try:
-        metadata, problem = read_metadata(Path("config.yaml"), dir_fd=job_fd)
-        files: list[tuple[str, int]] = []
-        _list_into(job_fd, "", 0, files, [FILES_LISTED])
-        return metadata, problem, sorted(files)
+        listed: list[tuple[str, int]] = []
+        _list_into(job_fd, "", 0, listed, [FILES_LISTED])
+        try:
+            hashes = file_set_hashes(Path("."), job_fd, Limits.from_config(ctx.config))
+        except OSError:
+            hashes = {}
+        return None, [JobFile(rel, size, hashes.get(rel)) for rel, size in sorted(listed)]
     finally:
         os.close(job_fd)
 
 
+def _code(ctx: Context, ref: JobRef) -> dict[str, Any]:
+    from syft_bg_app.mail.code import read_submission
+
+    return read_submission(ctx, ref)[1]
+
+
 # ``jobs show`` lists at most this many entries of a folder (a job may hold many).
 FILES_LISTED = 1000
+# What a review folder holds that is no result of the job.
+RESULT_SKIP = frozenset({"state.yaml", PERMISSION_FILE})
 FOLDERS_DEEP = 32
 
 
-def _files(folder: Path, cap: int = FILES_LISTED) -> list[tuple[str, int]]:
+def list_files(folder: Path, cap: int = FILES_LISTED) -> list[tuple[str, int]]:
     """(relative path, size) of the files in ``folder``, without following any link.
 
     The folder and every folder below it are opened with ``O_NOFOLLOW`` (a
@@ -320,31 +366,3 @@ def _list_into(fd: int, prefix: str, depth: int, out: list, budget: list[int]) -
             _list_into(child, f"{prefix}{name}/", depth + 1, out, budget)
         finally:
             os.close(child)
-
-
-def _code_lines(ctx: Context, ref: JobRef) -> list[str]:
-    from syft_bg_app.mail.code import read_submission
-
-    _, code = read_submission(ctx, ref)
-    if not code["available"]:
-        return ["  code: the job folder is no longer there"]
-    lines = []
-    if code["bidi_files"]:
-        lines.append(
-            "  WARNING: "
-            + ", ".join(terminal_text(p) for p in code["bidi_files"])
-            + " hold characters that reorder how text is displayed (shown as <U+XXXX>): "
-            "the code may not run the way it reads"
-        )
-    for problem in code["problems"]:
-        lines.append(f"  refused: {terminal_text(problem)}")
-    for entry in code["files"]:
-        if entry["text"] is None:
-            lines.append(f"  ===== {terminal_text(entry['path'])}: {entry['note']}")
-            continue
-        cut = f" (first {entry['shown']} of {entry['size']})" if entry["truncated"] else ""
-        lines.append(f"  ===== {terminal_text(entry['path'])}{cut} =====")
-        lines.append(terminal_text(entry["text"].rstrip("\n"), multiline=True))
-    if code["more_files"]:
-        lines.append(f"  ({code['more_files']:,} more files not shown)")
-    return lines

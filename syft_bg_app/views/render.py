@@ -1,4 +1,5 @@
-"""How jobs and job lists look: HTML tables for Jupyter, aligned text for a terminal.
+"""The pieces every view is drawn with: safe terminal text, escaped HTML, badges,
+tables (HTML for Jupyter, aligned text for a terminal), the data scientist's job table.
 
 Every string that comes from a job (names, emails, reasons, paths) is escaped
 with ``html.escape`` on its way into HTML, and through ``terminal_text`` on its
@@ -10,7 +11,7 @@ from __future__ import annotations
 import html
 import io
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO
 
 # Bidirectional controls reorder what is shown ("Trojan Source"): code that reads
@@ -122,7 +123,7 @@ class SafeTerminalStream(io.TextIOBase):
         return True
 
 
-def _short(text: str | None, limit: int = NOTE_LIMIT) -> str:
+def short_note(text: str | None, limit: int = NOTE_LIMIT) -> str:
     text = " ".join((text or "").split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -181,123 +182,34 @@ def _count_line(items: Sequence[Any]) -> str:
     return f"{len(items)} job{'s' if len(items) != 1 else ''}" + (f" ({parts})" if parts else "")
 
 
-# -- jobs a data owner received ------------------------------------------------------
-
-JOB_HEADERS = ("job", "data scientist", "status", "type", "received", "note")
+# -- job tables (the data owner's and the data scientist's) ----------------------------------
 
 
-def _job_note(job: Any) -> str:
-    rule = getattr(job, "rule", None)
-    text = job.reason or job.problem or ""
-    if rule and f"rule {rule}" not in text:
-        text = f"auto-approved by rule {rule}" + (f"; {text}" if text else "")
-    return _short(text)
-
-
-def _job_row(job: Any) -> list[str]:
-    return [
-        job.name,
-        job.ds_email,
-        job.status,
-        job.type or "-",
-        job.received_at or "-",
-        _job_note(job),
-    ]
-
-
-def _status_table_html(jobs, title, headers, row_of) -> str:
-    """A job table whose third column is a status badge."""
+def status_table_html(
+    jobs: Sequence[Any],
+    title: str,
+    headers: Sequence[str],
+    row_of: Callable[[Any], list[str]],
+    status_column: int = 2,
+) -> str:
+    """A job table whose ``status_column`` holds a status badge."""
     if not jobs:
         return f"{WRAPPER}<em>{esc(title)}: no jobs</em></div>"
     rows = []
     for job in jobs:
         row = row_of(job)
-        row[2] = badge_html(job.status)
+        row[status_column] = badge_html(job.status)
         rows.append(row)
-    return table_html(f"{title}: {_count_line(jobs)}", headers, rows, raw_columns=(2,))
+    return table_html(f"{title}: {_count_line(jobs)}", headers, rows, raw_columns=(status_column,))
 
 
-def _status_table_text(jobs, title, headers, row_of) -> str:
+def status_table_text(
+    jobs: Sequence[Any], title: str, headers: Sequence[str], row_of: Callable[[Any], list[str]]
+) -> str:
+    """A count line (``Jobs: 3 jobs (2 pending, 1 rejected)``), then the aligned table."""
     if not jobs:
         return f"{title}: no jobs"
     return f"{title}: {_count_line(jobs)}\n" + table_text(headers, [row_of(job) for job in jobs])
-
-
-def jobs_html(jobs: Sequence[Any], title: str = "Jobs") -> str:
-    return _status_table_html(jobs, title, JOB_HEADERS, _job_row)
-
-
-def jobs_text(jobs: Sequence[Any], title: str = "Jobs") -> str:
-    return _status_table_text(jobs, title, JOB_HEADERS, _job_row)
-
-
-def _job_fields(job: Any) -> list[tuple[str, Any]]:
-    state = job.state
-    fields = [
-        ("data scientist", job.ds_email),
-        ("type", job.type),
-        ("entrypoint", job.entrypoint),
-        ("submitted", job.submitted_at),
-        ("received", job.received_at),
-        ("approved", _by(state.get("approved_at"), state.get("approval_method"))),
-        ("rule", getattr(job, "rule", None)),
-        ("rejected", state.get("rejected_at")),
-        ("reason", job.reason),
-        ("completed", state.get("completed_at")),
-        ("return code", state.get("return_code")),
-        ("problem", job.problem),
-        ("why pending", _why_pending(job)),
-        ("submission", job.submission_dir),
-        ("results", job.review_dir if job.results else None),
-    ]
-    return [(k, v) for k, v in fields if v not in (None, "")]
-
-
-def _why_pending(job: Any) -> str | None:
-    reason = getattr(job, "why_pending", None)
-    return "; ".join(reason.lines()) if reason is not None else None
-
-
-def _by(at: Any, method: Any) -> str | None:
-    if not at:
-        return None
-    return f"{at} ({method})" if method else str(at)
-
-
-def job_html(job: Any) -> str:
-    rows = [
-        f'<tr><th style="{CELL_STYLE}">{esc(k)}</th><td style="{CELL_STYLE}">{esc(v)}</td></tr>'
-        for k, v in _job_fields(job)
-    ]
-    code = f'<code style="font-family:{MONO_STACK}">'
-    files = "".join(f"<li>{code}{esc(f)}</code></li>" for f in job.files)
-    results = "".join(f"<li>{code}{esc(f)}</code></li>" for f in job.results)
-    parts = [
-        WRAPPER,
-        f'<div style="font-weight:600;margin:4px 0">{esc(job.label)} {badge_html(job.status)}'
-        "</div>",
-        f'<table style="{TABLE_STYLE}"><tbody>{"".join(rows)}</tbody></table>',
-    ]
-    if files:
-        parts.append(f"<details><summary>files ({len(job.files)})</summary><ul>{files}</ul>")
-        parts.append("</details>")
-    if results:
-        parts.append(f"<details><summary>results ({len(job.results)})</summary><ul>{results}</ul>")
-        parts.append("</details>")
-    parts.append("</div>")
-    return "".join(parts)
-
-
-def job_text(job: Any) -> str:
-    lines = [f"job {plain(job.label)}  [{plain(job.status)}]"]
-    fields = _job_fields(job)
-    width = max((len(k) for k, _ in fields), default=0)
-    lines.extend(f"  {k.ljust(width)}  {plain(v)}" for k, v in fields)
-    if job.files:
-        lines.append(f"  files: {', '.join(plain(f) for f in job.files)}")
-    if job.results:
-        lines.append(f"  results: {', '.join(plain(f) for f in job.results)}")
-    return "\n".join(lines)
 
 
 # -- jobs I submitted (data scientist) ---------------------------------------------------
@@ -309,7 +221,7 @@ def _my_row(job: Any) -> list[str]:
     if job.results_dir is not None:
         results = str(job.results_dir)
     elif job.reason:
-        results = f"- ({_short(job.reason, 60)})"
+        results = f"- ({short_note(job.reason, 60)})"
     else:
         results = "-"
     return [
@@ -323,11 +235,11 @@ def _my_row(job: Any) -> list[str]:
 
 
 def my_jobs_html(jobs: Sequence[Any], title: str = "My jobs") -> str:
-    return _status_table_html(jobs, title, MY_JOB_HEADERS, _my_row)
+    return status_table_html(jobs, title, MY_JOB_HEADERS, _my_row)
 
 
 def my_jobs_text(jobs: Sequence[Any], title: str = "My jobs") -> str:
-    return _status_table_text(jobs, title, MY_JOB_HEADERS, _my_row)
+    return status_table_text(jobs, title, MY_JOB_HEADERS, _my_row)
 
 
 # -- plain text blocks (status, pass summaries) ------------------------------------------
