@@ -25,9 +25,11 @@ import threading
 import urllib.parse
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+
+from local_http import LocalHTTPServer
 
 FOLDER = "application/vnd.google-apps.folder"
 DRIVE_SCOPE = "https://www.googleapis.com/auth/drive"
@@ -202,7 +204,7 @@ class FakeDrive:
         self._ids = itertools.count(1)
         self._uploads: dict[str, dict[str, Any]] = {}
         self._lock = threading.RLock()
-        self._server: ThreadingHTTPServer | None = None
+        self._http = LocalHTTPServer()
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> FakeDrive:
@@ -219,21 +221,15 @@ class FakeDrive:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _any
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._http.serve(Handler)
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        self._http.stop()
 
     @property
     def url(self) -> str:
-        assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._http.url
 
     # -- what tests use ------------------------------------------------------------------------
     def write_token(self, path: Path, user: str) -> Path:

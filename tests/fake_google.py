@@ -19,9 +19,11 @@ import urllib.parse
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email import policy
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+
+from local_http import LocalHTTPServer
 
 SEND_PATH = "/gmail/v1/users/me/messages/send"
 PROFILE_PATH = "/gmail/v1/users/me/profile"
@@ -87,8 +89,7 @@ class FakeGoogle:
         self.oldest_history = 0
         self._counter = 0
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._http = LocalHTTPServer()
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> FakeGoogle:
@@ -106,22 +107,15 @@ class FakeGoogle:
             def do_POST(self) -> None:
                 fake._handle(self, "POST")
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        self._http.serve(Handler)
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        self._http.stop()
 
     @property
     def url(self) -> str:
-        assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._http.url
 
     @property
     def api_endpoint(self) -> str:

@@ -320,7 +320,8 @@ def test_a_folder_swapped_while_the_snapshot_is_taken_is_read_from_the_folder_ch
     assert (files / "code" / "script.sh").read_text() == SCRIPT
 
 
-def test_a_rerun_with_a_fresh_snapshot_never_reads_through_a_swapped_folder(app):
+def _done_job_of_eve(app) -> Path:
+    """Eve's job "mine", approved and done; its folder."""
     accept(app, EVE)
     folder = submit(app, "mine", ds=EVE)
     app.run_pass()
@@ -329,6 +330,11 @@ def test_a_rerun_with_a_fresh_snapshot_never_reads_through_a_swapped_folder(app)
     app.datasite.write_job_state(JobRef(EVE, "mine"), status="done", return_code=0)
     app.run_pass()
     assert jobs_of(app, EVE)["mine"]["status"] == "done"
+    return folder
+
+
+def test_a_rerun_with_a_fresh_snapshot_never_reads_through_a_swapped_folder(app):
+    folder = _done_job_of_eve(app)
     swap_for_link(folder, secret_owner_folder(app) / "stats")
 
     result = app.cli("jobs", "rerun", f"{EVE}/mine", "--fresh-snapshot")
@@ -339,13 +345,7 @@ def test_a_rerun_with_a_fresh_snapshot_never_reads_through_a_swapped_folder(app)
 
 
 def test_a_rerun_with_a_fresh_snapshot_refuses_a_job_folder_replaced_by_another(app):
-    accept(app, EVE)
-    folder = submit(app, "mine", ds=EVE)
-    app.run_pass()
-    app.cli("jobs", "approve", f"{EVE}/mine", check=True)
-    app.datasite.write_job_state(JobRef(EVE, "mine"), status="done", return_code=0)
-    app.run_pass()
-    assert jobs_of(app, EVE)["mine"]["status"] == "done"
+    folder = _done_job_of_eve(app)
     # Another real folder (no link) in its place, with other files: not what was received.
     replaced = folder.with_name("mine-new")
     shutil.copytree(folder, replaced)

@@ -98,12 +98,7 @@ def events_timestamp(name: str) -> float | None:
 
 def parse_events(data: bytes, cap: int) -> list[dict[str, Any]]:
     """The events of a ``syfteventsmessagev3`` message, as they were serialized."""
-    try:
-        body = json.loads(uncompress(data, cap))
-    except (UnicodeDecodeError, ValueError) as exc:
-        if isinstance(exc, MessageError):
-            raise
-        raise MessageError(f"the message is not JSON ({exc})") from None
+    body = _json_body(data, cap)
     if not isinstance(body, dict) or not isinstance(body.get("events"), list):
         raise MessageError("the message has no list of events")
     return [e for e in body["events"] if isinstance(e, dict)]
@@ -178,13 +173,18 @@ def _content_bytes(raw: dict[str, Any]) -> bytes | None:
     return content.encode("utf-8", "surrogatepass")
 
 
-def parse_proposal(data: bytes, cap: int) -> Proposal:
+def _json_body(data: bytes, cap: int) -> Any:
+    """The JSON inside a compressed message, at most ``cap`` bytes unpacked."""
     try:
-        body = json.loads(uncompress(data, cap))
+        return json.loads(uncompress(data, cap))
     except (UnicodeDecodeError, ValueError) as exc:
         if isinstance(exc, MessageError):
             raise
         raise MessageError(f"the message is not JSON ({exc})") from None
+
+
+def parse_proposal(data: bytes, cap: int) -> Proposal:
+    body = _json_body(data, cap)
     if not isinstance(body, dict) or not isinstance(body.get("proposed_file_changes"), list):
         raise MessageError("the message has no list of proposed_file_changes")
     sender = body.get("sender_email")
