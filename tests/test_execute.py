@@ -417,6 +417,46 @@ def test_a_pass_killed_before_its_supervisor_started_runs_the_job_once_later(
     assert len(finished) == 1
 
 
+def test_a_pass_killed_while_a_published_run_is_cleared_keeps_the_outputs_it_published(
+    quiet_app, monkeypatch
+):
+    app = quiet_app
+    _approved(app, "kept", RESULT_JOB)
+    real_remove_tree = publish.remove_tree
+    died = []
+
+    def pass_dies_half_way(path):
+        # The working copy was published and renamed for removal: part of it goes,
+        # then the pass is killed (before the job is recorded as done).
+        if Path(path).name.startswith(publish.GOING_PREFIX) and not died:
+            (Path(path) / "code" / "outputs" / "result.csv").unlink()
+            died.append(path)
+            raise SystemExit("killed")
+        real_remove_tree(path)
+
+    monkeypatch.setattr(publish, "remove_tree", pass_dies_half_way)
+
+    def a_pass_died() -> bool:
+        try:
+            app.run_pass()
+        except SystemExit:
+            return True
+        return False
+
+    wait_until(a_pass_died, "a pass to reach the clearing of the published run")
+    monkeypatch.undo()
+    assert _record(app, "kept")["status"] == "running"
+
+    state = run_until_finished(app, "kept")["kept"]
+
+    assert state["status"] == "done"
+    outputs = _review(app, "kept") / "outputs"
+    assert (outputs / "result.csv").read_text() == "x,y\n1,2\n"
+    assert (outputs / "plots" / "p.txt").read_text() == "plot\n"
+    assert (_review(app, "kept") / "stdout.txt").read_text() == "rows: 3\n"
+    assert len(_finished_events(app, "kept")) == 1
+
+
 def test_rerun_runs_a_finished_job_again_from_its_approval_snapshot(quiet_app):
     app = quiet_app
     _approved(app, "again", "#!/bin/bash\necho first-version\n")

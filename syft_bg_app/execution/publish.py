@@ -60,6 +60,10 @@ def read_stderr_tail(ctx: Context, layout: RunLayout) -> str:
     return data.decode("utf-8", "replace")
 
 
+# The name a run's working folder gets while it is removed after publishing.
+GOING_PREFIX = ".published-"
+
+
 def publish(
     ctx: Context,
     ref: JobRef,
@@ -76,7 +80,12 @@ def publish(
     review.mkdir(parents=True, exist_ok=True)
     write_permissions(ctx, ref)
     cap = ctx.config.get("execute.outputs_cap_mb") * 1024 * 1024
-    report = replace_outputs(layout.root, review, cap)
+    if os.path.lexists(layout.job):
+        report = replace_outputs(layout.root, review, cap)
+    else:
+        # A pass killed after publishing, while the working copy went: what it
+        # published stays (the working copy is no longer there to publish from).
+        report = OutputsReport()
     if report.refused:
         reason = f"{reason}; {report.refused}" if reason else report.refused
     note = report.note(ctx.config.get("execute.outputs_cap_mb"))
@@ -94,9 +103,13 @@ def publish(
     atomic_write_bytes(review / "stderr.txt", _as_text(stderr))
     atomic_write_bytes(review / "returncode.txt", f"{return_code}\n".encode())
     # What the job wrote is published: its working copy goes (the logs stay for
-    # execute.keep_days), so finished runs never hold on to the disk.
+    # execute.keep_days), so finished runs never hold on to the disk. It is renamed
+    # first, in one step: a pass killed while removing it never publishes a part of it.
     for folder in (layout.job, layout.home, layout.tmp, layout.bin):
-        remove_tree(folder)
+        going = folder.with_name(f"{GOING_PREFIX}{folder.name}")
+        if os.path.lexists(folder):
+            os.rename(folder, going)
+        remove_tree(going)
     return reason, note
 
 
