@@ -390,6 +390,39 @@ SCHEMA: dict[str, Key] = {
             [],
             "Extra host folders jobs may read (read-only under bwrap), e.g. a dataset folder.",
         ),
+        backend=Key(
+            "choice",
+            "local",
+            "Where approved jobs run: local (this machine) or slurm (a Slurm cluster, through "
+            "sbatch; needs execute.slurm.run_folder). The pass does not hand runs to Slurm "
+            "yet: see 'Running jobs on a cluster' in the README.",
+            choices=("local", "slurm"),
+        ),
+        slurm=section(
+            "Running jobs on a Slurm cluster (execute.backend: slurm).",
+            partition=Key("str", None, "Partition jobs are submitted to; empty: the default."),
+            account=Key("str", None, "Account jobs are charged to; empty: your default."),
+            run_folder=Key(
+                "path",
+                None,
+                "Folder for the runs' files, on a filesystem the compute nodes share with "
+                "this machine; required with slurm.",
+            ),
+            sbatch_options=Key(
+                "list_str",
+                [],
+                "Extra sbatch options, each written --name=value (e.g. --qos=normal); "
+                "options the app sets itself (time, memory, partition, output ...) are "
+                "refused.",
+            ),
+            commands_timeout=Key(
+                "int",
+                30,
+                "Seconds to wait for a Slurm command (sbatch, squeue, sacct, scancel); one "
+                "that does not answer leaves the run's state unknown until a later pass.",
+                minimum=1,
+            ),
+        ),
     ),
     "schedule": section(
         "When passes run by themselves (syft-bg install: a systemd user timer or a crontab line).",
@@ -760,12 +793,49 @@ def parse_config(text: str, filename: str = "config.yaml") -> Config:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
         raise ConfigError(f"{filename}{line}: unsupported YAML value: {exc.problem}") from None
+    _check_backend(root, data, problems)
     if problems.items:
         raise ConfigError("\n".join(problems.items))
     warnings = migration.warnings + review_rules(
         root, data["approve"]["auto_approvals"], filename, migration
     )
     return Config(data=data, path=Path(filename), warnings=warnings)
+
+
+def _node_at(root: yaml.Node, dotted: str) -> yaml.Node | None:
+    """The YAML node of ``dotted`` (the deepest one written), for an error's line."""
+    node = root
+    for part in dotted.split("."):
+        if not isinstance(node, yaml.MappingNode):
+            break
+        child = next(
+            (value for key, value in node.value if getattr(key, "value", None) == part), None
+        )
+        if child is None:
+            break
+        node = child
+    return node
+
+
+def _check_backend(root: yaml.Node, data: dict[str, Any], problems: _Problems) -> None:
+    """Keys that depend on execute.backend."""
+    slurm = data["execute"]["slurm"]
+    if data["execute"]["backend"] == "slurm" and not slurm["run_folder"]:
+        problems.add(
+            _node_at(root, "execute.backend"),
+            "execute.slurm.run_folder",
+            "is required with execute.backend: slurm",
+        )
+    from syft_bg_app.execution.backends.slurm import sbatch_option_problem
+
+    for index, option in enumerate(slurm["sbatch_options"]):
+        problem = sbatch_option_problem(option)
+        if problem:
+            dotted = f"execute.slurm.sbatch_options[{index}]"
+            options = _node_at(root, "execute.slurm.sbatch_options")
+            if isinstance(options, yaml.SequenceNode) and index < len(options.value):
+                options = options.value[index]
+            problems.add(options, dotted, problem)
 
 
 def load_config(path: Path) -> Config:
