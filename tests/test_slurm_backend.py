@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -129,6 +131,33 @@ def test_cancel_stops_a_running_job_and_is_idempotent(
     backend.cancel("987654321")
 
 
+def test_a_node_failure_ends_the_job_node_fail_and_it_is_not_requeued(
+    cluster: SlurmCluster, tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    job_id = _submit(cluster, run_dir, "echo start >> starts.txt\nsleep 900\n")
+    wait_until(lambda: (run_dir / "starts.txt").exists(), "the job to start")
+    down = cluster.command(
+        "scontrol", "update", f"nodename={cluster.node}", "state=down", "reason=test failure"
+    )
+    assert down.returncode == 0, down.stderr
+    try:
+        final = _final(job_id)
+    finally:
+        cluster.command("scontrol", "update", f"nodename={cluster.node}", "state=resume")
+        wait_until(
+            lambda: (
+                cluster.command("sinfo", "-h", "-n", cluster.node, "-o", "%T").stdout.strip()
+                == "idle"
+            ),
+            "the node to be back",
+        )
+    assert (final.state, final.reason) == ("node_fail", "NodeDown")
+    # Never started again by Slurm behind the app's back.
+    assert backend.state(job_id).state == "node_fail"
+    assert (run_dir / "starts.txt").read_text() == "start\n"
+
+
 def test_the_state_of_an_unknown_job_is_unknown_not_failed(cluster: SlurmCluster) -> None:
     seen = backend.state("987654321")
     assert seen.state == "unknown"
@@ -150,9 +179,9 @@ def test_a_cluster_that_does_not_answer_gives_unknown_and_typed_errors(
     seen = backend.state(job_id, timeout_s=5)
     assert seen.state == "unknown"
     assert seen.reason
-    with pytest.raises(backend.SlurmError) as raised:
-        backend.submit(_script(tmp_path / "other", "true\n"), tmp_path / "other", time_limit_s=60)
-    assert isinstance(raised.value, backend.SlurmUnavailableError | backend.SlurmSubmitError)
+    other = tmp_path / "other"
+    with pytest.raises(backend.SlurmUnavailableError, match="sbatch"):
+        backend.submit(_script(other, "true\n"), other, time_limit_s=60, timeout_s=5)
     # Where the commands are not installed at all.
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert backend.state(job_id).state == "unknown"
@@ -302,3 +331,31 @@ def test_the_backend_defaults_to_local_and_slurm_keys_load(tmp_path: Path) -> No
     assert config.get("execute.slurm.commands_timeout") == 30
     with pytest.raises(ConfigError, match="execute.slurm.sbatch_options"):
         _slurm_config(tmp_path, sbatch_options=["--time=5"])
+
+
+def test_without_slurm_the_cluster_tests_are_skipped_saying_why(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:xdist",
+            "-p",
+            "no:cacheprovider",
+            "-rs",
+            "-q",
+            f"{__file__}::test_the_state_of_an_unknown_job_is_unknown_not_failed",
+        ],
+        env={**os.environ, "PATH": str(tmp_path)},
+        cwd=Path(__file__).parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 skipped" in done.stdout
+    assert (
+        "Slurm is not installed here (munged, mungekey, slurmctld, slurmd, sbatch, squeue, "
+        "scontrol, scancel, sacct, sinfo not found; apt-get install slurm-wlm munge)"
+    ) in done.stdout
