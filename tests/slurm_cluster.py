@@ -12,6 +12,7 @@ test that uses the cluster is skipped with the reason (a log tail included).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -32,6 +33,7 @@ PARTITION = "syftbg"
 # Jobs may ask for this much memory (--mem); the node offers no more.
 NODE_MEMORY_MB = 1024
 START_ATTEMPTS = 3
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -159,7 +161,12 @@ def _start(folder: Path, name: str) -> SlurmCluster:
         for daemon, argv in daemons.items():
             with open(folder / f"{daemon}.out", "ab") as out:
                 cluster.processes[daemon] = subprocess.Popen(
-                    argv, env=env, stdout=out, stderr=out, start_new_session=True
+                    argv,
+                    env=env,
+                    stdout=out,
+                    stderr=out,
+                    start_new_session=True,
+                    preexec_fn=_end_with_parent,
                 )
             if daemon == "munged":
                 socket_path = folder / "munge" / "socket"
@@ -169,6 +176,12 @@ def _start(folder: Path, name: str) -> SlurmCluster:
         _stop(cluster)
         raise
     return cluster
+
+
+def _end_with_parent() -> None:
+    """A test process killed before its teardown leaves no daemon behind."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _node_state(cluster: SlurmCluster) -> str:

@@ -165,20 +165,38 @@ def test_the_state_of_an_unknown_job_is_unknown_not_failed(cluster: SlurmCluster
     assert "987654321" in seen.reason
 
 
+def _controller_down(cluster: SlurmCluster, folder: Path, completion_log: str | None) -> Path:
+    """A config naming a controller port nothing listens on: the cluster looks down."""
+    text = cluster.conf.read_text()
+    port = next(line for line in text.splitlines() if line.startswith("SlurmctldPort="))
+    text = text.replace(port, "SlurmctldPort=1")
+    if completion_log is not None:
+        text = text.replace(str(cluster.completion_log), completion_log)
+    down = folder / "down.conf"
+    down.write_text(text)
+    return down
+
+
+def test_a_finished_job_is_read_from_the_completion_log_once_the_controller_cannot_tell(
+    cluster: SlurmCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = _submit(cluster, tmp_path / "run", "exit 3\n")
+    assert _final(job_id).state == "failed"
+    monkeypatch.setenv("SLURM_CONF", str(_controller_down(cluster, tmp_path, None)))
+    seen = backend.state(job_id, timeout_s=5)
+    assert (seen.state, seen.exit_code, seen.slurm_state) == ("failed", 3, "FAILED")
+
+
 def test_a_cluster_that_does_not_answer_gives_unknown_and_typed_errors(
     cluster: SlurmCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     job_id = _submit(cluster, tmp_path / "run", "true\n")
     _final(job_id)
-    # A config naming a controller port nothing listens on: the cluster is "down".
-    down = tmp_path / "down.conf"
-    text = cluster.conf.read_text()
-    port = next(line for line in text.splitlines() if line.startswith("SlurmctldPort="))
-    down.write_text(text.replace(port, "SlurmctldPort=1").replace("jobcomp.log", "none.log"))
+    down = _controller_down(cluster, tmp_path, str(tmp_path / "no-completion-log"))
     monkeypatch.setenv("SLURM_CONF", str(down))
     seen = backend.state(job_id, timeout_s=5)
     assert seen.state == "unknown"
-    assert seen.reason
+    assert "scontrol did not answer in 5 s" in seen.reason
     other = tmp_path / "other"
     with pytest.raises(backend.SlurmUnavailableError, match="sbatch"):
         backend.submit(_script(other, "true\n"), other, time_limit_s=60, timeout_s=5)

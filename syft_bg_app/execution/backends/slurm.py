@@ -23,9 +23,12 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from syft_bg_app.errors import SyftBgError
+
+if TYPE_CHECKING:
+    from syft_bg_app.config.load import Config
 
 COMMAND_TIMEOUT_S = 30
 # Where the allow-list names no PATH, the batch script still finds the basic tools.
@@ -278,7 +281,7 @@ def cancel(job_id: str, *, timeout_s: float = COMMAND_TIMEOUT_S) -> None:
     raise SlurmError(f"scancel {job_id} failed: {message}")
 
 
-def check_cluster(config: Any) -> list[str]:
+def check_cluster(config: Config) -> list[str]:
     """Problems that keep runs from working on the cluster, in plain words; [] when none.
 
     ``config`` is the app's Config (``execute.slurm.*`` keys).
