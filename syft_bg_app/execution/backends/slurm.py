@@ -20,7 +20,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,7 +43,7 @@ FINISHED_STATES = frozenset(
     {COMPLETED, FAILED, CANCELLED, TIMEOUT, NODE_FAIL, PREEMPTED, OUT_OF_MEMORY}
 )
 
-# Slurm's job states (scontrol/squeue/sacct spelling) -> ours.
+# Slurm's job states (squeue/sacct spelling) -> ours.
 _SLURM_STATES = {
     "PENDING": PENDING,
     "CONFIGURING": PENDING,
@@ -105,6 +105,8 @@ _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _JOB_ID_RE = re.compile(r"[0-9]{1,20}")
 _JOB_NAME_UNSAFE_RE = re.compile(r"[^A-Za-z0-9._-]")
+# Job ids per squeue/sacct call: a long list stays far below any argv limit.
+_IDS_PER_COMMAND = 200
 
 
 class SlurmError(SyftBgError):
@@ -229,41 +231,59 @@ def submit(
 
 
 def state(job_id: str, *, timeout_s: float = COMMAND_TIMEOUT_S) -> ClusterState:
-    """The state of batch job ``job_id``.
+    """The state of batch job ``job_id`` (see ``states``)."""
+    return states([job_id], timeout_s=timeout_s)[job_id]
 
-    The controller answers while it holds the job (``MinJobAge`` seconds after it
-    ends); after that, accounting (``sacct``) or the job completion log (``sacct
-    -c``). Where none of them answers, or none knows the job, the state is
+
+def states(
+    job_ids: Iterable[str], *, timeout_s: float = COMMAND_TIMEOUT_S
+) -> dict[str, ClusterState]:
+    """The state of each batch job in ``job_ids``: a few commands for all, not one each.
+
+    The controller answers (``squeue``) while it holds a job (``MinJobAge`` seconds
+    after it ends); after that, accounting (``sacct``) or the job completion log
+    (``sacct -c``). Where none of them answers, or none knows a job, its state is
     "unknown" with the reason: a later call may know more.
     """
-    _check_job_id(job_id)
+    wanted = list(dict.fromkeys(job_ids))
+    for job_id in wanted:
+        _check_job_id(job_id)
+    found: dict[str, ClusterState] = {}
     problems: list[str] = []
-    try:
-        shown = _run(["scontrol", "show", "job", "-o", job_id], timeout_s)
-    except SlurmUnavailableError as exc:
-        problems.append(str(exc))
-    else:
-        if shown.returncode == 0:
-            found = _parse_scontrol(shown.stdout, job_id)
-            if found is not None:
-                return found
-        elif "invalid job id" not in shown.stderr.lower():
-            problems.append(f"scontrol: {_last_line(shown.stderr) or shown.returncode}")
-    for source in (["sacct"], ["sacct", "--completion"]):
-        argv = source + ["-j", job_id, "-n", "--parsable2", "-o", "JobID,State,ExitCode"]
-        if source == ["sacct"]:
-            argv.append("-X")
-        try:
-            listed = _run(argv, timeout_s)
-        except SlurmUnavailableError as exc:
-            problems.append(str(exc))
-            continue
-        if listed.returncode == 0:
-            found = _parse_sacct(listed.stdout, job_id)
-            if found is not None:
-                return found
-    reason = "; ".join(problems) or f"the cluster knows no job {job_id}"
-    return ClusterState(UNKNOWN, reason=reason)
+    queries = (
+        (
+            ["squeue", "-h", "-t", "all", "-O", "JobID:|,State:|,Reason:|,exit_code:|", "-j"],
+            _parse_squeue,
+        ),
+        (["sacct", "-X", "-n", "--parsable2", "-o", "JobID,State,ExitCode", "-j"], _parse_sacct),
+        (
+            ["sacct", "--completion", "-n", "--parsable2", "-o", "JobID,State,ExitCode", "-j"],
+            _parse_sacct,
+        ),
+    )
+    for argv, parse in queries:
+        missing = [job_id for job_id in wanted if job_id not in found]
+        if not missing:
+            break
+        for start in range(0, len(missing), _IDS_PER_COMMAND):
+            ids = missing[start : start + _IDS_PER_COMMAND]
+            try:
+                listed = _run([*argv, ",".join(ids)], timeout_s)
+            except SlurmUnavailableError as exc:
+                problems.append(str(exc))
+                break
+            if listed.returncode == 0:
+                found.update(
+                    (job_id, seen) for job_id, seen in parse(listed.stdout) if job_id in ids
+                )
+            elif argv[0] == "squeue" and "invalid job id" not in listed.stderr.lower():
+                # sacct refusing (accounting disabled, no completion log) is normal.
+                problems.append(f"squeue: {_last_line(listed.stderr) or listed.returncode}")
+    for job_id in wanted:
+        if job_id not in found:
+            reason = "; ".join(problems) or f"the cluster knows no job {job_id}"
+            found[job_id] = ClusterState(UNKNOWN, reason=reason)
+    return {job_id: found[job_id] for job_id in wanted}
 
 
 def cancel(job_id: str, *, timeout_s: float = COMMAND_TIMEOUT_S) -> None:
@@ -438,12 +458,17 @@ def _exit_code(text: str) -> tuple[int | None, int | None]:
     return int(match.group(1)), int(match.group(2))
 
 
-def _from_slurm(slurm_state: str, exit_code: str, reason: str) -> ClusterState:
-    # sacct writes "CANCELLED by 0"; scontrol "CANCELLED".
+def _from_slurm(
+    slurm_state: str, status: int | None, signal: int | None, reason: str
+) -> ClusterState:
+    # sacct writes "CANCELLED by 0"; squeue "CANCELLED".
     word = slurm_state.split()[0].rstrip("+") if slurm_state.split() else ""
-    status, signal = _exit_code(exit_code)
+    ours = _SLURM_STATES.get(word, UNKNOWN)
+    if ours not in FINISHED_STATES:
+        # Slurm shows 0 for a job that has not ended: that is no exit code yet.
+        status = signal = None
     return ClusterState(
-        state=_SLURM_STATES.get(word, UNKNOWN),
+        state=ours,
         exit_code=status,
         signal=signal,
         reason="" if reason in ("None", "(null)") else reason,
@@ -451,29 +476,27 @@ def _from_slurm(slurm_state: str, exit_code: str, reason: str) -> ClusterState:
     )
 
 
-def _parse_scontrol(text: str, job_id: str) -> ClusterState | None:
+def _parse_squeue(text: str) -> list[tuple[str, ClusterState]]:
+    """``JobID|State|Reason|exit_code|`` lines; exit_code is the raw wait status."""
+    out = []
     for line in text.splitlines():
-        fields = _scontrol_fields(line)
-        if fields.get("JobId") == job_id:
-            return _from_slurm(
-                fields.get("JobState", ""), fields.get("ExitCode", ""), fields.get("Reason", "")
-            )
-    return None
+        parts = [part.strip() for part in line.split("|")]
+        if len(parts) < 4:
+            continue
+        status = signal = None
+        if parts[3].isdigit():
+            status, signal = int(parts[3]) >> 8, int(parts[3]) & 0x7F
+        out.append((parts[0], _from_slurm(parts[1], status, signal, parts[2])))
+    return out
 
 
-def _scontrol_fields(line: str) -> dict[str, str]:
-    """``Key=Value`` words of one ``scontrol -o`` line; the first of each key counts."""
-    fields: dict[str, str] = {}
-    for word in line.split(" "):
-        key, sep, value = word.partition("=")
-        if sep and key and key not in fields:
-            fields[key] = value
-    return fields
-
-
-def _parse_sacct(text: str, job_id: str) -> ClusterState | None:
+def _parse_sacct(text: str) -> list[tuple[str, ClusterState]]:
+    """``JobID|State|ExitCode`` lines, ExitCode written ``status:signal``."""
+    out = []
     for line in text.splitlines():
-        parts = line.split("|")
-        if len(parts) >= 3 and parts[0].strip() == job_id:
-            return _from_slurm(parts[1], parts[2], "")
-    return None
+        parts = [part.strip() for part in line.split("|")]
+        if len(parts) < 3:
+            continue
+        status, signal = _exit_code(parts[2])
+        out.append((parts[0], _from_slurm(parts[1], status, signal, "")))
+    return out
