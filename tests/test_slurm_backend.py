@@ -324,6 +324,14 @@ def test_check_cluster_names_each_problem(
     assert len(problems) == 1 and "sbatch, squeue, sacct, scancel not found" in problems[0]
 
 
+def test_check_cluster_says_when_the_controller_does_not_answer(
+    cluster: SlurmCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLURM_CONF", str(_controller_down(cluster, tmp_path, None)))
+    problems = backend.check_cluster(_slurm_config(tmp_path, commands_timeout=5))
+    assert problems == ["squeue did not answer in 5 s"]
+
+
 def test_check_cluster_says_when_the_run_folder_is_not_writable(tmp_path: Path) -> None:
     if os.geteuid() == 0:
         # root writes anywhere: a read-only mount stands for a folder it may not write.
@@ -335,7 +343,7 @@ def test_check_cluster_says_when_the_run_folder_is_not_writable(tmp_path: Path) 
     assert problems and "is not writable" in problems[0]
 
 
-def test_the_slurm_backend_needs_a_run_folder(tmp_path: Path) -> None:
+def test_the_slurm_backend_needs_a_run_folder_and_allowed_sbatch_options(tmp_path: Path) -> None:
     config_file = tmp_path / "config.yaml"
     config_file.write_text(f"do_email: {DO_EMAIL}\nexecute:\n  backend: slurm\n")
     with pytest.raises(ConfigError) as raised:
@@ -344,6 +352,19 @@ def test_the_slurm_backend_needs_a_run_folder(tmp_path: Path) -> None:
         f"{config_file}:3: execute.slurm.run_folder: is required with execute.backend: slurm"
     )
     assert raised.value.exit_code == 2
+    config_file.write_text(
+        f"do_email: {DO_EMAIL}\nexecute:\n  backend: slurm\n  slurm:\n"
+        f"    run_folder: {tmp_path}\n    sbatch_options:\n"
+        "      - --qos=normal\n      - --time=5\n      - -p debug\n"
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_config(config_file)
+    assert str(raised.value).splitlines() == [
+        f"{config_file}:8: execute.slurm.sbatch_options[1]: --time is set by the app itself "
+        "(from the job's timeout)",
+        f"{config_file}:9: execute.slurm.sbatch_options[2]: must be written --name=value "
+        "(e.g. --qos=normal), got '-p debug'",
+    ]
 
 
 def test_the_backend_defaults_to_local_and_slurm_keys_load(tmp_path: Path) -> None:
