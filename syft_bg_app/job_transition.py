@@ -33,11 +33,13 @@ KEEPS: dict[str, frozenset[str]] = {
     "pending": frozenset((*IN_FLIGHT, *RECEIPT, "auto", "auto_note")),
     # start_attempts counts supervisors that died before their job started.
     "approved": frozenset((*IN_FLIGHT, *RECEIPT, *DECISION, "start_attempts")),
-    "running": frozenset((*IN_FLIGHT, *RECEIPT, *DECISION, "start_attempts")),
+    # slurm_job_id: the batch job that runs it on a cluster (execute.backend: slurm).
+    "running": frozenset((*IN_FLIGHT, *RECEIPT, *DECISION, "start_attempts", "slurm_job_id")),
     "rejected": frozenset(("protocol", "never_arrived", *DECISION)),
-    # run_dir: the run folder's logs stay for execute.keep_days.
-    "done": frozenset(("protocol", *DECISION, "run_dir")),
-    "failed": frozenset(("protocol", *DECISION, "run_dir")),
+    # run_dir: the run folder's logs stay for execute.keep_days; slurm_job_id names
+    # the batch job in the cluster's own records.
+    "done": frozenset(("protocol", *DECISION, "run_dir", "slurm_job_id")),
+    "failed": frozenset(("protocol", *DECISION, "run_dir", "slurm_job_id")),
 }
 
 

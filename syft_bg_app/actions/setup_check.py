@@ -20,6 +20,7 @@ from syft_bg_app.actions.setup_checks.datasite import (
     syftbox_check,
 )
 from syft_bg_app.actions.setup_checks.machine import (
+    cluster_check,
     job_needs_checks,
     last_pass_check,
     sandbox_check,
@@ -97,6 +98,9 @@ def run_checks(home: AppHome, repair: bool = False) -> list[Check]:
         checks.extend(mail_checks(home, config))
     checks.append(sandbox_check(config))
     if config is not None:
+        cluster = cluster_check(config)
+        if cluster is not None:
+            checks.append(cluster)
         checks.extend(job_needs_checks(config, home))
     state, state_problem = checkpoint_data(home)
     if state_problem:

@@ -403,8 +403,8 @@ SCHEMA: dict[str, Key] = {
             "choice",
             "local",
             "Where approved jobs run: local (this machine) or slurm (a Slurm cluster, through "
-            "sbatch; needs execute.slurm.run_folder). The pass does not hand runs to Slurm "
-            "yet: see 'Running jobs on a cluster' in the README.",
+            "sbatch, in the same sandbox on the node; needs execute.slurm.run_folder): see "
+            "'Running jobs on a cluster' in the README.",
             choices=("local", "slurm"),
         ),
         slurm=section(
@@ -416,6 +416,12 @@ SCHEMA: dict[str, Key] = {
                 None,
                 "Folder for the runs' files, on a filesystem the compute nodes share with "
                 "this machine; required with slurm.",
+            ),
+            cpus=Key(
+                "int",
+                1,
+                "CPUs each run gets on its node (sbatch --cpus-per-task).",
+                minimum=1,
             ),
             sbatch_options=Key(
                 "list_str",

@@ -286,6 +286,32 @@ def states(
     return {job_id: found[job_id] for job_id in wanted}
 
 
+def job_ids_by_name(
+    names: Iterable[str], *, timeout_s: float = COMMAND_TIMEOUT_S
+) -> dict[str, str] | None:
+    """The batch jobs the controller holds under each of ``names``: name -> job id (the
+    newest where several share a name); a name it holds no job of is left out. None
+    when squeue does not answer: then nothing can be said about any of them."""
+    wanted = [_JOB_NAME_UNSAFE_RE.sub("_", name)[:64] for name in dict.fromkeys(names)]
+    found: dict[str, str] = {}
+    for start in range(0, len(wanted), _IDS_PER_COMMAND):
+        chunk = wanted[start : start + _IDS_PER_COMMAND]
+        try:
+            listed = _run(
+                ["squeue", "-h", "-t", "all", "-o", "%i|%j", "-n", ",".join(chunk)], timeout_s
+            )
+        except SlurmUnavailableError:
+            return None
+        if listed.returncode != 0:
+            return None
+        for line in listed.stdout.splitlines():
+            job_id, _, name = line.strip().partition("|")
+            if name in chunk and _JOB_ID_RE.fullmatch(job_id):
+                if name not in found or int(job_id) > int(found[name]):
+                    found[name] = job_id
+    return found
+
+
 def cancel(job_id: str, *, timeout_s: float = COMMAND_TIMEOUT_S) -> None:
     """Cancel batch job ``job_id``; a job that already ended (or never was) is fine."""
     _check_job_id(job_id)
