@@ -175,6 +175,42 @@ def test_a_run_cancelled_on_the_cluster_is_failed_as_cancelled_and_not_run_again
     assert _submissions(app, ["long"]) == {"long": 1}
 
 
+def test_a_node_failure_fails_the_job_saying_so_and_it_is_not_run_again(cluster_app):
+    app = cluster_app
+    cluster = app.cluster
+    _approved(app, "on-node", "#!/bin/bash\necho working\nsleep 3000\n")
+    app.run_pass()
+    layout = RunLayout(Path(_record(app, "on-node")["run_dir"]))
+    wait_until(
+        lambda: local_backend.read_run_status(layout).get("phase") == "running",
+        "the job to run on the node",
+    )
+
+    down = cluster.command(
+        "scontrol", "update", f"nodename={cluster.node}", "state=down", "reason=test failure"
+    )
+    assert down.returncode == 0, down.stderr
+    try:
+        state = run_until_finished(app, "on-node")["on-node"]
+    finally:
+        cluster.command("scontrol", "update", f"nodename={cluster.node}", "state=resume")
+        wait_until(
+            lambda: (
+                cluster.command("sinfo", "-h", "-n", cluster.node, "-o", "%T").stdout.strip()
+                == "idle"
+            ),
+            "the node to be back",
+        )
+
+    assert state["status"] == "failed"
+    stderr = (_review(app, "on-node") / "stderr.txt").read_text()
+    assert "the cluster stopped the job: node failure" in stderr
+    for _ in range(3):
+        assert app.run_pass().exit_code == 0
+    assert app.job_state("on-node")["status"] == "failed"
+    assert _submissions(app, ["on-node"]) == {"on-node": 1}
+
+
 def test_a_queued_run_shows_its_slurm_state_and_a_cancel_there_fails_it(cluster_app):
     app = cluster_app
     # Held in the queue for an hour: it never starts in this test.
@@ -246,7 +282,8 @@ def test_a_pass_killed_at_random_points_loses_no_cluster_job_and_submits_none_tw
     _set_execute(app, max_concurrent=4)
     names = [f"job-{i}" for i in range(8)]
     for name in names:
-        app.submit(name, run_sh=f"#!/bin/bash\necho {name}\nsleep 1\n")
+        # The same files: one rule approves them all.
+        app.submit(name, run_sh="#!/bin/bash\necho ran\nsleep 1\n")
     assert app.run_pass().exit_code == 0
     app.cli("auto-approve", "--from-job", f"{DS}/job-0", check=True)
     rng = random.Random(20261128)
@@ -267,7 +304,7 @@ def test_a_pass_killed_at_random_points_loses_no_cluster_job_and_submits_none_tw
 
     for name in names:
         assert states[name]["status"] == "done", (name, states[name])
-        assert (_review(app, name) / "stdout.txt").read_text() == f"{name}\n"
+        assert (_review(app, name) / "stdout.txt").read_text() == "ran\n"
     assert _submissions(app, names) == dict.fromkeys(names, 1)
 
 

@@ -415,7 +415,7 @@ SCHEMA: dict[str, Key] = {
                 "path",
                 None,
                 "Folder for the runs' files, on a filesystem the compute nodes share with "
-                "this machine; required with slurm.",
+                "this machine at the same path; required with slurm.",
             ),
             cpus=Key(
                 "int",
