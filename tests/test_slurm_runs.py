@@ -21,7 +21,7 @@ from slurm_cluster import SlurmCluster, slurm_cluster_fixture  # noqa: F401
 
 from syft_bg_app.datasite.layout import JobRef
 from syft_bg_app.execution.backends import local as local_backend
-from syft_bg_app.execution.backends import slurm
+from syft_bg_app.execution.backends import slurm, slurm_runs
 from syft_bg_app.execution.sandbox import RunLayout
 from syft_bg_app.store.state import State
 
@@ -209,6 +209,27 @@ def test_a_node_failure_fails_the_job_saying_so_and_it_is_not_run_again(cluster_
         assert app.run_pass().exit_code == 0
     assert app.job_state("on-node")["status"] == "failed"
     assert _submissions(app, ["on-node"]) == {"on-node": 1}
+
+
+def test_a_run_submitted_by_a_pass_that_stopped_before_recording_it_is_found_not_resubmitted(
+    cluster_app,
+):
+    app = cluster_app
+    _approved(app, "adopted", "#!/bin/bash\necho once\n")
+    app.run_pass()
+    # As if the pass had stopped between sbatch's answer and any record of the id.
+    state = State.load(app.home.state_file)
+    record = state.job(DS, "adopted")
+    job_id = record.pop("slurm_job_id")
+    state.save()
+    (Path(record["run_dir"]) / slurm_runs.JOB_ID_FILE).unlink()
+
+    states = run_until_finished(app, "adopted")
+
+    assert states["adopted"]["status"] == "done"
+    assert (_review(app, "adopted") / "stdout.txt").read_text() == "once\n"
+    assert _record(app, "adopted")["slurm_job_id"] == job_id
+    assert _submissions(app, ["adopted"]) == {"adopted": 1}
 
 
 def test_a_queued_run_shows_its_slurm_state_and_a_cancel_there_fails_it(cluster_app):
