@@ -257,6 +257,20 @@ def test_a_queued_run_shows_its_slurm_state_and_a_cancel_there_fails_it(cluster_
     assert "Slurm job" in _record(app, "queued")["reason"]
 
 
+def test_a_run_sbatch_refuses_is_tried_a_few_times_then_failed_with_sbatchs_reason(cluster_app):
+    app = cluster_app
+    _set_slurm(app, partition="no-such-partition")
+    _approved(app, "refused", "#!/bin/bash\necho never\n")
+
+    state = run_until_finished(app, "refused")["refused"]
+
+    assert state["status"] == "failed"
+    stderr = (_review(app, "refused") / "stderr.txt").read_text()
+    assert "failed to start 3 times" in stderr
+    assert "sbatch refused the run" in stderr and "partition" in stderr.lower()
+    assert _submissions(app, ["refused"]) == {"refused": 0}
+
+
 def test_the_approval_snapshot_is_what_runs_on_the_cluster(cluster_app):
     app = cluster_app
     _approved(app, "snap", "#!/bin/bash\necho approved version\n")

@@ -1,10 +1,11 @@
 """Reaping runs: a later pass reads each running job's status and records its outcome.
 
 A finished run's results are published (``publish``); a run whose supervisor
-is gone (reboot, kill) or that a cluster stopped is failed with the reason and
-what its job left is killed; a supervisor far past its job's timeout is stopped; a run that never
-got a supervisor is started again a bounded number of times. A run that
-cannot be collected is failed alone, so every other job goes on.
+is gone (reboot, kill) is failed with the reason and what its job left is
+killed, and so is one a cluster stopped (never started again); a supervisor far
+past its job's timeout is stopped (a cluster's time limit does that on its own);
+a run that never got a supervisor is started again a bounded number of times. A
+run that cannot be collected is failed alone, so every other job goes on.
 """
 
 from __future__ import annotations
