@@ -34,12 +34,14 @@ KEEPS: dict[str, frozenset[str]] = {
     "pending": frozenset((*IN_FLIGHT, *RECEIPT, "auto", "auto_note")),
     # start_attempts counts supervisors that died before their job started.
     "approved": frozenset((*IN_FLIGHT, *RECEIPT, *DECISION, "start_attempts")),
-    "running": frozenset((*IN_FLIGHT, *RECEIPT, *DECISION, "start_attempts")),
+    # slurm_job_id: the batch job that runs it on a cluster (execute.backend: slurm).
+    "running": frozenset((*IN_FLIGHT, *RECEIPT, *DECISION, "start_attempts", "slurm_job_id")),
     "rejected": frozenset(("protocol", "never_arrived", *DECISION)),
     # run_dir: the run folder's logs stay for execute.keep_days; folder_id: a rerun
-    # with its current files must find the folder that was received, not another.
-    "done": frozenset(("protocol", *DECISION, "run_dir", "folder_id")),
-    "failed": frozenset(("protocol", *DECISION, "run_dir", "folder_id")),
+    # with its current files must find the folder that was received, not another;
+    # slurm_job_id names the batch job in the cluster's own records.
+    "done": frozenset(("protocol", *DECISION, "run_dir", "folder_id", "slurm_job_id")),
+    "failed": frozenset(("protocol", *DECISION, "run_dir", "folder_id", "slurm_job_id")),
 }
 
 

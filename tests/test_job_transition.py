@@ -21,10 +21,10 @@ EXPECTED = {
     "received": IN_FLIGHT | {"waiting_since", "waiting_reason"},
     "pending": IN_FLIGHT | RECEIPT | {"auto", "auto_note"},
     "approved": IN_FLIGHT | RECEIPT | DECISION | {"start_attempts"},
-    "running": IN_FLIGHT | RECEIPT | DECISION | {"start_attempts"},
+    "running": IN_FLIGHT | RECEIPT | DECISION | {"start_attempts", "slurm_job_id"},
     "rejected": {"protocol", "never_arrived"} | DECISION,
-    "done": {"protocol", "run_dir", "folder_id"} | DECISION,
-    "failed": {"protocol", "run_dir", "folder_id"} | DECISION,
+    "done": {"protocol", "run_dir", "folder_id", "slurm_job_id"} | DECISION,
+    "failed": {"protocol", "run_dir", "folder_id", "slurm_job_id"} | DECISION,
 }
 
 

@@ -21,6 +21,7 @@ from syft_bg_app.actions.setup_checks.datasite import (
     syftbox_check,
 )
 from syft_bg_app.actions.setup_checks.machine import (
+    cluster_check,
     job_needs_checks,
     last_pass_check,
     sandbox_check,
@@ -101,6 +102,9 @@ def run_checks(home: AppHome, repair: bool = False) -> list[Check]:
             checks.append(drive_check(home, config))
     checks.append(sandbox_check(config))
     if config is not None:
+        cluster = cluster_check(config)
+        if cluster is not None:
+            checks.append(cluster)
         checks.extend(job_needs_checks(config, home))
     state, state_problem = checkpoint_data(home)
     if state_problem:

@@ -374,12 +374,49 @@ def parse_config(text: str, filename: str = "config.yaml") -> Config:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
         raise ConfigError(f"{filename}{line}: unsupported YAML value: {exc.problem}") from None
+    _check_backend(root, data, problems)
     if problems.items:
         raise ConfigError("\n".join(problems.items))
     warnings = migration.warnings + _review_rules(
         root, data["approve"]["auto_approvals"], filename, migration
     )
     return Config(data=data, path=Path(filename), warnings=warnings)
+
+
+def _node_at(root: yaml.Node, dotted: str) -> yaml.Node | None:
+    """The YAML node of ``dotted`` (the deepest one written), for an error's line."""
+    node = root
+    for part in dotted.split("."):
+        if not isinstance(node, yaml.MappingNode):
+            break
+        child = next(
+            (value for key, value in node.value if getattr(key, "value", None) == part), None
+        )
+        if child is None:
+            break
+        node = child
+    return node
+
+
+def _check_backend(root: yaml.Node, data: dict[str, Any], problems: _Problems) -> None:
+    """Keys that depend on execute.backend."""
+    slurm = data["execute"]["slurm"]
+    if data["execute"]["backend"] == "slurm" and not slurm["run_folder"]:
+        problems.add(
+            _node_at(root, "execute.backend"),
+            "execute.slurm.run_folder",
+            "is required with execute.backend: slurm",
+        )
+    from syft_bg_app.execution.backends.slurm import sbatch_option_problem
+
+    for index, option in enumerate(slurm["sbatch_options"]):
+        problem = sbatch_option_problem(option)
+        if problem:
+            dotted = f"execute.slurm.sbatch_options[{index}]"
+            options = _node_at(root, "execute.slurm.sbatch_options")
+            if isinstance(options, yaml.SequenceNode) and index < len(options.value):
+                options = options.value[index]
+            problems.add(options, dotted, problem)
 
 
 def _review_rules(

@@ -486,6 +486,45 @@ SCHEMA: dict[str, Key] = {
             [],
             "Extra host folders jobs may read (read-only under bwrap), e.g. a dataset folder.",
         ),
+        backend=Key(
+            "choice",
+            "local",
+            "Where approved jobs run: local (this machine) or slurm (a Slurm cluster, through "
+            "sbatch, in the same sandbox on the node; needs execute.slurm.run_folder): see "
+            "'Running jobs on a cluster' in the README.",
+            choices=("local", "slurm"),
+        ),
+        slurm=section(
+            "Running jobs on a Slurm cluster (execute.backend: slurm).",
+            partition=Key("str", None, "Partition jobs are submitted to; empty: the default."),
+            account=Key("str", None, "Account jobs are charged to; empty: your default."),
+            run_folder=Key(
+                "path",
+                None,
+                "Folder for the runs' files, on a filesystem the compute nodes share with "
+                "this machine at the same path; required with slurm.",
+            ),
+            cpus=Key(
+                "int",
+                1,
+                "CPUs each run gets on its node (sbatch --cpus-per-task).",
+                minimum=1,
+            ),
+            sbatch_options=Key(
+                "list_str",
+                [],
+                "Extra sbatch options, each written --name=value (e.g. --qos=normal); "
+                "options the app sets itself (time, memory, partition, output ...) are "
+                "refused.",
+            ),
+            commands_timeout=Key(
+                "int",
+                30,
+                "Seconds to wait for a Slurm command (sbatch, squeue, sacct, scancel); one "
+                "that does not answer leaves the run's state unknown until a later pass.",
+                minimum=1,
+            ),
+        ),
     ),
     "schedule": section(
         "When passes run by themselves (syft-bg install: a systemd user timer or a crontab line).",

@@ -25,8 +25,10 @@ def clean_old_runs(ctx: Context, backend: RunBackend) -> None:
         return
     memo["cleaned_at"] = iso(now)
     entries = []
-    # Before run folders moved out of the app home they were in its runs/.
-    for folder in dict.fromkeys((ctx.home.runs_dir, ctx.home.root / "runs")):
+    # Before run folders moved out of the app home they were in its runs/; runs of
+    # another backend stay where that backend put them.
+    places = (backend.runs_dir(ctx.home), ctx.home.runs_dir, ctx.home.root / "runs")
+    for folder in dict.fromkeys(places):
         try:
             entries += list(os.scandir(folder))
         except OSError:

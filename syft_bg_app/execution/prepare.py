@@ -290,7 +290,8 @@ def prepare_run(
     if not enabled(ctx.config):
         return None
     wanted = read_wanted(_read_run_sh(layout), _dependencies(ctx, ref))
-    cache = cache_dir(ctx.home.runs_dir)
+    # Beside the run folders, wherever the backend keeps them (a cluster's shared folder).
+    cache = cache_dir(layout.root.parent)
     cache.mkdir(exist_ok=True)
     # Jobs of other uids pass through it (without bwrap, as links to its folders).
     os.chmod(cache, 0o755)

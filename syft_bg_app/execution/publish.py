@@ -150,6 +150,9 @@ def public_text(ctx: Context, text: str) -> str:
         (ctx.home.runs_dir, "<run folders>"),
         (ctx.datasite.root, "<SyftBox folder>"),
     ]
+    cluster_runs = ctx.config.get("execute.slurm.run_folder")
+    if cluster_runs:
+        places.append((Path(os.path.expanduser(cluster_runs)), "<run folders>"))
     try:
         places.append((Path.home(), "~"))
     except (KeyError, RuntimeError):

@@ -2,9 +2,10 @@
 
 A finished run's results are published (``publish``); a run whose supervisor
 is gone (reboot, kill) is failed with the reason and what its job left is
-killed; a supervisor far past its job's timeout is stopped; a run that never
-got a supervisor is started again a bounded number of times. A run that
-cannot be collected is failed alone, so every other job goes on.
+killed, and so is one a cluster stopped (never started again); a supervisor far
+past its job's timeout is stopped (a cluster's time limit does that on its own);
+a run that never got a supervisor is started again a bounded number of times. A
+run that cannot be collected is failed alone, so every other job goes on.
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ def _reap(ctx: Context, backend: RunBackend, ref: JobRef, record: dict[str, Any]
         return
     layout = RunLayout(Path(run_dir))
     poll = backend.poll(layout)
+    if poll.slurm_job_id and not record.get("slurm_job_id"):
+        # Found on the cluster by its name: the pass that submitted it stopped first.
+        record["slurm_job_id"] = poll.slurm_job_id
     status = poll.status
     if status.get("phase") == "finished":
         if status.get("network_problem"):
@@ -77,7 +81,25 @@ def _reap(ctx: Context, backend: RunBackend, ref: JobRef, record: dict[str, Any]
         _harvest(ctx, ref, record, layout, status)
         return
     if poll.alive:
-        _stop_if_stuck(ctx, backend, ref, record, status)
+        if not poll.time_limited:
+            _stop_if_stuck(ctx, backend, ref, record, status)
+        return
+    if poll.ended:
+        # The cluster stopped the run before its supervisor finished: never run again.
+        log.warning("%s: %s", ref.label, poll.ended_detail or poll.ended)
+        reason, note = publish(ctx, ref, layout, NO_EXIT_STATUS, poll.ended)
+        finish(
+            ctx,
+            ref,
+            record,
+            "failed",
+            NO_EXIT_STATUS,
+            reason,
+            _duration(record),
+            read_stderr_tail(ctx, layout),
+            poll.ended_detail,
+            outputs_note=note,
+        )
         return
     if not status:
         # Nothing was launched: the pass stopped first, or the supervisor could not start.

@@ -80,8 +80,9 @@ def start_approved(ctx: Context, backend: RunBackend, items: StepItems) -> None:
     if choice.warning:
         ctx.log("execute").warning("%s", choice.warning)
     shared = choice.mode == "none" and sandbox.running_as_root()
-    _ensure_runs_dir(ctx, shared)
-    slots = min(slots, _runs_with_room(ctx))
+    runs_dir = backend.runs_dir(ctx.home)
+    _ensure_runs_dir(runs_dir, shared)
+    slots = min(slots, _runs_with_room(ctx, runs_dir))
     claimed: list[tuple[JobRef, dict[str, Any], Path]] = []
     taken_uids = {
         record["job_uid"]
@@ -91,7 +92,7 @@ def start_approved(ctx: Context, backend: RunBackend, items: StepItems) -> None:
     for _, ref, record in approved[:slots]:
         # A job that fails here stays approved and is tried again by the next pass;
         # None also for a job that cannot run (it is failed with the reason).
-        files = items.call(ref.label, _claim, ctx, ref, record, choice)
+        files = items.call(ref.label, _claim, ctx, ref, record, choice, runs_dir)
         if files is None:
             continue
         if shared:
@@ -138,15 +139,21 @@ def _sandbox_works(ctx: Context) -> None:
         ctx.log("execute").info("the sandbox works again; approved jobs start")
 
 
-def _ensure_runs_dir(ctx: Context, shared: bool) -> None:
+def _ensure_runs_dir(runs: Path, shared: bool) -> None:
     """Create the folder of the run folders, or check that it is this user's own.
 
     It sits in a folder everyone may write to (/var/tmp): a folder or link someone
     else put there first is refused, never used. ``shared``: jobs of their own
-    uids must pass through it to their folders (but not list it).
+    uids must pass through it to their folders (but not list it). Its parent is never
+    made: a cluster's shared run folder that is not mounted must not become a local one.
     """
-    runs = ctx.home.runs_dir
-    runs.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        runs.mkdir(exist_ok=True, mode=0o700)
+    except FileNotFoundError:
+        raise SyftBgError(
+            f"{runs.parent} (where run folders go) does not exist; approved jobs wait. "
+            f"Create it, or mount the shared folder execute.slurm.run_folder names"
+        ) from None
     info = os.lstat(runs)
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
         raise SyftBgError(
@@ -156,10 +163,10 @@ def _ensure_runs_dir(ctx: Context, shared: bool) -> None:
     os.chmod(runs, 0o711 if shared else 0o700)
 
 
-def _runs_with_room(ctx: Context) -> int:
+def _runs_with_room(ctx: Context, runs_dir: Path) -> int:
     """How many more runs fit on the disk of the run folders, each with execute.disk_mb,
     leaving execute.min_free_disk_mb free; raises when none does (the jobs wait)."""
-    free = free_bytes(str(ctx.home.runs_dir))
+    free = free_bytes(str(runs_dir))
     if free is None:
         return 1 << 30
     # Free inodes count as space too (supervisor.free_bytes).
@@ -170,7 +177,7 @@ def _runs_with_room(ctx: Context) -> int:
     if room <= 0:
         raise SyftBgError(
             f"not enough free disk to start a job: {free_mb} MB free where the jobs run "
-            f"({ctx.home.runs_dir}); each run may use execute.disk_mb ({disk_mb} MB) and "
+            f"({runs_dir}); each run may use execute.disk_mb ({disk_mb} MB) and "
             f"execute.min_free_disk_mb ({floor} MB) stay free. Approved jobs wait: free "
             f"some space (or lower execute.disk_mb)"
         )
@@ -194,7 +201,7 @@ def _new_run_id(ref: JobRef) -> str:
 
 
 def _claim(
-    ctx: Context, ref: JobRef, record: dict[str, Any], choice: sandbox.Choice
+    ctx: Context, ref: JobRef, record: dict[str, Any], choice: sandbox.Choice, runs_dir: Path
 ) -> Path | None:
     """Mark an approved job running (datasite and record); its verified files, or
     None when it cannot run (then it is failed with the reason)."""
@@ -226,7 +233,7 @@ def _claim(
         "running",
         state={"completed_at": None, "return_code": None},
         run_id=run_id,
-        run_dir=str(ctx.home.runs_dir / run_id),
+        run_dir=str(runs_dir / run_id),
         started_at=iso(),
         timeout=timeout_for(ctx, record),
         sandbox=choice.mode,
@@ -290,18 +297,23 @@ def _launch(
                 run.ref.label, _not_started, ctx, run.ref, run.record, run.layout, started.refused
             )
             continue
-        if started.pid is None:
+        if started.slurm_job_id is not None:
+            run.record["slurm_job_id"] = started.slurm_job_id
+            where = f"Slurm job {started.slurm_job_id}"
+        elif started.pid is not None:
+            run.record.update(supervisor_pid=started.pid, supervisor_start=started.ticks)
+            where = f"supervisor pid {started.pid}"
+        else:
             # Its run folder has no status: the next pass starts it again, a bounded
             # number of times when the supervisor-errors file says it was tried.
             log.warning("no supervisor started for %s: %s", run.ref.label, errors)
             continue
-        run.record.update(supervisor_pid=started.pid, supervisor_start=started.ticks)
         ctx.counts["started"] += 1
         log.info(
-            "started %s (run %s, supervisor pid %d, sandbox %s, timeout %d s)",
+            "started %s (run %s, %s, sandbox %s, timeout %d s)",
             run.ref.label,
             run.record["run_id"],
-            started.pid,
+            where,
             choice.mode,
             run.record["timeout"],
         )

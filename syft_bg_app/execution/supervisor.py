@@ -680,6 +680,8 @@ class Supervisor:
             if self.stop_signal is not None:
                 name = signal.Signals(self.stop_signal).name
                 stopped_by = f"stopped: its supervisor received {name} (machine shutting down?)"
+                # A cluster backend tells its own stops (scancel, preemption) by this.
+                self.status["stop_signal"] = name
                 break
             if now >= next_watch:
                 next_watch = now + watch_every

@@ -19,7 +19,7 @@ from syft_bg_app.steps.isolation import StepItems, raise_failures
 
 def run(ctx: Context) -> None:
     log = ctx.log("execute")
-    backend = backend_for()
+    backend = backend_for(ctx)
     collected = StepItems(log, "running job", "could not be collected")
     started = StepItems(log, "approved job", "failed to start")
     try:

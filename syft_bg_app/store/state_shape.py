@@ -104,6 +104,7 @@ JOB = {
     "sandbox": OPT_STR,
     "supervisor_pid": OPT_INT,
     "supervisor_start": OPT_INT,
+    "slurm_job_id": OPT_STR,
     "start_attempts": INT,
     "return_code": OPT_INT,
     "finished_at": OPT_STR,

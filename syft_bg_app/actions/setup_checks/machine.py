@@ -1,5 +1,6 @@
-"""setup-status checks of this machine: the job sandbox (bwrap), the network and
-tools python jobs need, the schedule that runs passes, and the last pass."""
+"""setup-status checks of this machine: the job sandbox (bwrap), the Slurm cluster
+jobs run on (execute.backend: slurm), the network and tools python jobs need, the
+schedule that runs passes, and the last pass."""
 
 from __future__ import annotations
 
@@ -60,6 +61,29 @@ def internet_check(config: Config) -> Check:
             f"in {where})",
         )
     return Check(True, "job network", netfilter.blocked_words(allow))
+
+
+def cluster_check(config: Config) -> Check | None:
+    """With execute.backend: slurm, whether the cluster answers and the shared run
+    folder is writable; None where jobs run on this machine."""
+    if config.get("execute.backend") != "slurm":
+        return None
+    from syft_bg_app.execution.backends.slurm import check_cluster
+
+    problems = check_cluster(config)
+    if problems:
+        return Check(
+            False,
+            "slurm",
+            "; ".join(problems),
+            "fix the above (see 'Running jobs on a cluster' in the README); approved jobs "
+            "wait or fail to start until then",
+        )
+    run_folder = config.get("execute.slurm.run_folder")
+    partition = config.get("execute.slurm.partition") or "the default partition"
+    return Check(
+        True, "slurm", f"sbatch, squeue and sacct answer; {partition}; runs in {run_folder}"
+    )
 
 
 def job_needs_checks(config: Config, home: AppHome) -> list[Check]:

@@ -3,16 +3,21 @@
 The execute step (``execution.start``, ``reap``, ``publish``) speaks only to a
 ``RunBackend``; a run is a run folder (``sandbox.RunLayout``) that its
 supervisor fills with ``status.json``, the job's logs and outputs. ``local``
-starts supervisors on this machine; a cluster scheduler (Slurm) would start
-the same supervisor as a batch job and answer the same questions.
+starts supervisors on this machine; ``slurm`` (``slurm_runs``) starts the same
+supervisor as a batch job on a cluster and answers the same questions.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from syft_bg_app.execution.sandbox import RunLayout
+
+if TYPE_CHECKING:
+    from syft_bg_app.context import Context
+    from syft_bg_app.store.home import AppHome
 
 
 @dataclass
@@ -25,6 +30,8 @@ class Started:
     ticks: int | None = None
     # The run could not even be handed over: the job was not started.
     refused: OSError | None = None
+    # The cluster's id of the batch job that runs the supervisor (Slurm).
+    slurm_job_id: str | None = None
 
 
 @dataclass
@@ -32,12 +39,26 @@ class Poll:
     """A run as a later pass finds it."""
 
     status: dict[str, Any] = field(default_factory=dict)
-    # True while its supervisor lives.
+    # True while its supervisor lives (or, on a cluster, may still start or run).
     alive: bool = False
+    # The cluster ends the run at its own time limit: no pass needs to stop it as stuck
+    # (and a run waiting in the queue has not started its clock).
+    time_limited: bool = False
+    # Why the run ended without its supervisor's result (the cluster stopped it), in
+    # words for the data scientist, and for the data owner; None when it did not.
+    ended: str | None = None
+    ended_detail: str | None = None
+    # On a cluster: the batch job's id and its state (slurm.ClusterState.state).
+    slurm_job_id: str | None = None
+    cluster_state: str | None = None
 
 
 class RunBackend(Protocol):
     name: str
+
+    def runs_dir(self, home: AppHome) -> Path:
+        """The folder that holds the run folders of ``home``'s runs."""
+        ...
 
     def start(self, layouts: list[RunLayout]) -> tuple[list[Started], str]:
         """Start the supervisors of prepared run folders, one result per folder, and
@@ -57,9 +78,13 @@ class RunBackend(Protocol):
         ...
 
 
-def backend_for(name: str = "local") -> RunBackend:
+def backend_for(ctx: Context | None = None) -> RunBackend:
+    """The backend execute.backend names (local without a context). One serves one
+    pass: a cluster backend reads the state of all its runs once per pass."""
     from syft_bg_app.execution.backends.local import LocalBackend
 
-    if name != "local":
-        raise ValueError(f"no run backend {name!r}")
+    if ctx is not None and ctx.config.get("execute.backend") == "slurm":
+        from syft_bg_app.execution.backends.slurm_runs import SlurmBackend
+
+        return SlurmBackend(ctx)
     return LocalBackend()

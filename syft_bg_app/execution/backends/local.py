@@ -21,6 +21,7 @@ from syft_bg_app.execution import sandbox
 from syft_bg_app.execution.backends import Poll, Started
 from syft_bg_app.execution.sandbox import RunLayout
 from syft_bg_app.execution.supervisor import is_running, kill_run_leftovers, start_ticks
+from syft_bg_app.store.home import AppHome
 
 # The supervisor keeps at most output_cap_kb of each stream, plus its marker.
 RUN_FILE_SLACK = 64 * 1024
@@ -39,6 +40,9 @@ LAUNCHER = (
 
 class LocalBackend:
     name = "local"
+
+    def runs_dir(self, home: AppHome) -> Path:
+        return home.runs_dir
 
     def start(self, layouts: list[RunLayout]) -> tuple[list[Started], str]:
         results = [Started() for _ in layouts]
@@ -131,7 +135,7 @@ def start_supervisors(handed: list[tuple[int, RunLayout]]) -> tuple[list[int | N
         process = subprocess.Popen(
             [sys.executable, "-I", "-S", "-c", LAUNCHER, APP_PARENT],
             cwd=handed[0][1].root.parent,
-            env=_supervisor_environment(),
+            env=supervisor_environment(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -144,7 +148,7 @@ def start_supervisors(handed: list[tuple[int, RunLayout]]) -> tuple[list[int | N
         words = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         errors = f"the supervisor launcher could not be started: {words}"
         for _, layout in handed:
-            _note_start_error(layout, errors)
+            note_start_error(layout, errors)
         return [None] * len(handed), errors
     try:
         out, err = process.communicate(lines.encode(), timeout=LAUNCH_TIMEOUT)
@@ -163,11 +167,11 @@ def start_supervisors(handed: list[tuple[int, RunLayout]]) -> tuple[list[int | N
     if text:
         for (_, layout), pid in zip(handed, pids, strict=True):
             if pid is None:
-                _note_start_error(layout, text)
+                note_start_error(layout, text)
     return pids, errors or "no error given"
 
 
-def _note_start_error(layout: RunLayout, errors: str) -> None:
+def note_start_error(layout: RunLayout, errors: str) -> None:
     try:
         with open(layout.supervisor_errors, "a", encoding="utf-8") as handle:
             handle.write(errors + "\n")
@@ -175,6 +179,6 @@ def _note_start_error(layout: RunLayout, errors: str) -> None:
         pass
 
 
-def _supervisor_environment() -> dict[str, str]:
+def supervisor_environment() -> dict[str, str]:
     # The supervisors need nothing of the pass's environment.
     return {"PATH": sandbox.SYSTEM_PATH, "LANG": "C.UTF-8"}
