@@ -208,20 +208,7 @@ class FakeDrive:
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> FakeDrive:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                return None
-
-            def _any(self) -> None:
-                fake._serve(self)
-
-            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _any
-
-        self._http.serve(Handler)
+        self._http.serve(self._serve)
         return self
 
     def stop(self) -> None:

@@ -93,21 +93,7 @@ class FakeGoogle:
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> FakeGoogle:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                return None
-
-            def do_GET(self) -> None:
-                fake._handle(self, "GET")
-
-            def do_POST(self) -> None:
-                fake._handle(self, "POST")
-
-        self._http.serve(Handler)
+        self._http.serve(self._handle)
         return self
 
     def stop(self) -> None:
@@ -215,7 +201,8 @@ class FakeGoogle:
             self._counter += 1
             return f"{prefix}-{self._counter}"
 
-    def _handle(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        method = handler.command
         parsed = urllib.parse.urlsplit(handler.path)
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""

@@ -87,19 +87,7 @@ def _reap(ctx: Context, backend: RunBackend, ref: JobRef, record: dict[str, Any]
     if poll.ended:
         # The cluster stopped the run before its supervisor finished: never run again.
         log.warning("%s: %s", ref.label, poll.ended_detail or poll.ended)
-        reason, note = publish(ctx, ref, layout, NO_EXIT_STATUS, poll.ended)
-        finish(
-            ctx,
-            ref,
-            record,
-            "failed",
-            NO_EXIT_STATUS,
-            reason,
-            _duration(record),
-            read_stderr_tail(ctx, layout),
-            poll.ended_detail,
-            outputs_note=note,
-        )
+        _fail_unfinished(ctx, ref, record, layout, poll.ended, poll.ended_detail)
         return
     if not status:
         # Nothing was launched: the pass stopped first, or the supervisor could not start.
@@ -134,6 +122,18 @@ def _reap(ctx: Context, backend: RunBackend, ref: JobRef, record: dict[str, Any]
     )
     if killed:
         reason += f"; {killed} leftover processes were killed"
+    _fail_unfinished(ctx, ref, record, layout, reason)
+
+
+def _fail_unfinished(
+    ctx: Context,
+    ref: JobRef,
+    record: dict[str, Any],
+    layout: RunLayout,
+    reason: str,
+    owner_reason: str | None = None,
+) -> None:
+    """Fail a run that ended without its job's own result: what it left is published."""
     reason, note = publish(ctx, ref, layout, NO_EXIT_STATUS, reason)
     finish(
         ctx,
@@ -144,6 +144,7 @@ def _reap(ctx: Context, backend: RunBackend, ref: JobRef, record: dict[str, Any]
         reason,
         _duration(record),
         read_stderr_tail(ctx, layout),
+        owner_reason,
         outputs_note=note,
     )
 
