@@ -4,6 +4,7 @@
 ``bg.init``, ``bg.status``, ``bg.run_once``, ``bg.jobs``, ``bg.pending``,
 ``bg.approve``, ``bg.reject``, ``bg.auto_approve``, ``bg.auto_approve_job``,
 ``bg.list_auto_approvals``, ``bg.remove_auto_approve``, ``bg.submit``,
+``bg.submit_script``, ``bg.wait_for_completion``, ``bg.help``,
 ``bg.my_jobs``, ``bg.request_peer``, ``bg.job``, ``bg.peers``, ``bg.accept_peer``,
 ``bg.reject_peer``, ``bg.block_peer``, ``bg.unblock_peer``, ``bg.rerun``,
 ``bg.start_services``, ``bg.stop_services``.
@@ -31,6 +32,9 @@ API = (
     "list_auto_approvals",
     "remove_auto_approve",
     "submit",
+    "submit_script",
+    "wait_for_completion",
+    "help",
     "my_jobs",
     "request_peer",
     "job",

@@ -158,6 +158,7 @@ def _job_commands(sub: argparse._SubParsersAction) -> None:
         "syft-bg jobs list --status pending",
     )
     q.add_argument("--status", choices=JOB_STATUSES, help="only jobs with this status")
+    q.add_argument("--tag", help="only jobs their data scientist tagged with TAG")
     q.add_argument("--json", action="store_true", help="print the jobs as a JSON list")
     q = _add(
         jobs,
