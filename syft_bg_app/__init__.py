@@ -4,7 +4,7 @@
 ``bg.init``, ``bg.status``, ``bg.run_once``, ``bg.jobs``, ``bg.pending``,
 ``bg.approve``, ``bg.reject``, ``bg.auto_approve``, ``bg.auto_approve_job``,
 ``bg.list_auto_approvals``, ``bg.remove_auto_approve``, ``bg.submit``,
-``bg.submit_script``, ``bg.wait_for_completion``, ``bg.help``,
+``bg.submit_script``, ``bg.wait_for_completion``, ``bg.help``, ``bg.review``,
 ``bg.my_jobs``, ``bg.request_peer``, ``bg.job``, ``bg.peers``, ``bg.accept_peer``,
 ``bg.reject_peer``, ``bg.block_peer``, ``bg.unblock_peer``, ``bg.rerun``,
 ``bg.start_services``, ``bg.stop_services``.
@@ -38,6 +38,7 @@ API = (
     "my_jobs",
     "request_peer",
     "job",
+    "review",
     "peers",
     "accept_peer",
     "reject_peer",

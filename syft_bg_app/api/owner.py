@@ -347,6 +347,20 @@ def job(spec: str | Job, *, home: PathLike | AppHome | None = None) -> Job:
     return _load(_spec(spec), _home(home))
 
 
+def review(
+    job: str | Job | None = None,
+    *,
+    interactive: bool | None = None,
+    home: PathLike | AppHome | None = None,
+) -> Any:
+    """In Jupyter: a job's card with Approve / Reject / Auto-approve buttons, or (no
+    ``job``) the jobs table that decides a selection at once. Without ipywidgets (the
+    ``notebook`` extra) or outside Jupyter: the same as HTML with the commands to run."""
+    from syft_bg_app.api import widgets
+
+    return widgets.review(_home(home), None if job is None else _spec(job), interactive)
+
+
 def _load(spec: str, app_home: AppHome) -> Job:
     ctx = open_view(app_home)
     return Job(job_views.view(ctx, job_views.resolve(ctx, spec)), app_home)
@@ -711,6 +725,7 @@ __all__ = [
     "remove_auto_approve",
     "request_peer",
     "rerun",
+    "review",
     "run_once",
     "start_services",
     "status",
