@@ -74,6 +74,20 @@ def test_jobs_list_by_tag_from_the_cli_and_the_api(app):
     assert bg.jobs(tag="nothing") == []
 
 
+def test_the_submit_command_takes_a_description_and_tags(app, tmp_path):
+    script = tmp_path / "count.py"
+    script.write_text("print(42)\n")
+    command = app.cli(
+        "submit", app.do_email, str(script), "--as", DS, "-d", "counts", "-t", "a", "--tag", "b"
+    )
+    assert command.returncode == 0, command.stderr
+    config = yaml.safe_load((app.datasite.inbox / DS / "v1" / "count" / "config.yaml").read_text())
+    assert config["description"] == "counts" and config["tags"] == ["a", "b"]
+    refused = app.cli("submit", app.do_email, str(script), "--as", DS, "-n", "x", "-t", "a\tb")
+    assert refused.returncode == 2 and "tag" in refused.stderr
+    assert not (app.datasite.inbox / DS / "v1" / "x").exists()
+
+
 def test_bad_descriptions_and_tags_are_refused_and_nothing_is_written(app):
     for kwargs in ({"tags": [""]}, {"tags": ["a\nb"]}, {"tags": [3]}, {"description": "x" * 5000}):
         with pytest.raises(ds.SubmitError):

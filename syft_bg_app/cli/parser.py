@@ -535,4 +535,14 @@ def _data_scientist_commands(sub: argparse._SubParsersAction) -> None:
         help="for a folder: the .py or .sh file that runs (default: main.py, the only "
         ".py file, main.sh, or the only .sh file)",
     )
+    p.add_argument("-d", "--description", help="what the job does, shown to the data owner")
+    p.add_argument(
+        "-t",
+        "--tag",
+        action="append",
+        default=[],
+        dest="tags",
+        metavar="TAG",
+        help="a tag the data owner can filter on (jobs list --tag); repeatable",
+    )
     _identity_options(p)
