@@ -19,6 +19,7 @@ from __future__ import annotations
 import html
 import shlex
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from syft_bg_app import invocation
@@ -119,9 +120,9 @@ def card_html(job: JobView) -> str:
 
 
 def _without_code(job: JobView) -> JobView:
-    from dataclasses import replace
-
-    assert job.detail is not None
+    """The page without its code: the card shows the code itself, run.sh first."""
+    if job.detail is None:
+        return job
     return replace(job, detail=replace(job.detail, code=None))
 
 
@@ -251,8 +252,13 @@ class JobCard:
 
     def _act(self, action: str) -> None:
         said = decide(self.home, self.label, action, self.reason.value)
+        try:
+            self.refresh()
+        except SyftBgError as exc:  # the job is gone: say so, keep the last page shown
+            said += f"; {exc}"
+            for button in (self.approve_button, self.reject_button, self.auto_button):
+                button.disabled = True
         self.message.value = f"{WRAPPER}{esc(said)}</div>"
-        self.refresh()
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
