@@ -4,6 +4,8 @@ wait_for_completion against passes in another process, logs, outputs, help."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import warnings
@@ -117,7 +119,7 @@ def test_wait_for_completion_follows_passes_run_by_another_process(app):
     try:
         job = bg.wait_for_completion(sub, timeout=PATIENCE, poll=0.1)
     finally:
-        passes.kill()
+        os.killpg(passes.pid, signal.SIGKILL)  # the loop and the pass it runs
         passes.wait()
     assert job.status == "done"
     logs = job.logs()
