@@ -28,6 +28,9 @@ find_python() {
     return 1
 }
 
+# The suite also runs the notebook widgets and the example notebooks.
+TEST_EXTRAS="test,notebook"
+
 # Fingerprint of what the environment was built from: pyproject.toml and the extras.
 wanted_stamp() {
     local extras="$1"
@@ -42,7 +45,7 @@ env_is_current() {
     read -r line <"$stamp_file" 2>/dev/null || return 1
     # Test extras are a superset: a test environment serves plain runs too.
     case "$line" in
-    *" extras=$extras" | *" extras=test") [ -z "$extras" ] || [ "${line##* }" = "extras=$extras" ] ;;
+    *" extras=$extras" | *" extras=$TEST_EXTRAS") [ -z "$extras" ] || [ "${line##* }" = "extras=$extras" ] ;;
     *) return 1 ;;
     esac
 }
@@ -58,7 +61,7 @@ ensure_env() {
         return 0
     fi
     if [ -z "$extras" ] && [ -x "$VENV/bin/python" ] &&
-        [ "$(cat "$stamp_file" 2>/dev/null)" = "$(wanted_stamp test)" ]; then
+        [ "$(cat "$stamp_file" 2>/dev/null)" = "$(wanted_stamp "$TEST_EXTRAS")" ]; then
         touch "$stamp_file"
         return 0
     fi
@@ -100,7 +103,7 @@ sys.exit(0 if try_idle_pass() == 0 else 3)'
 case "${1:-}" in
 --test)
     shift
-    ensure_env test
+    ensure_env "$TEST_EXTRAS"
     SYFT_BG_TEST_ENV_READY=1 exec bash "$APP_DIR/tests/run.sh" "$@"
     ;;
 --demo)

@@ -20,6 +20,8 @@ import shlex
 import shutil
 import stat
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,7 +32,14 @@ import yaml
 from syft_bg_app.clock import iso
 from syft_bg_app.config.load import EMAIL_RE, load_config
 from syft_bg_app.datasite.layout import CURRENT_PROTOCOL, PROTOCOL_DIR_RE, detect_datasite_path
-from syft_bg_app.datasite.submission import read_metadata
+from syft_bg_app.datasite.submission import (
+    DESCRIPTION_CAP,
+    MAX_TAGS,
+    TAG_CAP,
+    metadata_description,
+    metadata_tags,
+    read_metadata,
+)
 from syft_bg_app.errors import SyftBgError, UsageError
 from syft_bg_app.store.atomic import fsync_dir
 from syft_bg_app.store.fsutil import (
@@ -52,6 +61,9 @@ RESULT_SKIP = frozenset({"state.yaml", PERMISSION_FILE})
 # The data owner writes state.yaml (syft-job's is well under 4 KiB).
 STATE_CAP_BYTES = 256 * 1024
 REASON_CAP = 4000
+# A job is finished for wait_for_completion when the data owner decided it for good.
+FINAL_STATUSES = frozenset({"done", "failed", "rejected"})
+SCRIPT_SUFFIXES = {"python": ".py", "bash": ".sh"}
 
 
 class SubmitError(SyftBgError):
@@ -159,6 +171,37 @@ def validate_job_name(name: str) -> str:
     if name.endswith((".tmp", ".log")) or name in ("__pycache__", ".venv"):
         raise SubmitError(f"job name {name!r} is a name sync clients never deliver")
     return name
+
+
+def validate_description(description: str | None) -> str | None:
+    if description is None:
+        return None
+    if not isinstance(description, str):
+        raise SubmitError(f"the description must be text, not {type(description).__name__}")
+    description = description.strip()
+    if len(description) > DESCRIPTION_CAP:
+        raise SubmitError(f"the description is longer than {DESCRIPTION_CAP} characters")
+    return description or None
+
+
+def validate_tags(tags: Any) -> list[str]:
+    """Tags as the data owner filters on them: short one-line words, no duplicates."""
+    if tags is None:
+        return []
+    if isinstance(tags, str):
+        tags = [tags]
+    out: list[str] = []
+    for tag in tags:
+        if not isinstance(tag, str) or not tag.strip():
+            raise SubmitError(f"a tag must be non-empty text, not {tag!r}")
+        tag = tag.strip()
+        if len(tag) > TAG_CAP or any(not ch.isprintable() for ch in tag):
+            raise SubmitError(f"tag {tag!r} is longer than {TAG_CAP} characters or not printable")
+        if tag not in out:
+            out.append(tag)
+    if len(out) > MAX_TAGS:
+        raise SubmitError(f"at most {MAX_TAGS} tags, not {len(out)}")
+    return out
 
 
 def _utf8_name(rel: str) -> bool:
@@ -338,9 +381,16 @@ def submit(
     path: str | os.PathLike,
     name: str | None = None,
     entrypoint: str | None = None,
+    description: str | None = None,
+    tags: Any = None,
 ) -> Submission:
-    """Write a syft-job v1 submission of ``path`` (a folder, or one .py/.sh script)."""
+    """Write a syft-job v1 submission of ``path`` (a folder, or one .py/.sh script).
+
+    ``description`` and ``tags`` go into config.yaml beside syft-job's fields
+    (its client reads the file and ignores fields it does not know)."""
     do_email = _email(do_email, "DO_EMAIL")
+    description = validate_description(description)
+    tags = validate_tags(tags)
     src = Path(path).expanduser()
     if not os.path.lexists(src):
         raise SubmitError(f"{path} does not exist")
@@ -373,6 +423,10 @@ def submit(
         "datasets": None,
         "headers": {},
     }
+    if description is not None:
+        metadata["description"] = description
+    if tags:
+        metadata["tags"] = tags
     target = parent / name
     staging = Path(tempfile.mkdtemp(prefix=".syft-bg-submit-", suffix=".tmp", dir=parent))
     built = staging / name
@@ -411,6 +465,28 @@ def submit(
         skipped=plan.skipped,
         peer=is_peer(datasite, ident.email),
     )
+
+
+def submit_script(
+    ident: Identity,
+    do_email: str,
+    script_text: str,
+    name: str,
+    language: str = "python",
+    description: str | None = None,
+    tags: Any = None,
+) -> Submission:
+    """Submit one script given as text (a notebook cell), as ``submit`` does a file."""
+    suffix = SCRIPT_SUFFIXES.get(language)
+    if suffix is None:
+        raise SubmitError(f"language must be one of {', '.join(SCRIPT_SUFFIXES)}, not {language!r}")
+    if not isinstance(script_text, str) or not script_text.strip():
+        raise SubmitError("the script is empty")
+    name = validate_job_name(name)
+    with tempfile.TemporaryDirectory(prefix="syft-bg-script-") as folder:
+        script = Path(folder) / f"main{suffix}"
+        script.write_text(script_text, encoding="utf-8")
+        return submit(ident, do_email, script, name=name, description=description, tags=tags)
 
 
 # -- peer requests -------------------------------------------------------------------
@@ -455,6 +531,8 @@ class MyJob:
     review_dir: Path
     results: list[str]
     state: dict[str, Any]
+    description: str | None = None
+    tags: list[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -467,6 +545,14 @@ class MyJob:
     @property
     def results_dir(self) -> Path | None:
         return self.review_dir if self.results else None
+
+    def output(self, path: str) -> Path:
+        """The shared output file ``outputs/<path>`` (an error if it is not there)."""
+        return job_output(self, path)
+
+    def logs(self) -> JobLogs:
+        """stdout, stderr and the exit code, as far as the data owner shares them."""
+        return job_logs(self)
 
 
 def _datasites(root: Path) -> list[tuple[str, Path]]:
@@ -515,6 +601,30 @@ def _results(review_dir: Path) -> list[str]:
     return out
 
 
+def _my_job(do_email: str, job_root: Path, protocol: str, submission_dir: Path) -> MyJob:
+    name = submission_dir.name
+    me = submission_dir.parent.name if protocol == "0" else submission_dir.parent.parent.name
+    segment = [f"v{protocol}"] if protocol != "0" else []
+    review_dir = job_root.joinpath("review", me, *segment, name)
+    state = _read_state(review_dir / "state.yaml")
+    metadata, _ = read_metadata(submission_dir / "config.yaml")
+    metadata = metadata or {}
+    return MyJob(
+        do_email=do_email,
+        name=name,
+        protocol=protocol,
+        status=untrusted_text(state.get("status")) or "received",
+        submitted_at=_text(metadata.get("submitted_at")),
+        type=_text(metadata.get("type")),
+        submission_dir=submission_dir,
+        review_dir=review_dir,
+        results=_results(review_dir),
+        state=state,
+        description=metadata_description(metadata),
+        tags=metadata_tags(metadata),
+    )
+
+
 def my_jobs(ident: Identity, status: str | None = None) -> list[MyJob]:
     """My submissions to every datasite in the SyftBox folder, newest first."""
     jobs = []
@@ -531,27 +641,121 @@ def my_jobs(ident: Identity, status: str | None = None) -> list[MyJob]:
                     continue
                 if protocol == "0" and PROTOCOL_DIR_RE.match(entry.name):
                     continue
-                segment = [f"v{protocol}"] if protocol != "0" else []
-                review_dir = job_root.joinpath("review", ident.email, *segment, entry.name)
-                state = _read_state(review_dir / "state.yaml")
-                metadata, _ = read_metadata(Path(entry.path) / "config.yaml")
-                metadata = metadata or {}
-                job = MyJob(
-                    do_email=do_email,
-                    name=entry.name,
-                    protocol=protocol,
-                    status=untrusted_text(state.get("status")) or "received",
-                    submitted_at=_text(metadata.get("submitted_at")),
-                    type=_text(metadata.get("type")),
-                    submission_dir=Path(entry.path),
-                    review_dir=review_dir,
-                    results=_results(review_dir),
-                    state=state,
-                )
+                job = _my_job(do_email, job_root, protocol, Path(entry.path))
                 if status is None or job.status == status:
                     jobs.append(job)
     jobs.sort(key=lambda j: (j.submitted_at or "", j.do_email, j.name), reverse=True)
     return jobs
+
+
+def my_job(ident: Identity, do_email: str, name: str) -> MyJob:
+    """My job ``name`` at ``do_email``'s datasite, as it stands now."""
+    do_email = _email(do_email, "DO_EMAIL")
+    job_root = _job_root(_datasite(ident.root, do_email))
+    mine = job_root / "inbox" / ident.email
+    for protocol, folder in ((CURRENT_PROTOCOL, mine / f"v{CURRENT_PROTOCOL}"), ("0", mine)):
+        path = folder / name
+        if path.is_dir() and not path.is_symlink():
+            return _my_job(do_email, job_root, protocol, path)
+    raise UsageError(f"you have no job named {name!r} at {do_email} (see my_jobs())")
+
+
+class WaitTimeout(SyftBgError):
+    """The job did not finish in time; ``status`` is what it was last seen as."""
+
+    exit_code = 1
+
+    def __init__(self, label: str, status: str, timeout: float) -> None:
+        super().__init__(f"{label} did not finish within {timeout:g} s; its status is {status}")
+        self.label = label
+        self.status = status
+
+
+def refresh(job: MyJob | Submission) -> MyJob:
+    """The job as the datasite shows it now (its folders say where it is)."""
+    if isinstance(job, Submission):
+        return _my_job(job.do_email, job.path.parents[3], CURRENT_PROTOCOL, job.path)
+    depth = 2 if job.protocol == "0" else 3
+    return _my_job(
+        job.do_email, job.submission_dir.parents[depth], job.protocol, job.submission_dir
+    )
+
+
+def wait_for_completion(
+    job: MyJob | Submission,
+    timeout: float = 600.0,
+    poll: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> MyJob:
+    """Poll my job until the data owner finished it (done, failed or rejected)."""
+    if timeout < 0 or poll <= 0:
+        raise UsageError("timeout must be 0 or more and poll more than 0 seconds")
+    deadline = time.monotonic() + timeout
+    while True:
+        current = refresh(job)
+        if current.status in FINAL_STATUSES:
+            return current
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise WaitTimeout(current.label, current.status, timeout)
+        sleep(min(poll, left))
+
+
+@dataclass(frozen=True)
+class JobLogs:
+    """What my job printed and how it ended (None: not there, or not shared)."""
+
+    stdout: str | None
+    stderr: str | None
+    return_code: int | None
+
+
+def _result_path(review_dir: Path, rel: str) -> Path:
+    """``rel`` inside ``review_dir``, reached without a link: the folder is the DO's."""
+    parts = Path(rel).parts
+    if not parts or Path(rel).is_absolute() or any(p in ("..", ".") for p in parts):
+        raise UsageError(f"{rel!r} is not a path inside the job's results")
+    path = review_dir
+    for part in parts:
+        path = path / part
+        if path.is_symlink():
+            raise UsageError(f"{rel!r}: {path.name} is a link; results are never read through one")
+    return path
+
+
+def read_result_text(review_dir: Path, rel: str) -> str | None:
+    path = _result_path(review_dir, rel)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return None
+        return handle.read().decode("utf-8", errors="replace")
+
+
+def job_logs(job: MyJob) -> JobLogs:
+    code = read_result_text(job.review_dir, "returncode.txt")
+    try:
+        return_code = int(code.strip()) if code is not None else None
+    except ValueError:
+        return_code = None
+    return JobLogs(
+        stdout=read_result_text(job.review_dir, "stdout.txt"),
+        stderr=read_result_text(job.review_dir, "stderr.txt"),
+        return_code=return_code,
+    )
+
+
+def job_output(job: MyJob, rel: str) -> Path:
+    """The file ``outputs/<rel>`` of my job's results (an error if it is not there)."""
+    path = _result_path(job.review_dir / "outputs", rel)
+    if not path.is_file():
+        shared = [r[len("outputs/") :] for r in job.results if r.startswith("outputs/")]
+        listed = ", ".join(shared) if shared else "none shared yet"
+        raise UsageError(f"{job.label} has no output {rel!r} (its outputs: {listed})")
+    return path
 
 
 def _text(value: Any) -> str | None:

@@ -5,14 +5,19 @@ from __future__ import annotations
 from syft_bg_app.actions.ds import (
     RESULT_SKIP,
     Identity,
+    JobLogs,
     MyJob,
     PeerRequest,
     Submission,
     SubmitError,
+    WaitTimeout,
     identify,
+    my_job,
     my_jobs,
     request_peer,
     submit,
+    submit_script,
+    wait_for_completion,
 )
 
 __all__ = [
@@ -22,8 +27,13 @@ __all__ = [
     "PeerRequest",
     "Submission",
     "SubmitError",
+    "JobLogs",
+    "WaitTimeout",
     "identify",
+    "my_job",
     "my_jobs",
     "request_peer",
     "submit",
+    "submit_script",
+    "wait_for_completion",
 ]

@@ -133,6 +133,14 @@ class Job:
     def submitted_at(self) -> str | None:
         return self._view.submitted_at
 
+    @property
+    def description(self) -> str | None:
+        return self._view.description
+
+    @property
+    def tags(self) -> list[str]:
+        return self._view.tags
+
     # places
     @property
     def submission_dir(self) -> Path:
@@ -312,15 +320,20 @@ def run_once(home: PathLike | AppHome | None = None) -> PassResult:
     return run_pass(_home(home))
 
 
-def jobs(status: str | None = None, *, home: PathLike | AppHome | None = None) -> JobList:
-    """Every job received so far (or those with ``status``), by data scientist and name."""
+def jobs(
+    status: str | None = None,
+    *,
+    tag: str | None = None,
+    home: PathLike | AppHome | None = None,
+) -> JobList:
+    """Every job received so far (or those with ``status``, and tagged ``tag``), by data
+    scientist and name."""
     if status is not None and status not in JOB_STATUSES:
         raise UsageError(f"status must be one of {', '.join(JOB_STATUSES)}, not {status!r}")
     app_home = _home(home)
     ctx = open_view(app_home)
-    listed = JobList(Job(v, app_home) for v in job_views.all_views(ctx, status))
-    if status:
-        listed.title = f"Jobs with status {status}"
+    listed = JobList(Job(v, app_home) for v in job_views.all_views(ctx, status, tag))
+    listed.title = job_render.jobs_title(status, tag)
     return listed
 
 
@@ -332,6 +345,20 @@ def pending(*, home: PathLike | AppHome | None = None) -> PendingList:
 def job(spec: str | Job, *, home: PathLike | AppHome | None = None) -> Job:
     """One job, named ``ds_email/name`` (or by its name where that is unambiguous)."""
     return _load(_spec(spec), _home(home))
+
+
+def review(
+    job: str | Job | None = None,
+    *,
+    interactive: bool | None = None,
+    home: PathLike | AppHome | None = None,
+) -> Any:
+    """In Jupyter: a job's card with Approve / Reject / Auto-approve buttons, or (no
+    ``job``) the jobs table that decides a selection at once. Without ipywidgets (the
+    ``notebook`` extra) or outside Jupyter: the same as HTML with the commands to run."""
+    from syft_bg_app.api import widgets
+
+    return widgets.review(_home(home), None if job is None else _spec(job), interactive)
 
 
 def _load(spec: str, app_home: AppHome) -> Job:
@@ -558,13 +585,86 @@ def submit(
     *,
     name: str | None = None,
     entrypoint: str | None = None,
+    description: str | None = None,
+    tags: str | Iterable[str] = (),
     as_email: str | None = None,
     syftbox_root: PathLike | None = None,
     home: PathLike | AppHome | None = None,
 ) -> ds.Submission:
-    """Submit a folder or one .py/.sh script to ``do_email`` (syft-job v1 layout)."""
+    """Submit a folder or one .py/.sh script to ``do_email`` (syft-job v1 layout);
+    ``description`` and ``tags`` are shown to the data owner."""
     ident = ds.identify(_home(home), as_email, syftbox_root)
-    return ds.submit(ident, do_email, path, name=name, entrypoint=entrypoint)
+    return ds.submit(
+        ident,
+        do_email,
+        path,
+        name=name,
+        entrypoint=entrypoint,
+        description=description,
+        tags=_strings(tags),
+    )
+
+
+def submit_script(
+    do_email: str,
+    script_text: str,
+    *,
+    name: str,
+    language: str = "python",
+    description: str | None = None,
+    tags: str | Iterable[str] = (),
+    as_email: str | None = None,
+    syftbox_root: PathLike | None = None,
+    home: PathLike | AppHome | None = None,
+) -> ds.Submission:
+    """Submit one script written here (``language`` python or bash) as job ``name``."""
+    ident = ds.identify(_home(home), as_email, syftbox_root)
+    return ds.submit_script(
+        ident,
+        do_email,
+        script_text,
+        name,
+        language=language,
+        description=description,
+        tags=_strings(tags),
+    )
+
+
+def wait_for_completion(
+    job: str | ds.MyJob | ds.Submission,
+    *,
+    timeout: float = 600.0,
+    poll: float = 2.0,
+    as_email: str | None = None,
+    syftbox_root: PathLike | None = None,
+    home: PathLike | AppHome | None = None,
+) -> ds.MyJob:
+    """Wait until the data owner finished my job (done, failed or rejected) and return
+    it; ``ds.WaitTimeout`` (with ``.status``) when ``timeout`` seconds pass first.
+    ``job`` is what ``submit`` returned, one of ``my_jobs()``, or ``"do_email/name"``."""
+    if isinstance(job, str):
+        do_email, _, name = job.partition("/")
+        if not name:
+            raise UsageError(f"name the job as 'do_email/name', not {job!r}")
+        job = ds.my_job(ds.identify(_home(home), as_email, syftbox_root), do_email, name)
+    return ds.wait_for_completion(job, timeout=timeout, poll=poll)
+
+
+DS_HELP = """\
+syft-bg for data scientists (import syft_bg_app as bg):
+  bg.request_peer(DO_EMAIL, "why")                 ask a data owner to accept you
+  bg.submit(DO_EMAIL, "./folder", name="n", description="...", tags=["t"])
+  bg.submit_script(DO_EMAIL, "print(1)", name="n", description="...", tags=["t"])
+  bg.my_jobs()                                     my jobs everywhere, newest first
+  job = bg.wait_for_completion(submission, timeout=600, poll=2)
+  job.logs()                                       stdout, stderr, exit code
+  job.output("result.csv")                         path of a shared output file
+Each call takes as_email= and syftbox_root= (default: this app's config, ~/SyftBox)."""
+
+
+def help() -> TextReport:  # noqa: A001 - the name syft-code-queue users call
+    """The data scientist's calls, in one screen."""
+    return TextReport("syft-bg for data scientists", DS_HELP)
 
 
 def request_peer(
@@ -625,10 +725,13 @@ __all__ = [
     "remove_auto_approve",
     "request_peer",
     "rerun",
+    "review",
     "run_once",
     "start_services",
     "status",
     "stop_services",
     "submit",
+    "submit_script",
     "unblock_peer",
+    "wait_for_completion",
 ]

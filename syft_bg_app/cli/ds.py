@@ -15,7 +15,15 @@ def _identity(args: argparse.Namespace) -> ds.Identity:
 
 
 def submit(args: argparse.Namespace) -> int:
-    sub = ds.submit(_identity(args), args.do_email, args.path, args.name, args.entrypoint)
+    sub = ds.submit(
+        _identity(args),
+        args.do_email,
+        args.path,
+        args.name,
+        args.entrypoint,
+        description=args.description,
+        tags=args.tags,
+    )
     output.say(
         f"submitted {sub.type} job {sub.name!r} to {sub.do_email}",
         f"  folder: {sub.path}",

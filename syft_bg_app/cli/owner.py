@@ -120,11 +120,11 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def jobs_list(args: argparse.Namespace) -> int:
-    views = job_views.all_views(open_view(app_home(args)), args.status)
+    views = job_views.all_views(open_view(app_home(args)), args.status, args.tag)
     if args.json:
         output.json_data(job_render.jobs_json(views))
     else:
-        title = f"Jobs with status {args.status}" if args.status else "Jobs"
+        title = job_render.jobs_title(args.status, args.tag)
         output.say(job_render.jobs_text(views, title))
     return 0
 

@@ -158,6 +158,7 @@ def _job_commands(sub: argparse._SubParsersAction) -> None:
         "syft-bg jobs list --status pending",
     )
     q.add_argument("--status", choices=JOB_STATUSES, help="only jobs with this status")
+    q.add_argument("--tag", help="only jobs their data scientist tagged with TAG")
     q.add_argument("--json", action="store_true", help="print the jobs as a JSON list")
     q = _add(
         jobs,
@@ -533,5 +534,15 @@ def _data_scientist_commands(sub: argparse._SubParsersAction) -> None:
         "--entrypoint",
         help="for a folder: the .py or .sh file that runs (default: main.py, the only "
         ".py file, main.sh, or the only .sh file)",
+    )
+    p.add_argument("-d", "--description", help="what the job does, shown to the data owner")
+    p.add_argument(
+        "-t",
+        "--tag",
+        action="append",
+        default=[],
+        dest="tags",
+        metavar="TAG",
+        help="a tag the data owner can filter on (jobs list --tag); repeatable",
     )
     _identity_options(p)

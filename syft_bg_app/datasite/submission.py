@@ -23,11 +23,16 @@ from syft_bg_app.store.fsutil import (
     is_ignored_name,
     load_untrusted_yaml,
     short_repr,
+    untrusted_text,
 )
 
 TOP_LEVEL = ("config.yaml", "run.sh", "code")
 JOB_TYPES = ("python", "bash")
 METADATA_CAP_BYTES = 256 * 1024
+# config.yaml's description and tags (beside syft-job's fields): what a reader shows.
+DESCRIPTION_CAP = 4000
+MAX_TAGS = 20
+TAG_CAP = 64
 
 
 @dataclass
@@ -49,6 +54,21 @@ class SubmissionCheck:
     def reason(self) -> str:
         waiting = self.missing + [f"{rel} has not arrived" for rel in self.not_arrived]
         return "; ".join(self.invalid or waiting)
+
+
+def metadata_tags(metadata: dict[str, Any]) -> list[str]:
+    """config.yaml's ``tags`` as one-line texts; anything but scalars is no tag."""
+    tags = metadata.get("tags")
+    if isinstance(tags, str):
+        tags = [tags]
+    if not isinstance(tags, list):
+        return []
+    shown = (untrusted_text(tag, TAG_CAP) for tag in tags[:MAX_TAGS])
+    return [tag for tag in shown if tag]
+
+
+def metadata_description(metadata: dict[str, Any]) -> str | None:
+    return untrusted_text(metadata.get("description"), DESCRIPTION_CAP, multiline=True)
 
 
 def _top_entries(folder: Path | int) -> dict[str, os.stat_result]:

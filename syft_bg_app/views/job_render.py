@@ -70,7 +70,12 @@ def _state_fields(job: JobView) -> list[tuple[str, Any]]:
 
 def _metadata_fields(job: JobView) -> list[tuple[str, str]]:
     if job.metadata:
-        return [(k, _field_text(job.metadata[k])) for k in METADATA_SHOWN if job.metadata.get(k)]
+        fields = [(k, _field_text(job.metadata[k])) for k in METADATA_SHOWN if job.metadata.get(k)]
+        if job.tags:
+            fields.insert(0, ("tags", ", ".join(job.tags)))
+        if job.description:
+            fields.insert(0, ("description", job.description))
+        return fields
     problem = job.metadata_problem or _detail(job).folder_problem
     return [("metadata", problem)] if problem else []
 
@@ -260,6 +265,8 @@ def job_json(job: JobView) -> dict[str, Any]:
         "reason": _plain(job.reason),
         "problem": _plain(job.problem),
         "rule": job.rule,
+        "description": job.description,
+        "tags": job.tags,
         "metadata": {k: _plain(job.metadata[k]) for k in METADATA_SHOWN if k in job.metadata},
         "submission_dir": str(job.submission_dir),
         "review_dir": str(job.review_dir),
@@ -317,6 +324,11 @@ def _note(job: JobView) -> str:
 
 def _job_row(job: JobView) -> list[str]:
     return [job.label, job.status, job.type or "-", job.received_at or "-", _note(job)]
+
+
+def jobs_title(status: str | None = None, tag: str | None = None) -> str:
+    title = f"Jobs with status {status}" if status else "Jobs"
+    return title + (f" tagged {tag}" if tag else "")
 
 
 def jobs_text(jobs: Sequence[JobView], title: str = "Jobs") -> str:

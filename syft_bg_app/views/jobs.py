@@ -20,7 +20,7 @@ from syft_bg_app.context import Context
 from syft_bg_app.datasite.jobfiles import Limits, collect, file_set_hashes
 from syft_bg_app.datasite.layout import PROTOCOL_DIR_RE, JobRef, JobStateError
 from syft_bg_app.datasite.linksafe import open_dir, open_dir_at
-from syft_bg_app.datasite.submission import read_metadata
+from syft_bg_app.datasite.submission import metadata_description, metadata_tags, read_metadata
 from syft_bg_app.errors import AmbiguousError, NotFoundError
 from syft_bg_app.store.fsutil import PERMISSION_FILE, untrusted_text
 from syft_bg_app.views.render import terminal_text
@@ -100,6 +100,14 @@ class JobView:
     @property
     def submitted_at(self) -> str | None:
         return untrusted_text(self.metadata.get("submitted_at"))
+
+    @property
+    def description(self) -> str | None:
+        return metadata_description(self.metadata)
+
+    @property
+    def tags(self) -> list[str]:
+        return metadata_tags(self.metadata)
 
 
 def resolve(ctx: Context, spec: str) -> JobRef:
@@ -202,12 +210,17 @@ def view(ctx: Context, ref: JobRef) -> JobView:
     )
 
 
-def all_views(ctx: Context, status: str | None = None) -> list[JobView]:
+def all_views(ctx: Context, status: str | None = None, tag: str | None = None) -> list[JobView]:
+    """Every job (or those with ``status``, and tagged ``tag`` by their submitter)."""
     views = [
         view(ctx, JobRef(ds, name, rec["protocol"]))
         for ds, name, rec in sorted(ctx.state.iter_jobs(), key=lambda j: (j[0], j[1]))
     ]
-    return [v for v in views if status is None or v.status == status]
+    return [
+        v
+        for v in views
+        if (status is None or v.status == status) and (tag is None or tag in v.tags)
+    ]
 
 
 def page(ctx: Context, ref: JobRef, contents: bool = True) -> JobView:
