@@ -15,6 +15,7 @@ from typing import Any
 from syft_bg_app.approval import audit, snapshot
 from syft_bg_app.clock import iso
 from syft_bg_app.context import Context
+from syft_bg_app.datasite import datasets as dataset_store
 from syft_bg_app.datasite.jobfiles import Limits, file_set_hashes
 from syft_bg_app.datasite.layout import JobRef
 from syft_bg_app.datasite.linksafe import UnsafePathError, identity
@@ -297,6 +298,18 @@ def accept_peer(ctx: Context, email: str, method: str, why: str) -> None:
     ctx.log("approve").info("accepted peer %s (%s)", email, why)
     ctx.state.add_event("peer_accepted", ds_email=email, method=method)
     audit.record(ctx.home.audit_log, email, "accepted", why, method=method)
+    share_datasets(ctx, email)
+
+
+def share_datasets(ctx: Context, email: str) -> None:
+    """Datasets follow an accepted peer: those in approve.peers.auto_share_datasets,
+    and those shared with ``any``."""
+    auto_share = list(ctx.config.get("approve.peers.auto_share_datasets") or [])
+    accepted = dataset_store.accepted_peers(ctx.state.data["peers"])
+    for problem in dataset_store.share_on_accept(
+        ctx.home, ctx.datasite, email, accepted, auto_share
+    ):
+        ctx.log("approve").warning("%s", problem)
 
 
 def reject_peer(ctx: Context, email: str, reason: str | None) -> None:

@@ -298,6 +298,12 @@ SCHEMA: dict[str, Key] = {
                 "Accept requests whose email domain is exactly one of these.",
             ),
             approved_emails=Key("list_email", [], "Accept requests from exactly these emails."),
+            auto_share_datasets=Key(
+                "list_str",
+                [],
+                "Datasets (by name, see `syft-bg datasets`) shared with each peer as it is "
+                "accepted, automatically or by hand.",
+            ),
             rerequest_after_days=Key(
                 "int",
                 7,
