@@ -21,13 +21,17 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from syft_bg_app.clock import iso
-from syft_bg_app.datasite.layout import PERMISSION_FILE, Datasite
+from syft_bg_app.datasite.layout import PERMISSION_FILE, Datasite, JobRef
+from syft_bg_app.datasite.submission import read_metadata
 from syft_bg_app.errors import NotFoundError, UsageError
 from syft_bg_app.store.fsutil import atomic_write_yaml, load_yaml
 from syft_bg_app.store.home import AppHome
+
+if TYPE_CHECKING:
+    from syft_bg_app.context import Context
 
 DATASETS_FOLDER = "syft_datasets"
 METADATA_FILE = "dataset.yaml"
@@ -289,3 +293,66 @@ def share_on_accept(
             save_record(home, record)
     publish_shares(home, datasite, accepted)
     return problems
+
+
+def declared_datasets(metadata: dict[str, Any] | None, do_email: str) -> list[str]:
+    """The dataset names a job's ``config.yaml`` declares for this data owner.
+
+    syft-job writes ``datasets: {do_email: [name, ...]}``; a plain list of names is
+    read as this data owner's. Anything else is refused with the reason.
+    """
+    raw = (metadata or {}).get("datasets")
+    if raw in (None, {}, []):
+        return []
+    if isinstance(raw, dict):
+        mine = [value for key, value in raw.items() if str(key).lower() == do_email.lower()]
+        raw = mine[0] if mine else []
+    if not isinstance(raw, list) or not all(isinstance(name, str) for name in raw):
+        raise UsageError(
+            "config.yaml 'datasets' must map the data owner's email to a list of dataset names"
+        )
+    names: list[str] = []
+    for name in raw:
+        if name not in names:
+            names.append(check_name(name))
+    return names
+
+
+def job_dataset_mounts(
+    home: AppHome, datasite: Datasite, ds_email: str, names: list[str], accepted: list[str]
+) -> list[tuple[str, str]]:
+    """(source, place under the SyftBox folder) for each dataset a job declared: its private
+    files and its mock folder. A dataset that does not exist, or that is not shared with
+    the job's data scientist, is refused with a reason they can act on."""
+    known = set(dataset_names(home))
+    mounts = []
+    for name in names:
+        if name not in known or ds_email not in readers(load_record(home, name), accepted):
+            raise UsageError(
+                f"the job asks for dataset {name!r}, which {datasite.email} has not shared "
+                f"with {ds_email}; submit it without that dataset, or ask the data owner "
+                "to share it"
+            )
+        base = f"{datasite.email}/{{}}/{DATASETS_FOLDER}/{name}"
+        mounts.append((str(private_dir(home, name)), base.format(PRIVATE_FOLDER)))
+        public = public_dir(datasite, name)
+        if public.is_dir():
+            mounts.append((str(public), base.format("public")))
+    return mounts
+
+
+def job_datasets(ctx: Context, ref: JobRef) -> list[tuple[str, str]]:
+    """The dataset mounts of job ``ref``, from the datasets its ``config.yaml`` declares."""
+    try:
+        job_fd = ctx.datasite.open_job_dir(ref)
+    except OSError:
+        return []
+    try:
+        metadata, _ = read_metadata(Path("config.yaml"), dir_fd=job_fd)
+    finally:
+        os.close(job_fd)
+    names = declared_datasets(metadata, ctx.datasite.email)
+    if not names:
+        return []
+    accepted = accepted_peers(ctx.state.data["peers"])
+    return job_dataset_mounts(ctx.home, ctx.datasite, ref.ds_email, names, accepted)

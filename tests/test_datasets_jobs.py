@@ -1,0 +1,98 @@
+"""Jobs see the private files of exactly the datasets they declared, read-only, where the
+syft client looks for them; nothing else of the data owner's private data."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import PATIENCE
+from hostile import run_until_finished
+
+DS = "alice@uni.edu"
+PRIVATE_CSV = "age\n31\n45\n52\n"
+
+pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+
+READER = """#!/bin/bash
+base="$SYFTBOX_FOLDER/$SYFTBOX_EMAIL/private/syft_datasets"
+awk -F, 'NR > 1 { s += $1 } END { print "sum:", s }' "$base/census/ages.csv"
+ls "$base"
+cat "$base/other/ages.csv" 2>/dev/null && echo "read other" || echo "no other"
+echo x > "$base/census/new.txt" 2>/dev/null && echo "wrote" || echo "read-only"
+ls "$SYFTBOX_FOLDER/$SYFTBOX_EMAIL/public/syft_datasets"
+"""
+
+
+@pytest.fixture
+def data_app(app, tmp_path: Path):
+    app.cli("peers", "accept", DS, check=True)
+    app.set_config(notify={"enabled": False}, execute={"timeout": int(PATIENCE)})
+    for name, shared in (("census", DS), ("other", DS), ("secret", "bob@other.org")):
+        folder = tmp_path / name
+        (folder / "mock").mkdir(parents=True)
+        (folder / "mock" / "ages.csv").write_text("age\n1\n")
+        (folder / "private").mkdir()
+        (folder / "private" / "ages.csv").write_text(PRIVATE_CSV if name == "census" else "9\n")
+        app.cli(
+            "datasets",
+            "create",
+            name,
+            "--mock",
+            str(folder / "mock"),
+            "--private",
+            str(folder / "private"),
+            "--share",
+            shared,
+            check=True,
+        )
+    return app
+
+
+def _run(app, name, run_sh, datasets):
+    app.submit(name, ds_email=DS, run_sh=run_sh, metadata={"datasets": {app.do_email: datasets}})
+    assert app.run_pass().exit_code == 0
+    app.cli("jobs", "approve", f"{DS}/{name}", check=True)
+    return run_until_finished(app, name)[name]
+
+
+def _stdout(app, name) -> str:
+    return (app.datasite.review / DS / "v1" / name / "stdout.txt").read_text()
+
+
+def test_a_job_reads_its_declared_dataset_and_no_other(data_app):
+    app = data_app
+    state = _run(app, "mean-age", READER, ["census"])
+
+    assert state["status"] == "done", state
+    lines = _stdout(app, "mean-age").splitlines()
+    assert lines[0] == "sum: 128"
+    assert lines[1] == "census"
+    assert "no other" in lines and "read-only" in lines
+    assert "read other" not in lines and "wrote" not in lines
+    assert lines[-1] == "census"
+
+
+def test_a_job_without_datasets_sees_no_private_data(data_app):
+    app = data_app
+    script = (
+        "#!/bin/bash\n"
+        'echo "folder=${SYFTBOX_FOLDER:-unset}"\n'
+        f"ls {app.home.root}/datasets 2>/dev/null && echo leaked || echo hidden\n"
+    )
+    state = _run(app, "plain", script, [])
+    assert state["status"] == "done", state
+    assert _stdout(app, "plain").splitlines() == ["folder=unset", "hidden"]
+
+
+@pytest.mark.parametrize("dataset", ["secret", "missing"])
+def test_a_job_asking_for_a_dataset_not_shared_with_its_author_fails_saying_so(data_app, dataset):
+    app = data_app
+    state = _run(app, f"wants-{dataset}", READER, ["census", dataset])
+
+    assert state["status"] == "failed"
+    review = app.datasite.review / DS / "v1" / f"wants-{dataset}"
+    reason = (review / "stderr.txt").read_text()
+    assert f"dataset '{dataset}'" in reason and f"has not shared with {DS}" in reason
+    assert not (review / "stdout.txt").exists()
