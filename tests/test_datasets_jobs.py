@@ -57,6 +57,12 @@ def _run(app, name, run_sh, datasets):
     return run_until_finished(app, name)[name]
 
 
+def _record_of(app, name) -> dict:
+    from syft_bg_app.store.state import State
+
+    return State.load(app.home.state_file).job(DS, name)
+
+
 def _stdout(app, name) -> str:
     return (app.datasite.review / DS / "v1" / name / "stdout.txt").read_text()
 
@@ -72,6 +78,8 @@ def test_a_job_reads_its_declared_dataset_and_no_other(data_app):
     assert "no other" in lines and "read-only" in lines
     assert "read other" not in lines and "wrote" not in lines
     assert lines[-1] == "census"
+    run_dir = Path(_record_of(app, "mean-age")["run_dir"])
+    assert not (run_dir / "datasets").exists()
 
 
 def test_a_job_without_datasets_sees_no_private_data(data_app):
@@ -96,3 +104,15 @@ def test_a_job_asking_for_a_dataset_not_shared_with_its_author_fails_saying_so(d
     reason = (review / "stderr.txt").read_text()
     assert f"dataset '{dataset}'" in reason and f"has not shared with {DS}" in reason
     assert not (review / "stdout.txt").exists()
+
+
+def test_jobs_show_and_the_submitted_email_list_the_declared_datasets(data_app):
+    app = data_app
+    app.set_config(notify={"enabled": True})
+    app.submit("mean-age", ds_email=DS, metadata={"datasets": {app.do_email: ["census"]}})
+    assert app.run_pass().exit_code == 0
+
+    shown = app.cli("jobs", "show", f"{DS}/mean-age", check=True).stdout
+    assert "datasets" in shown and "census" in shown
+    emails = [p.read_text() for p in app.home.outbox_dir.rglob("*.eml")]
+    assert any("Datasets it reads: census" in text for text in emails)

@@ -356,3 +356,11 @@ def job_datasets(ctx: Context, ref: JobRef) -> list[tuple[str, str]]:
         return []
     accepted = accepted_peers(ctx.state.data["peers"])
     return job_dataset_mounts(ctx.home, ctx.datasite, ref.ds_email, names, accepted)
+
+
+def declared_text(metadata: dict[str, Any] | None, do_email: str) -> str:
+    """The datasets a job declares, as one line for a page or an email ("" for none)."""
+    try:
+        return ", ".join(declared_datasets(metadata, do_email))
+    except UsageError as exc:
+        return f"unreadable ({exc})"

@@ -198,6 +198,11 @@ class RunLayout:
         return self.job / "code" / "outputs"
 
     @property
+    def datasets(self) -> Path:
+        """Copies of the datasets the job declared; removed when the run ends."""
+        return self.root / "datasets"
+
+    @property
     def reserve(self) -> Path:
         """Space set aside for the supervisor's last writes, should the disk fill up."""
         return self.root / supervisor.RESERVE
@@ -814,7 +819,7 @@ def stage_datasets(
     identity = job_identity()
     staged = []
     for n, (source, place) in enumerate(dataset_mounts):
-        copy = layout.root / "datasets" / str(n)
+        copy = layout.datasets / str(n)
         _copy_files(Path(source), copy)
         for dirpath, _dirnames, filenames in os.walk(copy):
             os.chmod(dirpath, 0o500)
