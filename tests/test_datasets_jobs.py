@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import PATIENCE
 from hostile import run_until_finished
 
@@ -116,3 +117,48 @@ def test_jobs_show_and_the_submitted_email_list_the_declared_datasets(data_app):
     assert "datasets" in shown and "census" in shown
     emails = [p.read_text() for p in app.home.outbox_dir.rglob("*.eml")]
     assert any("Datasets it reads: census" in text for text in emails)
+
+
+def _set_rule_datasets(app, rule_name: str, datasets: list[str]) -> None:
+    config = yaml.safe_load(app.home.config_file.read_text())
+    for rule in config["approve"]["auto_approvals"]:
+        if rule["name"] == rule_name:
+            rule["datasets"] = datasets
+    app.home.config_file.write_text(yaml.safe_dump(config))
+
+
+def test_a_rule_approves_a_job_only_with_the_datasets_it_allows(data_app):
+    app = data_app
+    app.submit("first", ds_email=DS, run_sh=READER)
+    assert app.run_pass().exit_code == 0
+    app.cli("auto-approve", "--from-job", f"{DS}/first", "-n", "census-sum", check=True)
+    app.submit(
+        "mean-age", ds_email=DS, run_sh=READER, metadata={"datasets": {app.do_email: ["census"]}}
+    )
+
+    assert app.run_pass().exit_code == 0
+    assert app.job_state("mean-age")["status"] == "pending"
+    shown = app.cli("jobs", "show", f"{DS}/mean-age", check=True).stdout
+    assert "reads datasets the rule does not allow: census" in shown
+
+    _set_rule_datasets(app, "census-sum", ["census"])
+    state = run_until_finished(app, "mean-age")["mean-age"]
+    assert state["status"] == "done" and state["approval_method"] == "auto"
+    assert _stdout(app, "mean-age").splitlines()[0] == "sum: 128"
+
+
+def test_datasets_added_to_config_yaml_after_approval_are_not_shown_to_the_job(data_app):
+    app = data_app
+    folder = app.submit(
+        "mean-age", ds_email=DS, run_sh=READER, metadata={"datasets": {app.do_email: ["census"]}}
+    )
+    assert app.run_pass().exit_code == 0
+    app.cli("jobs", "approve", f"{DS}/mean-age", check=True)
+    meta = yaml.safe_load((folder / "config.yaml").read_text())
+    meta["datasets"] = {app.do_email: ["census", "other"]}
+    (folder / "config.yaml").write_text(yaml.safe_dump(meta))
+
+    state = run_until_finished(app, "mean-age")["mean-age"]
+    assert state["status"] == "done"
+    lines = _stdout(app, "mean-age").splitlines()
+    assert lines[1] == "census" and "no other" in lines

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import shlex
+from pathlib import Path
 from typing import Any
 
 from syft_bg_app.approval import audit, snapshot
@@ -19,7 +20,8 @@ from syft_bg_app.datasite import datasets as dataset_store
 from syft_bg_app.datasite.jobfiles import Limits, file_set_hashes
 from syft_bg_app.datasite.layout import JobRef
 from syft_bg_app.datasite.linksafe import UnsafePathError, identity
-from syft_bg_app.errors import NotFoundError, SyftBgError
+from syft_bg_app.datasite.submission import read_metadata
+from syft_bg_app.errors import NotFoundError, SyftBgError, UsageError
 from syft_bg_app.job_transition import move_job
 
 
@@ -177,6 +179,12 @@ def _approve_at(
 ) -> None:
     folder = ctx.datasite.submission_dir(ref)
     limits = Limits.from_config(ctx.config)
+    # The datasets it runs with are those declared when it is approved, not later.
+    metadata, _ = read_metadata(Path("config.yaml"), dir_fd=job_fd)
+    try:
+        datasets = dataset_store.declared_datasets(metadata, ctx.datasite.email)
+    except UsageError as exc:
+        raise DecisionError(f"cannot approve {ref.label}: {exc}") from None
     # A rule pins the hashes it matched; a person approves what they were shown,
     # the files as they were when the job was received.
     shown = record.get("received_hashes") if hashes is None else None
@@ -212,6 +220,7 @@ def _approve_at(
         {"approval_method": method, "review_reason": reason},
         method=method,
         rule=rule,
+        datasets=datasets,
     )
     ctx.counts["approved"] += 1
     ctx.log("approve").info(
@@ -223,7 +232,13 @@ def _approve_at(
         ref.label,
         "approved",
         reason or (f"matched rule {rule}" if rule else "approved by the data owner"),
-        **{"method": method, "rule": rule, "hashes": hashes or {}, **(details or {})},
+        **{
+            "method": method,
+            "rule": rule,
+            "hashes": hashes or {},
+            **({"datasets": datasets} if datasets else {}),
+            **(details or {}),
+        },
     )
 
 

@@ -67,6 +67,12 @@ RULE_FIELDS: dict[str, Key] = {
         [],
         "Files matched by name only (any content), relative to the job folder.",
     ),
+    "datasets": Key(
+        "list_str",
+        [],
+        "Datasets (by name) a job this rule approves may declare in its config.yaml; a "
+        "job that declares any other stays pending.",
+    ),
     "timeout": Key(
         "int",
         None,

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 from syft_bg_app.clock import iso
 from syft_bg_app.datasite.layout import PERMISSION_FILE, Datasite, JobRef
-from syft_bg_app.datasite.submission import read_metadata
 from syft_bg_app.errors import NotFoundError, UsageError
 from syft_bg_app.store.fsutil import atomic_write_yaml, load_yaml
 from syft_bg_app.store.home import AppHome
@@ -341,17 +340,10 @@ def job_dataset_mounts(
     return mounts
 
 
-def job_datasets(ctx: Context, ref: JobRef) -> list[tuple[str, str]]:
-    """The dataset mounts of job ``ref``, from the datasets its ``config.yaml`` declares."""
-    try:
-        job_fd = ctx.datasite.open_job_dir(ref)
-    except OSError:
-        return []
-    try:
-        metadata, _ = read_metadata(Path("config.yaml"), dir_fd=job_fd)
-    finally:
-        os.close(job_fd)
-    names = declared_datasets(metadata, ctx.datasite.email)
+def job_datasets(ctx: Context, ref: JobRef, record: dict[str, Any]) -> list[tuple[str, str]]:
+    """The dataset mounts of job ``ref``: the datasets its ``config.yaml`` declared when
+    it was approved (a change after approval never widens what it reads)."""
+    names = [name for name in record.get("datasets") or [] if isinstance(name, str)]
     if not names:
         return []
     accepted = accepted_peers(ctx.state.data["peers"])
@@ -364,3 +356,11 @@ def declared_text(metadata: dict[str, Any] | None, do_email: str) -> str:
         return ", ".join(declared_datasets(metadata, do_email))
     except UsageError as exc:
         return f"unreadable ({exc})"
+
+
+def declared_or_none(metadata: dict[str, Any] | None, do_email: str) -> list[str] | None:
+    """``declared_datasets``, or None when the field cannot be read."""
+    try:
+        return declared_datasets(metadata, do_email)
+    except UsageError:
+        return None

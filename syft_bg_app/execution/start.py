@@ -260,7 +260,7 @@ def _prepare(
             record["run_id"],
             run_as=run_as,
             prepared=prepared,
-            dataset_mounts=job_datasets(ctx, ref),
+            dataset_mounts=job_datasets(ctx, ref, record),
         )
         atomic_write_json(layout.spec, dict(spec, job=ref.label), mode=0o600)
         clear_results(ctx.datasite.review_dir(ref))
