@@ -162,3 +162,24 @@ def test_datasets_added_to_config_yaml_after_approval_are_not_shown_to_the_job(d
     assert state["status"] == "done"
     lines = _stdout(app, "mean-age").splitlines()
     assert lines[1] == "census" and "no other" in lines
+
+
+def test_a_dataset_a_waiting_job_names_cannot_be_deleted(data_app):
+    app = data_app
+    app.submit("mean-age", ds_email=DS, metadata={"datasets": {app.do_email: ["census"]}})
+    assert app.run_pass().exit_code == 0
+
+    refused = app.cli("datasets", "delete", "census")
+    assert refused.returncode == 2
+    assert f"named by jobs not finished yet: {DS}/mean-age" in refused.stderr
+    assert store_private(app, "census").is_dir()
+
+    app.cli("jobs", "reject", f"{DS}/mean-age", "-r", "not now", check=True)
+    app.cli("datasets", "delete", "census", check=True)
+    assert not store_private(app, "census").exists()
+
+
+def store_private(app, name: str) -> Path:
+    from syft_bg_app.datasite import datasets as store
+
+    return store.private_dir(app.home, name)

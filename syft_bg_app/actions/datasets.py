@@ -16,6 +16,7 @@ from typing import Any
 from syft_bg_app.clock import iso
 from syft_bg_app.context import Context
 from syft_bg_app.datasite import datasets as store
+from syft_bg_app.datasite.layout import CURRENT_PROTOCOL, JobRef
 from syft_bg_app.errors import NotFoundError, UsageError
 from syft_bg_app.session import changing, open_view
 from syft_bg_app.store.home import AppHome
@@ -201,11 +202,34 @@ def unshare(home: AppHome, name: str, people: Iterable[str]) -> DatasetChange:
     return DatasetChange(name, readers, warnings)
 
 
+def jobs_naming(ctx: Context, name: str) -> list[str]:
+    """Jobs waiting for a decision or a run that read dataset ``name``."""
+    found = []
+    for ds_email, job_name, record in ctx.state.iter_jobs():
+        status = record.get("status")
+        if status in ("approved", "running"):
+            names = record.get("datasets") or []
+        elif status == "pending":
+            ref = JobRef(ds_email, job_name, record.get("protocol") or CURRENT_PROTOCOL)
+            names = store.job_declared(ctx.datasite, ref) or []
+        else:
+            continue
+        if name in names:
+            found.append(f"{ds_email}/{job_name}")
+    return sorted(found)
+
+
 def delete(home: AppHome, name: str) -> DatasetChange:
     """Remove the published mock data and the private copy."""
     store.check_name(name)
     with changing(home, "datasets delete") as ctx:
         store.load_record(home, name)
+        waiting = jobs_naming(ctx, name)
+        if waiting:
+            raise UsageError(
+                f"dataset {name!r} is named by jobs not finished yet: {', '.join(waiting)}; "
+                "reject them or let them finish, then delete it"
+            )
         store.remove_tree(store.public_dir(ctx.datasite, name))
         store.remove_tree(store.store_dir(home, name))
     return DatasetChange(name)
