@@ -321,9 +321,14 @@ def share_datasets(ctx: Context, email: str) -> None:
     and those shared with ``any``."""
     auto_share = list(ctx.config.get("approve.peers.auto_share_datasets") or [])
     accepted = dataset_store.accepted_peers(ctx.state.data["peers"])
-    for problem in dataset_store.share_on_accept(
-        ctx.home, ctx.datasite, email, accepted, auto_share
-    ):
+    try:
+        problems = dataset_store.share_on_accept(
+            ctx.home, ctx.datasite, email, accepted, auto_share
+        )
+    except (OSError, SyftBgError, ValueError) as exc:
+        # The peer stays accepted; the next accept or `datasets share` writes them again.
+        problems = [f"datasets were not shared with {email}: {exc}"]
+    for problem in problems:
         ctx.log("approve").warning("%s", problem)
 
 

@@ -23,10 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
 from syft_bg_app.clock import iso
 from syft_bg_app.datasite.layout import PERMISSION_FILE, Datasite, JobRef
 from syft_bg_app.datasite.submission import read_metadata
-from syft_bg_app.errors import NotFoundError, UsageError
+from syft_bg_app.errors import NotFoundError, SyftBgError, UsageError
 from syft_bg_app.store.fsutil import atomic_write_yaml, load_yaml
 from syft_bg_app.store.home import AppHome
 
@@ -114,9 +116,13 @@ def synced_private_root(datasite: Datasite) -> Path:
 def load_record(home: AppHome, name: str) -> DatasetRecord:
     path = store_dir(home, name) / RECORD_FILE
     try:
-        data = load_yaml(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise NotFoundError(f"no dataset named {name!r} (see: syft-bg datasets list)") from None
+    except yaml.YAMLError as exc:
+        raise SyftBgError(f"the record of dataset {name!r} ({path}) is damaged: {exc}") from None
+    if not isinstance(data, dict):
+        raise SyftBgError(f"the record of dataset {name!r} ({path}) is damaged")
     return DatasetRecord(
         name=name,
         shared_with=[str(x) for x in data.get("shared_with") or []],
