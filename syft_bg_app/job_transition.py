@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 IN_FLIGHT = ("protocol", "seen_at", "folder_id", "state_mtime_ns")
 # What was received: what a manual approval approves and the views show.
 RECEIPT = ("received_at", "received_hashes", "never_arrived")
-# Who approved it and how often it was run again.
-DECISION = ("approved_at", "method", "rule", "reruns")
+# Who approved it, how often it was run again, and the datasets approved with it.
+DECISION = ("approved_at", "method", "rule", "reruns", "datasets")
 
 KEEPS: dict[str, frozenset[str]] = {
     "received": frozenset((*IN_FLIGHT, "waiting_since", "waiting_reason")),

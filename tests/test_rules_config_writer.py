@@ -199,7 +199,7 @@ notify:
     assert "interval" not in after and "jobs:" not in after and "enabled: true\n  " not in after
     config = parse_config(after)
     assert config.warnings == [
-        "config.yaml:10: approve.auto_approvals[0]: rule 'migrated-alice@uni.edu' approves "
+        "config.yaml:11: approve.auto_approvals[0]: rule 'migrated-alice@uni.edu' approves "
         "nothing: it does not pin run.sh, the file that runs; pin it with: syft-bg "
         "auto-approve --from-job <a job you trust> -n migrated-alice@uni.edu  (or: syft-bg "
         "auto-approve <job folder>/run.sh -b <job folder> -n migrated-alice@uni.edu)"

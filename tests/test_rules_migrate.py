@@ -123,12 +123,13 @@ def test_0_3_peers_enabled_false_keeps_its_domains_off():
     assert config.get("approve.peers") == {
         "approved_domains": [],
         "approved_emails": [],
+        "auto_share_datasets": ["census"],
         "rerequest_after_days": 7,
     }
     joined = "\n".join(config.warnings)
     assert "config.yaml:5: approve.peers.enabled:" in joined
     assert "openmined.org is not auto-accepted" in joined
-    assert "auto_share_datasets: not supported" in joined
+    assert "auto_share_datasets" not in joined
 
 
 def test_0_3_peers_enabled_true_and_auto_approve_emails_apply():
@@ -143,6 +144,7 @@ def test_0_3_peers_enabled_true_and_auto_approve_emails_apply():
     assert config.get("approve.peers") == {
         "approved_domains": ["openmined.org"],
         "approved_emails": ["carol@partner.example"],
+        "auto_share_datasets": [],
         "rerequest_after_days": 7,
     }
 
@@ -157,6 +159,7 @@ def test_old_auto_approve_true_accepts_nobody_and_says_so():
     assert config.get("approve.peers") == {
         "approved_domains": [],
         "approved_emails": [],
+        "auto_share_datasets": [],
         "rerequest_after_days": 7,
     }
     assert "never accepts everyone" in config.warnings[0]

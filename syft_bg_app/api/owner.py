@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from syft_bg_app.actions import datasets as dataset_actions
 from syft_bg_app.actions import ds, setup
 from syft_bg_app.actions import jobs as job_actions
 from syft_bg_app.actions import peers as peer_actions
@@ -440,6 +441,58 @@ def unblock_peer(email: str, *, home: PathLike | AppHome | None = None) -> str:
     return peer_actions.unblock(_home(home), email).status
 
 
+# -- datasets -------------------------------------------------------------------------------
+
+
+def create_dataset(
+    name: str,
+    mock_path: PathLike,
+    private_path: PathLike,
+    users: str | Iterable[str] = (),
+    summary: str | None = None,
+    *,
+    home: PathLike | AppHome | None = None,
+) -> dict[str, Any]:
+    """Publish ``mock_path`` for ``users`` (emails, or ``"any"``: every accepted peer,
+    also those accepted later) and keep ``private_path`` under the app home, never synced.
+    Returns the dataset as ``datasets()`` shows it; warnings are in ``"warnings"``."""
+    app_home = _home(home)
+    change = dataset_actions.create(
+        app_home, name, mock_path, private_path, _strings(users), summary
+    )
+    return {**dataset_actions.show(app_home, name).to_dict(), "warnings": change.warnings}
+
+
+def datasets(*, home: PathLike | AppHome | None = None) -> dict[str, dict[str, Any]]:
+    """Every dataset: ``{name: {"summary", "shared_with", "readers", "mock_files", ...}}``."""
+    views = dataset_actions.list_datasets(_home(home))
+    return {view.name: view.to_dict() for view in views}
+
+
+def dataset(name: str, *, home: PathLike | AppHome | None = None) -> dict[str, Any]:
+    """One dataset, as ``datasets()`` shows it."""
+    return dataset_actions.show(_home(home), name).to_dict()
+
+
+def share_dataset(
+    name: str, users: str | Iterable[str], *, home: PathLike | AppHome | None = None
+) -> list[str]:
+    """Let ``users`` (emails, or ``"any"``) read the mock data; returns who reads it now."""
+    return dataset_actions.share(_home(home), name, _strings(users)).readers
+
+
+def unshare_dataset(
+    name: str, users: str | Iterable[str], *, home: PathLike | AppHome | None = None
+) -> list[str]:
+    """Stop ``users`` reading the mock data; returns who reads it now."""
+    return dataset_actions.unshare(_home(home), name, _strings(users)).readers
+
+
+def delete_dataset(name: str, *, home: PathLike | AppHome | None = None) -> None:
+    """Remove the published mock data and the private copy."""
+    dataset_actions.delete(_home(home), name)
+
+
 # -- services -------------------------------------------------------------------------------
 
 
@@ -713,6 +766,10 @@ __all__ = [
     "auto_approve",
     "auto_approve_job",
     "block_peer",
+    "create_dataset",
+    "dataset",
+    "datasets",
+    "delete_dataset",
     "init",
     "job",
     "jobs",
@@ -729,9 +786,11 @@ __all__ = [
     "run_once",
     "start_services",
     "status",
+    "share_dataset",
     "stop_services",
     "submit",
     "submit_script",
     "unblock_peer",
+    "unshare_dataset",
     "wait_for_completion",
 ]

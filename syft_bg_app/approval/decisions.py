@@ -10,15 +10,18 @@ from __future__ import annotations
 import errno
 import os
 import shlex
+from pathlib import Path
 from typing import Any
 
 from syft_bg_app.approval import audit, snapshot
 from syft_bg_app.clock import iso
 from syft_bg_app.context import Context
+from syft_bg_app.datasite import datasets as dataset_store
 from syft_bg_app.datasite.jobfiles import Limits, file_set_hashes
 from syft_bg_app.datasite.layout import JobRef
 from syft_bg_app.datasite.linksafe import UnsafePathError, identity
-from syft_bg_app.errors import NotFoundError, SyftBgError
+from syft_bg_app.datasite.submission import read_metadata
+from syft_bg_app.errors import NotFoundError, SyftBgError, UsageError
 from syft_bg_app.job_transition import move_job
 
 
@@ -176,6 +179,12 @@ def _approve_at(
 ) -> None:
     folder = ctx.datasite.submission_dir(ref)
     limits = Limits.from_config(ctx.config)
+    # The datasets it runs with are those declared when it is approved, not later.
+    metadata, _ = read_metadata(Path("config.yaml"), dir_fd=job_fd)
+    try:
+        datasets = dataset_store.declared_datasets(metadata, ctx.datasite.email)
+    except UsageError as exc:
+        raise DecisionError(f"cannot approve {ref.label}: {exc}") from None
     # A rule pins the hashes it matched; a person approves what they were shown,
     # the files as they were when the job was received.
     shown = record.get("received_hashes") if hashes is None else None
@@ -211,6 +220,7 @@ def _approve_at(
         {"approval_method": method, "review_reason": reason},
         method=method,
         rule=rule,
+        datasets=datasets,
     )
     ctx.counts["approved"] += 1
     ctx.log("approve").info(
@@ -222,7 +232,13 @@ def _approve_at(
         ref.label,
         "approved",
         reason or (f"matched rule {rule}" if rule else "approved by the data owner"),
-        **{"method": method, "rule": rule, "hashes": hashes or {}, **(details or {})},
+        **{
+            "method": method,
+            "rule": rule,
+            "hashes": hashes or {},
+            **({"datasets": datasets} if datasets else {}),
+            **(details or {}),
+        },
     )
 
 
@@ -297,6 +313,23 @@ def accept_peer(ctx: Context, email: str, method: str, why: str) -> None:
     ctx.log("approve").info("accepted peer %s (%s)", email, why)
     ctx.state.add_event("peer_accepted", ds_email=email, method=method)
     audit.record(ctx.home.audit_log, email, "accepted", why, method=method)
+    share_datasets(ctx, email)
+
+
+def share_datasets(ctx: Context, email: str) -> None:
+    """Datasets follow an accepted peer: those in approve.peers.auto_share_datasets,
+    and those shared with ``any``."""
+    auto_share = list(ctx.config.get("approve.peers.auto_share_datasets") or [])
+    accepted = dataset_store.accepted_peers(ctx.state.data["peers"])
+    try:
+        problems = dataset_store.share_on_accept(
+            ctx.home, ctx.datasite, email, accepted, auto_share
+        )
+    except (OSError, SyftBgError, ValueError) as exc:
+        # The peer stays accepted; the next accept or `datasets share` writes them again.
+        problems = [f"datasets were not shared with {email}: {exc}"]
+    for problem in problems:
+        ctx.log("approve").warning("%s", problem)
 
 
 def reject_peer(ctx: Context, email: str, reason: str | None) -> None:

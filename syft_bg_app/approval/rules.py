@@ -41,6 +41,7 @@ class Rule:
     name_only: frozenset[str] = frozenset()
     timeout: int | None = None
     enabled: bool = True
+    datasets: frozenset[str] = frozenset()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Rule:
@@ -51,6 +52,7 @@ class Rule:
             name_only=frozenset(data.get("name_only") or ()),
             timeout=data.get("timeout"),
             enabled=data.get("enabled", True) is not False,
+            datasets=frozenset(data.get("datasets") or ()),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -59,6 +61,8 @@ class Rule:
         out["files"] = {path: self.files[path] for path in sorted(self.files)}
         if self.name_only:
             out["name_only"] = sorted(self.name_only)
+        if self.datasets:
+            out["datasets"] = sorted(self.datasets)
         if self.timeout is not None:
             out["timeout"] = self.timeout
         if not self.enabled:
@@ -90,6 +94,10 @@ class Rule:
         if not accepted_peer:
             return False
         return not self.peers or ds_email.lower() in self.peers
+
+    def datasets_refused(self, declared: list[str]) -> list[str]:
+        """The datasets a job declares that this rule does not allow."""
+        return [name for name in declared if name not in self.datasets]
 
     def mismatches(self, hashes: Mapping[str, str]) -> list[str]:
         """Pinned files whose hash differs (the job's path set already equals ours)."""
@@ -199,6 +207,8 @@ class PendingReason:
     refused: list[str] = field(default_factory=list)
     # No rule applies to the submitter: a rule made from this job would.
     no_rule: bool = False
+    # Datasets the job declares that the closest rule does not allow.
+    datasets_refused: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         """The summary, then one line per kind of difference."""
@@ -209,6 +219,12 @@ class PendingReason:
             out.append("missing (the rule lists them): " + _few(self.missing, FILES_NAMED))
         if self.extra:
             out.append("extra (not in the rule): " + _few(self.extra, FILES_NAMED))
+        if self.datasets_refused:
+            out.append(
+                "reads datasets the rule does not allow: "
+                + _few(self.datasets_refused)
+                + " (add them to the rule's datasets to allow them)"
+            )
         if self.rule_problem:
             out.append(f"the rule approves nothing: {self.rule_problem}")
         out.extend(f"refused: {problem}" for problem in self.refused)
@@ -222,6 +238,7 @@ def explain_pending(
     ds_email: str,
     accepted: bool,
     hash_of: Any,
+    datasets: list[str] | None = None,
 ) -> PendingReason:
     """Which rule came closest to approving a job, and which files keep it pending.
 
@@ -264,17 +281,23 @@ def explain_pending(
             extra=sorted(paths - rule.paths),
             differ=differ,
             rule_problem=rule.inert_reason(),
+            datasets_refused=rule.datasets_refused(datasets or []),
         )
 
     def distance(found: PendingReason) -> tuple[int, int, str]:
         files = len(found.missing) + len(found.extra) + len(found.differ)
-        return (files + (found.rule_problem is not None), files, found.rule or "")
+        blocked = (found.rule_problem is not None) + bool(found.datasets_refused)
+        return (files + blocked, files, found.rule or "")
 
     closest = min((compare(rule) for rule in mine), key=distance)
     files = len(closest.missing) + len(closest.extra) + len(closest.differ)
     name = f"'{closest.rule}'"
     if files == 0 and closest.rule_problem:
         closest.summary = f"rule {name} lists exactly its files, but cannot approve anything"
+    elif files == 0 and closest.datasets_refused:
+        closest.summary = (
+            f"its files match rule {name}, but it reads datasets the rule does not allow"
+        )
     elif files == 0:
         closest.summary = f"its files match rule {name} now; the next pass approves it"
     else:

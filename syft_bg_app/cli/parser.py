@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     _setup_commands(sub)
     _job_commands(sub)
     _peer_commands(sub)
+    _dataset_commands(sub)
     _rule_commands(sub)
     _mail_commands(sub)
     _operating_commands(sub)
@@ -276,6 +277,64 @@ def _peer_commands(sub: argparse._SubParsersAction) -> None:
     q.add_argument("do_email", metavar="DO_EMAIL")
     q.add_argument("-m", "--message", help="a note the data owner sees")
     _identity_options(q)
+
+
+def _dataset_commands(sub: argparse._SubParsersAction) -> None:
+    p = _add(
+        sub,
+        "datasets",
+        None,
+        "Publish mock data to chosen peers; keep the private data for their jobs.",
+        "syft-bg datasets list",
+    )
+    datasets = _group(p, "datasets")
+    q = _add(
+        datasets,
+        "create",
+        "datasets.create",
+        "Create a dataset: mock files published in the datasite for the users it is "
+        "shared with, private files copied under the app home (never synced).",
+        "syft-bg datasets create census --mock ./mock.csv --private ./census.csv --share any",
+    )
+    q.add_argument("name")
+    q.add_argument("--mock", required=True, metavar="PATH", help="mock file or folder")
+    q.add_argument("--private", required=True, metavar="PATH", help="private file or folder")
+    q.add_argument(
+        "--share",
+        action="append",
+        default=[],
+        metavar="EMAIL|any",
+        help="who may read the mock data ('any': every accepted peer, also later ones)",
+    )
+    q.add_argument("--summary", help="one line describing the dataset")
+    q = _add(datasets, "list", "datasets.list_", "List datasets.", "syft-bg datasets list")
+    q.add_argument("--json", action="store_true", help="print the datasets as a JSON list")
+    q = _add(
+        datasets,
+        "show",
+        "datasets.show",
+        "Show a dataset: files, who it is shared with, who reads it now.",
+        "syft-bg datasets show census",
+    )
+    q.add_argument("name")
+    q.add_argument("--json", action="store_true", help="print the dataset as JSON")
+    for action, verb, help_text in (
+        ("share", "datasets.share", "Let more users read a dataset's mock data."),
+        ("unshare", "datasets.unshare", "Stop users reading a dataset's mock data."),
+    ):
+        q = _add(
+            datasets, action, verb, help_text, f"syft-bg datasets {action} census alice@uni.edu"
+        )
+        q.add_argument("name")
+        q.add_argument("people", nargs="+", metavar="EMAIL|any")
+    q = _add(
+        datasets,
+        "delete",
+        "datasets.delete",
+        "Delete a dataset: its published mock data and its private copy.",
+        "syft-bg datasets delete census",
+    )
+    q.add_argument("name")
 
 
 def _rule_commands(sub: argparse._SubParsersAction) -> None:

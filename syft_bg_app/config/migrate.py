@@ -37,7 +37,7 @@ MAP = "tag:yaml.org,2002:map"
 
 HEX = frozenset("0123456789abcdef")
 SCRIPT_SUFFIXES = (".py", ".sh", ".r", ".ipynb", ".jl", ".js", ".ts", ".rb", ".pl")
-LEGACY_PEER_KEYS = ("enabled", "auto_approve", "auto_approve_emails", "auto_share_datasets")
+LEGACY_PEER_KEYS = ("enabled", "auto_approve", "auto_approve_emails")
 DROPPED_APPROVE_KEYS = {
     "interval": "each pass runs the approve step; schedule passes with run.sh --every or "
     "syft-bg install",
@@ -237,19 +237,13 @@ class _Migrator:
         enabled_key, enabled = _get(node, "enabled")
         auto_key, auto = _get(node, "auto_approve")
         extra_key, extra = _get(node, "auto_approve_emails")
-        share_key, _ = _get(node, "auto_share_datasets")
+        _, shared = _get(node, "auto_share_datasets")
         if extra_key is not None:
             email_items = email_items + _items(extra)
             self.warn(
                 extra_key,
                 f"{dotted}.auto_approve_emails",
                 "syft-bg 0.3 form: became approve.peers.approved_emails",
-            )
-        if share_key is not None:
-            self.warn(
-                share_key,
-                f"{dotted}.auto_share_datasets",
-                "not supported by this app (share datasets with your SyftBox tools); ignored",
             )
         if auto_key is not None:
             if _py(auto) is True:
@@ -292,6 +286,9 @@ class _Migrator:
         _, rerequest = _get(node, "rerequest_after_days")
         if rerequest is not None:
             fields.append(("rerequest_after_days", rerequest))
+        # syft-bg 0.3's key and this app's are the same: kept as written.
+        if shared is not None:
+            fields.append(("auto_share_datasets", shared))
         return _map(fields, mark)
 
     # -- syft-bg 0.3 objects ----------------------------------------------------

@@ -67,6 +67,12 @@ RULE_FIELDS: dict[str, Key] = {
         [],
         "Files matched by name only (any content), relative to the job folder.",
     ),
+    "datasets": Key(
+        "list_str",
+        [],
+        "Datasets (by name) a job this rule approves may declare in its config.yaml; a "
+        "job that declares any other stays pending.",
+    ),
     "timeout": Key(
         "int",
         None,
@@ -298,6 +304,12 @@ SCHEMA: dict[str, Key] = {
                 "Accept requests whose email domain is exactly one of these.",
             ),
             approved_emails=Key("list_email", [], "Accept requests from exactly these emails."),
+            auto_share_datasets=Key(
+                "list_str",
+                [],
+                "Datasets (by name, see `syft-bg datasets`) shared with each peer as it is "
+                "accepted, automatically or by hand.",
+            ),
             rerequest_after_days=Key(
                 "int",
                 7,

@@ -79,6 +79,8 @@ def _reap(ctx: Context, backend: RunBackend, ref: JobRef, record: dict[str, Any]
                 status.get("network_log") or "slirp4netns printed nothing",
             )
         _harvest(ctx, ref, record, layout, status)
+        # The private data outlives no run: the rest of the run folder is kept a while.
+        remove_tree(layout.datasets)
         return
     if poll.alive:
         if not poll.time_limited:
@@ -116,6 +118,7 @@ def _reap(ctx: Context, backend: RunBackend, ref: JobRef, record: dict[str, Any]
         move_job(ctx, ref, record, "approved", start_attempts=attempts)
         return
     killed = backend.kill_leftovers(record.get("run_id") or layout.root.name, status)
+    remove_tree(layout.datasets)
     reason = (
         "the run was interrupted: its supervisor stopped (the machine restarted or the "
         "process was killed) before the job finished"

@@ -57,6 +57,8 @@ IN_BWRAP = {
     "bin": "/sandbox/bin",
     "tmp": "/tmp",
     "uv_cache": "/sandbox/uv-cache",
+    # $SYFTBOX_FOLDER inside the job: only the datasets it declared are under it.
+    "syftbox": "/sandbox/SyftBox",
 }
 SYSTEM_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 # What of /etc a job needs: name resolution, TLS roots, users, time zone, the loader.
@@ -194,6 +196,11 @@ class RunLayout:
     @property
     def outputs(self) -> Path:
         return self.job / "code" / "outputs"
+
+    @property
+    def datasets(self) -> Path:
+        """Copies of the datasets the job declared; removed when the run ends."""
+        return self.root / "datasets"
 
     @property
     def reserve(self) -> Path:
@@ -440,6 +447,7 @@ def bwrap_argv(
     scratch_bytes: int = 0,
     resolv_conf: str | None = None,
     cache_mounts: list[tuple[str, str, str]] | None = None,
+    dataset_mounts: list[tuple[str, str]] | None = None,
 ) -> list[str]:
     """The bwrap command line up to and including ``--`` and the in-sandbox command.
 
@@ -505,6 +513,18 @@ def bwrap_argv(
                 argv += ["--ro-bind", run_tool_copy(layout.bin, name, real), place]
         for path in ro_paths:
             argv += ["--ro-bind-try", path, path]
+        made: set[str] = set()
+        for source, place in dataset_mounts or ():
+            target = f"{IN_BWRAP['syftbox']}/{place}"
+            # Folders bwrap makes for a mount follow the app's umask: the job could not
+            # walk through them.
+            parts = target.strip("/").split("/")
+            for depth in range(2, len(parts)):
+                folder = "/" + "/".join(parts[:depth])
+                if folder not in made:
+                    made.add(folder)
+                    argv += ["--perms", "0755", "--dir", folder]
+            argv += ["--ro-bind", source, target]
         if cache_mounts is not None:
             place = IN_BWRAP["uv_cache"]
             if scratch_bytes:
@@ -621,12 +641,15 @@ def build_spec(
     run_id: str,
     run_as: int | None = None,
     prepared: PreparedCache | None = None,
+    dataset_mounts: list[tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
     """What the supervisor executes: command, folder, environment, limits.
 
     ``run_as`` is the uid (and gid) a job without bwrap runs as when the app runs
     as root (``free_job_uid``); otherwise the job keeps the app's user.
     ``prepared`` (``prepare.PreparedCache``): the run uses uv's shared cache offline.
+    ``dataset_mounts`` (source, place under ``$SYFTBOX_FOLDER``): the datasets the job
+    declared, read-only; only bwrap can show them to the job alone.
     """
     tools = find_tools(config.get("execute.tools"))
     ro_paths = [os.path.expanduser(p) for p in config.get("execute.ro_paths")]
@@ -638,6 +661,8 @@ def build_spec(
         if net.mode == "internet":
             resolv_conf = str(layout.root / RESOLV_CONF)
             Path(resolv_conf).write_text(SLIRP_RESOLV_CONF)
+        if dataset_mounts:
+            dataset_mounts = stage_datasets(layout, dataset_mounts)
         argv = bwrap_argv(
             choice.probe.path,
             layout,
@@ -648,6 +673,7 @@ def build_spec(
             scratch_bytes=disk_bytes,
             resolv_conf=resolv_conf,
             cache_mounts=prepared.mounts if prepared is not None else None,
+            dataset_mounts=dataset_mounts,
         )
         env = job_environment(
             run_id,
@@ -658,6 +684,8 @@ def build_spec(
             user_name(),
             package_index_url=config.get("execute.package_index_url"),
         )
+        if dataset_mounts:
+            env["SYFTBOX_FOLDER"] = IN_BWRAP["syftbox"]
         cwd = str(layout.root)
         identity = job_identity()
         job_uid = identity[0] if identity else os.getuid()
@@ -665,6 +693,11 @@ def build_spec(
         watched = [str(layout.job)]
         run_as = None
     else:
+        if dataset_mounts:
+            raise SyftBgError(
+                "a job that reads datasets runs only in the bwrap sandbox "
+                "(execute.sandbox is none, or bwrap is missing)"
+            )
         if running_as_root() and run_as is None:
             raise SyftBgError("a job without bwrap never runs as root: no uid was given")
         for name, real in tools.items():
@@ -775,6 +808,30 @@ def prepare_layout(
                     os.lchown(os.path.join(dirpath, name), uid, gid)
             if run_as is not None:
                 os.chmod(top, 0o700)  # no other job's uid gets in
+
+
+def stage_datasets(
+    layout: RunLayout, dataset_mounts: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """Copies of the declared datasets in the run folder, readable by the job's user and
+    nobody else: the kept copies are the data owner's alone (0600), and a job that runs
+    as a user of its own could not read them through a mount."""
+    identity = job_identity()
+    staged = []
+    for n, (source, place) in enumerate(dataset_mounts):
+        copy = layout.datasets / str(n)
+        _copy_files(Path(source), copy)
+        for dirpath, _dirnames, filenames in os.walk(copy):
+            os.chmod(dirpath, 0o500)
+            for name in filenames:
+                path = os.path.join(dirpath, name)
+                os.chmod(path, 0o400)
+                if identity is not None:
+                    os.lchown(path, identity[0], identity[1])
+            if identity is not None:
+                os.chown(dirpath, identity[0], identity[1])
+        staged.append((str(copy), place))
+    return staged
 
 
 def _copy_files(source: Path, target: Path) -> None:

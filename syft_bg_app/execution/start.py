@@ -20,6 +20,7 @@ from typing import Any
 from syft_bg_app.approval import snapshot
 from syft_bg_app.clock import iso, utcnow
 from syft_bg_app.context import Context
+from syft_bg_app.datasite.datasets import job_datasets
 from syft_bg_app.datasite.layout import JobRef
 from syft_bg_app.datasite.linksafe import remove_tree
 from syft_bg_app.errors import SyftBgError
@@ -259,7 +260,14 @@ def _prepare(
         limits = sandbox.Limits.from_config(ctx.config, record["timeout"])
         prepared = prepare.prepare_run(ctx, ref, layout, choice.mode, run_as)
         spec = sandbox.build_spec(
-            layout, choice, ctx.config, limits, record["run_id"], run_as=run_as, prepared=prepared
+            layout,
+            choice,
+            ctx.config,
+            limits,
+            record["run_id"],
+            run_as=run_as,
+            prepared=prepared,
+            dataset_mounts=job_datasets(ctx, ref, record),
         )
         atomic_write_json(layout.spec, dict(spec, job=ref.label), mode=0o600)
         clear_results(ctx.datasite.review_dir(ref))

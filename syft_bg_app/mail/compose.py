@@ -31,6 +31,7 @@ from typing import Any
 
 from syft_bg_app.approval.job_needs import job_warnings
 from syft_bg_app.context import Context
+from syft_bg_app.datasite import datasets as dataset_store
 from syft_bg_app.datasite.layout import JobRef
 from syft_bg_app.invocation import command, prefix
 from syft_bg_app.mail.code import file_note, kib, read_submission
@@ -310,6 +311,9 @@ def _submission_variables(ctx: Context, ref: JobRef) -> dict[str, Any]:
     return {
         "job_type": untrusted_text(metadata.get("type"), METADATA_TEXT_CAP),
         "submitted_at": untrusted_text(metadata.get("submitted_at"), METADATA_TEXT_CAP),
+        "datasets": untrusted_text(
+            dataset_store.declared_text(metadata, ctx.datasite.email), METADATA_TEXT_CAP
+        ),
         "code": code,
     }
 

@@ -35,9 +35,12 @@ from syft_bg_app.approval.decisions import (
 from syft_bg_app.approval.rules import RuleIndex, load_rules, match, peer_auto_accept_reason
 from syft_bg_app.clock import iso
 from syft_bg_app.context import Context
+from syft_bg_app.datasite import datasets as dataset_store
 from syft_bg_app.datasite.jobfiles import Limits, UnsafeFileError, collect, sha256_stream
 from syft_bg_app.datasite.layout import JobRef
 from syft_bg_app.datasite.linksafe import FILE_FLAGS, open_file_at
+from syft_bg_app.datasite.submission import read_metadata
+from syft_bg_app.errors import UsageError
 from syft_bg_app.mail.replies import read_replies
 from syft_bg_app.steps.isolation import StepItems, raise_failures
 from syft_bg_app.store.fsutil import append_line
@@ -209,7 +212,8 @@ def _job_at(
         reject_job(ctx, ref, found.over_limit, method="limits")
         return
     sigs = {rel: _stat_sig(st) for rel, st in found.files.items()}
-    key_source = [sorted(sigs.items()), found.problems, index.fingerprint, accepted]
+    declared = _declared_datasets(ctx, job_fd)
+    key_source = [sorted(sigs.items()), found.problems, index.fingerprint, accepted, declared]
     key = hashlib.sha256(repr(key_source).encode()).hexdigest()[:24]
     cache: dict[str, Any] = record.get("auto") or {}
     if cache.get("key") == key:
@@ -231,6 +235,16 @@ def _job_at(
 
     result = match(found.paths, found.problems, ref.ds_email, accepted, index, hash_of)
     stable = not any(_racy(sig, now) for sig in sigs.values())
+    if result.rule is not None and isinstance(declared, str):
+        result.why = f"its config.yaml cannot be read for datasets: {declared}"
+        result.rule = None
+    elif result.rule is not None and result.rule.datasets_refused(declared):
+        refused = ", ".join(result.rule.datasets_refused(declared))
+        result.why = (
+            f"its files match rule {result.rule.name}, but the job reads datasets the "
+            f"rule does not allow: {refused} (add them to the rule's datasets to allow them)"
+        )
+        result.rule = None
     if result.rule is not None:
         rule = result.rule
         try:
@@ -244,6 +258,15 @@ def _job_at(
         return
     record["auto"] = {"key": key if stable else None, "hashes": fresh}
     _left_pending(ctx, notes, ref, record, result.why, result, key=key)
+
+
+def _declared_datasets(ctx: Context, job_fd: int) -> list[str] | str:
+    """The datasets the job's config.yaml declares, or why they cannot be read."""
+    metadata, _ = read_metadata(Path("config.yaml"), dir_fd=job_fd)
+    try:
+        return dataset_store.declared_datasets(metadata, ctx.datasite.email)
+    except UsageError as exc:
+        return str(exc)
 
 
 def _left_pending(

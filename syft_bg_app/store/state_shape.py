@@ -110,6 +110,7 @@ JOB = {
     "finished_at": OPT_STR,
     "outputs_note": OPT_STR,
     "reruns": INT,
+    "datasets": LIST,
     "auto": DICT,
     "auto_note": OPT_STR,
     "folder_id": Kind("a (device, inode) pair", list, optional=True),

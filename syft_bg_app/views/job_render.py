@@ -35,7 +35,7 @@ from syft_bg_app.views.render import (
 
 # A page shows at most this many characters of one config.yaml field.
 FIELD_CHARS = 300
-METADATA_SHOWN = ("type", "submitted_at", "entrypoint", "dependencies")
+METADATA_SHOWN = ("type", "submitted_at", "entrypoint", "dependencies", "datasets")
 NEVER_ARRIVED = "listed in config.yaml, never arrived (sync clients skip empty files)"
 BIDI_WARNING = (
     "hold characters that reorder how text is displayed (shown as <U+XXXX>): "
@@ -46,6 +46,13 @@ BIDI_WARNING = (
 def _field_text(value: object) -> str:
     """A config.yaml field as text of at most ``FIELD_CHARS`` characters: the file
     may hold 256 KiB in one field, which would flood the terminal."""
+    if isinstance(value, dict):
+        # syft-job's datasets: {data owner: [names]}.
+        value = ", ".join(
+            str(name)
+            for names in list(value.values())[:FIELD_CHARS]
+            for name in (names[:FIELD_CHARS] if isinstance(names, list) else [names])
+        )
     text = str(value[:FIELD_CHARS] if isinstance(value, (str, list)) else value)
     return text if len(text) <= FIELD_CHARS else text[: FIELD_CHARS - 1] + "…"
 

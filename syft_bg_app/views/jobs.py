@@ -255,6 +255,7 @@ def why_pending(ctx: Context, ref: JobRef) -> PendingReason | None:
     its submitter; see ``rules.explain_pending``.
     """
     from syft_bg_app.approval.rules import explain_pending, load_rules
+    from syft_bg_app.datasite.datasets import declared_or_none
     from syft_bg_app.steps.approve import hash_scanned_file
 
     record = ctx.state.job(ref.ds_email, ref.name, ref.protocol)
@@ -277,8 +278,15 @@ def why_pending(ctx: Context, ref: JobRef) -> PendingReason | None:
                 hashes[rel] = hash_scanned_file(job_fd, rel, found.files[rel])
             return hashes[rel]
 
+        metadata, _ = read_metadata(Path("config.yaml"), dir_fd=job_fd)
         reason = explain_pending(
-            load_rules(ctx.config), found.paths, problems, ref.ds_email, accepted, hash_of
+            load_rules(ctx.config),
+            found.paths,
+            problems,
+            ref.ds_email,
+            accepted,
+            hash_of,
+            datasets=declared_or_none(metadata, ctx.datasite.email),
         )
     except OSError as exc:
         return PendingReason(f"its files changed while they were compared ({exc}); look again")

@@ -1,0 +1,235 @@
+"""Datasets: create, list, show, share, unshare, delete.
+
+Mock files are published in the datasite for the users a dataset is shared
+with; private files are copied under the app home, which no sync sends
+anywhere (see ``syft_bg_app.datasite.datasets``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from syft_bg_app.clock import iso
+from syft_bg_app.context import Context
+from syft_bg_app.datasite import datasets as store
+from syft_bg_app.datasite.layout import CURRENT_PROTOCOL, JobRef
+from syft_bg_app.errors import NotFoundError, UsageError
+from syft_bg_app.session import changing, open_view
+from syft_bg_app.store.home import AppHome
+
+
+@dataclass
+class DatasetView:
+    """One dataset: who it is shared with, who can read the mock now, where its files are."""
+
+    name: str
+    summary: str | None
+    shared_with: list[str]
+    readers: list[str]
+    created_at: str
+    mock_folder: str
+    private_folder: str
+    mock_files: list[str] = field(default_factory=list)
+    private_files: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "summary": self.summary,
+            "shared_with": list(self.shared_with),
+            "readers": list(self.readers),
+            "created_at": self.created_at,
+            "mock_folder": self.mock_folder,
+            "private_folder": self.private_folder,
+            "mock_files": list(self.mock_files),
+            "private_files": list(self.private_files),
+        }
+
+
+@dataclass
+class DatasetChange:
+    """What a command did to a dataset, and what the data owner should know about it."""
+
+    name: str
+    readers: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def accepted_peers(ctx: Context) -> list[str]:
+    return store.accepted_peers(ctx.state.data["peers"])
+
+
+def publish_shares(ctx: Context, names: Iterable[str] | None = None) -> None:
+    store.publish_shares(ctx.home, ctx.datasite, accepted_peers(ctx), names)
+
+
+def _shares(people: Iterable[str]) -> list[str]:
+    found: list[str] = []
+    for who in people:
+        share = store.check_share(who)
+        if share not in found:
+            found.append(share)
+    return found
+
+
+def create(
+    home: AppHome,
+    name: str,
+    mock: str | Path,
+    private: str | Path,
+    share: Iterable[str] = (),
+    summary: str | None = None,
+) -> DatasetChange:
+    """Publish ``mock`` for the users in ``share`` and keep ``private`` under the app home."""
+    store.check_name(name)
+    shares = _shares(share)
+    mock_source = store.source_files(Path(mock), "mock")
+    private_source = store.source_files(Path(private), "private")
+    warnings = [
+        f"mock file {rel} has the same bytes as a private file: the mock is the real data"
+        for rel in store.same_bytes(mock_source, private_source)
+    ]
+    with changing(home, "datasets create") as ctx:
+        target = store.store_dir(home, name)
+        public = store.public_dir(ctx.datasite, name)
+        if target.exists() or public.exists():
+            raise UsageError(
+                f"a dataset named {name!r} exists already (see: syft-bg datasets show {name})"
+            )
+        record = store.DatasetRecord(
+            name=name,
+            shared_with=shares,
+            summary=summary,
+            created_at=iso(),
+            uid=str(uuid.uuid4()),
+        )
+        # Both halves are built under names the sync ignores, then renamed into place:
+        # a crash leaves no half-made dataset behind.
+        root = store.store_root(home)
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        staged_store = store.fresh_staging(root, name)
+        staged_store.mkdir(mode=0o700)
+        store.copy_tree(*private_source, staged_store / store.PRIVATE_FOLDER, 0o700, 0o600)
+        staged_public = store.fresh_staging(store.public_root(ctx.datasite), name)
+        store.copy_tree(*mock_source, staged_public, 0o755, 0o644)
+        try:
+            staged_public.rename(public)
+            store.write_metadata(ctx.datasite, record, mock_source[1])
+            store.write_read_permissions(
+                ctx.datasite, name, store.readers(record, accepted_peers(ctx))
+            )
+            staged_store.rename(target)
+            store.save_record(home, record)
+        except BaseException:
+            store.remove_tree(public)
+            store.remove_tree(staged_public)
+            store.remove_tree(staged_store)
+            store.remove_tree(target)
+            raise
+        readers = store.readers(record, accepted_peers(ctx))
+    return DatasetChange(name, readers, warnings)
+
+
+def _view(ctx: Context, name: str) -> DatasetView:
+    record = store.load_record(ctx.home, name)
+    public = store.public_dir(ctx.datasite, name)
+    private = store.private_dir(ctx.home, name)
+    mock_files = [] if not public.is_dir() else store.files_under(public)
+    hidden = {store.METADATA_FILE, store.PERMISSION_FILE}
+    return DatasetView(
+        name=name,
+        summary=record.summary,
+        shared_with=record.shared_with,
+        readers=store.readers(record, accepted_peers(ctx)),
+        created_at=record.created_at,
+        mock_folder=str(public),
+        private_folder=str(private),
+        mock_files=[str(rel) for rel in mock_files if str(rel) not in hidden],
+        private_files=[str(rel) for rel in store.files_under(private)] if private.is_dir() else [],
+    )
+
+
+def list_datasets(home: AppHome) -> list[DatasetView]:
+    ctx = open_view(home)
+    return [_view(ctx, name) for name in store.dataset_names(home)]
+
+
+def show(home: AppHome, name: str) -> DatasetView:
+    ctx = open_view(home)
+    return _view(ctx, store.check_name(name))
+
+
+def share(home: AppHome, name: str, people: Iterable[str]) -> DatasetChange:
+    """Add readers of the mock data (``any``: every accepted peer, also those accepted later)."""
+    store.check_name(name)
+    added = _shares(people)
+    if not added:
+        raise UsageError("name at least one email address, or 'any'")
+    with changing(home, "datasets share") as ctx:
+        record = store.load_record(home, name)
+        record.shared_with += [who for who in added if who not in record.shared_with]
+        store.save_record(home, record)
+        publish_shares(ctx, [name])
+        readers = store.readers(record, accepted_peers(ctx))
+    return DatasetChange(name, readers)
+
+
+def unshare(home: AppHome, name: str, people: Iterable[str]) -> DatasetChange:
+    """Take readers away; a listed user stays a reader while ``any`` covers them."""
+    store.check_name(name)
+    removed = _shares(people)
+    if not removed:
+        raise UsageError("name at least one email address, or 'any'")
+    with changing(home, "datasets unshare") as ctx:
+        record = store.load_record(home, name)
+        missing = [who for who in removed if who not in record.shared_with]
+        if missing:
+            raise NotFoundError(
+                f"dataset {name!r} is not shared with {', '.join(missing)} "
+                f"(shared with: {', '.join(record.shared_with) or 'nobody'})"
+            )
+        record.shared_with = [who for who in record.shared_with if who not in removed]
+        store.save_record(home, record)
+        publish_shares(ctx, [name])
+        readers = store.readers(record, accepted_peers(ctx))
+    warnings = []
+    if store.ANY_PEER in record.shared_with and any(who in readers for who in removed):
+        warnings.append("still shared with 'any': accepted peers keep reading it")
+    return DatasetChange(name, readers, warnings)
+
+
+def jobs_naming(ctx: Context, name: str) -> list[str]:
+    """Jobs waiting for a decision or a run that read dataset ``name``."""
+    found = []
+    for ds_email, job_name, record in ctx.state.iter_jobs():
+        status = record.get("status")
+        if status in ("approved", "running"):
+            names = record.get("datasets") or []
+        elif status == "pending":
+            ref = JobRef(ds_email, job_name, record.get("protocol") or CURRENT_PROTOCOL)
+            names = store.job_declared(ctx.datasite, ref) or []
+        else:
+            continue
+        if name in names:
+            found.append(f"{ds_email}/{job_name}")
+    return sorted(found)
+
+
+def delete(home: AppHome, name: str) -> DatasetChange:
+    """Remove the published mock data and the private copy."""
+    store.check_name(name)
+    with changing(home, "datasets delete") as ctx:
+        store.load_record(home, name)
+        waiting = jobs_naming(ctx, name)
+        if waiting:
+            raise UsageError(
+                f"dataset {name!r} is named by jobs not finished yet: {', '.join(waiting)}; "
+                "reject them or let them finish, then delete it"
+            )
+        store.remove_tree(store.public_dir(ctx.datasite, name))
+        store.remove_tree(store.store_dir(home, name))
+    return DatasetChange(name)

@@ -1,0 +1,386 @@
+"""Datasets: mock files published in the datasite, private files kept in the app home.
+
+The mock half lives where the published syft client puts it,
+``<datasite>/public/syft_datasets/<name>/`` with ``dataset.yaml`` and a
+``syft.pub.yaml`` that lets exactly the sharing users read it. The private
+half never lives in the datasite: a SyftBox client uploads the whole datasite
+folder (its ignore rules do not exclude ``private/``) and the Drive transport
+is the app itself, so private files are kept under the app home
+(``<home>/datasets/<name>/private/``, folders 0700, files 0600), with the
+record of who the dataset is shared with beside them. Jobs see the private
+files through a read-only mount at the path the syft client resolves.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from syft_bg_app.clock import iso
+from syft_bg_app.datasite.layout import PERMISSION_FILE, Datasite, JobRef
+from syft_bg_app.datasite.submission import read_metadata
+from syft_bg_app.errors import NotFoundError, SyftBgError, UsageError
+from syft_bg_app.store.fsutil import atomic_write_yaml, load_yaml
+from syft_bg_app.store.home import AppHome
+
+if TYPE_CHECKING:
+    from syft_bg_app.context import Context
+
+DATASETS_FOLDER = "syft_datasets"
+METADATA_FILE = "dataset.yaml"
+RECORD_FILE = "record.yaml"
+PRIVATE_FOLDER = "private"
+# Shares a dataset with every accepted peer, now and later.
+ANY_PEER = "any"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# A staged copy carries this suffix, which sync clients never upload.
+STAGING_SUFFIX = ".tmp"
+
+
+@dataclass
+class DatasetRecord:
+    """One dataset as the data owner defined it."""
+
+    name: str
+    shared_with: list[str] = field(default_factory=list)
+    summary: str | None = None
+    created_at: str = ""
+    uid: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "shared_with": list(self.shared_with),
+            "summary": self.summary,
+            "created_at": self.created_at,
+            "uid": self.uid,
+        }
+
+
+def check_name(name: str) -> str:
+    """``name`` if it can name a folder of its own; a clear error otherwise."""
+    if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
+        raise UsageError(
+            f"dataset name {name!r} is not allowed: use 1-64 letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit (no '/', no '..', no control characters)"
+        )
+    return name
+
+
+def check_share(who: str) -> str:
+    """An email address or ``any``."""
+    who = who.strip()
+    if who.lower() == ANY_PEER:
+        return ANY_PEER
+    if "@" not in who or any(c.isspace() or ord(c) < 32 or c == "/" for c in who):
+        raise UsageError(f"{who!r} is neither an email address nor 'any'")
+    return who
+
+
+def store_root(home: AppHome) -> Path:
+    """Where the private halves and the records live (never synced)."""
+    return home.root / "datasets"
+
+
+def store_dir(home: AppHome, name: str) -> Path:
+    return store_root(home) / check_name(name)
+
+
+def private_dir(home: AppHome, name: str) -> Path:
+    """The private files of dataset ``name``, as a job's mount source."""
+    return store_dir(home, name) / PRIVATE_FOLDER
+
+
+def public_root(datasite: Datasite) -> Path:
+    return datasite.path / "public" / DATASETS_FOLDER
+
+
+def public_dir(datasite: Datasite, name: str) -> Path:
+    return public_root(datasite) / check_name(name)
+
+
+def synced_private_root(datasite: Datasite) -> Path:
+    """Where the syft client keeps private dataset files: inside the synced folder."""
+    return datasite.path / "private" / DATASETS_FOLDER
+
+
+def load_record(home: AppHome, name: str) -> DatasetRecord:
+    path = store_dir(home, name) / RECORD_FILE
+    try:
+        data = load_yaml(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NotFoundError(f"no dataset named {name!r} (see: syft-bg datasets list)") from None
+    except yaml.YAMLError as exc:
+        raise SyftBgError(f"the record of dataset {name!r} ({path}) is damaged: {exc}") from None
+    if not isinstance(data, dict):
+        raise SyftBgError(f"the record of dataset {name!r} ({path}) is damaged")
+    return DatasetRecord(
+        name=name,
+        shared_with=[str(x) for x in data.get("shared_with") or []],
+        summary=data.get("summary"),
+        created_at=str(data.get("created_at") or ""),
+        uid=str(data.get("uid") or ""),
+    )
+
+
+def save_record(home: AppHome, record: DatasetRecord) -> None:
+    atomic_write_yaml(store_dir(home, record.name) / RECORD_FILE, record.to_dict(), mode=0o600)
+
+
+def dataset_names(home: AppHome) -> list[str]:
+    root = store_root(home)
+    if not root.is_dir():
+        return []
+    return sorted(
+        entry.name
+        for entry in root.iterdir()
+        if NAME_RE.match(entry.name) and (entry / RECORD_FILE).is_file()
+    )
+
+
+def readers(record: DatasetRecord, accepted_peers: Iterable[str]) -> list[str]:
+    """Who may read the mock data: the listed users, and with ``any`` every accepted peer."""
+    people = {who for who in record.shared_with if who != ANY_PEER}
+    if ANY_PEER in record.shared_with:
+        people.update(accepted_peers)
+    return sorted(people)
+
+
+def files_under(folder: Path) -> list[Path]:
+    """Regular files below ``folder`` (relative), refusing links: a link would copy
+    whatever it points at."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            if path.is_symlink():
+                raise UsageError(f"{path} is a symlink; copy the real file in its place")
+        for name in filenames:
+            path = Path(dirpath) / name
+            if not stat.S_ISREG(path.lstat().st_mode):
+                raise UsageError(f"{path} is not a regular file")
+            found.append(path.relative_to(folder))
+    return sorted(found)
+
+
+def source_files(path: Path, what: str) -> tuple[Path, list[Path]]:
+    """The folder to copy from and its files; a single file is a folder of one."""
+    path = Path(path).expanduser()
+    if path.is_symlink():
+        raise UsageError(f"{what} path {path} is a symlink; give the real file or folder")
+    if path.is_file():
+        return path.parent, [Path(path.name)]
+    if path.is_dir():
+        files = files_under(path)
+        if not files:
+            raise UsageError(f"{what} folder {path} holds no files")
+        return path, files
+    raise UsageError(f"{what} path {path} does not exist")
+
+
+def copy_tree(source: Path, files: list[Path], target: Path, dir_mode: int, file_mode: int) -> None:
+    """Copy ``files`` into a fresh ``target`` (which must not exist) with these modes."""
+    target.mkdir(mode=dir_mode)
+    os.chmod(target, dir_mode)
+    for rel in files:
+        dest = target / rel
+        for parent in reversed(dest.relative_to(target).parents[:-1]):
+            folder = target / parent
+            if not folder.exists():
+                folder.mkdir(mode=dir_mode)
+                os.chmod(folder, dir_mode)
+        shutil.copyfile(source / rel, dest, follow_symlinks=False)
+        os.chmod(dest, file_mode)
+
+
+def same_bytes(mock: tuple[Path, list[Path]], private: tuple[Path, list[Path]]) -> list[str]:
+    """Mock files whose bytes equal some private file: the "mock" is the data."""
+    import hashlib
+
+    def digests(source: Path, files: list[Path]) -> dict[str, Path]:
+        return {hashlib.sha256((source / rel).read_bytes()).hexdigest(): rel for rel in files}
+
+    private_digests = digests(*private)
+    return sorted(str(rel) for digest, rel in digests(*mock).items() if digest in private_digests)
+
+
+def write_metadata(datasite: Datasite, record: DatasetRecord, mock_files: list[Path]) -> None:
+    """``dataset.yaml`` as the syft client reads it."""
+    base = f"syft://{datasite.email}"
+    folder = public_dir(datasite, record.name)
+    metadata = {
+        "canonical_name": "Dataset",
+        "version": "1",
+        "uid": record.uid,
+        "created_at": record.created_at,
+        "updated_at": iso(),
+        "name": record.name,
+        "summary": record.summary,
+        "tags": [],
+        "location": None,
+        "mock_url": f"{base}/public/{DATASETS_FOLDER}/{record.name}",
+        "private_url": f"{base}/private/{DATASETS_FOLDER}/{record.name}",
+        "readme_url": None,
+        "mock_files_urls": [
+            f"{base}/public/{DATASETS_FOLDER}/{record.name}/{rel.as_posix()}" for rel in mock_files
+        ],
+    }
+    atomic_write_yaml(folder / METADATA_FILE, metadata)
+
+
+def write_read_permissions(datasite: Datasite, name: str, people: list[str]) -> None:
+    """The mock folder's ``syft.pub.yaml``: read for exactly ``people``, and terminal, so
+    no rule further up (``public/`` is often readable by everyone) widens it."""
+    folder = public_dir(datasite, name)
+    rules = {
+        "rules": [{"pattern": "**", "access": {"admin": [], "read": people, "write": []}}],
+        "terminal": True,
+    }
+    atomic_write_yaml(folder / PERMISSION_FILE, rules, unless_same=True)
+
+
+def fresh_staging(parent: Path, name: str) -> Path:
+    parent.mkdir(parents=True, exist_ok=True)
+    return parent / f".{name}.{uuid.uuid4().hex[:8]}{STAGING_SUFFIX}"
+
+
+def remove_tree(path: Path) -> None:
+    """Remove ``path`` by first renaming it out of sight, so a crash never leaves half of it
+    under its real name."""
+    if not path.exists() and not path.is_symlink():
+        return
+    doomed = fresh_staging(path.parent, path.name)
+    os.rename(path, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def accepted_peers(peers: dict[str, dict[str, Any]]) -> list[str]:
+    """The accepted peers among the checkpoint's peer records."""
+    return sorted(email for email, record in peers.items() if record.get("status") == "accepted")
+
+
+def publish_shares(
+    home: AppHome, datasite: Datasite, accepted: list[str], names: Iterable[str] | None = None
+) -> None:
+    """Rewrite the read permissions of the mock folders (every dataset unless ``names``):
+    ``any`` follows the accepted peers, so this runs whenever a peer is accepted."""
+    for name in dataset_names(home) if names is None else names:
+        record = load_record(home, name)
+        if public_dir(datasite, name).is_dir():
+            write_read_permissions(datasite, name, readers(record, accepted))
+
+
+def share_on_accept(
+    home: AppHome, datasite: Datasite, email: str, accepted: list[str], auto_share: list[str]
+) -> list[str]:
+    """What accepting ``email`` does to datasets: the ``auto_share`` ones are shared
+    with them, and every dataset shared with ``any`` becomes readable by them.
+    Returns the problems (a listed dataset that does not exist)."""
+    problems = []
+    known = set(dataset_names(home))
+    for name in auto_share:
+        if name not in known:
+            problems.append(
+                f"approve.peers.auto_share_datasets names {name!r}, which does not exist"
+            )
+            continue
+        record = load_record(home, name)
+        if email not in record.shared_with:
+            record.shared_with.append(email)
+            save_record(home, record)
+    publish_shares(home, datasite, accepted)
+    return problems
+
+
+def declared_datasets(metadata: dict[str, Any] | None, do_email: str) -> list[str]:
+    """The dataset names a job's ``config.yaml`` declares for this data owner.
+
+    syft-job writes ``datasets: {do_email: [name, ...]}``; a plain list of names is
+    read as this data owner's. Anything else is refused with the reason.
+    """
+    raw = (metadata or {}).get("datasets")
+    if raw in (None, {}, []):
+        return []
+    if isinstance(raw, dict):
+        mine = [value for key, value in raw.items() if str(key).lower() == do_email.lower()]
+        raw = mine[0] if mine else []
+    if not isinstance(raw, list) or not all(isinstance(name, str) for name in raw):
+        raise UsageError(
+            "config.yaml 'datasets' must map the data owner's email to a list of dataset names"
+        )
+    names: list[str] = []
+    for name in raw:
+        if name not in names:
+            names.append(check_name(name))
+    return names
+
+
+def job_dataset_mounts(
+    home: AppHome, datasite: Datasite, ds_email: str, names: list[str], accepted: list[str]
+) -> list[tuple[str, str]]:
+    """(source, place under the SyftBox folder) for each dataset a job declared: its private
+    files and its mock folder. A dataset that does not exist, or that is not shared with
+    the job's data scientist, is refused with a reason they can act on."""
+    known = set(dataset_names(home))
+    mounts = []
+    for name in names:
+        if name not in known or ds_email not in readers(load_record(home, name), accepted):
+            raise UsageError(
+                f"the job asks for dataset {name!r}, which {datasite.email} has not shared "
+                f"with {ds_email}; submit it without that dataset, or ask the data owner "
+                "to share it"
+            )
+        base = f"{datasite.email}/{{}}/{DATASETS_FOLDER}/{name}"
+        mounts.append((str(private_dir(home, name)), base.format(PRIVATE_FOLDER)))
+        public = public_dir(datasite, name)
+        if public.is_dir():
+            mounts.append((str(public), base.format("public")))
+    return mounts
+
+
+def job_datasets(ctx: Context, ref: JobRef, record: dict[str, Any]) -> list[tuple[str, str]]:
+    """The dataset mounts of job ``ref``: the datasets its ``config.yaml`` declared when
+    it was approved (a change after approval never widens what it reads)."""
+    names = [name for name in record.get("datasets") or [] if isinstance(name, str)]
+    if not names:
+        return []
+    accepted = accepted_peers(ctx.state.data["peers"])
+    return job_dataset_mounts(ctx.home, ctx.datasite, ref.ds_email, names, accepted)
+
+
+def declared_text(metadata: dict[str, Any] | None, do_email: str) -> str:
+    """The datasets a job declares, as one line for a page or an email ("" for none)."""
+    try:
+        return ", ".join(declared_datasets(metadata, do_email))
+    except UsageError as exc:
+        return f"unreadable ({exc})"
+
+
+def declared_or_none(metadata: dict[str, Any] | None, do_email: str) -> list[str] | None:
+    """``declared_datasets``, or None when the field cannot be read."""
+    try:
+        return declared_datasets(metadata, do_email)
+    except UsageError:
+        return None
+
+
+def job_declared(datasite: Datasite, ref: JobRef) -> list[str] | None:
+    """The datasets job ``ref``'s config.yaml declares now (None: it cannot be read)."""
+    try:
+        job_fd = datasite.open_job_dir(ref)
+    except OSError:
+        return None
+    try:
+        metadata, _ = read_metadata(Path("config.yaml"), dir_fd=job_fd)
+    finally:
+        os.close(job_fd)
+    return declared_or_none(metadata, datasite.email)

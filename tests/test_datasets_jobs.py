@@ -1,0 +1,185 @@
+"""Jobs see the private files of exactly the datasets they declared, read-only, where the
+syft client looks for them; nothing else of the data owner's private data."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import PATIENCE
+from hostile import run_until_finished
+
+DS = "alice@uni.edu"
+PRIVATE_CSV = "age\n31\n45\n52\n"
+
+pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+
+READER = """#!/bin/bash
+base="$SYFTBOX_FOLDER/$SYFTBOX_EMAIL/private/syft_datasets"
+awk -F, 'NR > 1 { s += $1 } END { print "sum:", s }' "$base/census/ages.csv"
+ls "$base"
+cat "$base/other/ages.csv" 2>/dev/null && echo "read other" || echo "no other"
+echo x > "$base/census/new.txt" 2>/dev/null && echo "wrote" || echo "read-only"
+ls "$SYFTBOX_FOLDER/$SYFTBOX_EMAIL/public/syft_datasets"
+"""
+
+
+@pytest.fixture
+def data_app(app, tmp_path: Path):
+    app.cli("peers", "accept", DS, check=True)
+    app.set_config(notify={"enabled": False}, execute={"timeout": int(PATIENCE)})
+    for name, shared in (("census", DS), ("other", DS), ("secret", "bob@other.org")):
+        folder = tmp_path / name
+        (folder / "mock").mkdir(parents=True)
+        (folder / "mock" / "ages.csv").write_text("age\n1\n")
+        (folder / "private").mkdir()
+        (folder / "private" / "ages.csv").write_text(PRIVATE_CSV if name == "census" else "9\n")
+        app.cli(
+            "datasets",
+            "create",
+            name,
+            "--mock",
+            str(folder / "mock"),
+            "--private",
+            str(folder / "private"),
+            "--share",
+            shared,
+            check=True,
+        )
+    return app
+
+
+def _run(app, name, run_sh, datasets):
+    app.submit(name, ds_email=DS, run_sh=run_sh, metadata={"datasets": {app.do_email: datasets}})
+    assert app.run_pass().exit_code == 0
+    app.cli("jobs", "approve", f"{DS}/{name}", check=True)
+    return run_until_finished(app, name)[name]
+
+
+def _record_of(app, name) -> dict:
+    from syft_bg_app.store.state import State
+
+    return State.load(app.home.state_file).job(DS, name)
+
+
+def _stdout(app, name) -> str:
+    return (app.datasite.review / DS / "v1" / name / "stdout.txt").read_text()
+
+
+def test_a_job_reads_its_declared_dataset_and_no_other(data_app):
+    app = data_app
+    state = _run(app, "mean-age", READER, ["census"])
+
+    assert state["status"] == "done", state
+    lines = _stdout(app, "mean-age").splitlines()
+    assert lines[0] == "sum: 128"
+    assert lines[1] == "census"
+    assert "no other" in lines and "read-only" in lines
+    assert "read other" not in lines and "wrote" not in lines
+    assert lines[-1] == "census"
+    run_dir = Path(_record_of(app, "mean-age")["run_dir"])
+    assert not (run_dir / "datasets").exists()
+
+
+def test_a_job_without_datasets_sees_no_private_data(data_app):
+    app = data_app
+    script = (
+        "#!/bin/bash\n"
+        'echo "folder=${SYFTBOX_FOLDER:-unset}"\n'
+        f"ls {app.home.root}/datasets 2>/dev/null && echo leaked || echo hidden\n"
+    )
+    state = _run(app, "plain", script, [])
+    assert state["status"] == "done", state
+    assert _stdout(app, "plain").splitlines() == ["folder=unset", "hidden"]
+
+
+@pytest.mark.parametrize("dataset", ["secret", "missing"])
+def test_a_job_asking_for_a_dataset_not_shared_with_its_author_fails_saying_so(data_app, dataset):
+    app = data_app
+    state = _run(app, f"wants-{dataset}", READER, ["census", dataset])
+
+    assert state["status"] == "failed"
+    review = app.datasite.review / DS / "v1" / f"wants-{dataset}"
+    reason = (review / "stderr.txt").read_text()
+    assert f"dataset '{dataset}'" in reason and f"has not shared with {DS}" in reason
+    assert not (review / "stdout.txt").exists()
+
+
+def test_jobs_show_and_the_submitted_email_list_the_declared_datasets(data_app):
+    app = data_app
+    app.set_config(notify={"enabled": True})
+    app.submit("mean-age", ds_email=DS, metadata={"datasets": {app.do_email: ["census"]}})
+    assert app.run_pass().exit_code == 0
+
+    shown = app.cli("jobs", "show", f"{DS}/mean-age", check=True).stdout
+    assert "datasets" in shown and "census" in shown
+    emails = [p.read_text() for p in app.home.outbox_dir.rglob("*.eml")]
+    assert any("Datasets it reads: census" in text for text in emails)
+
+
+def _set_rule_datasets(app, rule_name: str, datasets: list[str]) -> None:
+    config = yaml.safe_load(app.home.config_file.read_text())
+    for rule in config["approve"]["auto_approvals"]:
+        if rule["name"] == rule_name:
+            rule["datasets"] = datasets
+    app.home.config_file.write_text(yaml.safe_dump(config))
+
+
+def test_a_rule_approves_a_job_only_with_the_datasets_it_allows(data_app):
+    app = data_app
+    app.submit("first", ds_email=DS, run_sh=READER)
+    assert app.run_pass().exit_code == 0
+    app.cli("auto-approve", "--from-job", f"{DS}/first", "-n", "census-sum", check=True)
+    app.submit(
+        "mean-age", ds_email=DS, run_sh=READER, metadata={"datasets": {app.do_email: ["census"]}}
+    )
+
+    assert app.run_pass().exit_code == 0
+    assert app.job_state("mean-age")["status"] == "pending"
+    shown = app.cli("jobs", "show", f"{DS}/mean-age", check=True).stdout
+    assert "reads datasets the rule does not allow: census" in shown
+
+    _set_rule_datasets(app, "census-sum", ["census"])
+    state = run_until_finished(app, "mean-age")["mean-age"]
+    assert state["status"] == "done" and state["approval_method"] == "auto"
+    assert _stdout(app, "mean-age").splitlines()[0] == "sum: 128"
+
+
+def test_datasets_added_to_config_yaml_after_approval_are_not_shown_to_the_job(data_app):
+    app = data_app
+    folder = app.submit(
+        "mean-age", ds_email=DS, run_sh=READER, metadata={"datasets": {app.do_email: ["census"]}}
+    )
+    assert app.run_pass().exit_code == 0
+    app.cli("jobs", "approve", f"{DS}/mean-age", check=True)
+    meta = yaml.safe_load((folder / "config.yaml").read_text())
+    meta["datasets"] = {app.do_email: ["census", "other"]}
+    (folder / "config.yaml").write_text(yaml.safe_dump(meta))
+
+    state = run_until_finished(app, "mean-age")["mean-age"]
+    assert state["status"] == "done"
+    lines = _stdout(app, "mean-age").splitlines()
+    assert lines[1] == "census" and "no other" in lines
+
+
+def test_a_dataset_a_waiting_job_names_cannot_be_deleted(data_app):
+    app = data_app
+    app.submit("mean-age", ds_email=DS, metadata={"datasets": {app.do_email: ["census"]}})
+    assert app.run_pass().exit_code == 0
+
+    refused = app.cli("datasets", "delete", "census")
+    assert refused.returncode == 2
+    assert f"named by jobs not finished yet: {DS}/mean-age" in refused.stderr
+    assert store_private(app, "census").is_dir()
+
+    app.cli("jobs", "reject", f"{DS}/mean-age", "-r", "not now", check=True)
+    app.cli("datasets", "delete", "census", check=True)
+    assert not store_private(app, "census").exists()
+
+
+def store_private(app, name: str) -> Path:
+    from syft_bg_app.datasite import datasets as store
+
+    return store.private_dir(app.home, name)
