@@ -15,7 +15,7 @@ from syft_bg_app.store.state_shape import JOB
 DS = "alice@uni.edu"
 IN_FLIGHT = {"protocol", "seen_at", "folder_id", "state_mtime_ns"}
 RECEIPT = {"received_at", "received_hashes", "never_arrived"}
-DECISION = {"approved_at", "method", "rule", "reruns"}
+DECISION = {"approved_at", "method", "rule", "reruns", "datasets"}
 # Spelled out here, so a change to the table is a change someone meant.
 EXPECTED = {
     "received": IN_FLIGHT | {"waiting_since", "waiting_reason"},
