@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 # state.yaml it last read.
 IN_FLIGHT = ("protocol", "seen_at", "folder_id", "state_mtime_ns")
 # What was received: what a manual approval approves and the views show.
-RECEIPT = ("received_at", "received_hashes", "never_arrived")
+RECEIPT = ("received_at", "received_hashes", "received_datasets", "never_arrived")
 # Who approved it, how often it was run again, and the datasets approved with it.
 DECISION = ("approved_at", "method", "rule", "reruns", "datasets")
 

@@ -127,7 +127,9 @@ def test_unshare_and_delete_take_the_mock_away(app, data):
     assert "no datasets" in app.cli("datasets", "list", check=True).stdout
 
 
-@pytest.mark.parametrize("name", ["a/b", "..", "../escape", ".hidden", "bad\x07name", "x" * 65])
+@pytest.mark.parametrize(
+    "name", ["a/b", "..", "../escape", ".hidden", "bad\x07name", "x" * 65, "census\n"]
+)
 def test_a_bad_dataset_name_is_refused_and_nothing_is_written(app, data, name):
     result = _create(app, data, name)
     assert result.returncode == 2

@@ -164,15 +164,22 @@ def test_datasets_added_to_config_yaml_after_approval_are_not_shown_to_the_job(d
     assert lines[1] == "census" and "no other" in lines
 
 
-def test_a_dataset_a_waiting_job_names_cannot_be_deleted(data_app):
+def test_a_dataset_an_approved_job_reads_cannot_be_deleted_and_a_pending_job_holds_none(
+    data_app,
+):
     app = data_app
     app.submit("mean-age", ds_email=DS, metadata={"datasets": {app.do_email: ["census"]}})
+    app.submit("squatter", ds_email=DS, metadata={"datasets": {app.do_email: ["other"]}})
     assert app.run_pass().exit_code == 0
+    app.cli("jobs", "approve", f"{DS}/mean-age", check=True)
 
     refused = app.cli("datasets", "delete", "census")
     assert refused.returncode == 2
     assert f"named by jobs not finished yet: {DS}/mean-age" in refused.stderr
     assert store_private(app, "census").is_dir()
+    # A job only waiting for a decision names what it likes: it holds no dataset.
+    app.cli("datasets", "delete", "other", check=True)
+    assert not store_private(app, "other").exists()
 
     app.cli("jobs", "reject", f"{DS}/mean-age", "-r", "not now", check=True)
     app.cli("datasets", "delete", "census", check=True)
@@ -183,3 +190,63 @@ def store_private(app, name: str) -> Path:
     from syft_bg_app.datasite import datasets as store
 
     return store.private_dir(app.home, name)
+
+
+def _declare(folder: Path, owner: str, datasets: list[str]) -> None:
+    meta = yaml.safe_load((folder / "config.yaml").read_text())
+    meta["datasets"] = {owner: datasets}
+    (folder / "config.yaml").write_text(yaml.safe_dump(meta))
+
+
+def test_datasets_declared_after_the_owner_looked_are_never_approved_unseen(data_app):
+    app = data_app
+    folder = app.submit("widen", ds_email=DS, metadata={"datasets": {app.do_email: ["census"]}})
+    assert app.run_pass().exit_code == 0
+    assert "census" in app.cli("jobs", "show", f"{DS}/widen", check=True).stdout
+    # After the owner saw "census", the data scientist adds another dataset shared with them.
+    _declare(folder, app.do_email, ["census", "other"])
+
+    refused = app.cli("jobs", "approve", f"{DS}/widen")
+
+    assert refused.returncode != 0
+    assert "datasets its config.yaml declares changed" in refused.stderr
+    assert "was: census; now: census, other" in refused.stderr
+    assert _record_of(app, "widen")["status"] == "pending"
+    # Looked at again, it is approved as it is now, and runs with what was shown.
+    assert "other" in app.cli("jobs", "show", f"{DS}/widen", check=True).stdout
+    app.cli("jobs", "approve", f"{DS}/widen", check=True)
+    assert sorted(_record_of(app, "widen")["datasets"]) == ["census", "other"]
+
+
+def test_an_email_reply_approves_only_the_datasets_its_email_showed(data_app):
+    from conftest import outbox
+
+    from syft_bg_app.mail import replies
+    from syft_bg_app.session import changing
+
+    app = data_app
+    app.set_config(notify={"enabled": True}, approve={"email_replies": {"enabled": True}})
+    folder = app.submit("shown", ds_email=DS, metadata={"datasets": {app.do_email: ["census"]}})
+    assert app.run_pass().exit_code == 0
+    email = [
+        m
+        for m in outbox(app)
+        if "shown" in str(m["Subject"]) and str(m["To"]).lower() == app.do_email.lower()
+    ][-1]
+    assert "census" in email.get_body(("plain",)).get_content()
+    _declare(folder, app.do_email, ["census", "other"])
+    reply = (
+        f"From: {app.do_email}\nTo: {app.do_email}\nSubject: Re: job\n"
+        f"Message-ID: <reply-1@owner>\nIn-Reply-To: {email['Message-ID']}\n\napprove\n"
+    ).encode()
+
+    with changing(app.home, "test") as ctx:
+        outcome = replies.handle_reply(ctx, reply, "test")
+
+    assert not outcome.startswith("approved"), outcome
+    assert _record_of(app, "shown")["status"] == "pending"
+    # A second reply to the same email approves nothing either: the email showed "census".
+    second = reply.replace(b"reply-1@owner", b"reply-2@owner")
+    with changing(app.home, "test") as ctx:
+        replies.handle_reply(ctx, second, "test")
+    assert _record_of(app, "shown")["status"] == "pending"

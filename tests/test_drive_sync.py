@@ -580,3 +580,33 @@ def test_drive_peers_file_of_the_owners_notebook_keeps_its_entries(
     files = [f for f in drive.named("SYFT_peers.json") if f.owner == app.do_email]
     assert len(files) == 1
     assert json.loads(files[0].content) == {**earlier, DS_EMAIL: {"state": "accepted"}}
+
+
+def _archive(members: list[tuple[str, bytes]]) -> bytes:
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_drive_a_message_of_countless_or_huge_members_is_refused_without_unpacking_it() -> None:
+    from syft_bg_app.sync.drive import protocol
+
+    body = b'{"proposed_file_changes": [], "sender_email": "a@b.c"}'
+    padding = [(f"pad{i}", b"") for i in range(200_000)]
+    # The clients' form: the JSON first; whatever follows is never read.
+    assert protocol.uncompress(_archive([(protocol.MESSAGE_MEMBER, body), *padding]), 4096) == body
+    refused = [
+        [*padding, (protocol.MESSAGE_MEMBER, body)],  # the JSON after 200,000 empty members
+        [("big", b"\0" * 100_000), (protocol.MESSAGE_MEMBER, body)],  # after one over the cap
+        [(protocol.MESSAGE_MEMBER, b" " * 5000)],  # the JSON itself over the cap
+    ]
+    for members in refused:
+        with pytest.raises(protocol.MessageError):
+            protocol.uncompress(_archive(members), 4096)

@@ -693,13 +693,16 @@ def test_gmail_transient_failures_are_retried_within_the_pass(app, google, monke
     assert len(waits) == 2
 
 
-def test_gmail_a_forged_reply_and_a_draft_decide_nothing(app, google):
+def test_gmail_a_forged_reply_a_draft_and_spam_decide_nothing(app, google):
     gmail_app(app, google)
     app.submit("stats")
     app.run_pass()
     original = gmail_submitted(google, "stats")
     google.deliver(as_sent(reply_to(original, "approve", sender="mallory@evil.example")))
     google.deliver(as_sent(reply_to(original, "approve")), labels=("DRAFT",))
+    # Gmail's own verdict on a message claiming the owner's address: spam, or binned.
+    google.deliver(as_sent(reply_to(original, "approve")), labels=("SPAM",))
+    google.deliver(as_sent(reply_to(original, "approve")), labels=("TRASH",))
     app.run_pass()
     assert app.job_state("stats")["status"] == "pending"
 

@@ -14,7 +14,7 @@ from syft_bg_app.store.state_shape import JOB
 
 DS = "alice@uni.edu"
 IN_FLIGHT = {"protocol", "seen_at", "folder_id", "state_mtime_ns"}
-RECEIPT = {"received_at", "received_hashes", "never_arrived"}
+RECEIPT = {"received_at", "received_hashes", "received_datasets", "never_arrived"}
 DECISION = {"approved_at", "method", "rule", "reruns", "datasets"}
 # Spelled out here, so a change to the table is a change someone meant.
 EXPECTED = {

@@ -16,7 +16,6 @@ from typing import Any
 from syft_bg_app.clock import iso
 from syft_bg_app.context import Context
 from syft_bg_app.datasite import datasets as store
-from syft_bg_app.datasite.layout import CURRENT_PROTOCOL, JobRef
 from syft_bg_app.errors import NotFoundError, UsageError
 from syft_bg_app.session import changing, open_view
 from syft_bg_app.store.home import AppHome
@@ -116,12 +115,13 @@ def create(
         store.copy_tree(*private_source, staged_store / store.PRIVATE_FOLDER, 0o700, 0o600)
         staged_public = store.fresh_staging(store.public_root(ctx.datasite), name)
         store.copy_tree(*mock_source, staged_public, 0o755, 0o644)
+        readers = store.readers(record, accepted_peers(ctx))
         try:
+            # Its permissions come first: under its final name it is never readable by
+            # whoever public/ is readable by.
+            store.write_read_permissions(ctx.datasite, name, readers, staged_public)
             staged_public.rename(public)
             store.write_metadata(ctx.datasite, record, mock_source[1])
-            store.write_read_permissions(
-                ctx.datasite, name, store.readers(record, accepted_peers(ctx))
-            )
             staged_store.rename(target)
             store.save_record(home, record)
         except BaseException:
@@ -203,15 +203,12 @@ def unshare(home: AppHome, name: str, people: Iterable[str]) -> DatasetChange:
 
 
 def jobs_naming(ctx: Context, name: str) -> list[str]:
-    """Jobs waiting for a decision or a run that read dataset ``name``."""
+    """Jobs approved or running that read dataset ``name`` (a pending job names what
+    it likes: it cannot stop the owner deleting a dataset; it fails if approved later)."""
     found = []
     for ds_email, job_name, record in ctx.state.iter_jobs():
-        status = record.get("status")
-        if status in ("approved", "running"):
+        if record.get("status") in ("approved", "running"):
             names = record.get("datasets") or []
-        elif status == "pending":
-            ref = JobRef(ds_email, job_name, record.get("protocol") or CURRENT_PROTOCOL)
-            names = store.job_declared(ctx.datasite, ref) or []
         else:
             continue
         if name in names:

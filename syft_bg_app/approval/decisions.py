@@ -148,9 +148,11 @@ def approve_job(
     hashes: dict[str, str] | None = None,
     by: str | None = None,
     details: dict[str, Any] | None = None,
+    datasets: list[str] | None = None,
 ) -> None:
     """Approve a pending job; ``by`` is said in the emails ("by email reply"),
-    ``details`` go to the audit log."""
+    ``details`` go to the audit log; ``datasets``: the declared datasets a rule
+    was checked against (the job must still declare exactly those)."""
     record = _job_record(ctx, ref)
     if record["status"] != "pending":
         raise wrong_state(ref, record, "approve", "only pending jobs can be approved")
@@ -160,7 +162,7 @@ def approve_job(
         reject_changed_folder(ctx, ref, str(exc))
         raise DecisionError(f"cannot approve {ref.label}: {exc}; it was rejected") from None
     try:
-        _approve_at(ctx, ref, record, job_fd, method, reason, rule, hashes, by, details)
+        _approve_at(ctx, ref, record, job_fd, method, reason, rule, hashes, by, details, datasets)
     finally:
         os.close(job_fd)
 
@@ -176,6 +178,7 @@ def _approve_at(
     hashes: dict[str, str] | None,
     by: str | None = None,
     details: dict[str, Any] | None = None,
+    checked_datasets: list[str] | None = None,
 ) -> None:
     folder = ctx.datasite.submission_dir(ref)
     limits = Limits.from_config(ctx.config)
@@ -185,6 +188,22 @@ def _approve_at(
         datasets = dataset_store.declared_datasets(metadata, ctx.datasite.email)
     except UsageError as exc:
         raise DecisionError(f"cannot approve {ref.label}: {exc}") from None
+    if checked_datasets is not None and sorted(checked_datasets) != sorted(datasets):
+        raise DecisionError(
+            f"cannot approve {ref.label}: the datasets its config.yaml declares changed "
+            f"while it was matched; it is looked at again"
+        )
+    # A person approves the datasets they were shown: those declared when it was received.
+    received = record.get("received_datasets")
+    if received is not None and sorted(received) != sorted(datasets):
+        record["received_datasets"] = datasets
+        ctx.state.save()
+        raise DecisionError(
+            f"cannot approve {ref.label}: the datasets its config.yaml declares changed "
+            f"since it was received (was: {', '.join(received) or 'none'}; now: "
+            f"{', '.join(datasets) or 'none'}); review it again (syft-bg jobs show "
+            f"{shlex.quote(ref.label)}); approving again approves them as they are now"
+        )
     # A rule pins the hashes it matched; a person approves what they were shown,
     # the files as they were when the job was received.
     shown = record.get("received_hashes") if hashes is None else None

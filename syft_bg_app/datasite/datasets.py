@@ -41,7 +41,7 @@ RECORD_FILE = "record.yaml"
 PRIVATE_FOLDER = "private"
 # Shares a dataset with every accepted peer, now and later.
 ANY_PEER = "any"
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 # A staged copy carries this suffix, which sync clients never upload.
 STAGING_SUFFIX = ".tmp"
 
@@ -237,10 +237,13 @@ def write_metadata(datasite: Datasite, record: DatasetRecord, mock_files: list[P
     atomic_write_yaml(folder / METADATA_FILE, metadata)
 
 
-def write_read_permissions(datasite: Datasite, name: str, people: list[str]) -> None:
+def write_read_permissions(
+    datasite: Datasite, name: str, people: list[str], folder: Path | None = None
+) -> None:
     """The mock folder's ``syft.pub.yaml``: read for exactly ``people``, and terminal, so
-    no rule further up (``public/`` is often readable by everyone) widens it."""
-    folder = public_dir(datasite, name)
+    no rule further up (``public/`` is often readable by everyone) widens it. ``folder``:
+    a staged copy of the mock folder, given its permissions before it is published."""
+    folder = folder or public_dir(datasite, name)
     rules = {
         "rules": [{"pattern": "**", "access": {"admin": [], "read": people, "write": []}}],
         "terminal": True,

@@ -33,6 +33,7 @@ from syft_bg_app.approval.job_needs import job_warnings
 from syft_bg_app.context import Context
 from syft_bg_app.datasite import datasets as dataset_store
 from syft_bg_app.datasite.layout import JobRef
+from syft_bg_app.errors import UsageError
 from syft_bg_app.invocation import command, prefix
 from syft_bg_app.mail.code import file_note, kib, read_submission
 from syft_bg_app.store.fsutil import last_lines, untrusted_text
@@ -314,8 +315,17 @@ def _submission_variables(ctx: Context, ref: JobRef) -> dict[str, Any]:
         "datasets": untrusted_text(
             dataset_store.declared_text(metadata, ctx.datasite.email), METADATA_TEXT_CAP
         ),
+        # What a reply to this email approves (None: config.yaml could not be read).
+        "shown_datasets": _declared_or_none(ctx, metadata),
         "code": code,
     }
+
+
+def _declared_or_none(ctx: Context, metadata: dict[str, Any]) -> list[str] | None:
+    try:
+        return dataset_store.declared_datasets(metadata, ctx.datasite.email)
+    except UsageError:
+        return None
 
 
 def without_inline_code(draft: Draft) -> Draft | None:

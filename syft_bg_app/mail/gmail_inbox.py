@@ -65,6 +65,11 @@ class _Reader:
         return call(once, self.deadline, what)
 
 
+# Messages that are no reply of the owner's: unsent drafts, and what Gmail judged
+# spam (a forged From: the owner's address) or the owner binned.
+NOT_REPLIES = frozenset({"DRAFT", "SPAM", "TRASH"})
+
+
 def token_can_read(token_path: Path) -> bool | None:
     """Whether the saved sign-in allows reading mail (None: the token says nothing)."""
     try:
@@ -179,7 +184,11 @@ def _history(reader: _Reader, start: str) -> tuple[list[str], str]:
             for item in record.get("messagesAdded") or []:
                 message = item.get("message") or {}
                 labels = message.get("labelIds") or []
-                if message.get("id") and message["id"] not in seen and "DRAFT" not in labels:
+                if (
+                    message.get("id")
+                    and message["id"] not in seen
+                    and not NOT_REPLIES & set(labels)
+                ):
                     seen.add(message["id"])
                     added.append(message["id"])
         latest = str(page.get("historyId") or latest)

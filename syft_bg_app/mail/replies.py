@@ -116,6 +116,7 @@ def remember_target(ctx: Context, msg_id: str, variables: dict[str, Any], event:
         "job": event["job"],
         "protocol": str(event.get("protocol") or "1"),
         "hashes": hashes,
+        "datasets": variables.get("shown_datasets"),
         "at": iso(),
     }
     _keep_newest(targets, TARGETS_KEPT)
@@ -335,7 +336,8 @@ def _apply(
         reject_job(ctx, ref, reason, method="email", details=details, by="by email reply")
         return "rejected"
     hashes = target.get("hashes")
-    if not isinstance(hashes, dict) or not hashes:
+    shown_datasets = target.get("datasets")
+    if not isinstance(hashes, dict) or not hashes or not isinstance(shown_datasets, list):
         _answer(
             ctx,
             ref,
@@ -354,14 +356,16 @@ def _apply(
             hashes=hashes,
             by="by email reply",
             details=details,
+            datasets=shown_datasets,
         )
     except DecisionError as exc:
         _answer(
             ctx,
             ref,
             key,
-            "Nothing was approved: the job's files are no longer the ones this email showed "
-            f"(the data scientist changed them since). Review them again: {show}",
+            "Nothing was approved: the job's files or the datasets it declares are no longer "
+            "the ones this email showed (the data scientist changed them since). Review "
+            f"them again: {show}",
         )
         return f"not approved: {exc}"
     if decision.word == "auto-approve":

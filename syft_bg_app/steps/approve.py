@@ -248,7 +248,7 @@ def _job_at(
     if result.rule is not None:
         rule = result.rule
         try:
-            approve_job(ctx, ref, "auto", rule=rule.name, hashes=result.hashes)
+            approve_job(ctx, ref, "auto", rule=rule.name, hashes=result.hashes, datasets=declared)
         except DecisionError as exc:
             if record["status"] != "pending":
                 return  # rejected: its folder was replaced while it was matched

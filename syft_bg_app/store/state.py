@@ -33,6 +33,7 @@ SYNC_ONLY_KEYS = frozenset(
         "state_mtime_ns",
         "received_at",
         "received_hashes",
+        "received_datasets",
         "folder_id",
     }
 )

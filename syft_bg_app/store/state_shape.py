@@ -92,6 +92,7 @@ JOB = {
     "state_mtime_ns": OPT_INT,
     "received_at": OPT_STR,
     "received_hashes": DICT,
+    "received_datasets": LIST,
     "never_arrived": LIST,
     "approved_at": OPT_STR,
     "method": OPT_STR,

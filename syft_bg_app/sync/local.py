@@ -25,10 +25,12 @@ import yaml
 from syft_bg_app.approval.decisions import FOLDER_REPLACED, reject_job
 from syft_bg_app.clock import iso, parse_iso, utcnow
 from syft_bg_app.context import Context
+from syft_bg_app.datasite.datasets import declared_datasets
 from syft_bg_app.datasite.jobfiles import Limits, file_set_hashes
 from syft_bg_app.datasite.layout import JobRef, JobStateError
 from syft_bg_app.datasite.linksafe import UnsafePathError, identity
-from syft_bg_app.datasite.submission import check_submission
+from syft_bg_app.datasite.submission import check_submission, read_metadata
+from syft_bg_app.errors import UsageError
 from syft_bg_app.job_transition import move_job
 from syft_bg_app.steps.isolation import StepItems, raise_failures
 from syft_bg_app.store.fsutil import load_untrusted_yaml, short_repr, untrusted_text
@@ -187,9 +189,22 @@ def _received_as(ctx: Context, ref: JobRef) -> dict[str, Any]:
         hashes = file_set_hashes(
             ctx.datasite.submission_dir(ref), job_fd, Limits.from_config(ctx.config)
         )
-        return {"received_hashes": hashes, "folder_id": identity(job_fd)}
+        return {
+            "received_hashes": hashes,
+            "folder_id": identity(job_fd),
+            **_received_datasets(ctx, job_fd),
+        }
     finally:
         os.close(job_fd)
+
+
+def _received_datasets(ctx: Context, job_fd: int) -> dict[str, Any]:
+    """The datasets the job declares as received (what the owner is shown), if readable."""
+    metadata, _ = read_metadata(Path("config.yaml"), dir_fd=job_fd)
+    try:
+        return {"received_datasets": declared_datasets(metadata, ctx.datasite.email)}
+    except UsageError:
+        return {}  # approving it fails with the reason
 
 
 def _reject_on_receipt(ctx: Context, ref: JobRef, record: dict | None, reason: str) -> None:
@@ -251,6 +266,7 @@ def _mark_pending(
         "received_at": received_at,
         "received_hashes": hashes,
         "folder_id": identity(job_fd),
+        **_received_datasets(ctx, job_fd),
     }
     if never_arrived:
         extra["never_arrived"] = never_arrived

@@ -124,18 +124,34 @@ def compress(payload: bytes) -> bytes:
     return out.getvalue()
 
 
+# Members of a message archive looked at for its JSON (the clients write one).
+MESSAGE_MEMBERS_READ = 8
+
+
 def uncompress(data: bytes, cap: int) -> bytes:
-    """The JSON member of a message, refusing anything but one regular member under ``cap``."""
+    """The JSON member of a message, a regular file under ``cap``.
+
+    The archive is read as a stream, member by member, and given up after
+    ``MESSAGE_MEMBERS_READ`` members or a member over ``cap``: a message of a
+    million empty members, or of one huge one, costs no more than a small one.
+    """
     try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-            member = tar.getmember(MESSAGE_MEMBER)
-            if not member.isfile() or member.size > cap:
-                raise MessageError(f"{MESSAGE_MEMBER} is not a file under {cap} bytes")
-            handle = tar.extractfile(member)
-            assert handle is not None
-            return handle.read(cap + 1)
-    except (tarfile.TarError, KeyError, EOFError, gzip.BadGzipFile, OSError) as exc:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r|gz") as tar:
+            for index, member in enumerate(tar):
+                if index >= MESSAGE_MEMBERS_READ or member.size > cap:
+                    break
+                if member.name != MESSAGE_MEMBER:
+                    continue
+                if not member.isfile():
+                    break
+                handle = tar.extractfile(member)
+                assert handle is not None
+                return handle.read(cap + 1)
+    except (tarfile.TarError, EOFError, gzip.BadGzipFile, OSError) as exc:
         raise MessageError(f"not a message archive ({exc})") from None
+    raise MessageError(
+        f"no {MESSAGE_MEMBER} of at most {cap} bytes among its first {MESSAGE_MEMBERS_READ} members"
+    )
 
 
 @dataclass
