@@ -8,7 +8,7 @@ anywhere (see ``syft_bg_app.datasite.datasets``).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,27 +165,19 @@ def show(home: AppHome, name: str) -> DatasetView:
 
 def share(home: AppHome, name: str, people: Iterable[str]) -> DatasetChange:
     """Add readers of the mock data (``any``: every accepted peer, also those accepted later)."""
-    store.check_name(name)
-    added = _shares(people)
-    if not added:
-        raise UsageError("name at least one email address, or 'any'")
-    with changing(home, "datasets share") as ctx:
-        record = store.load_record(home, name)
+
+    def add(record: store.DatasetRecord, added: list[str]) -> None:
         record.shared_with += [who for who in added if who not in record.shared_with]
-        store.save_record(home, record)
-        publish_shares(ctx, [name])
-        readers = store.readers(record, accepted_peers(ctx))
+
+    _, readers = _change_shares(home, name, people, "share", add)
     return DatasetChange(name, readers)
 
 
 def unshare(home: AppHome, name: str, people: Iterable[str]) -> DatasetChange:
     """Take readers away; a listed user stays a reader while ``any`` covers them."""
-    store.check_name(name)
-    removed = _shares(people)
-    if not removed:
-        raise UsageError("name at least one email address, or 'any'")
-    with changing(home, "datasets unshare") as ctx:
-        record = store.load_record(home, name)
+    people = list(people)
+
+    def remove(record: store.DatasetRecord, removed: list[str]) -> None:
         missing = [who for who in removed if who not in record.shared_with]
         if missing:
             raise NotFoundError(
@@ -193,13 +185,34 @@ def unshare(home: AppHome, name: str, people: Iterable[str]) -> DatasetChange:
                 f"(shared with: {', '.join(record.shared_with) or 'nobody'})"
             )
         record.shared_with = [who for who in record.shared_with if who not in removed]
-        store.save_record(home, record)
-        publish_shares(ctx, [name])
-        readers = store.readers(record, accepted_peers(ctx))
+
+    record, readers = _change_shares(home, name, people, "unshare", remove)
+    removed = _shares(people)
     warnings = []
     if store.ANY_PEER in record.shared_with and any(who in readers for who in removed):
         warnings.append("still shared with 'any': accepted peers keep reading it")
     return DatasetChange(name, readers, warnings)
+
+
+def _change_shares(
+    home: AppHome,
+    name: str,
+    people: Iterable[str],
+    command: str,
+    change: Callable[[store.DatasetRecord, list[str]], None],
+) -> tuple[store.DatasetRecord, list[str]]:
+    """Apply ``change`` to the dataset's share list, save it and publish the permissions;
+    the record and who reads the mock data now."""
+    store.check_name(name)
+    who = _shares(people)
+    if not who:
+        raise UsageError("name at least one email address, or 'any'")
+    with changing(home, f"datasets {command}") as ctx:
+        record = store.load_record(home, name)
+        change(record, who)
+        store.save_record(home, record)
+        publish_shares(ctx, [name])
+        return record, store.readers(record, accepted_peers(ctx))
 
 
 def jobs_naming(ctx: Context, name: str) -> list[str]:

@@ -27,7 +27,6 @@ import yaml
 
 from syft_bg_app.clock import iso
 from syft_bg_app.datasite.layout import PERMISSION_FILE, Datasite, JobRef
-from syft_bg_app.datasite.submission import read_metadata
 from syft_bg_app.errors import NotFoundError, SyftBgError, UsageError
 from syft_bg_app.store.fsutil import atomic_write_yaml, load_yaml
 from syft_bg_app.store.home import AppHome
@@ -374,16 +373,3 @@ def declared_or_none(metadata: dict[str, Any] | None, do_email: str) -> list[str
         return declared_datasets(metadata, do_email)
     except UsageError:
         return None
-
-
-def job_declared(datasite: Datasite, ref: JobRef) -> list[str] | None:
-    """The datasets job ``ref``'s config.yaml declares now (None: it cannot be read)."""
-    try:
-        job_fd = datasite.open_job_dir(ref)
-    except OSError:
-        return None
-    try:
-        metadata, _ = read_metadata(Path("config.yaml"), dir_fd=job_fd)
-    finally:
-        os.close(job_fd)
-    return declared_or_none(metadata, datasite.email)
