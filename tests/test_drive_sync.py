@@ -20,31 +20,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from filelock import FileLock
 
+from tests.client_venvs import SYFT_0_10, SYFT_CLIENT, client_venv
 from tests.conftest import DS_EMAIL, PATIENCE, App, outbox, wait_until
 from tests.fake_drive import FOLDER, FakeDrive
-
-SYFT_CLIENT = "syft-client==0.1.117"
-SYFT_0_10 = "syft==0.10.0"
-CACHE = Path(os.environ.get("SYFT_BG_TEST_CACHE", Path.home() / ".cache" / "syft-bg-tests"))
-
-
-def client_venv(requirement: str) -> Path:
-    """The Python of a virtual environment holding ``requirement`` from PyPI, built once."""
-    folder = CACHE / requirement.replace("==", "-")
-    python = folder / "bin" / "python"
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder) + ".lock"):
-        if not (folder / ".complete").exists():
-            subprocess.run([sys.executable, "-m", "venv", "--clear", str(folder)], check=True)
-            subprocess.run(
-                [str(python), "-m", "pip", "install", "-q", requirement],
-                check=True,
-                timeout=3 * PATIENCE,
-            )
-            (folder / ".complete").touch()
-    return python
 
 
 @pytest.fixture(scope="session")

@@ -511,19 +511,13 @@ def bwrap_argv(
                 # in the data owner's home), which a mount would show in the job's
                 # /proc/self/mountinfo.
                 argv += ["--ro-bind", run_tool_copy(layout.bin, name, real), place]
-        for path in ro_paths:
-            argv += ["--ro-bind-try", path, path]
         made: set[str] = set()
+        for path in ro_paths:
+            argv += walkable_parents(path, made)
+            argv += ["--ro-bind-try", path, path]
         for source, place in dataset_mounts or ():
             target = f"{IN_BWRAP['syftbox']}/{place}"
-            # Folders bwrap makes for a mount follow the app's umask: the job could not
-            # walk through them.
-            parts = target.strip("/").split("/")
-            for depth in range(2, len(parts)):
-                folder = "/" + "/".join(parts[:depth])
-                if folder not in made:
-                    made.add(folder)
-                    argv += ["--perms", "0755", "--dir", folder]
+            argv += walkable_parents(target, made)
             argv += ["--ro-bind", source, target]
         if cache_mounts is not None:
             place = IN_BWRAP["uv_cache"]
@@ -541,6 +535,21 @@ def bwrap_argv(
         argv += ["--inh-caps=-all", "--"]
     argv += ["true"] if probe else ["bash", "run.sh"]
     return argv
+
+
+def walkable_parents(target: str, made: set[str]) -> list[str]:
+    """bwrap options that make the folders above mount point ``target`` (those not in
+    ``made`` yet) walkable by the job: folders bwrap makes for a mount follow the app's
+    umask (077), and a job of its own uid could not reach the mount through them.
+    Folders the sandbox has already (``/usr``, ``/sandbox``) stay as they are."""
+    options = []
+    parts = os.path.normpath(target).strip("/").split("/")
+    for depth in range(1, len(parts)):
+        folder = "/" + "/".join(parts[:depth])
+        if folder not in made:
+            made.add(folder)
+            options += ["--perms", "0755", "--dir", folder]
+    return options
 
 
 def run_tool_copy(bin_dir: Path, name: str, real: str) -> str:
