@@ -250,3 +250,42 @@ def test_an_email_reply_approves_only_the_datasets_its_email_showed(data_app):
     with changing(app.home, "test") as ctx:
         replies.handle_reply(ctx, second, "test")
     assert _record_of(app, "shown")["status"] == "pending"
+
+
+def test_a_rule_from_a_job_allows_exactly_its_datasets(data_app):
+    app = data_app
+    declares = {"datasets": {app.do_email: ["census"]}}
+    app.submit("first", ds_email=DS, run_sh=READER, metadata=declares)
+    assert app.run_pass().exit_code == 0
+
+    made = app.cli("auto-approve", "--from-job", f"{DS}/first", "-n", "census-sum", check=True)
+
+    assert "allows the datasets the job declares: census" in made.stdout
+    rules = yaml.safe_load(app.home.config_file.read_text())["approve"]["auto_approvals"]
+    assert [rule.get("datasets") for rule in rules if rule["name"] == "census-sum"] == [["census"]]
+    app.submit("again", ds_email=DS, run_sh=READER, metadata=declares)
+    app.submit(
+        "greedy",
+        ds_email=DS,
+        run_sh=READER,
+        metadata={"datasets": {app.do_email: ["census", "other"]}},
+    )
+    states = run_until_finished(app, ["first", "again"])
+    assert all(state["approval_method"] == "auto" for state in states.values()), states
+    assert _stdout(app, "again").splitlines()[0] == "sum: 128"
+    assert app.job_state("greedy")["status"] == "pending"
+    shown = app.cli("jobs", "show", f"{DS}/greedy", check=True).stdout
+    assert "reads datasets the rule does not allow: other" in shown
+
+
+def test_a_rule_remade_from_a_job_takes_that_jobs_datasets(data_app):
+    app = data_app
+    app.submit("wide", ds_email=DS, metadata={"datasets": {app.do_email: ["census", "other"]}})
+    app.submit("narrow", ds_email=DS)
+    assert app.run_pass().exit_code == 0
+    app.cli("auto-approve", "--from-job", f"{DS}/wide", "-n", "sum", check=True)
+
+    app.cli("auto-approve", "--from-job", f"{DS}/narrow", "-n", "sum", check=True)
+
+    rules = yaml.safe_load(app.home.config_file.read_text())["approve"]["auto_approvals"]
+    assert [rule.get("datasets") or [] for rule in rules if rule["name"] == "sum"] == [[]]

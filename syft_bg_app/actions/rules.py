@@ -203,11 +203,16 @@ def _peers(values: Sequence[str]) -> list[str]:
     return peers
 
 
-def _from_job(home: AppHome, spec: str, notes: list[str]) -> tuple[dict[str, str], str, str]:
-    """({path: sha256}, job name, submitter) of a received job: exactly what it contains."""
+def _from_job(
+    home: AppHome, spec: str, notes: list[str]
+) -> tuple[dict[str, str], str, str, list[str]]:
+    """({path: sha256}, job name, submitter, datasets) of a received job: exactly what it
+    contains and the datasets it declares (those approved with it, once approved)."""
     from syft_bg_app.approval import snapshot
     from syft_bg_app.approval.decisions import DecisionError, open_received_job
+    from syft_bg_app.datasite.datasets import declared_datasets
     from syft_bg_app.datasite.jobfiles import Limits, collect
+    from syft_bg_app.datasite.submission import read_metadata
     from syft_bg_app.session import open_view
     from syft_bg_app.views import jobs as job_views
 
@@ -219,7 +224,8 @@ def _from_job(home: AppHome, spec: str, notes: list[str]) -> tuple[dict[str, str
             # What ran is what the data owner saw the results of.
             _, hashes = snapshot.verified(ctx.home.snapshots_dir, ref)
             notes.append(f"files taken from the approval snapshot of {ref.label}")
-            return dict(hashes), ref.name, ref.ds_email
+            datasets = [name for name in record.get("datasets") or [] if isinstance(name, str)]
+            return dict(hashes), ref.name, ref.ds_email, datasets
         except snapshot.SnapshotError:
             pass
     try:
@@ -234,7 +240,13 @@ def _from_job(home: AppHome, spec: str, notes: list[str]) -> tuple[dict[str, str
             raise UsageError(f"{ref.label} cannot be trusted as it is: " + "; ".join(problems))
         if RUN_SH not in found.files:
             raise UsageError(f"{ref.label} has no run.sh")
-        return {rel: found.hash(rel) for rel in sorted(found.files)}, ref.name, ref.ds_email
+        metadata, _ = read_metadata(Path("config.yaml"), dir_fd=job_fd)
+        try:
+            datasets = declared_datasets(metadata, ctx.datasite.email)
+        except UsageError as exc:
+            raise UsageError(f"{ref.label} cannot be trusted as it is: {exc}") from None
+        hashes = {rel: found.hash(rel) for rel in sorted(found.files)}
+        return hashes, ref.name, ref.ds_email, datasets
     finally:
         os.close(job_fd)
 
@@ -283,7 +295,9 @@ def add_rule(
     if from_job:
         if contents:
             raise UsageError("give CONTENTS or --from-job, not both")
-        hashes, job_name, submitter = _from_job(home, from_job, notes)
+        hashes, job_name, submitter, datasets = _from_job(home, from_job, notes)
+        if datasets:
+            notes.append("allows the datasets the job declares: " + ", ".join(datasets))
         job_layout = True
         default_name: str | None = job_name
         if not peer_list:
@@ -294,6 +308,7 @@ def add_rule(
         hashes, job_layout = collect_contents(contents, base_dir, notes)
         submitter = None
         default_name = None
+        datasets = []
     by_name = _name_only_paths(name_only)
     if from_job:
         unknown = sorted(by_name - set(hashes))
@@ -320,6 +335,10 @@ def add_rule(
             if from_job:
                 rule["files"] = {}
                 rule["name_only"] = []
+                # Exactly the job's datasets: a job asking for more stays pending.
+                rule.pop("datasets", None)
+                if datasets:
+                    rule["datasets"] = datasets
             files = dict(rule["files"])
             files.update(hashes)
             kept_name_only = set(rule.get("name_only") or ()) - set(hashes)
@@ -345,6 +364,8 @@ def add_rule(
                 "files": {p: h for p, h in hashes.items() if p not in by_name},
                 "name_only": sorted(by_name),
             }
+            if datasets:
+                rule["datasets"] = datasets
             rules.append(rule)
         outcome["rule"] = Rule.from_dict(rule)
         return rules
