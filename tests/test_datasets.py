@@ -187,3 +187,59 @@ def test_setup_status_flags_private_dataset_files_inside_the_synced_folder(app):
     assert "✗ private datasets: 1 private dataset file(s) inside the synced folder" in after.stdout
     assert "census/ages.csv" in after.stdout
     assert os.fspath(leaked.parent) in after.stdout
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        ("shared_with: [alice@uni.edu\n", "its record.yaml is not YAML"),
+        ("- just\n- a list\n", "its record.yaml is not a mapping"),
+        ("shared_with: alice@uni.edu\n", "its shared_with is not a list of email addresses"),
+        (None, "its record.yaml is missing"),
+    ],
+)
+def test_a_damaged_dataset_record_is_listed_as_damaged_and_the_others_as_they_are(
+    app, data, damage, reason
+):
+    assert _create(app, data, "census", "--share", ALICE).returncode == 0
+    assert _create(app, data, "survey", "--share", BOB, "--summary", "votes").returncode == 0
+    record = store.store_dir(app.home, "census") / store.RECORD_FILE
+    if damage is None:
+        record.unlink()
+    else:
+        record.write_text(damage)
+
+    listed = app.cli("datasets", "list", check=True).stdout
+    rows = {line.split()[0]: line for line in listed.splitlines() if line.strip()}
+    assert f"DAMAGED: {reason}" in rows["census"]
+    assert BOB in rows["survey"] and "votes" in rows["survey"]
+    assert f"warning: dataset census is damaged: {reason}" in listed
+    as_json = json.loads(app.cli("datasets", "list", "--json", check=True).stdout)
+    assert [d["name"] for d in as_json] == ["census", "survey"]
+    assert as_json[0]["damaged"].startswith(reason) and "damaged" not in as_json[1]
+
+    shown = app.cli("datasets", "show", "census")
+    assert shown.returncode == 1
+    assert f"dataset 'census' is damaged: {reason}" in shown.stderr
+    assert str(record) in shown.stderr
+    assert "syft-bg datasets delete census and create it again" in shown.stderr
+
+
+def test_a_damaged_dataset_stops_neither_a_peer_accept_nor_its_own_deletion(app, data):
+    pytest.importorskip("syft_permissions")
+    assert _create(app, data, "census", "--share", "any").returncode == 0
+    assert _create(app, data, "survey", "--share", "any").returncode == 0
+    (store.store_dir(app.home, "census") / store.RECORD_FILE).write_text("{{{\n")
+    app.request_peer(ALICE)
+
+    accepted = app.cli("peers", "accept", ALICE)
+
+    assert accepted.returncode == 0, accepted.stderr
+    public = app.datasite.path / "public" / "syft_datasets"
+    assert _can_read(app, ALICE, public / "survey" / "ages.csv")
+    app.cli("datasets", "delete", "census", check=True)
+    assert not store.store_dir(app.home, "census").exists()
+    assert not (public / "census").exists()
+    assert [d["name"] for d in json.loads(app.cli("datasets", "list", "--json").stdout)] == [
+        "survey"
+    ]

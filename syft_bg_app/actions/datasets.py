@@ -34,9 +34,13 @@ class DatasetView:
     private_folder: str
     mock_files: list[str] = field(default_factory=list)
     private_files: list[str] = field(default_factory=list)
+    # What is wrong with its record, and how to fix it; None for a sound dataset.
+    damaged: str | None = None
+    fix: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            **({"damaged": self.damaged, "fix": self.fix} if self.damaged else {}),
             "name": self.name,
             "summary": self.summary,
             "shared_with": list(self.shared_with),
@@ -62,8 +66,9 @@ def accepted_peers(ctx: Context) -> list[str]:
     return store.accepted_peers(ctx.state.data["peers"])
 
 
-def publish_shares(ctx: Context, names: Iterable[str] | None = None) -> None:
-    store.publish_shares(ctx.home, ctx.datasite, accepted_peers(ctx), names)
+def publish_shares(ctx: Context, names: Iterable[str] | None = None) -> list[str]:
+    """Rewrite the mock folders' read permissions; the damaged datasets left as they were."""
+    return store.publish_shares(ctx.home, ctx.datasite, accepted_peers(ctx), names)
 
 
 def _shares(people: Iterable[str]) -> list[str]:
@@ -153,9 +158,33 @@ def _view(ctx: Context, name: str) -> DatasetView:
     )
 
 
+def _damaged_view(ctx: Context, damage: store.DamagedDataset) -> DatasetView:
+    """What can be said of a dataset whose record cannot be read."""
+    name = damage.name
+    record = store.store_dir(ctx.home, name) / store.RECORD_FILE
+    return DatasetView(
+        name=name,
+        summary=None,
+        shared_with=[],
+        readers=[],
+        created_at="",
+        mock_folder=str(store.public_dir(ctx.datasite, name)),
+        private_folder=str(store.private_dir(ctx.home, name)),
+        damaged=damage.reason,
+        fix=store.damaged_fix(name, record),
+    )
+
+
 def list_datasets(home: AppHome) -> list[DatasetView]:
+    """Every dataset; one whose record is damaged is listed as damaged, with the reason."""
     ctx = open_view(home)
-    return [_view(ctx, name) for name in store.dataset_names(home)]
+    views = []
+    for name in store.dataset_names(home):
+        try:
+            views.append(_view(ctx, name))
+        except store.DamagedDataset as damage:
+            views.append(_damaged_view(ctx, damage))
+    return views
 
 
 def show(home: AppHome, name: str) -> DatasetView:
@@ -233,7 +262,10 @@ def delete(home: AppHome, name: str) -> DatasetChange:
     """Remove the published mock data and the private copy."""
     store.check_name(name)
     with changing(home, "datasets delete") as ctx:
-        store.load_record(home, name)
+        try:
+            store.load_record(home, name)
+        except store.DamagedDataset:
+            pass  # deleting it is one way to repair it
         waiting = jobs_naming(ctx, name)
         if waiting:
             raise UsageError(

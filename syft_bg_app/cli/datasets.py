@@ -35,9 +35,14 @@ def list_(args: argparse.Namespace) -> int:
     output.table(
         ["name", "shared with", "readers now", "summary"],
         [
-            [v.name, ", ".join(v.shared_with) or "-", str(len(v.readers)), v.summary or ""]
+            [v.name, "?", "?", f"DAMAGED: {v.damaged}"]
+            if v.damaged
+            else [v.name, ", ".join(v.shared_with) or "-", str(len(v.readers)), v.summary or ""]
             for v in views
         ],
+    )
+    output.warnings(
+        f"dataset {v.name} is damaged: {v.damaged}; {v.fix}" for v in views if v.damaged
     )
     return 0
 

@@ -112,20 +112,61 @@ def synced_private_root(datasite: Datasite) -> Path:
     return datasite.path / "private" / DATASETS_FOLDER
 
 
+class DamagedDataset(SyftBgError):
+    """A dataset whose record cannot be read: what is wrong (``reason``) and the fix."""
+
+    def __init__(self, name: str, path: Path, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+        super().__init__(f"dataset {name!r} is damaged: {reason}; {damaged_fix(name, path)}")
+
+
+def damaged_fix(name: str, path: Path) -> str:
+    """How the data owner repairs dataset ``name`` whose record ``path`` is damaged."""
+    return (
+        f"fix: restore {path} from a backup, or write it as a mapping "
+        "(shared_with: [EMAIL or any, ...], summary: TEXT), then check with "
+        f"syft-bg datasets show {name}; or remove the dataset with syft-bg datasets "
+        f"delete {name} and create it again"
+    )
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """A YAML error in one line: what is wrong, and where."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).strip().split("\n")[0]
+    return f"{problem}, line {mark.line + 1}" if mark is not None else problem
+
+
 def load_record(home: AppHome, name: str) -> DatasetRecord:
+    """The record of dataset ``name``; ``DamagedDataset`` when it cannot be read."""
     path = store_dir(home, name) / RECORD_FILE
     try:
         data = load_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
+        if path.parent.is_dir():
+            raise DamagedDataset(name, path, f"its {RECORD_FILE} is missing") from None
         raise NotFoundError(f"no dataset named {name!r} (see: syft-bg datasets list)") from None
-    except yaml.YAMLError as exc:
-        raise SyftBgError(f"the record of dataset {name!r} ({path}) is damaged: {exc}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise DamagedDataset(
+            name, path, f"its {RECORD_FILE} is not YAML ({_yaml_problem(exc)})"
+        ) from None
+    except OSError as exc:
+        raise DamagedDataset(name, path, f"its {RECORD_FILE} cannot be read ({exc})") from None
     if not isinstance(data, dict):
-        raise SyftBgError(f"the record of dataset {name!r} ({path}) is damaged")
+        raise DamagedDataset(name, path, f"its {RECORD_FILE} is not a mapping")
+    shared_with = data.get("shared_with") or []
+    if not isinstance(shared_with, list) or not all(isinstance(x, str) for x in shared_with):
+        raise DamagedDataset(
+            name, path, "its shared_with is not a list of email addresses or 'any'"
+        )
+    summary = data.get("summary")
+    if summary is not None and not isinstance(summary, str):
+        raise DamagedDataset(name, path, "its summary is not text")
     return DatasetRecord(
         name=name,
-        shared_with=[str(x) for x in data.get("shared_with") or []],
-        summary=data.get("summary"),
+        shared_with=list(shared_with),
+        summary=summary,
         created_at=str(data.get("created_at") or ""),
         uid=str(data.get("uid") or ""),
     )
@@ -136,13 +177,14 @@ def save_record(home: AppHome, record: DatasetRecord) -> None:
 
 
 def dataset_names(home: AppHome) -> list[str]:
+    """Every dataset kept under the app home, damaged ones included."""
     root = store_root(home)
     if not root.is_dir():
         return []
     return sorted(
         entry.name
         for entry in root.iterdir()
-        if NAME_RE.match(entry.name) and (entry / RECORD_FILE).is_file()
+        if NAME_RE.match(entry.name) and entry.is_dir() and not entry.is_symlink()
     )
 
 
@@ -272,13 +314,21 @@ def accepted_peers(peers: dict[str, dict[str, Any]]) -> list[str]:
 
 def publish_shares(
     home: AppHome, datasite: Datasite, accepted: list[str], names: Iterable[str] | None = None
-) -> None:
+) -> list[str]:
     """Rewrite the read permissions of the mock folders (every dataset unless ``names``):
-    ``any`` follows the accepted peers, so this runs whenever a peer is accepted."""
+    ``any`` follows the accepted peers, so this runs whenever a peer is accepted.
+    A damaged dataset keeps its permissions as they were and is returned as a problem;
+    the others are written."""
+    problems = []
     for name in dataset_names(home) if names is None else names:
-        record = load_record(home, name)
+        try:
+            record = load_record(home, name)
+        except DamagedDataset as exc:
+            problems.append(str(exc))
+            continue
         if public_dir(datasite, name).is_dir():
             write_read_permissions(datasite, name, readers(record, accepted))
+    return problems
 
 
 def share_on_accept(
@@ -295,12 +345,14 @@ def share_on_accept(
                 f"approve.peers.auto_share_datasets names {name!r}, which does not exist"
             )
             continue
-        record = load_record(home, name)
+        try:
+            record = load_record(home, name)
+        except DamagedDataset:
+            continue  # named once, by publish_shares below
         if email not in record.shared_with:
             record.shared_with.append(email)
             save_record(home, record)
-    publish_shares(home, datasite, accepted)
-    return problems
+    return problems + publish_shares(home, datasite, accepted)
 
 
 def declared_datasets(metadata: dict[str, Any] | None, do_email: str) -> list[str]:
@@ -335,7 +387,15 @@ def job_dataset_mounts(
     known = set(dataset_names(home))
     mounts = []
     for name in names:
-        if name not in known or ds_email not in readers(load_record(home, name), accepted):
+        try:
+            shared = name in known and ds_email in readers(load_record(home, name), accepted)
+        except DamagedDataset:
+            # The reason names the data owner's files: it goes to their log, not the job.
+            raise UsageError(
+                f"the job asks for dataset {name!r}, which is damaged on "
+                f"{datasite.email}'s side; ask the data owner to repair it"
+            ) from None
+        if not shared:
             raise UsageError(
                 f"the job asks for dataset {name!r}, which {datasite.email} has not shared "
                 f"with {ds_email}; submit it without that dataset, or ask the data owner "
