@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import PATIENCE
+from conftest import PATIENCE, REPO
 from hostile import run_until_finished
 
 from tests.client_venvs import SYFT_CLIENT, client_venv, folders_to_run
@@ -23,19 +23,15 @@ PRIVATE_CSV = "age\n31\n45\n52\n"
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 
-# What the job prints: the aggregate of the private CSV the real client resolves, and
-# what it finds of everything it did not declare.
-MAIN_PY = """\
+EXAMPLE = REPO / "examples" / "datasets" / "mean_age.py"
+# What the job finds of everything it did not declare.
+PROBE_PY = """\
 import os
 import sys
 from pathlib import Path
 
 import syft_client as sc
 
-files = sc.resolve_dataset_files_path("census")
-print("files:", ",".join(sorted(path.name for path in files)))
-ages = [int(line) for line in files[0].read_text().split()[1:]]
-print("mean age:", sum(ages) / len(ages))
 for name in ("other", "secret"):
     try:
         found = sc.resolve_dataset_files_path(name)
@@ -101,14 +97,13 @@ def test_the_real_client_in_a_job_reads_its_declared_dataset_and_finds_nothing_e
         app.home.root / "datasets" / "census" / "private" / "ages.csv",
     ]
     run_sh = (
-        f"#!/bin/bash\ncd code\nexec {client_python} main.py "
-        + " ".join(str(p) for p in host_paths)
-        + "\n"
+        f"#!/bin/bash\nset -e\ncd code\n{client_python} mean_age.py\n"
+        f"{client_python} probe.py " + " ".join(str(p) for p in host_paths) + "\n"
     )
     app.submit(
         "mean-age",
         ds_email=ALICE,
-        files={"main.py": MAIN_PY},
+        files={"mean_age.py": EXAMPLE.read_text(), "probe.py": PROBE_PY},
         run_sh=run_sh,
         job_type="python",
         metadata={"datasets": {app.do_email: ["census"]}},
@@ -120,12 +115,11 @@ def test_the_real_client_in_a_job_reads_its_declared_dataset_and_finds_nothing_e
     review = app.datasite.review / ALICE / "v1" / "mean-age"
     assert state["status"] == "done", (review / "stderr.txt").read_text()
     lines = (review / "stdout.txt").read_text().splitlines()
-    assert lines[0] == "files: ages.csv"
-    assert lines[1] == "mean age: 42.666666666666664"
-    assert lines[2] == "other: nothing FileNotFoundError"
-    assert lines[3] == "secret: nothing FileNotFoundError"
+    assert lines[0] == "mean age: 42.7 (3 people)"
+    assert lines[1] == "other: nothing FileNotFoundError"
+    assert lines[2] == "secret: nothing FileNotFoundError"
     census = f"{app.do_email}/{{}}/syft_datasets/census"
-    assert lines[4] == "tree: " + ",".join(
+    assert lines[3] == "tree: " + ",".join(
         sorted(
             [
                 census.format("private") + "/ages.csv",
@@ -135,4 +129,4 @@ def test_the_real_client_in_a_job_reads_its_declared_dataset_and_finds_nothing_e
             ]
         )
     )
-    assert lines[5:] == [f"host path: {path} nothing" for path in host_paths]
+    assert lines[4:] == [f"host path: {path} nothing" for path in host_paths]

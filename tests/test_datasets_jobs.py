@@ -289,3 +289,33 @@ def test_a_rule_remade_from_a_job_takes_that_jobs_datasets(data_app):
 
     rules = yaml.safe_load(app.home.config_file.read_text())["approve"]["auto_approvals"]
     assert [rule.get("datasets") or [] for rule in rules if rule["name"] == "sum"] == [[]]
+
+
+def test_datasets_written_by_syft_jobs_own_model_are_the_ones_approved_and_read(data_app):
+    syft_job = pytest.importorskip("syft_job")
+    from syft_job.models import JobSubmissionMetadata
+
+    app = data_app
+    (app.root / DS).mkdir(parents=True, exist_ok=True)
+    client = syft_job.get_client(str(app.root), DS)
+
+    def submit(name: str, datasets: list[str]) -> None:
+        # syft-job 0.1.40's submit leaves `datasets` empty; its own model writes the field.
+        config = client.submit_bash_job(app.do_email, READER, name) / "config.yaml"
+        metadata = JobSubmissionMetadata.load(config)
+        metadata.datasets = {app.do_email: datasets}
+        metadata.save(config)
+
+    submit("census-sum", ["census"])
+    assert app.run_pass().exit_code == 0
+    assert "census" in app.cli("jobs", "show", f"{DS}/census-sum", check=True).stdout
+    app.cli("auto-approve", "--from-job", f"{DS}/census-sum", check=True)
+    submit("census-sum-2", ["census"])
+    submit("census-and-other", ["census", "other"])
+
+    states = run_until_finished(app, ["census-sum", "census-sum-2"])
+
+    assert all(state["approval_method"] == "auto" for state in states.values()), states
+    lines = _stdout(app, "census-sum-2").splitlines()
+    assert lines[:2] == ["sum: 128", "census"] and "no other" in lines
+    assert app.job_state("census-and-other")["status"] == "pending"
