@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,6 @@ class DriveSignIn:
     unchecked: str | None = None
     # Another file the same token was saved to (Gmail's, when it carries both).
     also_saved: Path | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -168,7 +167,7 @@ class StagedToken:
         shutil.rmtree(self._folder, ignore_errors=True)
 
 
-def stage_token(home: AppHome, source: Path, settings: OwnerSettings) -> StagedToken:
+def stage_token(source: Path, settings: OwnerSettings) -> StagedToken:
     """Read and check the token at ``source`` without writing anything of the app."""
     staged = StagedToken(read_token_file(source))
     try:
@@ -183,18 +182,13 @@ def install_token(home: AppHome, staged: StagedToken, settings: OwnerSettings) -
     """Save the checked token where ``drive.token`` points (0600) and sync over Drive."""
     atomic_write_text(settings.token_path, staged.text(), mode=0o600)
     transport_set = _use_drive(home)
-    result = DriveSignIn(
+    return DriveSignIn(
         settings.token_path,
         home.config_file,
         transport_set,
         staged.signed_in_as,
         staged.unchecked,
     )
-    if staged.unchecked:
-        result.notes.append(
-            "check it once Google can be reached: syft-bg setup-status (Drive sign-in)"
-        )
-    return result
 
 
 def _use_drive(home: AppHome) -> bool:
@@ -206,16 +200,6 @@ def _use_drive(home: AppHome) -> bool:
     with PassLock(home, wait=LOCK_WAIT_SECONDS, purpose="sign in to Google Drive"):
         written, _ = set_values(home.config_file, {"sync.transport": "drive"})
     return written
-
-
-def sign_in_with_token(home: AppHome, source: Path) -> DriveSignIn:
-    """Use an existing token for Drive with the existing config.yaml."""
-    settings = owner_settings(home, None, fresh=False)
-    staged = stage_token(home, source, settings)
-    try:
-        return install_token(home, staged, settings)
-    finally:
-        staged.discard()
 
 
 # -- the consent ---------------------------------------------------------------------------

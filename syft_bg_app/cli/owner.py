@@ -60,16 +60,14 @@ def _say_gmail(token_path: Path, transport_set: bool, config_file: Path) -> None
 
 def _init_with_token(args: argparse.Namespace) -> int:
     """init -t: the token is read and checked before anything is written."""
-    from syft_bg_app.actions import drive
+    from syft_bg_app.actions import drive, mail
 
     home = app_home(args)
     if args.gmail:
-        from syft_bg_app.actions import mail
-
         mail.check_gmail_client(Path(args.gmail))
     fresh = not home.config_file.exists() or args.force
     settings = drive.owner_settings(home, args.email, fresh)
-    staged = drive.stage_token(home, Path(args.token_path), settings)
+    staged = drive.stage_token(Path(args.token_path), settings)
     try:
         if fresh:
             _init(args)
@@ -112,11 +110,12 @@ def _say_drive(signed_in: DriveSignIn, home: AppHome) -> None:
     if signed_in.signed_in_as:
         output.say(f"✓ it signs in to Google Drive as {signed_in.signed_in_as}")
     else:
-        output.say(f"⚠ could not check it with Google now: {signed_in.unchecked}")
+        output.say(
+            f"⚠ could not check it with Google now: {signed_in.unchecked}",
+            f"check it once Google can be reached: {command('setup-status', home)}",
+        )
     if signed_in.transport_set:
         output.say(f"set sync.transport: drive in {signed_in.config_file}")
-    output.say(*signed_in.notes)
-    output.say(f"next: {command('run --once', home)}")
 
 
 def _init(args: argparse.Namespace) -> int:
