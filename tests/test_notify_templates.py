@@ -93,6 +93,24 @@ def real_variables(app: App) -> dict[str, list[dict]]:
             "text": "A reply cannot approve this job.",
             "reply": "0123abcd",
         },
+        {
+            "id": 14,
+            "kind": "peer_other_generation",
+            "ds_email": "bob@uni.edu",
+            "version": "0.1.117",
+            "generation": "0.10",
+            "wanted": "0.1",
+            "peers_served": 3,
+        },
+        {
+            "id": 15,
+            "kind": "peer_other_generation",
+            "ds_email": "carol@uni.edu",
+            "version": "9.9.1",
+            "generation": "0.10",
+            "wanted": "9.9",
+            "peers_served": 0,
+        },
     ]
     found: dict[str, list[dict]] = {}
     drafts = []

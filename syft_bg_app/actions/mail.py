@@ -114,14 +114,14 @@ def send_test(home: AppHome, to: str | None = None) -> MailTest:
     return MailTest(to, transport, delivered, ctx.home.outbox_dir, _queue(ctx))
 
 
-def check_gmail_client(credentials: Path) -> None:
+def check_gmail_client(credentials: Path, option: str = "--gmail") -> None:
     """Refuse a file that is not a Google OAuth client (before anything is written)."""
     source = credentials.expanduser()
     try:
         client = json.loads(source.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise UsageError(
-            f"--gmail: cannot read {source} as JSON ({exc}); download the OAuth client "
+            f"{option}: cannot read {source} as JSON ({exc}); download the OAuth client "
             f"(type Desktop app) from Google Cloud console > APIs & Services > Credentials"
         ) from None
     if not isinstance(client, dict) or not any(
@@ -129,18 +129,15 @@ def check_gmail_client(credentials: Path) -> None:
         for kind in ("installed", "web")
     ):
         raise UsageError(
-            f"--gmail: {source} is not an OAuth client file (it has no 'installed' client); "
+            f"{option}: {source} is not an OAuth client file (it has no 'installed' client); "
             f"create an OAuth client of type Desktop app and download its JSON"
         )
 
 
-def gmail_sign_in(home: AppHome, credentials: Path, port: int = 0) -> GmailSignIn:
-    """Keep the OAuth client, run Google's consent in a browser, save the token, and
-    send notifications through Gmail from now on."""
-    from syft_bg_app.config.editor import set_values
-    from syft_bg_app.config.load import load_config
+def keep_gmail_client(home: AppHome, credentials: Path) -> tuple[Path, Path]:
+    """Copy the OAuth client where ``notify.gmail.credentials`` points (0600); returns
+    the Gmail token and client paths."""
     from syft_bg_app.mail.deliver import gmail_paths
-    from syft_bg_app.mail.gmail import run_consent
 
     source = credentials.expanduser()
     check_gmail_client(source)
@@ -149,14 +146,33 @@ def gmail_sign_in(home: AppHome, credentials: Path, port: int = 0) -> GmailSignI
     if source.resolve() != credentials_path.resolve():
         shutil.copyfile(source, credentials_path)
     os.chmod(credentials_path, 0o600)
+    return token_path, credentials_path
+
+
+def use_gmail(home: AppHome) -> bool:
+    """Set notify.transport: gmail; whether config.yaml changed."""
+    from syft_bg_app.config.editor import set_values
+    from syft_bg_app.config.load import load_config
+
+    if load_config(home.config_file).get("notify.transport") == "gmail":
+        return False
+    set_values(home.config_file, {"notify.transport": "gmail"})
+    return True
+
+
+def gmail_sign_in(home: AppHome, credentials: Path, port: int = 0) -> GmailSignIn:
+    """Keep the OAuth client, run Google's consent in a browser, save the token, and
+    send notifications through Gmail from now on."""
+    from syft_bg_app.config.load import load_config
+    from syft_bg_app.mail.gmail import gmail_scopes, run_consent
+
+    token_path, credentials_path = keep_gmail_client(home, credentials)
     reads_replies = load_config(home.config_file).get("approve.email_replies.enabled")
     try:
-        run_consent(credentials_path, token_path, port=port, read=reads_replies)
+        run_consent(credentials_path, token_path, gmail_scopes(reads_replies), port=port)
     except Exception as exc:
         raise UsageError(f"the Gmail sign-in did not finish: {exc}") from None
-    transport_set = load_config(home.config_file).get("notify.transport") != "gmail"
-    if transport_set:
-        set_values(home.config_file, {"notify.transport": "gmail"})
+    transport_set = use_gmail(home)
     notes = []
     if not reads_replies:
         notes.append(

@@ -15,12 +15,12 @@ from syft_bg_app.actions.setup_checks import Check, checkpoint_data
 from syft_bg_app.actions.setup_checks.datasets import private_datasets_check
 from syft_bg_app.actions.setup_checks.datasite import (
     datasite_check,
-    drive_check,
     permission_check,
     permission_problems,
     repair_owned_files,
     syftbox_check,
 )
+from syft_bg_app.actions.setup_checks.drive import drive_checks
 from syft_bg_app.actions.setup_checks.machine import (
     cluster_check,
     job_needs_checks,
@@ -101,7 +101,7 @@ def run_checks(home: AppHome, repair: bool = False) -> list[Check]:
         checks.extend(mail_checks(home, config))
         checks.extend(reply_check(home, config))
         if config.get("sync.transport") == "drive":
-            checks.append(drive_check(home, config))
+            checks.extend(drive_checks(home, config))
     checks.append(sandbox_check(config))
     if config is not None:
         cluster = cluster_check(config)

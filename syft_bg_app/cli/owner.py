@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from syft_bg_app.actions import jobs, peers, rules, setup
+from syft_bg_app.actions.drive import DriveSignIn
 from syft_bg_app.cli import output
 from syft_bg_app.cli.parser import app_home
 from syft_bg_app.errors import UsageError
@@ -20,6 +21,7 @@ from syft_bg_app.invocation import (
     program,
 )
 from syft_bg_app.session import open_view
+from syft_bg_app.store.home import AppHome
 from syft_bg_app.views import job_render
 from syft_bg_app.views import jobs as job_views
 from syft_bg_app.views import rules as rule_views
@@ -31,6 +33,10 @@ from syft_bg_app.views.render import terminal_text
 
 def init(args: argparse.Namespace) -> int:
     home = app_home(args)
+    if args.token_path:
+        return _init_with_token(args)
+    if args.drive:
+        return _init_with_consent(args)
     if args.gmail:
         from syft_bg_app.actions import mail
 
@@ -39,13 +45,77 @@ def init(args: argparse.Namespace) -> int:
         if not home.config_file.exists() or args.force:
             _init(args)
         signed_in = mail.gmail_sign_in(home, Path(args.gmail), port=args.gmail_port)
-        output.say(f"saved the Gmail token to {signed_in.token_path} (readable only by you)")
-        if signed_in.transport_set:
-            output.say(f"set notify.transport: gmail in {signed_in.config_file}")
+        _say_gmail(signed_in.token_path, signed_in.transport_set, signed_in.config_file)
         output.say(f"check it with: {command('mail test', home)}")
         output.say(*signed_in.notes)
         return 0
     return _init(args)
+
+
+def _say_gmail(token_path: Path, transport_set: bool, config_file: Path) -> None:
+    output.say(f"saved the Gmail token to {token_path} (readable only by you)")
+    if transport_set:
+        output.say(f"set notify.transport: gmail in {config_file}")
+
+
+def _init_with_token(args: argparse.Namespace) -> int:
+    """init -t: the token is read and checked before anything is written."""
+    from syft_bg_app.actions import drive, mail
+
+    home = app_home(args)
+    if args.gmail:
+        mail.check_gmail_client(Path(args.gmail))
+    fresh = not home.config_file.exists() or args.force
+    settings = drive.owner_settings(home, args.email, fresh)
+    staged = drive.stage_token(Path(args.token_path), settings)
+    try:
+        if fresh:
+            _init(args)
+        signed_in = drive.install_token(home, staged, drive.owner_settings(home, None, False))
+    finally:
+        staged.discard()
+    _say_drive(signed_in, home)
+    if args.gmail:
+        gmail = mail.gmail_sign_in(home, Path(args.gmail), port=args.gmail_port)
+        _say_gmail(gmail.token_path, gmail.transport_set, gmail.config_file)
+        output.say(*gmail.notes)
+    return 0
+
+
+def _init_with_consent(args: argparse.Namespace) -> int:
+    """init --drive: one consent for Drive (and Gmail, with --gmail)."""
+    from syft_bg_app.actions import drive, mail
+
+    home = app_home(args)
+    mail.check_gmail_client(Path(args.drive), option="--drive")
+    if args.gmail:
+        mail.check_gmail_client(Path(args.gmail))
+    if not home.config_file.exists() or args.force:
+        _init(args)
+    if args.gmail:
+        mail.keep_gmail_client(home, Path(args.gmail))
+    signed_in = drive.sign_in_with_consent(
+        home, Path(args.drive), with_gmail=bool(args.gmail), port=args.gmail_port
+    )
+    _say_drive(signed_in, home)
+    if args.gmail and mail.use_gmail(home):
+        output.say(f"set notify.transport: gmail in {signed_in.config_file}")
+    return 0
+
+
+def _say_drive(signed_in: DriveSignIn, home: AppHome) -> None:
+    output.say(f"saved the Google Drive token to {signed_in.token_path} (readable only by you)")
+    if signed_in.also_saved is not None:
+        output.say(f"and, for Gmail, to {signed_in.also_saved}")
+    if signed_in.signed_in_as:
+        output.say(f"✓ it signs in to Google Drive as {signed_in.signed_in_as}")
+    else:
+        output.say(
+            f"⚠ could not check it with Google now: {signed_in.unchecked}",
+            f"check it once Google can be reached: {command('setup-status', home)}",
+        )
+    if signed_in.transport_set:
+        output.say(f"set sync.transport: drive in {signed_in.config_file}")
 
 
 def _init(args: argparse.Namespace) -> int:

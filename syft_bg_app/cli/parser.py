@@ -126,6 +126,22 @@ def _setup_commands(sub: argparse._SubParsersAction) -> None:
         metavar="PORT",
         help="local port for Google's redirect during the sign-in (default: a free one)",
     )
+    drive = p.add_mutually_exclusive_group()
+    drive.add_argument(
+        "-t",
+        "--token-path",
+        metavar="TOKEN_JSON",
+        help="sync over Google Drive with this authorized-user token (as syft-bg 0.3 keeps "
+        "at ~/.syft-bg/token.json): checked, copied to drive.token (0600), and "
+        "sync.transport set to drive",
+    )
+    drive.add_argument(
+        "--drive",
+        metavar="CREDENTIALS_JSON",
+        help="sign in to Google Drive with this OAuth client file (Desktop app): prints an "
+        "address to open in any browser; with --gmail or notify.transport: gmail one "
+        "token carries both; sets sync.transport: drive",
+    )
 
     p = _add(
         sub,

@@ -13,10 +13,13 @@ job_rejected   job_rejected_do (threaded)   job_rejected_ds
 job_finished   job_finished_do (threaded)   job_finished_ds
 sandbox_...    sandbox_unavailable_do       -
 reply_answer   reply_answer_do (threaded)   -
+peer_other_... peer_other_generation_do     -
 ============== ============================ ==========================
 
 (``sandbox_unavailable``: bubblewrap stopped working and approved jobs wait;
-``reply_answer``: what became of the owner's email reply, when it decided nothing.)
+``reply_answer``: what became of the owner's email reply, when it decided nothing;
+``peer_other_generation``: a data scientist on Google Drive runs the other
+syft-client generation, so the app does not serve them: once per version.)
 
 Every email about one job to one person forms a thread with a fixed subject.
 """
@@ -85,6 +88,8 @@ def drafts_for_event(ctx: Context, event: dict[str, Any]) -> list[Draft]:
         return [sandbox_draft(ctx, event)]
     if kind == "reply_answer":
         return [reply_answer_draft(ctx, event)]
+    if kind == "peer_other_generation":
+        return [other_generation_draft(ctx, event)]
     return []
 
 
@@ -107,6 +112,40 @@ def sandbox_draft(ctx: Context, event: dict[str, Any]) -> Draft:
             "fix": str(event.get("fix") or ""),
             "waiting": event.get("waiting") or 0,
             "setting": str(event.get("setting") or "auto"),
+        },
+    )
+
+
+# The library each syft-client generation is published as.
+GENERATION_LIBRARIES = {"0.1": "syft-client", "0.10": "syft"}
+
+
+def other_generation_draft(ctx: Context, event: dict[str, Any]) -> Draft:
+    """One email to the data owner per data scientist and version they run, ever."""
+    do = ctx.config.do_email
+    ds, version = str(event["ds_email"]), str(event["version"])
+    wanted = str(event.get("wanted") or "")
+    if wanted not in GENERATION_LIBRARIES:
+        wanted = ""  # a version no generation of the app speaks
+    generation = str(event.get("generation") or ctx.config.get("drive.generation"))
+    return Draft(
+        key=f"{do}|peer_other_generation|{ds}|{version}",
+        kind="peer_other_generation",
+        role="do",
+        to=do,
+        template="peer_other_generation_do",
+        subject=f"[syft-bg] {ds} runs syft-client {version}, which this app does not serve",
+        summary=f"{ds} runs syft-client {version}, not served with drive.generation {generation}",
+        variables={
+            **common_variables(ctx),
+            "ds_email": ds,
+            "version": version,
+            "library": GENERATION_LIBRARIES.get(wanted, "a syft client"),
+            "generation": generation,
+            "current_library": GENERATION_LIBRARIES.get(generation, "syft-client"),
+            "wanted": wanted,
+            "peers_served": int(event.get("peers_served") or 0),
+            "config_file": str(ctx.home.config_file),
         },
     )
 

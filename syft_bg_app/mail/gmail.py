@@ -272,23 +272,31 @@ def _first_arg(exc: Exception) -> str:
     return str(exc.args[0]) if exc.args else str(exc)
 
 
+def gmail_scopes(read: bool = False) -> list[str]:
+    """What the Gmail transport asks for; ``read`` also reading mail (for replies that
+    decide jobs)."""
+    return [*SCOPES, READ_SCOPE] if read else list(SCOPES)
+
+
 def run_consent(
     credentials_file: Path,
     token_path: Path,
+    scopes: list[str],
+    *,
+    allow: str = "send email as you",
+    service: str = "Gmail",
     port: int = 0,
     timeout_seconds: int = 600,
-    read: bool = False,
 ) -> None:
     """The OAuth consent for a desktop app: print the URL, wait for the redirect to
-    127.0.0.1, exchange the code and save the token (0600). ``read`` also asks to
-    read mail (for replies that decide jobs)."""
+    127.0.0.1, exchange the code and save the token (0600). ``allow`` finishes the
+    sentence "allow syft-bg to ..."; ``service`` names what it is signed in to."""
     from google_auth_oauthlib.flow import InstalledAppFlow
 
-    scopes = [*SCOPES, READ_SCOPE] if read else SCOPES
     flow = InstalledAppFlow.from_client_secrets_file(str(credentials_file), scopes=scopes)
     port = port or _free_port()
     message = (
-        "Open this address in a browser and allow syft-bg to send email as you:\n\n"
+        f"Open this address in a browser and allow syft-bg to {allow}:\n\n"
         "  {url}\n\n"
         "Waiting for Google to send the browser back to this machine (127.0.0.1). If the\n"
         "browser runs on another computer, forward the port first, e.g.\n"
@@ -299,7 +307,7 @@ def run_consent(
         port=port,
         open_browser=False,
         authorization_prompt_message=message,
-        success_message="syft-bg is signed in to Gmail. You may close this window.",
+        success_message=f"syft-bg is signed in to {service}. You may close this window.",
         timeout_seconds=timeout_seconds,
         access_type="offline",
         prompt="consent",

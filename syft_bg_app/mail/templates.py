@@ -29,6 +29,7 @@ TEMPLATE_NAMES = (
     "job_finished_ds",
     "sandbox_unavailable_do",
     "reply_answer_do",
+    "peer_other_generation_do",
     "digest",
     "heartbeat",
     "test",

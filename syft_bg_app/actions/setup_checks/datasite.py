@@ -203,15 +203,3 @@ def repair_owned_files(home: AppHome, config: Config) -> list[Check]:
     if not done:
         return []
     return [Check(True, "repair", "rewrote " + ", ".join(done))]
-
-
-def drive_check(home: AppHome, config: Config) -> Check:
-    from syft_bg_app.mail.smtp import resolve_path
-    from syft_bg_app.sync.drive.service import check_sign_in
-
-    token = resolve_path(config.get("drive.token"), home.root)
-    problem = check_sign_in(token, config.do_email, config.get("drive.api_endpoint"))
-    if problem:
-        fix = f"save a Drive token of {config.do_email} (mode 0600) at {token}"
-        return Check(False, "Drive sign-in", problem, fix)
-    return Check(True, "Drive sign-in", f"{token}: signs in as {config.do_email}, private (0600)")

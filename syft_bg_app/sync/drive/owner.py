@@ -246,6 +246,14 @@ class DriveOwner:
                 self.generation,
                 protocol.major_minor(version),
             )
+            self.ctx.state.add_event(
+                "peer_other_generation",
+                ds_email=ds,
+                version=version,
+                generation=self.generation,
+                wanted=protocol.major_minor(version),
+                peers_served=len(self.peers_state),
+            )
 
     def _request_locally(self, ds: str) -> None:
         """A Drive request becomes the local request file the peer rules read."""

@@ -120,6 +120,11 @@ class Drive:
             try:
                 creds.refresh(google_auth_httplib2.Request(_rewriting_http(self.endpoint)))
             except Exception as exc:
+                from google.auth.exceptions import TransportError
+
+                if isinstance(exc, TransportError):
+                    why = f"cannot reach Google to refresh the Drive sign-in ({exc})"
+                    raise DriveError(why) from None
                 raise DriveAuthError(
                     f"Google no longer accepts the Drive sign-in ({exc}); "
                     f"{relogin_advice(self.do_email)}"
