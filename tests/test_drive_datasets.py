@@ -33,6 +33,7 @@ syft_client_python = drive_sync.syft_client_python
 
 BOB = "bob@uni.edu"
 MOCK_CSV = "age\n20\n30\n40\n"
+NORTH_CSV = "region\nnorth\n"
 PRIVATE_CSV = "age\n31\n45\n52\nPRIVATE-MARKER-7f3a\n"
 PRIVATE_NOTES = "secret notes PRIVATE-MARKER-91c2\n"
 
@@ -94,7 +95,13 @@ def test_drive_dataset_mock_reaches_exactly_the_users_it_is_shared_with(
     from syft_bg_app.sync.drive.datasets import collection_hash
 
     ds = connected_peer(app, drive, syft_client_python)
-    create(app, "census", DS_EMAIL)
+    mock, private = make_data(app.tmp, "census")
+    (mock / "regions").mkdir()
+    (mock / "regions" / "north.csv").write_text(NORTH_CSV)
+    app.cli(
+        "datasets", "create", "census", "--mock", str(mock), "--private", str(private),
+        "--share", DS_EMAIL, check=True,
+    )  # fmt: skip
     create(app, "bobs", BOB)
     create(app, "open", "any")
     assert app.run_pass().exit_code == 0
@@ -103,6 +110,7 @@ def test_drive_dataset_mock_reaches_exactly_the_users_it_is_shared_with(
     files = {
         "ages.csv": MOCK_CSV.encode(),
         "dataset.yaml": (public / "dataset.yaml").read_bytes(),
+        "regions/north.csv": NORTH_CSV.encode(),
     }
     (folder,) = collections(drive, app.do_email, "census")
     assert folder.name == f"syft_datasetcollection_census_{collection_hash(files)}"
@@ -114,6 +122,8 @@ def test_drive_dataset_mock_reaches_exactly_the_users_it_is_shared_with(
     assert sorted(seen) == ["census", "open"]
     assert seen["census"]["ages.csv"] == MOCK_CSV
     assert "syft.pub.yaml" not in seen["census"]
+    nested = ds.syftbox / app.do_email / "public/syft_datasets/census/regions/north.csv"
+    assert nested.read_text() == NORTH_CSV
     # The real client reads them as datasets too.
     out = ds.run(
         f"""
@@ -124,7 +134,7 @@ def test_drive_dataset_mock_reaches_exactly_the_users_it_is_shared_with(
         """
     )
     assert 'NAMES ["census", "open"]' in out, out
-    assert f"MOCK {json.dumps([MOCK_CSV])}" in out, out
+    assert "MOCK " + json.dumps([MOCK_CSV, NORTH_CSV]) in out, out
 
     # A changed mock replaces the folder: one folder, the new content.
     (public / "ages.csv").write_text("age\n99\n")
@@ -210,6 +220,24 @@ def test_drive_idle_pass_with_datasets_makes_no_extra_requests(app: App, drive: 
     before = drive.count(app.do_email)
     assert app.run_pass().exit_code == 0
     assert drive.count(app.do_email) - before <= 3
+
+
+def test_drive_a_damaged_dataset_is_named_and_the_others_still_travel(
+    app: App, drive: FakeDrive
+) -> None:
+    from syft_bg_app.datasite import datasets as store
+
+    drive_app(app, drive)
+    create(app, "broken", BOB)
+    create(app, "fine", BOB)
+    store.store_dir(app.home, "broken").joinpath("record.yaml").write_text("shared_with: [\n")
+    result = app.run_pass()
+    assert result.failed_steps == ["sync"]
+    state = json.loads(app.home.state_file.with_name("last_pass.json").read_text())
+    assert "dataset broken: the record of dataset 'broken'" in state["steps"]["sync"]["error"]
+    assert collections(drive, app.do_email, "broken") == []
+    (folder,) = collections(drive, app.do_email, "fine")
+    assert readers_of(folder) == {BOB}
 
 
 def test_drive_dataset_passes_killed_at_random_instants_leave_one_complete_folder_each(
