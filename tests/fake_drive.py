@@ -5,7 +5,8 @@ pass on to everything below them, and contents; it answers the ``q`` language
 the syft clients use (``and``/``or``/``not``, parentheses, ``name =``,
 ``name contains``, ``mimeType``, ``'x' in parents``, ``'x' in owners``,
 ``trashed``), simple, multipart and resumable uploads, media downloads,
-parent moves, permissions and ``/batch/drive/v3``. Every request is made as
+parent moves, permissions (list, create, delete), ``appProperties`` and
+``/batch/drive/v3``. Every request is made as
 the user its bearer token belongs to, and it may see and change only what that
 user may on Drive: the tests would prove nothing about who sees what otherwise.
 
@@ -377,6 +378,8 @@ class FakeDrive:
                 return self._one(user, method, rest[1], query, body)
             if len(rest) == 3 and rest[0] == "files" and rest[2] == "permissions":
                 return self._permissions(user, method, rest[1], body)
+            if len(rest) == 4 and rest[0] == "files" and rest[2] == "permissions":
+                return self._permission(user, method, rest[1], urllib.parse.unquote(rest[3]))
         if parts[:3] == ["upload", "drive", "v3"] and len(parts) >= 4 and parts[3] == "files":
             file_id = parts[4] if len(parts) > 4 else None
             return self._upload(user, method, file_id, query, headers, body)
@@ -442,11 +445,31 @@ class FakeDrive:
             f = self._file(user, file_id, write=True)
             if f.owner.lower() != user.lower():
                 raise HttpProblem(403, "Only the owner can delete this file.", "forbidden")
-            for child in [c for c in self.files.values() if file_id in c.parents]:
-                child.parents.remove(file_id)
-            del self.files[file_id]
+            self._delete_tree(user, file_id)
             return 204, {}, b""
         raise HttpProblem(405, f"{method} not allowed", "badRequest")
+
+    def _delete_tree(self, user: str, file_id: str) -> None:
+        """As Drive: a deleted folder takes along what its owner owns below it; others'
+        files below it lose that parent."""
+        for child in [c for c in self.files.values() if file_id in c.parents]:
+            if child.owner.lower() == user.lower():
+                self._delete_tree(user, child.id)
+            else:
+                child.parents.remove(file_id)
+        del self.files[file_id]
+
+    def _permission(self, user, method, file_id, permission_id):
+        f = self._file(user, file_id)
+        if method != "DELETE":
+            raise HttpProblem(405, f"{method} not allowed", "badRequest")
+        if f.owner.lower() != user.lower() and self._role(user, f) != "writer":
+            raise HttpProblem(403, "cannot change the sharing of this file", "forbidden")
+        who = next((e for e in f.grants if f"p-{e}" == permission_id), None)
+        if who is None:
+            raise HttpProblem(404, f"Permission not found: {permission_id}.", "notFound")
+        del f.grants[who]
+        return 204, {}, b""
 
     def _permissions(self, user, method, file_id, body):
         f = self._file(user, file_id)

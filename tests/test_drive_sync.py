@@ -96,14 +96,31 @@ def drive_app(app: App, drive: FakeDrive, generation: str = "0.1", **config: obj
     return app
 
 
-def connected_peer(app: App, drive: FakeDrive, python: Path) -> RealClient:
+def connected_peer(
+    app: App, drive: FakeDrive, python: Path, generation: str = "0.1", module: str = "syft_client"
+) -> RealClient:
     """A data scientist whose add_peer the app accepted by domain, on Drive too."""
-    drive_app(app, drive, approve={"peers": {"approved_domains": ["uni.edu"]}})
-    ds = RealClient(python, drive, app.tmp / "ds")
+    drive_app(app, drive, generation, approve={"peers": {"approved_domains": ["uni.edu"]}})
+    ds = RealClient(python, drive, app.tmp / "ds", module=module)
     ds.run(f"c.add_peer({app.do_email!r})")
     app.run_pass()  # the request is read and accepted by its domain
     app.run_pass()  # accepted on Drive: the mirror folders and the version file
     return ds
+
+
+def killed_passes(app: App, rounds: int, rng: random.Random, longest: float) -> None:
+    """``rounds`` passes, each killed (SIGKILL) after a random time up to ``longest`` s."""
+    for _ in range(rounds):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "syft_bg_app", "run", "--once"],
+            env=app.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+        )
+        time.sleep(rng.uniform(0.0, longest))
+        process.kill()
+        process.wait()
 
 
 def run_until(app: App, condition, what: str) -> None:
@@ -281,18 +298,7 @@ def test_drive_passes_killed_at_random_instants_receive_each_job_once(
             for n in names
         )
     )
-    rng = random.Random(15)
-    for _ in range(20):
-        process = subprocess.Popen(
-            [sys.executable, "-m", "syft_bg_app", "run", "--once"],
-            env=app.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-        )
-        time.sleep(rng.uniform(0.0, 2.0))
-        process.kill()
-        process.wait()
+    killed_passes(app, 20, random.Random(15), 2.0)
     for name in names:
         run_until(
             app,

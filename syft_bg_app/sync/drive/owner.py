@@ -39,6 +39,7 @@ from syft_bg_app.datasite.layout import JobRef
 from syft_bg_app.mail.smtp import resolve_path
 from syft_bg_app.store.atomic import atomic_write_bytes
 from syft_bg_app.store.fsutil import atomic_write_yaml, is_ignored_name, short_repr
+from syft_bg_app.sync.drive import datasets as drive_datasets
 from syft_bg_app.sync.drive import protocol
 from syft_bg_app.sync.drive.permissions import PERMISSION_FILE, Permissions
 from syft_bg_app.sync.drive.service import FOLDER_MIME, Drive, DriveAuthError
@@ -86,6 +87,7 @@ class DriveOwner:
         self._discover()
         for ds in sorted(self.peers_state):
             self._isolated(ds, self._follow_decision)
+        drive_datasets.publish(self)
         self._proposals_in()
         for ds in sorted(self.peers_state):
             self._isolated(ds, self._events_out)

@@ -29,6 +29,8 @@ REFRESH_MARGIN = timedelta(minutes=5)
 class DriveError(SyftBgError):
     """Drive refused or could not be reached; the message says what to do."""
 
+    status: int | None = None  # Drive's HTTP answer, when it gave one
+
 
 class DriveAuthError(DriveError):
     """The sign-in is missing, unreadable, revoked or lacks the Drive scope."""
@@ -146,28 +148,31 @@ class Drive:
                     f"Drive refused the request ({status}: {exc.reason}); "
                     f"{relogin_advice(self.do_email)}"
                 ) from None
-            raise DriveError(f"Drive answered {status}: {exc.reason}") from None
+            error = DriveError(f"Drive answered {status}: {exc.reason}")
+            error.status = status
+            raise error from None
 
     # -- the calls ----------------------------------------------------------------------
     def list(self, q: str, order_by: str | None = None) -> list[dict[str, Any]]:
-        files: list[dict[str, Any]] = []
-        token = None
+        kwargs: dict[str, Any] = {
+            "q": q,
+            "fields": "files(id, name, size, mimeType, modifiedTime, owners(emailAddress),"
+            " parents), nextPageToken",
+            "pageSize": 1000,  # Drive's largest page: 500 peers' folders in one
+        }
+        if order_by:
+            kwargs["orderBy"] = order_by
+        return self._all_pages(self.service.files().list, "files", kwargs)
+
+    def _all_pages(self, method, key: str, kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+        """The ``key`` entries of every page ``method(**kwargs)`` answers."""
+        found: list[dict[str, Any]] = []
         while True:
-            kwargs: dict[str, Any] = {
-                "q": q,
-                "fields": "files(id, name, size, mimeType, modifiedTime, owners(emailAddress),"
-                " parents), nextPageToken",
-                "pageSize": 1000,  # Drive's largest page: 500 peers' folders in one
-            }
-            if order_by:
-                kwargs["orderBy"] = order_by
-            if token:
-                kwargs["pageToken"] = token
-            page = self.execute(self.service.files().list(**kwargs))
-            files.extend(page.get("files", []))
-            token = page.get("nextPageToken")
-            if not token:
-                return files
+            page = self.execute(method(**kwargs))
+            found.extend(page.get(key, []))
+            kwargs = {**kwargs, "pageToken": page.get("nextPageToken")}
+            if not kwargs["pageToken"]:
+                return found
 
     def download(self, file_id: str) -> bytes:
         return self.execute(self.service.files().get_media(fileId=file_id))
@@ -208,17 +213,34 @@ class Drive:
 
     def share(self, file_id: str, email: str, role: str) -> None:
         """Grant ``role`` to ``email`` unless some grant exists already."""
-        perms = self.execute(
-            self.service.permissions().list(fileId=file_id, fields="permissions(emailAddress)")
-        )
-        for perm in perms.get("permissions", []):
+        for perm in self.permissions(file_id):
             if (perm.get("emailAddress") or "").lower() == email.lower():
                 return
+        self.grant(file_id, email, role)
+
+    def permissions(self, file_id: str) -> list[dict[str, Any]]:
+        """Every grant on ``file_id`` (id, emailAddress, role), the owner's included."""
+        kwargs = {
+            "fileId": file_id,
+            "fields": "permissions(id, emailAddress, role), nextPageToken",
+            "pageSize": 100,
+        }
+        return self._all_pages(self.service.permissions().list, "permissions", kwargs)
+
+    def grant(self, file_id: str, email: str, role: str) -> None:
         body = {"type": "user", "role": role, "emailAddress": email}
         self.execute(
             self.service.permissions().create(
                 fileId=file_id, body=body, sendNotificationEmail=False
             )
+        )
+
+    def revoke(self, file_id: str, permission_id: str) -> None:
+        self.execute(self.service.permissions().delete(fileId=file_id, permissionId=permission_id))
+
+    def set_app_properties(self, file_id: str, properties: dict[str, str]) -> None:
+        self.execute(
+            self.service.files().update(fileId=file_id, body={"appProperties": properties})
         )
 
     def about_email(self) -> str:
