@@ -234,7 +234,7 @@ def test_drive_a_damaged_dataset_is_named_and_the_others_still_travel(
     result = app.run_pass()
     assert result.failed_steps == ["sync"]
     state = json.loads(app.home.state_file.with_name("last_pass.json").read_text())
-    assert "dataset broken: the record of dataset 'broken'" in state["steps"]["sync"]["error"]
+    assert "dataset broken: dataset 'broken' is damaged" in state["steps"]["sync"]["error"]
     assert collections(drive, app.do_email, "broken") == []
     (folder,) = collections(drive, app.do_email, "fine")
     assert readers_of(folder) == {BOB}
