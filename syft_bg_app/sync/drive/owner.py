@@ -312,8 +312,10 @@ class DriveOwner:
         if not serving:
             return
         by_inbox = {record["inbox_id"]: ds for ds, record in serving.items()}
-        parents = " or ".join(f"'{folder}' in parents" for folder in sorted(by_inbox))
-        files = self.drive.list(f"({parents}) and trashed=false")
+        files = []
+        for chunk in protocol.parent_chunks(sorted(by_inbox)):
+            parents = " or ".join(f"'{folder}' in parents" for folder in chunk)
+            files.extend(self.drive.list(f"({parents}) and trashed=false"))
         waiting: dict[str, list[tuple[float, dict[str, Any]]]] = {}
         for item in files:
             stamp = protocol.proposal_timestamp(item.get("name", ""))

@@ -36,6 +36,26 @@ PROTOCOL_VERSION = "1.0.0"
 MAX_MESSAGE_BYTES = 512 * 1024 * 1024
 
 
+# Drive refuses a long query ("The query is too complex."): one listing of many
+# folders is split into queries of at most this many folders and characters.
+QUERY_PARENTS = 40
+QUERY_CHARS = 1800
+
+
+def parent_chunks(folder_ids: list[str]) -> list[list[str]]:
+    """``folder_ids`` in runs short enough for one ``'a' in parents or ...`` query."""
+    chunks: list[list[str]] = []
+    length = 0
+    for folder in folder_ids:
+        term = len(f"'{folder}' in parents or ")
+        if not chunks or len(chunks[-1]) >= QUERY_PARENTS or length + term > QUERY_CHARS:
+            chunks.append([])
+            length = 0
+        chunks[-1].append(folder)
+        length += term
+    return chunks
+
+
 class MessageError(ValueError):
     """A message that does not read as the protocol's format."""
 

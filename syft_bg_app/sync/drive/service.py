@@ -203,12 +203,22 @@ class Drive:
 
     def share(self, file_id: str, email: str, role: str) -> None:
         """Grant ``role`` to ``email`` unless some grant exists already."""
-        perms = self.execute(
-            self.service.permissions().list(fileId=file_id, fields="permissions(emailAddress)")
-        )
-        for perm in perms.get("permissions", []):
-            if (perm.get("emailAddress") or "").lower() == email.lower():
-                return
+        token = None
+        while True:
+            perms = self.execute(
+                self.service.permissions().list(
+                    fileId=file_id,
+                    fields="permissions(emailAddress), nextPageToken",
+                    pageSize=100,
+                    **({"pageToken": token} if token else {}),
+                )
+            )
+            for perm in perms.get("permissions", []):
+                if (perm.get("emailAddress") or "").lower() == email.lower():
+                    return
+            token = perms.get("nextPageToken")
+            if not token:
+                break
         body = {"type": "user", "role": role, "emailAddress": email}
         self.execute(
             self.service.permissions().create(
