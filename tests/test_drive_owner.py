@@ -11,12 +11,27 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import DS_EMAIL, App
-from tests.fake_drive import MAX_PAGE_SIZE, FakeDrive
-from tests.test_drive_sync import drive_app
+from tests.fake_drive import FOLDER, MAX_PAGE_SIZE, FakeDrive
+from tests.test_drive_sync import (
+    SYFT_0_10,
+    SYFT_CLIENT,
+    RealClient,
+    client_venv,
+    connected_peer,
+    drive_app,
+    run_until,
+)
+
+
+@pytest.fixture(scope="session")
+def syft_client_python() -> Path:
+    return client_venv(SYFT_CLIENT)
 
 
 @pytest.fixture
@@ -121,3 +136,89 @@ def test_a_proposal_behind_more_than_a_page_of_other_files_is_applied(
         "echo late\n"
     )
     assert not [f for f in drive.children(inbox.id) if f.name.startswith("msgv2_")]
+
+
+def push_job_0_10(ds: RealClient, do: str, name: str) -> None:
+    """A job as the real syft 0.10 client sends one: its files, pushed as one proposal."""
+    ds.run(
+        f"""
+        from pathlib import Path
+        job = Path(c.syftbox_folder) / {do!r} / "app_data/job/inbox"
+        job = job / {ds.email!r} / "v1" / {name!r}
+        (job / "code").mkdir(parents=True)
+        (job / "code" / "script.sh").write_text("echo {name} on syft 0.10\\n")
+        (job / "run.sh").write_text("#!/bin/bash\\nbash code/script.sh\\n")
+        (job / "config.yaml").write_text(
+            "name: {name}\\ntype: bash\\nsubmitted_at: '2026-11-20T10:00:00Z'\\n"
+            "files: [script.sh]\\ndependencies: []\\njob_type: local\\n"
+            "canonical_name: JobSubmissionMetadata\\nversion: '1'\\n"
+        )
+        c.push_job_files(job)
+        """
+    )
+
+
+def test_a_change_of_generation_serves_the_new_one_and_names_the_old(
+    app: App, drive: FakeDrive, syft_client_python: Path
+) -> None:
+    alice = connected_peer(app, drive, syft_client_python)  # generation 0.1
+    alice.run(f"c.submit_bash_job({app.do_email!r}, 'echo before the change', job_name='old')")
+    run_until(app, lambda: app.cli("jobs", "show", f"{DS_EMAIL}/old").returncode == 0, "job")
+    app.cli("jobs", "approve", f"{DS_EMAIL}/old", check=True)
+    run_until(app, lambda: app.job_state("old", protocol="0").get("status") == "done", "the job")
+    app.run_pass()
+    old_folders = {f.id for f in drive.files.values() if f.owner == app.do_email}
+
+    app.set_config(drive={"generation": "0.10"})
+    assert app.run_pass().exit_code == 0
+    mine = [f for f in drive.named("SYFT_version.json") if f.owner == app.do_email]
+    assert len(mine) == 1
+    assert json.loads(mine[0].content)["syft_client_version"] == "0.10.0"
+    status = app.cli("status", check=True).stdout
+    assert f"Drive peer {DS_EMAIL} runs syft-client 0.1.117" in status
+    assert "set drive.generation: '0.1'" in status
+
+    python_0_10 = client_venv(SYFT_0_10)
+    bob = RealClient(python_0_10, drive, app.tmp / "bob", "bob@uni.edu", module="syft")
+    bob.run(f"c.add_peer({app.do_email!r})")
+    app.run_pass()
+    app.run_pass()
+    push_job_0_10(bob, app.do_email, "new")
+    run_until(app, lambda: app.cli("jobs", "show", "bob@uni.edu/new").returncode == 0, "job")
+    app.cli("jobs", "approve", "bob@uni.edu/new", check=True)
+    run_until(app, lambda: app.job_state("new", "bob@uni.edu").get("status") == "done", "the job")
+    app.run_pass()
+    bob.run("c.sync()")
+    result = bob.result_file(app.do_email, "v1/new", "stdout.txt")
+    assert result.read_text() == "new on syft 0.10\n"
+
+    # Alice moves to syft 0.10 as well: her earlier results reach her new client,
+    # through folders of her new generation, never the 0.1 ones.
+    alice_0_10 = RealClient(python_0_10, drive, app.tmp / "alice10", DS_EMAIL, module="syft")
+    with (alice_0_10.redirect / "sitecustomize.py").open("a") as answers:
+        # Her login asks what to do with her 0.1 data: "1", upgrade and keep it.
+        answers.write("import builtins\nbuiltins.input = lambda prompt='': '1'\n")
+    alice_0_10.run(f"c.add_peer({app.do_email!r}, force=True)")
+    app.run_pass()
+    app.run_pass()
+    alice_0_10.run("c.sync()")
+    state = yaml.safe_load(alice_0_10.result_file(app.do_email, "old", "state.yaml").read_text())
+    assert state["status"] == "done"
+    made_since = [
+        f.name
+        for f in drive.files.values()
+        if f.owner == app.do_email and f.id not in old_folders and f.mime == FOLDER
+    ]
+    assert sorted(made_since) == sorted(
+        [
+            f"0.10.0#{app.do_email}",
+            f"{app.do_email}-0.10.0-rolling-state",
+            *(
+                f"syft_datasite#0.10.0#{ds}#{kind}#{app.do_email}"
+                for ds in ("bob@uni.edu", DS_EMAIL)
+                for kind in ("inbox", "outbox")
+            ),
+            f"syft_bob@uni.edu_to_{app.do_email}_archive",
+        ]
+    ), made_since
+    assert "other-version" not in app.cli("peers", "list", check=True).stdout

@@ -51,6 +51,10 @@ REFUSED_PARTS = frozenset(
     {".git", ".venv", "__pycache__", ".mypy_cache", ".pytest_cache", "node_modules"}
 )
 APPLIED_KEPT = 2000
+# What in the ``drive`` checkpoint belongs to one generation: the peers' folders and
+# what was sent to them, the owner's own log and restore data. A change of
+# drive.generation puts these aside and takes up the new generation's own.
+GENERATION_KEYS = ("ds", "log_id", "rolling_state_id", "logged_paths", "other_generation")
 # Messages in a data scientist's outbox at which they are merged into one.
 COMPACT_AT = 20
 
@@ -73,6 +77,7 @@ class DriveOwner:
         self.generation = ctx.config.get("drive.generation")
         self.version = protocol.GENERATIONS[self.generation]
         self.state = ctx.state.data.setdefault("drive", {})
+        self._take_up_generation()
         self.peers_state: dict[str, dict[str, Any]] = self.state.setdefault("ds", {})
         self.perms = Permissions(ctx.datasite.path)
         self.problems: list[str] = []
@@ -80,9 +85,44 @@ class DriveOwner:
     def save(self) -> None:
         self.ctx.state.save()
 
+    def _take_up_generation(self) -> None:
+        """Keep one generation's bookkeeping apart from the other's.
+
+        Folder ids, peer records and what was sent are only valid for the
+        generation that made them: the other generation's data scientists have
+        other folders, and a 0.1 folder must never carry 0.10 traffic. The
+        local datasite and the peers' decisions are the same for both.
+        """
+        was = self.state.get("generation") or self._generation_of_records()
+        if was == self.generation:
+            self.state.setdefault("generation", was)
+            return
+        shelf = self.state.setdefault("generations", {})
+        shelf[was] = {key: self.state.pop(key) for key in GENERATION_KEYS if key in self.state}
+        self.state.update(shelf.pop(self.generation, {}))
+        # The version file is one file: rewritten with this generation's version.
+        self.state.pop("version_file_id", None)
+        self.state["generation"] = self.generation
+        self.log.info(
+            "drive.generation changed from %s to %s: serving syft-client %s",
+            was,
+            self.generation,
+            self.version,
+        )
+        self.save()
+
+    def _generation_of_records(self) -> str:
+        """The generation of a checkpoint written before generations were recorded."""
+        for record in (self.state.get("ds") or {}).values():
+            generation = protocol.major_minor(str(record.get("version") or ""))
+            if generation in protocol.GENERATIONS:
+                return generation
+        return self.generation
+
     # -- the round ------------------------------------------------------------------
     def sync(self) -> None:
         self._own_folder()
+        self._version_file()
         self._discover()
         for ds in sorted(self.peers_state):
             self._isolated(ds, self._follow_decision)
