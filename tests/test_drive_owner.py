@@ -222,3 +222,55 @@ def test_a_change_of_generation_serves_the_new_one_and_names_the_old(
         ]
     ), made_since
     assert "other-version" not in app.cli("peers", "list", check=True).stdout
+
+
+def test_the_owners_checkpoints_stay_small_and_the_owners_notebook_sees_everything(
+    app: App, drive: FakeDrive, syft_client_python: Path
+) -> None:
+    from syft_bg_app.sync.drive import protocol
+
+    ds = connected_peer(app, drive, syft_client_python)
+    ds.run(f"c.submit_bash_job({app.do_email!r}, 'echo checkpointed', job_name='hello')")
+    run_until(app, lambda: app.cli("jobs", "show", f"{DS_EMAIL}/hello").returncode == 0, "job")
+    app.cli("jobs", "approve", f"{DS_EMAIL}/hello", check=True)
+    run_until(app, lambda: app.job_state("hello", protocol="0").get("status") == "done", "job")
+    notes = app.datasite.review / DS_EMAIL / "notes"
+    notes.mkdir(parents=True)
+    # Four times the client's threshold of 50 paths: four incremental checkpoints,
+    # merged into one full checkpoint; then a few changes the rolling state holds.
+    for batch in range(4):
+        for i in range(60):
+            (notes / f"n{batch}-{i}.txt").write_text(f"note {batch} {i}\n")
+        app.run_pass()
+    (notes / "n0-0.txt").write_text("changed after the checkpoint\n")
+    (notes / "n0-1.txt").unlink()
+    (notes / "late.txt").write_text("after the checkpoint\n")
+    app.run_pass()
+
+    mine = {f.name: f for f in drive.files.values() if f.owner == app.do_email}
+    folder = mine[f"{app.do_email}-0.1.117-checkpoints"]
+    kept = sorted(f.name.split("_")[0] for f in drive.children(folder.id))
+    assert kept == ["checkpoint"], kept
+    rolling_folder = mine[f"{app.do_email}-0.1.117-rolling-state"]
+    (rolling,) = drive.children(rolling_folder.id)
+    events = json.loads(protocol.uncompress(rolling.content, 10**8))["events"]
+    assert len(events) < protocol.CHECKPOINT_AT, len(events)
+
+    notebook = RealClient(
+        syft_client_python, drive, app.tmp / "do-notebook", app.do_email, login="login_do"
+    )
+    out = notebook.run(
+        f"""
+        from pathlib import Path
+        print("JOBS", json.dumps({{j.name: j.status for j in c.jobs}}))
+        notes = Path(c.syftbox_folder) / {app.do_email!r} / "app_data/job/review"
+        notes = notes / {DS_EMAIL!r} / "notes"
+        print("NOTES", json.dumps({{p.name: p.read_text() for p in notes.iterdir()}}))
+        """
+    )
+    assert "Found full checkpoint with 249 files" in out, out  # the job's and the notes
+    assert 'JOBS {"hello": "done"}' in out, out
+    seen = json.loads(out.split("NOTES ", 1)[1].splitlines()[0])
+    expected = {p.name: p.read_text() for p in notes.iterdir()}
+    assert len(expected) == 4 * 60
+    assert seen == expected

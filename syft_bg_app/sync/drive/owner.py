@@ -54,7 +54,17 @@ APPLIED_KEPT = 2000
 # What in the ``drive`` checkpoint belongs to one generation: the peers' folders and
 # what was sent to them, the owner's own log and restore data. A change of
 # drive.generation puts these aside and takes up the new generation's own.
-GENERATION_KEYS = ("ds", "log_id", "rolling_state_id", "logged_paths", "other_generation")
+GENERATION_KEYS = (
+    "ds",
+    "log_id",
+    "rolling_state_id",
+    "rolling_folder_id",
+    "rolling_paths",
+    "rolling_base",
+    "logged_paths",
+    "checkpoints_id",
+    "other_generation",
+)
 # Messages in a data scientist's outbox at which they are merged into one.
 COMPACT_AT = 20
 
@@ -181,40 +191,127 @@ class DriveOwner:
         return self.state["log_id"]
 
     def _rolling_state(self, events: list[dict[str, Any]], stamp: float) -> None:
-        """The owner's rolling state: the latest content of every path ever published.
+        """The owner's rolling state: the latest event of each path since the last checkpoint.
 
-        The real client's ``login_do`` restores the datasite from it (and from the
-        log messages newer than it), so the owner's notebook sees the same jobs.
+        The real client's ``login_do`` restores the datasite from the checkpoints,
+        then this, then the log messages newer than it, so the owner's notebook
+        sees the same jobs. At ``CHECKPOINT_AT`` paths the rolling state becomes a
+        checkpoint and starts empty, as the client's own does.
         """
-        logged = set(self.state.get("logged_paths", []))
-        for item in events:
-            (logged.discard if item["is_deleted"] else logged.add)(item["path_in_datasite"])
-        self.state["logged_paths"] = sorted(logged)
+        rolling = set(self.state.get("rolling_paths") or self.state.get("logged_paths") or [])
+        rolling.update(item["path_in_datasite"] for item in events)
+        self.state["rolling_paths"] = sorted(rolling)
+        self.state.pop("logged_paths", None)
         datasite = self.ctx.datasite.path
-        latest = []
-        for rel in sorted(logged):
-            content = _read(datasite / rel)
-            if content is not None:
-                latest.append(protocol.event(rel, self.do_email, content, None, stamp))
-        body = {
-            "version": 1,
-            "timestamp": stamp,
-            "email": self.do_email,
-            "base_checkpoint_timestamp": 0.0,
-            "last_event_timestamp": stamp,
-            "events": latest,
-        }
-        data = protocol.compress(json.dumps(body).encode("utf-8"))
+        latest = [
+            protocol.event(rel, self.do_email, _read(datasite / rel), None, stamp)
+            for rel in sorted(rolling)
+        ]
+        if len(latest) >= protocol.CHECKPOINT_AT:
+            self._checkpoint(latest, stamp)
+            return
+        data = protocol.rolling_state(
+            self.do_email, self.state.get("rolling_base", 0.0), stamp, latest
+        )
         if self.state.get("rolling_state_id"):
             self.drive.update_content(self.state["rolling_state_id"], data)
             return
-        folder = self._find_or_create(
-            f"{self.do_email}-{self.version}-rolling-state", self.state["syftbox_id"]
-        )
         self.state["rolling_state_id"] = self.drive.upload(
-            f"rolling_state_{stamp}.tar.gz", folder, data
+            f"{protocol.ROLLING_STATE_PREFIX}{stamp}{protocol.EXTENSION}",
+            self._rolling_folder(),
+            data,
         )
         self.save()
+
+    def _rolling_folder(self) -> str:
+        if not self.state.get("rolling_folder_id"):
+            name = f"{self.do_email}-{self.version}-rolling-state"
+            self.state["rolling_folder_id"] = self._find_or_create(name, self.state["syftbox_id"])
+            self.save()
+        return self.state["rolling_folder_id"]
+
+    def _checkpoint(self, events: list[dict[str, Any]], stamp: float) -> None:
+        """Write the rolling state's events as the next incremental checkpoint, then empty it.
+
+        A pass killed before the rolling state is emptied writes a checkpoint with
+        the same events again next time: restoring applies them twice, to the
+        same content.
+        """
+        if not self.state.get("checkpoints_id"):
+            name = f"{self.do_email}-{self.version}-checkpoints"
+            self.state["checkpoints_id"] = self._find_or_create(name, self.state["syftbox_id"])
+            self.save()
+        folder = self.state["checkpoints_id"]
+        listed = self.drive.list(f"'{folder}' in parents and trashed=false")
+        incrementals = [
+            (seq, item)
+            for item in listed
+            if (seq := protocol.incremental_sequence(item.get("name", ""))) is not None
+        ]
+        sequence = max((seq for seq, _ in incrementals), default=0) + 1
+        name, data = protocol.incremental_checkpoint(self.do_email, sequence, events)
+        incrementals.append((sequence, {"id": self.drive.upload(name, folder, data)}))
+        self.log.info("wrote the owner's checkpoint %s (%d paths)", name, len(events))
+        if len(incrementals) >= protocol.COMPACT_CHECKPOINTS_AT:
+            self._compact_checkpoints(folder, listed, incrementals)
+        self.state["rolling_paths"] = []
+        self.state["rolling_base"] = stamp
+        self.state.pop("rolling_state_id", None)
+        self.save()
+        rolling_folder = self._rolling_folder()
+        for item in self.drive.list(f"'{rolling_folder}' in parents and trashed=false"):
+            if item.get("name", "").startswith(protocol.ROLLING_STATE_PREFIX):
+                self.drive.delete(item["id"])
+
+    def _compact_checkpoints(
+        self, folder: str, listed: list[dict[str, Any]], incrementals: list[tuple[int, dict]]
+    ) -> None:
+        """Merge the full checkpoint and the incremental ones into one full checkpoint.
+
+        The new one is written before the old ones are deleted: a pass killed in
+        between leaves checkpoints that restore to the same files.
+        """
+        cap = protocol.MAX_MESSAGE_BYTES
+        fulls = [
+            (stamp, item)
+            for item in listed
+            if (stamp := protocol.full_checkpoint_timestamp(item.get("name", ""))) is not None
+        ]
+        files: dict[str, dict[str, str] | None] = {}
+        last: float | None = None
+        if fulls:
+            full = protocol.parse_checkpoint(self.drive.download(max(fulls)[1]["id"]), cap)
+            for entry in full.get("files", []):
+                if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+                    files[entry["path"]] = entry
+            last = full.get("last_event_timestamp")
+        for _, item in sorted(incrementals, key=lambda pair: pair[0]):
+            for event in protocol.parse_checkpoint(self.drive.download(item["id"]), cap).get(
+                "events", []
+            ):
+                path = event.get("path_in_datasite")
+                if not isinstance(event, dict) or not isinstance(path, str):
+                    continue
+                deleted = event.get("is_deleted") or event.get("content") is None
+                files[path] = (
+                    None
+                    if deleted
+                    else {
+                        "path": path,
+                        "hash": str(event.get("new_hash")),
+                        "content": event["content"],
+                    }
+                )
+                stamp = event.get("timestamp")
+                if isinstance(stamp, (int, float)) and (last is None or stamp > last):
+                    last = stamp
+        name, data = protocol.full_checkpoint(
+            self.do_email, [entry for entry in files.values() if entry], last
+        )
+        self.drive.upload(name, folder, data)
+        for _, item in [*fulls, *incrementals]:
+            self.drive.delete(item["id"])
+        self.log.info("merged the owner's checkpoints into %s", name)
 
     def _version_file(self) -> str:
         data = json.dumps(protocol.version_info(self.generation), indent=2).encode()

@@ -295,3 +295,83 @@ def events_message(
     }
     name = f"{EVENTS_PREFIX}{stamp}_{message_id}{EXTENSION}"
     return name, compress(json.dumps(body).encode("utf-8"))
+
+
+# -- the owner's own restore data: rolling state and checkpoints ---------------------------
+# Kept as the real client keeps them (syft_client.sync.checkpoints): the rolling state
+# holds the latest event of each path since the last checkpoint; at 50 paths it
+# becomes an incremental checkpoint, and 4 incremental checkpoints are merged into
+# one full checkpoint.
+CHECKPOINT_AT = 50
+COMPACT_CHECKPOINTS_AT = 4
+ROLLING_STATE_PREFIX = "rolling_state_"
+INCREMENTAL_PREFIX = "incremental_checkpoint_"
+FULL_PREFIX = "checkpoint_"
+CHECKPOINT_VERSION = 1
+
+
+def rolling_state(
+    email: str, base: float, last: float | None, events: list[dict[str, Any]]
+) -> bytes:
+    body = {
+        "version": CHECKPOINT_VERSION,
+        "timestamp": time.time(),
+        "email": email,
+        "base_checkpoint_timestamp": base,
+        "last_event_timestamp": last,
+        "events": events,
+    }
+    return compress(json.dumps(body).encode("utf-8"))
+
+
+def incremental_checkpoint(
+    email: str, sequence: int, events: list[dict[str, Any]]
+) -> tuple[str, bytes]:
+    stamp = time.time()
+    body = {
+        "version": CHECKPOINT_VERSION,
+        "timestamp": stamp,
+        "email": email,
+        "sequence_number": sequence,
+        "events": events,
+    }
+    return f"{INCREMENTAL_PREFIX}{sequence}_{stamp}{EXTENSION}", compress(
+        json.dumps(body).encode("utf-8")
+    )
+
+
+def full_checkpoint(
+    email: str, files: list[dict[str, str]], last: float | None
+) -> tuple[str, bytes]:
+    stamp = time.time()
+    body = {
+        "version": CHECKPOINT_VERSION,
+        "timestamp": stamp,
+        "email": email,
+        "last_event_timestamp": last,
+        "files": files,
+    }
+    return f"{FULL_PREFIX}{stamp}{EXTENSION}", compress(json.dumps(body).encode("utf-8"))
+
+
+def incremental_sequence(name: str) -> int | None:
+    """The sequence number in ``incremental_checkpoint_<n>_<time>.tar.gz``, or None."""
+    match = re.match(r"^incremental_checkpoint_(\d+)_(\d+(?:\.\d+)?)\.tar\.gz$", name)
+    return int(match.group(1)) if match else None
+
+
+def full_checkpoint_timestamp(name: str) -> float | None:
+    """The time in ``checkpoint_<time>.tar.gz``, or None."""
+    match = re.match(r"^checkpoint_(\d+(?:\.\d+)?)\.tar\.gz$", name)
+    return float(match.group(1)) if match else None
+
+
+def parse_checkpoint(data: bytes, cap: int) -> dict[str, Any]:
+    """A checkpoint's JSON: ``files`` (full) or ``events`` (incremental), as lists."""
+    body = _json_body(data, cap)
+    if not isinstance(body, dict):
+        raise MessageError("the checkpoint is not a JSON object")
+    for key in ("files", "events"):
+        if not isinstance(body.get(key, []), list):
+            raise MessageError(f"the checkpoint's {key} is not a list")
+    return body
