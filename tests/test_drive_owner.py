@@ -275,3 +275,16 @@ def test_the_owners_checkpoints_stay_small_and_the_owners_notebook_sees_everythi
     expected = {p.name: p.read_text() for p in notes.iterdir()}
     assert len(expected) == 4 * 60
     assert seen == expected
+
+
+def test_a_listing_is_retried_on_transient_answers_within_the_pass(
+    app: App, drive: FakeDrive
+) -> None:
+    drive_app(app, drive, notify={"enabled": False})
+    drive.add_peer_folders(DS_EMAIL, app.do_email, "0.1.117")
+    assert app.run_pass().exit_code == 0
+    drive.add_peer_folders("bob@uni.edu", app.do_email, "0.1.117")
+    drive.failures = [(503, "backendError"), (429, "rateLimitExceeded")]
+    assert app.run_pass().exit_code == 0
+    assert not drive.failures
+    assert app.datasite.peer_request_file("bob@uni.edu").exists()
