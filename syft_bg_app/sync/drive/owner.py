@@ -253,7 +253,12 @@ class DriveOwner:
         incrementals.append((sequence, {"id": self.drive.upload(name, folder, data)}))
         self.log.info("wrote the owner's checkpoint %s (%d paths)", name, len(events))
         if len(incrementals) >= protocol.COMPACT_CHECKPOINTS_AT:
-            self._compact_checkpoints(folder, listed, incrementals)
+            try:
+                self._compact_checkpoints(folder, listed, incrementals)
+            except protocol.MessageError as exc:
+                # One this app cannot read (the owner's notebook may encrypt its own):
+                # all stay as they are, and the notebook restores from them all.
+                self.log.warning("the owner's checkpoints were left unmerged: %s", exc)
         self.state["rolling_paths"] = []
         self.state["rolling_base"] = stamp
         self.state.pop("rolling_state_id", None)
@@ -289,8 +294,8 @@ class DriveOwner:
             for event in protocol.parse_checkpoint(self.drive.download(item["id"]), cap).get(
                 "events", []
             ):
-                path = event.get("path_in_datasite")
-                if not isinstance(event, dict) or not isinstance(path, str):
+                path = event.get("path_in_datasite") if isinstance(event, dict) else None
+                if not isinstance(path, str):
                     continue
                 deleted = event.get("is_deleted") or event.get("content") is None
                 files[path] = (
