@@ -11,7 +11,11 @@
    local datasite, then moved to the archive folder.
 4. Events out: what changed under the peer's review folder that the permission
    files let them read (job state, logs, shared outputs) goes to their outbox,
-   with the accepted proposals echoed.
+   with the accepted proposals echoed; the owner's own log, rolling state and
+   checkpoints are kept as the real client keeps them, for the owner's notebook.
+
+Everything in the checkpoint that names Drive folders belongs to one generation
+(``drive.generation``); a change of generation puts it aside (``GENERATION_KEYS``).
 
 What was done is in the checkpoint (``drive`` in state.json) before the next
 thing is done: a pass killed anywhere redoes at most one idempotent step.
