@@ -25,6 +25,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # the fake Drive's own helpers
 
 from tests.fake_drive import FakeDrive  # noqa: E402
 

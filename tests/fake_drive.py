@@ -22,6 +22,7 @@ import email.policy
 import itertools
 import json
 import re
+import socket
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
@@ -34,6 +35,10 @@ from local_http import LocalHTTPServer
 
 FOLDER = "application/vnd.google-apps.folder"
 DRIVE_SCOPE = "https://www.googleapis.com/auth/drive"
+MAX_PAGE_SIZE = 1000
+# Drive refuses a long query ("The query is too complex.") at a bound it does not
+# document; this one is the fake's own (``FakeDrive.max_query_length`` changes it).
+MAX_QUERY_LENGTH = 8000
 
 
 def _now() -> str:
@@ -202,6 +207,7 @@ class FakeDrive:
         self.failures: list[tuple[int, str]] = []  # scripted (status, reason), next requests
         # (user, method, path, query) -> (status, reason) to refuse that request, or None.
         self.refuse: Any = None
+        self.max_query_length = MAX_QUERY_LENGTH
         self._ids = itertools.count(1)
         self._uploads: dict[str, dict[str, Any]] = {}
         self._lock = threading.RLock()
@@ -305,6 +311,9 @@ class FakeDrive:
 
     # -- serving -------------------------------------------------------------------------------
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+        # The head and the body go out in two writes: without this, each answer
+        # waits for the client's delayed acknowledgement (40 ms a request).
+        handler.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         length = int(handler.headers.get("Content-Length") or 0)
         body = handler.rfile.read(length) if length else b""
         status, headers, payload = self.dispatch(
@@ -386,12 +395,15 @@ class FakeDrive:
         raise HttpProblem(404, f"no such endpoint {method} {path}", "notFound")
 
     def _list(self, user: str, query: dict[str, str]):
+        if len(query.get("q", "")) > self.max_query_length:
+            raise HttpProblem(400, "The query is too complex.", "invalid")
         q = _Query(query.get("q", ""), user)
         found = [f for f in self.files.values() if self._role(user, f) and q.match(f)]
         order = query.get("orderBy", "")
         if order.startswith("name"):
             found.sort(key=lambda f: f.name, reverse=order.endswith("desc"))
-        size = int(query.get("pageSize") or 100)
+        # Drive's default page is 100 and its largest 1,000, whatever is asked.
+        size = min(int(query.get("pageSize") or 100), MAX_PAGE_SIZE)
         start = int(query.get("pageToken") or 0)
         page = found[start : start + size]
         out: dict[str, Any] = {"files": [f.resource() for f in page]}

@@ -11,7 +11,11 @@
    local datasite, then moved to the archive folder.
 4. Events out: what changed under the peer's review folder that the permission
    files let them read (job state, logs, shared outputs) goes to their outbox,
-   with the accepted proposals echoed.
+   with the accepted proposals echoed; the owner's own log, rolling state and
+   checkpoints are kept as the real client keeps them, for the owner's notebook.
+
+Everything in the checkpoint that names Drive folders belongs to one generation
+(``drive.generation``); a change of generation puts it aside (``GENERATION_KEYS``).
 
 What was done is in the checkpoint (``drive`` in state.json) before the next
 thing is done: a pass killed anywhere redoes at most one idempotent step.
@@ -42,7 +46,7 @@ from syft_bg_app.store.fsutil import atomic_write_yaml, is_ignored_name, short_r
 from syft_bg_app.sync.drive import datasets as drive_datasets
 from syft_bg_app.sync.drive import protocol
 from syft_bg_app.sync.drive.permissions import PERMISSION_FILE, Permissions
-from syft_bg_app.sync.drive.service import FOLDER_MIME, Drive, DriveAuthError
+from syft_bg_app.sync.drive.service import FOLDER_MIME, Drive, DriveAuthError, DriveError
 from syft_bg_app.sync.local import is_blocked
 
 # Paths no data scientist may write, whatever the permission files say.
@@ -52,6 +56,20 @@ REFUSED_PARTS = frozenset(
     {".git", ".venv", "__pycache__", ".mypy_cache", ".pytest_cache", "node_modules"}
 )
 APPLIED_KEPT = 2000
+# What in the ``drive`` checkpoint belongs to one generation: the peers' folders and
+# what was sent to them, the owner's own log and restore data. A change of
+# drive.generation puts these aside and takes up the new generation's own.
+GENERATION_KEYS = (
+    "ds",
+    "log_id",
+    "rolling_state_id",
+    "rolling_folder_id",
+    "rolling_paths",
+    "rolling_base",
+    "logged_paths",
+    "checkpoints_id",
+    "other_generation",
+)
 # Messages in a data scientist's outbox at which they are merged into one.
 COMPACT_AT = 20
 
@@ -74,6 +92,7 @@ class DriveOwner:
         self.generation = ctx.config.get("drive.generation")
         self.version = protocol.GENERATIONS[self.generation]
         self.state = ctx.state.data.setdefault("drive", {})
+        self._take_up_generation()
         self.peers_state: dict[str, dict[str, Any]] = self.state.setdefault("ds", {})
         self.perms = Permissions(ctx.datasite.path)
         self.problems: list[str] = []
@@ -81,9 +100,44 @@ class DriveOwner:
     def save(self) -> None:
         self.ctx.state.save()
 
+    def _take_up_generation(self) -> None:
+        """Keep one generation's bookkeeping apart from the other's.
+
+        Folder ids, peer records and what was sent are only valid for the
+        generation that made them: the other generation's data scientists have
+        other folders, and a 0.1 folder must never carry 0.10 traffic. The
+        local datasite and the peers' decisions are the same for both.
+        """
+        was = self.state.get("generation") or self._generation_of_records()
+        if was == self.generation:
+            self.state.setdefault("generation", was)
+            return
+        shelf = self.state.setdefault("generations", {})
+        shelf[was] = {key: self.state.pop(key) for key in GENERATION_KEYS if key in self.state}
+        self.state.update(shelf.pop(self.generation, {}))
+        # The version file is one file: rewritten with this generation's version.
+        self.state.pop("version_file_id", None)
+        self.state["generation"] = self.generation
+        self.log.info(
+            "drive.generation changed from %s to %s: serving syft-client %s",
+            was,
+            self.generation,
+            self.version,
+        )
+        self.save()
+
+    def _generation_of_records(self) -> str:
+        """The generation of a checkpoint written before generations were recorded."""
+        for record in (self.state.get("ds") or {}).values():
+            generation = protocol.major_minor(str(record.get("version") or ""))
+            if generation in protocol.GENERATIONS:
+                return generation
+        return self.generation
+
     # -- the round ------------------------------------------------------------------
     def sync(self) -> None:
         self._own_folder()
+        self._version_file()
         self._discover()
         for ds in sorted(self.peers_state):
             self._isolated(ds, self._follow_decision)
@@ -143,40 +197,132 @@ class DriveOwner:
         return self.state["log_id"]
 
     def _rolling_state(self, events: list[dict[str, Any]], stamp: float) -> None:
-        """The owner's rolling state: the latest content of every path ever published.
+        """The owner's rolling state: the latest event of each path since the last checkpoint.
 
-        The real client's ``login_do`` restores the datasite from it (and from the
-        log messages newer than it), so the owner's notebook sees the same jobs.
+        The real client's ``login_do`` restores the datasite from the checkpoints,
+        then this, then the log messages newer than it, so the owner's notebook
+        sees the same jobs. At ``CHECKPOINT_AT`` paths the rolling state becomes a
+        checkpoint and starts empty, as the client's own does.
         """
-        logged = set(self.state.get("logged_paths", []))
-        for item in events:
-            (logged.discard if item["is_deleted"] else logged.add)(item["path_in_datasite"])
-        self.state["logged_paths"] = sorted(logged)
+        rolling = set(self.state.get("rolling_paths") or self.state.get("logged_paths") or [])
+        rolling.update(item["path_in_datasite"] for item in events)
+        self.state["rolling_paths"] = sorted(rolling)
+        self.state.pop("logged_paths", None)
         datasite = self.ctx.datasite.path
-        latest = []
-        for rel in sorted(logged):
-            content = _read(datasite / rel)
-            if content is not None:
-                latest.append(protocol.event(rel, self.do_email, content, None, stamp))
-        body = {
-            "version": 1,
-            "timestamp": stamp,
-            "email": self.do_email,
-            "base_checkpoint_timestamp": 0.0,
-            "last_event_timestamp": stamp,
-            "events": latest,
-        }
-        data = protocol.compress(json.dumps(body).encode("utf-8"))
+        latest = [
+            protocol.event(rel, self.do_email, _read(datasite / rel), None, stamp)
+            for rel in sorted(rolling)
+        ]
+        if len(latest) >= protocol.CHECKPOINT_AT:
+            self._checkpoint(latest, stamp)
+            return
+        data = protocol.rolling_state(
+            self.do_email, self.state.get("rolling_base", 0.0), stamp, latest
+        )
         if self.state.get("rolling_state_id"):
             self.drive.update_content(self.state["rolling_state_id"], data)
             return
-        folder = self._find_or_create(
-            f"{self.do_email}-{self.version}-rolling-state", self.state["syftbox_id"]
-        )
         self.state["rolling_state_id"] = self.drive.upload(
-            f"rolling_state_{stamp}.tar.gz", folder, data
+            f"{protocol.ROLLING_STATE_PREFIX}{stamp}{protocol.EXTENSION}",
+            self._rolling_folder(),
+            data,
         )
         self.save()
+
+    def _rolling_folder(self) -> str:
+        if not self.state.get("rolling_folder_id"):
+            name = f"{self.do_email}-{self.version}-rolling-state"
+            self.state["rolling_folder_id"] = self._find_or_create(name, self.state["syftbox_id"])
+            self.save()
+        return self.state["rolling_folder_id"]
+
+    def _checkpoint(self, events: list[dict[str, Any]], stamp: float) -> None:
+        """Write the rolling state's events as the next incremental checkpoint, then empty it.
+
+        A pass killed before the rolling state is emptied writes a checkpoint with
+        the same events again next time: restoring applies them twice, to the
+        same content.
+        """
+        if not self.state.get("checkpoints_id"):
+            name = f"{self.do_email}-{self.version}-checkpoints"
+            self.state["checkpoints_id"] = self._find_or_create(name, self.state["syftbox_id"])
+            self.save()
+        folder = self.state["checkpoints_id"]
+        listed = self.drive.list(f"'{folder}' in parents and trashed=false")
+        incrementals = [
+            (seq, item)
+            for item in listed
+            if (seq := protocol.incremental_sequence(item.get("name", ""))) is not None
+        ]
+        sequence = max((seq for seq, _ in incrementals), default=0) + 1
+        name, data = protocol.incremental_checkpoint(self.do_email, sequence, events)
+        incrementals.append((sequence, {"id": self.drive.upload(name, folder, data)}))
+        self.log.info("wrote the owner's checkpoint %s (%d paths)", name, len(events))
+        if len(incrementals) >= protocol.COMPACT_CHECKPOINTS_AT:
+            try:
+                self._compact_checkpoints(folder, listed, incrementals)
+            except protocol.MessageError as exc:
+                # One this app cannot read (the owner's notebook may encrypt its own):
+                # all stay as they are, and the notebook restores from them all.
+                self.log.warning("the owner's checkpoints were left unmerged: %s", exc)
+        self.state["rolling_paths"] = []
+        self.state["rolling_base"] = stamp
+        self.state.pop("rolling_state_id", None)
+        self.save()
+        rolling_folder = self._rolling_folder()
+        for item in self.drive.list(f"'{rolling_folder}' in parents and trashed=false"):
+            if item.get("name", "").startswith(protocol.ROLLING_STATE_PREFIX):
+                self.drive.delete(item["id"])
+
+    def _compact_checkpoints(
+        self, folder: str, listed: list[dict[str, Any]], incrementals: list[tuple[int, dict]]
+    ) -> None:
+        """Merge the full checkpoint and the incremental ones into one full checkpoint.
+
+        The new one is written before the old ones are deleted: a pass killed in
+        between leaves checkpoints that restore to the same files.
+        """
+        cap = protocol.MAX_MESSAGE_BYTES
+        fulls = [
+            (stamp, item)
+            for item in listed
+            if (stamp := protocol.full_checkpoint_timestamp(item.get("name", ""))) is not None
+        ]
+        files: dict[str, dict[str, str] | None] = {}
+        last: float | None = None
+        if fulls:
+            full = protocol.parse_checkpoint(self.drive.download(max(fulls)[1]["id"]), cap)
+            for entry in full.get("files", []):
+                if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+                    files[entry["path"]] = entry
+            last = full.get("last_event_timestamp")
+        for _, item in sorted(incrementals, key=lambda pair: pair[0]):
+            for event in protocol.parse_checkpoint(self.drive.download(item["id"]), cap).get(
+                "events", []
+            ):
+                path = event.get("path_in_datasite") if isinstance(event, dict) else None
+                if not isinstance(path, str):
+                    continue
+                deleted = event.get("is_deleted") or event.get("content") is None
+                files[path] = (
+                    None
+                    if deleted
+                    else {
+                        "path": path,
+                        "hash": str(event.get("new_hash")),
+                        "content": event["content"],
+                    }
+                )
+                stamp = event.get("timestamp")
+                if isinstance(stamp, (int, float)) and (last is None or stamp > last):
+                    last = stamp
+        name, data = protocol.full_checkpoint(
+            self.do_email, [entry for entry in files.values() if entry], last
+        )
+        self.drive.upload(name, folder, data)
+        for _, item in [*fulls, *incrementals]:
+            self.drive.delete(item["id"])
+        self.log.info("merged the owner's checkpoints into %s", name)
 
     def _version_file(self) -> str:
         data = json.dumps(protocol.version_info(self.generation), indent=2).encode()
@@ -322,8 +468,7 @@ class DriveOwner:
         if not serving:
             return
         by_inbox = {record["inbox_id"]: ds for ds, record in serving.items()}
-        parents = " or ".join(f"'{folder}' in parents" for folder in sorted(by_inbox))
-        files = self.drive.list(f"({parents}) and trashed=false")
+        files = self._list_folders(sorted(by_inbox))
         waiting: dict[str, list[tuple[float, dict[str, Any]]]] = {}
         for item in files:
             stamp = protocol.proposal_timestamp(item.get("name", ""))
@@ -341,6 +486,32 @@ class DriveOwner:
                     self.log.exception("proposal %s of %s", item.get("name"), short_repr(ds))
                     self.problems.append(f"{ds}: {item.get('name')}: {exc}")
                     break  # later messages of this peer wait: they may build on this one
+
+    def _list_folders(self, folder_ids: list[str]) -> list[dict[str, Any]]:
+        """Every file in ``folder_ids``, in as few listings as Drive accepts.
+
+        The number of folders one query names starts at ``protocol.QUERY_PARENTS`` and
+        is halved, and remembered, each time Drive refuses a query as too complex.
+        """
+        while True:
+            per_query = self.state.get("query_parents") or protocol.QUERY_PARENTS
+            try:
+                files = []
+                for chunk in protocol.parent_chunks(folder_ids, per_query):
+                    parents = " or ".join(f"'{folder}' in parents" for folder in chunk)
+                    files.extend(self.drive.list(f"({parents}) and trashed=false"))
+                return files
+            except DriveError as exc:
+                if exc.status != 400 or per_query == 1 or len(folder_ids) <= 1:
+                    raise
+                self.state["query_parents"] = max(1, min(per_query, len(folder_ids)) // 2)
+                self.save()
+                self.log.info(
+                    "Drive refused a listing of %d folders (%s); %d a query from now on",
+                    min(per_query, len(folder_ids)),
+                    exc,
+                    self.state["query_parents"],
+                )
 
     def _take(self, ds: str, item: dict[str, Any]) -> None:
         record = self.peers_state[ds]

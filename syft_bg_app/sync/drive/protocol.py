@@ -36,6 +36,18 @@ PROTOCOL_VERSION = "1.0.0"
 MAX_MESSAGE_BYTES = 512 * 1024 * 1024
 
 
+# Drive documents no bound on a query's size but refuses one naming too many folders
+# ("The query is too complex."): a listing of many folders names at most this many
+# per query to begin with, fewer once Drive has refused.
+QUERY_PARENTS = 100
+
+
+def parent_chunks(folder_ids: list[str], per_query: int = QUERY_PARENTS) -> list[list[str]]:
+    """``folder_ids`` in runs of at most ``per_query``, one ``'a' in parents or ...`` query each."""
+    per_query = max(1, per_query)
+    return [folder_ids[i : i + per_query] for i in range(0, len(folder_ids), per_query)]
+
+
 class MessageError(ValueError):
     """A message that does not read as the protocol's format."""
 
@@ -275,3 +287,83 @@ def events_message(
     }
     name = f"{EVENTS_PREFIX}{stamp}_{message_id}{EXTENSION}"
     return name, compress(json.dumps(body).encode("utf-8"))
+
+
+# -- the owner's own restore data: rolling state and checkpoints ---------------------------
+# Kept as the real client keeps them (syft_client.sync.checkpoints): the rolling state
+# holds the latest event of each path since the last checkpoint; at 50 paths it
+# becomes an incremental checkpoint, and 4 incremental checkpoints are merged into
+# one full checkpoint.
+CHECKPOINT_AT = 50
+COMPACT_CHECKPOINTS_AT = 4
+ROLLING_STATE_PREFIX = "rolling_state_"
+INCREMENTAL_PREFIX = "incremental_checkpoint_"
+FULL_PREFIX = "checkpoint_"
+CHECKPOINT_VERSION = 1
+
+
+def rolling_state(
+    email: str, base: float, last: float | None, events: list[dict[str, Any]]
+) -> bytes:
+    body = {
+        "version": CHECKPOINT_VERSION,
+        "timestamp": time.time(),
+        "email": email,
+        "base_checkpoint_timestamp": base,
+        "last_event_timestamp": last,
+        "events": events,
+    }
+    return compress(json.dumps(body).encode("utf-8"))
+
+
+def incremental_checkpoint(
+    email: str, sequence: int, events: list[dict[str, Any]]
+) -> tuple[str, bytes]:
+    stamp = time.time()
+    body = {
+        "version": CHECKPOINT_VERSION,
+        "timestamp": stamp,
+        "email": email,
+        "sequence_number": sequence,
+        "events": events,
+    }
+    return f"{INCREMENTAL_PREFIX}{sequence}_{stamp}{EXTENSION}", compress(
+        json.dumps(body).encode("utf-8")
+    )
+
+
+def full_checkpoint(
+    email: str, files: list[dict[str, str]], last: float | None
+) -> tuple[str, bytes]:
+    stamp = time.time()
+    body = {
+        "version": CHECKPOINT_VERSION,
+        "timestamp": stamp,
+        "email": email,
+        "last_event_timestamp": last,
+        "files": files,
+    }
+    return f"{FULL_PREFIX}{stamp}{EXTENSION}", compress(json.dumps(body).encode("utf-8"))
+
+
+def incremental_sequence(name: str) -> int | None:
+    """The sequence number in ``incremental_checkpoint_<n>_<time>.tar.gz``, or None."""
+    match = re.match(r"^incremental_checkpoint_(\d+)_(\d+(?:\.\d+)?)\.tar\.gz$", name)
+    return int(match.group(1)) if match else None
+
+
+def full_checkpoint_timestamp(name: str) -> float | None:
+    """The time in ``checkpoint_<time>.tar.gz``, or None."""
+    match = re.match(r"^checkpoint_(\d+(?:\.\d+)?)\.tar\.gz$", name)
+    return float(match.group(1)) if match else None
+
+
+def parse_checkpoint(data: bytes, cap: int) -> dict[str, Any]:
+    """A checkpoint's JSON: ``files`` (full) or ``events`` (incremental), as lists."""
+    body = _json_body(data, cap)
+    if not isinstance(body, dict):
+        raise MessageError("the checkpoint is not a JSON object")
+    for key in ("files", "events"):
+        if not isinstance(body.get(key, []), list):
+            raise MessageError(f"the checkpoint's {key} is not a list")
+    return body
