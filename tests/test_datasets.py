@@ -50,7 +50,6 @@ def _create(app, data, name="census", *extra: str):
 
 
 def test_create_publishes_the_mock_for_the_listed_users_only(app, data):
-    pytest.importorskip("syft_permissions")
     result = _create(app, data, "census", "--share", ALICE, "--summary", "ages")
     assert result.returncode == 0, result.stderr
     assert ALICE in result.stdout
@@ -81,7 +80,6 @@ def test_private_files_are_kept_outside_the_synced_folder_owner_only(app, data):
 
 
 def test_any_shares_with_every_accepted_peer_also_those_accepted_later(app, data):
-    pytest.importorskip("syft_permissions")
     assert _create(app, data, "census", "--share", "any").returncode == 0
     mock_file = app.datasite.path / "public" / "syft_datasets" / "census" / "ages.csv"
     assert not _can_read(app, ALICE, mock_file)
@@ -96,7 +94,6 @@ def test_any_shares_with_every_accepted_peer_also_those_accepted_later(app, data
 
 
 def test_auto_share_datasets_shares_with_peers_a_pass_accepts(app, data):
-    pytest.importorskip("syft_permissions")
     assert _create(app, data, "census").returncode == 0
     assert _create(app, data, "other").returncode == 0
     app.set_config(
@@ -114,7 +111,6 @@ def test_auto_share_datasets_shares_with_peers_a_pass_accepts(app, data):
 
 
 def test_unshare_and_delete_take_the_mock_away(app, data):
-    pytest.importorskip("syft_permissions")
     assert _create(app, data, "census", "--share", ALICE, "--share", BOB).returncode == 0
     mock_file = app.datasite.path / "public" / "syft_datasets" / "census" / "ages.csv"
 
@@ -226,7 +222,6 @@ def test_a_damaged_dataset_record_is_listed_as_damaged_and_the_others_as_they_ar
 
 
 def test_a_damaged_dataset_stops_neither_a_peer_accept_nor_its_own_deletion(app, data):
-    pytest.importorskip("syft_permissions")
     assert _create(app, data, "census", "--share", "any").returncode == 0
     assert _create(app, data, "survey", "--share", "any").returncode == 0
     (store.store_dir(app.home, "census") / store.RECORD_FILE).write_text("{{{\n")
