@@ -95,15 +95,90 @@ def test_a_job_without_datasets_sees_no_private_data(data_app):
     assert _stdout(app, "plain").splitlines() == ["folder=unset", "hidden"]
 
 
+def _reason(app, name: str) -> str:
+    return app.job_state(name, DS)["review_reason"]
+
+
+def _emails_about(app, name: str) -> dict[str, str]:
+    """Every email about job ``name`` so far, one text per recipient."""
+    from conftest import outbox, text_of
+
+    found: dict[str, str] = {}
+    for message in outbox(app):
+        if name in str(message["Subject"]):
+            to = str(message["To"]).lower()
+            found[to] = found.get(to, "") + text_of(message)
+    return found
+
+
+def _audit(app, decision: str) -> list[dict]:
+    from syft_bg_app.approval import audit
+
+    return [e for e in audit.read(app.home.audit_log) if e["decision"] == decision]
+
+
 @pytest.mark.parametrize("dataset", ["secret", "missing"])
-def test_a_job_asking_for_a_dataset_not_shared_with_its_author_fails_saying_so(data_app, dataset):
+def test_a_job_asking_for_a_dataset_not_shared_with_its_author_is_rejected_saying_so(
+    data_app, dataset
+):
     app = data_app
-    state = _run(app, f"wants-{dataset}", READER, ["census", dataset])
+    app.set_config(notify={"enabled": True})
+    app.submit(
+        f"wants-{dataset}", ds_email=DS, metadata={"datasets": {app.do_email: ["census", dataset]}}
+    )
+
+    assert app.run_pass().exit_code == 0
+
+    state = app.job_state(f"wants-{dataset}", DS)
+    assert state["status"] == "rejected", state
+    # The same words whether the dataset exists or not: nobody shared it with them.
+    assert state["review_reason"] == (
+        f"the job asks for dataset '{dataset}', which {app.do_email} has not shared with "
+        f"{DS}; submit the job again without it, or ask the data owner for it"
+    )
+    assert app.run_pass().exit_code == 0  # the next pass emails the rejection
+    emails = _emails_about(app, f"wants-{dataset}")
+    assert state["review_reason"] in emails[DS]
+    assert state["review_reason"] in emails[app.do_email.lower()]
+    (entry,) = _audit(app, "rejected")
+    fact = "no such dataset" if dataset == "missing" else "not shared with them"
+    assert entry["method"] == "datasets" and entry["problem"] == fact
+    refused = app.cli("jobs", "approve", f"{DS}/wants-{dataset}")
+    assert refused.returncode == 2 and f"{DS}/wants-{dataset} is rejected" in refused.stderr
+    assert not (app.datasite.review / DS / "v1" / f"wants-{dataset}" / "stdout.txt").exists()
+
+
+def test_a_rule_naming_a_dataset_never_approves_a_job_whose_author_may_not_read_it(data_app):
+    app = data_app
+    app.submit("first", ds_email=DS, run_sh=READER)
+    assert app.run_pass().exit_code == 0
+    app.cli("auto-approve", "--from-job", f"{DS}/first", "-n", "wide", check=True)
+    _set_rule_datasets(app, "wide", ["census", "secret"])
+    app.submit(
+        "greedy", ds_email=DS, run_sh=READER, metadata={"datasets": {app.do_email: ["secret"]}}
+    )
+
+    assert app.run_pass().exit_code == 0
+
+    state = app.job_state("greedy", DS)
+    assert state["status"] == "rejected" and "'secret'" in state["review_reason"]
+    assert not [e for e in _audit(app, "approved") if e["subject"] == f"{DS}/greedy"]
+
+
+def test_a_job_whose_dataset_was_unshared_after_approval_fails_without_running(data_app):
+    app = data_app
+    app.submit("late", ds_email=DS, run_sh=READER, metadata={"datasets": {app.do_email: ["other"]}})
+    assert app.run_pass().exit_code == 0
+    app.cli("jobs", "approve", f"{DS}/late", check=True)
+    unshared = app.cli("datasets", "unshare", "other", DS, check=True)
+    assert "pending jobs" not in unshared.stdout  # an approved job is not pending
+
+    state = run_until_finished(app, "late")["late"]
 
     assert state["status"] == "failed"
-    review = app.datasite.review / DS / "v1" / f"wants-{dataset}"
+    review = app.datasite.review / DS / "v1" / "late"
     reason = (review / "stderr.txt").read_text()
-    assert f"dataset '{dataset}'" in reason and f"has not shared with {DS}" in reason
+    assert f"dataset 'other', which {app.do_email} has not shared with {DS}" in reason
     assert not (review / "stdout.txt").exists()
 
 
@@ -168,8 +243,10 @@ def test_a_dataset_an_approved_job_reads_cannot_be_deleted_and_a_pending_job_hol
     data_app,
 ):
     app = data_app
+    app.set_config(notify={"enabled": True})
     app.submit("mean-age", ds_email=DS, metadata={"datasets": {app.do_email: ["census"]}})
     app.submit("squatter", ds_email=DS, metadata={"datasets": {app.do_email: ["other"]}})
+    app.submit("plain", ds_email=DS)
     assert app.run_pass().exit_code == 0
     app.cli("jobs", "approve", f"{DS}/mean-age", check=True)
 
@@ -177,13 +254,75 @@ def test_a_dataset_an_approved_job_reads_cannot_be_deleted_and_a_pending_job_hol
     assert refused.returncode == 2
     assert f"named by jobs not finished yet: {DS}/mean-age" in refused.stderr
     assert store_private(app, "census").is_dir()
-    # A job only waiting for a decision names what it likes: it holds no dataset.
-    app.cli("datasets", "delete", "other", check=True)
-    assert not store_private(app, "other").exists()
-
     app.cli("jobs", "reject", f"{DS}/mean-age", "-r", "not now", check=True)
     app.cli("datasets", "delete", "census", check=True)
     assert not store_private(app, "census").exists()
+    # A job only waiting for a decision names what it likes: it holds no dataset,
+    # and the data owner is told which jobs lose it.
+    deleted = app.cli("datasets", "delete", "other", check=True)
+    assert not store_private(app, "other").exists()
+    assert f"the next pass rejects them: dataset 'other' was deleted): {DS}/squatter" in (
+        deleted.stdout
+    )
+    gone = f"dataset 'other' was deleted by {app.do_email} while the job waited"
+    approving = app.cli("jobs", "approve", f"{DS}/squatter")
+    assert approving.returncode == 2
+    assert f"cannot approve {DS}/squatter: {gone}" in approving.stderr
+    assert _record_of(app, "squatter")["status"] == "pending"
+
+    assert app.run_pass().exit_code == 0
+
+    assert (
+        _reason(app, "squatter")
+        == f"{gone}; submit the job again without it, or ask the data owner for it"
+    )
+    assert app.run_pass().exit_code == 0  # the next pass emails the rejection
+    assert gone in _emails_about(app, "squatter")[DS]
+    assert app.job_state("plain", DS)["status"] == "pending"
+
+
+def test_unsharing_a_dataset_rejects_the_pending_jobs_of_those_who_lose_it(data_app):
+    app = data_app
+    bob = "bob@other.org"
+    app.cli("peers", "accept", bob, check=True)
+    app.cli("datasets", "share", "other", bob, check=True)
+    for name, ds in (("alice-job", DS), ("bob-job", bob)):
+        app.submit(name, ds_email=ds, metadata={"datasets": {app.do_email: ["other"]}})
+    app.submit("again", ds_email=DS, metadata={"datasets": {app.do_email: ["other"]}})
+    assert app.run_pass().exit_code == 0
+
+    unshared = app.cli("datasets", "unshare", "other", DS, check=True)
+
+    assert f"was unshared): {DS}/again, {DS}/alice-job" in unshared.stdout
+    assert "bob-job" not in unshared.stdout
+    # Shared again before the next pass: that job waits for a decision as before.
+    app.cli("datasets", "share", "other", DS, check=True)
+    assert app.run_pass().exit_code == 0
+    assert app.job_state("again", DS)["status"] == "pending"
+    app.cli("datasets", "unshare", "other", DS, check=True)
+    assert app.run_pass().exit_code == 0
+    assert _reason(app, "alice-job").startswith(
+        f"dataset 'other' was unshared with {DS} while the job waited;"
+    )
+    assert app.job_state("bob-job", bob)["status"] == "pending"
+
+
+def test_a_job_naming_a_damaged_dataset_waits_for_the_owner_to_repair_it(data_app):
+    app = data_app
+    record = store_private(app, "census").parent / "record.yaml"
+    good = record.read_text()
+    record.write_text("{{{\n")
+    app.submit("mean-age", ds_email=DS, metadata={"datasets": {app.do_email: ["census"]}})
+
+    assert app.run_pass().exit_code == 0
+
+    assert _record_of(app, "mean-age")["status"] == "pending"
+    refused = app.cli("jobs", "approve", f"{DS}/mean-age")
+    assert refused.returncode == 2
+    assert "dataset 'census', which is damaged" in refused.stderr
+    assert "repair it first" in refused.stderr
+    record.write_text(good)
+    app.cli("jobs", "approve", f"{DS}/mean-age", check=True)
 
 
 def store_private(app, name: str) -> Path:

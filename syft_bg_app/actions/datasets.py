@@ -60,6 +60,9 @@ class DatasetChange:
     name: str
     readers: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Pending jobs that name the dataset and whose authors can no longer read it: the
+    # next pass rejects them, saying the dataset was deleted or unshared.
+    pending_jobs: list[str] = field(default_factory=list)
 
 
 def accepted_peers(ctx: Context) -> list[str]:
@@ -215,12 +218,17 @@ def unshare(home: AppHome, name: str, people: Iterable[str]) -> DatasetChange:
             )
         record.shared_with = [who for who in record.shared_with if who not in removed]
 
-    record, readers = _change_shares(home, name, people, "unshare", remove)
+    pending: list[str] = []
+
+    def withdraw(ctx: Context, before: list[str], after: list[str]) -> None:
+        pending.extend(withdraw_from_pending(ctx, name, "unshared", before, after))
+
+    record, readers = _change_shares(home, name, people, "unshare", remove, withdraw)
     removed = _shares(people)
     warnings = []
     if store.ANY_PEER in record.shared_with and any(who in readers for who in removed):
         warnings.append("still shared with 'any': accepted peers keep reading it")
-    return DatasetChange(name, readers, warnings)
+    return DatasetChange(name, readers, warnings, pending)
 
 
 def _change_shares(
@@ -229,41 +237,72 @@ def _change_shares(
     people: Iterable[str],
     command: str,
     change: Callable[[store.DatasetRecord, list[str]], None],
+    then: Callable[[Context, list[str], list[str]], None] | None = None,
 ) -> tuple[store.DatasetRecord, list[str]]:
     """Apply ``change`` to the dataset's share list, save it and publish the permissions;
-    the record and who reads the mock data now."""
+    the record and who reads the mock data now. ``then`` is told who read it before and
+    who reads it now, within the same change of the checkpoint."""
     store.check_name(name)
     who = _shares(people)
     if not who:
         raise UsageError("name at least one email address, or 'any'")
     with changing(home, f"datasets {command}") as ctx:
         record = store.load_record(home, name)
+        before = store.readers(record, accepted_peers(ctx))
         change(record, who)
         store.save_record(home, record)
         publish_shares(ctx, [name])
-        return record, store.readers(record, accepted_peers(ctx))
+        after = store.readers(record, accepted_peers(ctx))
+        if then is not None:
+            then(ctx, before, after)
+        return record, after
 
 
 def jobs_naming(ctx: Context, name: str) -> list[str]:
-    """Jobs approved or running that read dataset ``name`` (a pending job names what
-    it likes: it cannot stop the owner deleting a dataset; it fails if approved later)."""
+    """Jobs approved or running that read dataset ``name``: they keep it from being
+    deleted (a pending job does not: see ``withdraw_from_pending``)."""
     found = []
     for ds_email, job_name, record in ctx.state.iter_jobs():
-        if record.get("status") in ("approved", "running"):
-            names = record.get("datasets") or []
-        else:
-            continue
-        if name in names:
+        if record.get("status") in ("approved", "running") and name in (
+            record.get("datasets") or []
+        ):
             found.append(f"{ds_email}/{job_name}")
     return sorted(found)
 
 
+def withdraw_from_pending(
+    ctx: Context, name: str, how: str, before: Iterable[str], after: Iterable[str] | None
+) -> list[str]:
+    """Pending jobs that name dataset ``name`` and can no longer read it: those of the
+    readers ``before`` the change who are not readers ``after`` it (``after`` None: the
+    dataset is gone, every such job). The next pass rejects them; those of former
+    readers are noted, so that the rejection says the dataset was ``how`` ("deleted",
+    "unshared"). A job waiting for the owner's decision names what it likes, so it never
+    keeps the owner from deleting or unsharing a dataset."""
+    before = set(before)
+    lost = None if after is None else before - set(after)
+    found = []
+    for ds_email, job_name, record in ctx.state.iter_jobs():
+        if (
+            record.get("status") != "pending"
+            or (lost is not None and ds_email not in lost)
+            or name not in (record.get("received_datasets") or [])
+        ):
+            continue
+        if ds_email in before:
+            record.setdefault(store.WITHDRAWN_KEY, {})[name] = how
+        found.append(f"{ds_email}/{job_name}")
+    return sorted(found)
+
+
 def delete(home: AppHome, name: str) -> DatasetChange:
-    """Remove the published mock data and the private copy."""
+    """Remove the published mock data and the private copy. Approved or running jobs that
+    read it keep it; pending jobs that name it are rejected by the next pass."""
     store.check_name(name)
     with changing(home, "datasets delete") as ctx:
+        readers: list[str] = []
         try:
-            store.load_record(home, name)
+            readers = store.readers(store.load_record(home, name), accepted_peers(ctx))
         except store.DamagedDataset:
             pass  # deleting it is one way to repair it
         waiting = jobs_naming(ctx, name)
@@ -274,4 +313,5 @@ def delete(home: AppHome, name: str) -> DatasetChange:
             )
         store.remove_tree(store.public_dir(ctx.datasite, name))
         store.remove_tree(store.store_dir(home, name))
-    return DatasetChange(name)
+        pending = withdraw_from_pending(ctx, name, "deleted", readers, None)
+    return DatasetChange(name, pending_jobs=pending)

@@ -488,9 +488,10 @@ def unshare_dataset(
     return dataset_actions.unshare(_home(home), name, _strings(users)).readers
 
 
-def delete_dataset(name: str, *, home: PathLike | AppHome | None = None) -> None:
-    """Remove the published mock data and the private copy."""
-    dataset_actions.delete(_home(home), name)
+def delete_dataset(name: str, *, home: PathLike | AppHome | None = None) -> list[str]:
+    """Remove the published mock data and the private copy; returns the pending jobs that
+    name it, which the next pass rejects ("dataset NAME was deleted")."""
+    return dataset_actions.delete(_home(home), name).pending_jobs
 
 
 # -- services -------------------------------------------------------------------------------

@@ -77,6 +77,12 @@ def wrong_state(ref: JobRef, record: dict[str, Any], action: str, allowed: str) 
     )
 
 
+class DatasetRefused(DecisionError):
+    """A job declares a dataset its author may not read: approving it changes nothing."""
+
+    exit_code = 2
+
+
 class JobFolderChanged(DecisionError):
     """The job's folder is no longer the one received: a link now, or another folder."""
 
@@ -204,6 +210,11 @@ def _approve_at(
             f"{', '.join(datasets) or 'none'}); review it again (syft-bg jobs show "
             f"{shlex.quote(ref.label)}); approving again approves them as they are now"
         )
+    refusal = dataset_store.DatasetAccess.of(ctx).refusal(
+        ref.ds_email, datasets, record.get(dataset_store.WITHDRAWN_KEY)
+    )
+    if refusal is not None:
+        raise DatasetRefused(f"cannot approve {ref.label}: {refusal.for_owner}")
     # A rule pins the hashes it matched; a person approves what they were shown,
     # the files as they were when the job was received.
     shown = record.get("received_hashes") if hashes is None else None

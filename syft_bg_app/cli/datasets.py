@@ -13,6 +13,17 @@ def _readers(names: list[str]) -> str:
     return ", ".join(names) if names else "nobody yet"
 
 
+def _pending(result: datasets.DatasetChange, how: str) -> None:
+    if result.pending_jobs:
+        output.notes(
+            [
+                f"pending jobs that name {result.name} and can no longer read it (the next "
+                f"pass rejects them: dataset {result.name!r} was {how}): "
+                + ", ".join(result.pending_jobs)
+            ]
+        )
+
+
 def create(args: argparse.Namespace) -> int:
     result = datasets.create(
         app_home(args), args.name, args.mock, args.private, args.share, args.summary
@@ -76,10 +87,12 @@ def unshare(args: argparse.Namespace) -> int:
     result = datasets.unshare(app_home(args), args.name, args.people)
     output.warnings(result.warnings)
     output.say(f"{result.name}: mock data readable by: {_readers(result.readers)}")
+    _pending(result, "unshared")
     return 0
 
 
 def delete(args: argparse.Namespace) -> int:
     result = datasets.delete(app_home(args), args.name)
     output.say(f"deleted dataset {result.name} (mock data and private copy)")
+    _pending(result, "deleted")
     return 0

@@ -378,29 +378,127 @@ def declared_datasets(metadata: dict[str, Any] | None, do_email: str) -> list[st
     return names
 
 
+# What became of a dataset a pending job names, as the data owner's command left it in
+# the job's checkpoint record: the rejection then says so, rather than "not shared".
+WITHDRAWN_KEY = "datasets_withdrawn"
+
+
+@dataclass
+class DatasetRefusal:
+    """Why a job may not read a dataset it declared.
+
+    ``problem`` is said to both parties. ``final``: the job can never read it as
+    submitted (no such dataset, not shared with its author) and is rejected;
+    otherwise the data owner's side is at fault (a damaged record) and the job waits.
+    ``details`` go to the audit log only: they may say what the data scientist may not
+    learn (whether a dataset not shared with them exists).
+    """
+
+    name: str
+    problem: str
+    final: bool
+    details: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def for_scientist(self) -> str:
+        """The reason in a rejection, with what the data scientist can do."""
+        if not self.final:
+            return f"{self.problem}; ask the data owner to repair it"
+        return f"{self.problem}; submit the job again without it, or ask the data owner for it"
+
+    @property
+    def for_owner(self) -> str:
+        """The reason a data owner's approval is refused, with what they can do."""
+        if not self.final:
+            return f"{self.problem}; repair it first (see: syft-bg datasets show {self.name})"
+        return (
+            f"{self.problem}; to let it run, create or share the dataset and approve again; "
+            "otherwise the next pass rejects the job with this reason"
+        )
+
+
+class DatasetAccess:
+    """Which datasets a data scientist may read, with each record read once (a pass
+    asks this for every pending job)."""
+
+    def __init__(self, home: AppHome, datasite: Datasite, accepted: list[str]) -> None:
+        self.home = home
+        self.datasite = datasite
+        self.accepted = accepted
+        self._known: set[str] | None = None
+        self._records: dict[str, DatasetRecord | DamagedDataset] = {}
+
+    @classmethod
+    def of(cls, ctx: Context) -> DatasetAccess:
+        return cls(ctx.home, ctx.datasite, accepted_peers(ctx.state.data["peers"]))
+
+    def _record(self, name: str) -> DatasetRecord | DamagedDataset | None:
+        """The dataset's record, the damage that keeps it from being read, or None."""
+        if self._known is None:
+            self._known = set(dataset_names(self.home))
+        if name not in self._known:
+            return None
+        if name not in self._records:
+            try:
+                self._records[name] = load_record(self.home, name)
+            except DamagedDataset as exc:
+                self._records[name] = exc
+            except NotFoundError:
+                self._known.discard(name)  # deleted since it was listed
+                return None
+        return self._records[name]
+
+    def refusal(
+        self, ds_email: str, names: Iterable[str], withdrawn: dict[str, str] | None = None
+    ) -> DatasetRefusal | None:
+        """Why ``ds_email``'s job may not read one of ``names`` (the first such), or None.
+
+        ``withdrawn``: {name: "deleted" | "unshared"} that a data owner's command noted in
+        the job's record while the data scientist could still read the dataset.
+        """
+        owner = self.datasite.email
+        for name in names:
+            record = self._record(name)
+            if isinstance(record, DamagedDataset):
+                # Its reason names the data owner's files: it stays in their log.
+                return DatasetRefusal(
+                    name,
+                    f"the job asks for dataset {name!r}, which is damaged on {owner}'s side",
+                    final=False,
+                    details={"dataset": name, "problem": record.reason},
+                )
+            if record is not None and ds_email in readers(record, self.accepted):
+                continue
+            how = (withdrawn or {}).get(name)
+            if how == "deleted" and record is None:
+                problem = f"dataset {name!r} was deleted by {owner} while the job waited"
+            elif how == "unshared" and record is not None:
+                problem = f"dataset {name!r} was unshared with {ds_email} while the job waited"
+            else:
+                # The same words whether it exists or not: a data scientist learns
+                # nothing of datasets nobody shared with them.
+                problem = (
+                    f"the job asks for dataset {name!r}, which {owner} has not shared "
+                    f"with {ds_email}"
+                )
+            fact = "no such dataset" if record is None else "not shared with them"
+            return DatasetRefusal(
+                name, problem, final=True, details={"dataset": name, "problem": fact}
+            )
+        return None
+
+
 def job_dataset_mounts(
     home: AppHome, datasite: Datasite, ds_email: str, names: list[str], accepted: list[str]
 ) -> list[tuple[str, str]]:
     """(source, place under the SyftBox folder) for each dataset a job declared: its private
     files and its mock folder. A dataset that does not exist, or that is not shared with
     the job's data scientist, is refused with a reason they can act on."""
-    known = set(dataset_names(home))
+    refusal = DatasetAccess(home, datasite, accepted).refusal(ds_email, names)
+    if refusal is not None:
+        raise UsageError(refusal.for_scientist)
     mounts = []
     for name in names:
-        try:
-            shared = name in known and ds_email in readers(load_record(home, name), accepted)
-        except DamagedDataset:
-            # The reason names the data owner's files: it goes to their log, not the job.
-            raise UsageError(
-                f"the job asks for dataset {name!r}, which is damaged on "
-                f"{datasite.email}'s side; ask the data owner to repair it"
-            ) from None
-        if not shared:
-            raise UsageError(
-                f"the job asks for dataset {name!r}, which {datasite.email} has not shared "
-                f"with {ds_email}; submit it without that dataset, or ask the data owner "
-                "to share it"
-            )
         base = f"{datasite.email}/{{}}/{DATASETS_FOLDER}/{name}"
         mounts.append((str(private_dir(home, name)), base.format(PRIVATE_FOLDER)))
         public = public_dir(datasite, name)

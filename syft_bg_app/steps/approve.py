@@ -122,6 +122,7 @@ def _peer(
 def _jobs(ctx: Context, notes: _AuditNotes, items: StepItems) -> None:
     index = RuleIndex(load_rules(ctx.config))
     peers = ctx.state.data["peers"]
+    datasets = dataset_store.DatasetAccess.of(ctx)
     pending = [
         (ds, name, record)
         for ds, name, record in ctx.state.iter_jobs()
@@ -130,7 +131,7 @@ def _jobs(ctx: Context, notes: _AuditNotes, items: StepItems) -> None:
     for ds_email, name, record in sorted(pending, key=lambda j: (j[0], j[1])):
         accepted = (peers.get(ds_email) or {}).get("status") == "accepted"
         ref = JobRef(ds_email, name, record["protocol"])
-        items.run(ref.label, _job, ctx, ref, record, index, accepted, notes)
+        items.run(ref.label, _job, ctx, ref, record, index, accepted, notes, datasets)
 
 
 def _stat_sig(st: os.stat_result) -> list[int]:
@@ -172,6 +173,7 @@ def _job(
     index: RuleIndex,
     accepted: bool,
     notes: _AuditNotes,
+    datasets: dataset_store.DatasetAccess,
 ) -> None:
     try:
         job_fd = open_received_job(ctx, ref, record)
@@ -187,7 +189,7 @@ def _job(
             ctx.log("approve").info("%s left pending: %s", ref.label, exc)
         return
     try:
-        _job_at(ctx, ref, record, index, accepted, notes, job_fd)
+        _job_at(ctx, ref, record, index, accepted, notes, job_fd, datasets)
     except (OSError, DecisionError) as exc:
         # A folder that changes under the scan (or is gone) is looked at again next pass.
         ctx.log("approve").warning("%s: not matched this pass: %s", ref.label, exc)
@@ -203,6 +205,7 @@ def _job_at(
     accepted: bool,
     notes: _AuditNotes,
     job_fd: int,
+    datasets: dataset_store.DatasetAccess,
 ) -> None:
     folder = ctx.datasite.submission_dir(ref)
     found = collect(folder, Limits.from_config(ctx.config), dir_fd=job_fd)
@@ -213,6 +216,11 @@ def _job_at(
         return
     sigs = {rel: _stat_sig(st) for rel, st in found.files.items()}
     declared = _declared_datasets(ctx, job_fd)
+    # Before the cache below: a dataset deleted or unshared since changes nothing it keys on.
+    if not isinstance(declared, str) and _refused_datasets(
+        ctx, notes, ref, record, declared, datasets
+    ):
+        return
     key_source = [sorted(sigs.items()), found.problems, index.fingerprint, accepted, declared]
     key = hashlib.sha256(repr(key_source).encode()).hexdigest()[:24]
     cache: dict[str, Any] = record.get("auto") or {}
@@ -258,6 +266,31 @@ def _job_at(
         return
     record["auto"] = {"key": key if stable else None, "hashes": fresh}
     _left_pending(ctx, notes, ref, record, result.why, result, key=key)
+
+
+def _refused_datasets(
+    ctx: Context,
+    notes: _AuditNotes,
+    ref: JobRef,
+    record: dict,
+    declared: list[str],
+    datasets: dataset_store.DatasetAccess,
+) -> bool:
+    """Whether a dataset the job declares keeps it from being approved: rejected when it
+    can never read it (none by that name, or not shared with its author), left pending
+    while the data owner's record of it is damaged."""
+    refusal = datasets.refusal(ref.ds_email, declared, record.get(dataset_store.WITHDRAWN_KEY))
+    if refusal is None:
+        record.pop(dataset_store.WITHDRAWN_KEY, None)  # created or shared again since
+        return False
+    if refusal.final:
+        reject_job(ctx, ref, refusal.for_scientist, method="datasets", details=refusal.details)
+        return True
+    if record.get("auto_note") != refusal.problem:
+        record["auto_note"] = refusal.problem
+        ctx.log("approve").warning("%s left pending: %s", ref.label, refusal.for_owner)
+        notes.add(ref.label, "left pending", refusal.problem, method="auto", **refusal.details)
+    return True
 
 
 def _declared_datasets(ctx: Context, job_fd: int) -> list[str] | str:
