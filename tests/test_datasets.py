@@ -238,3 +238,35 @@ def test_a_damaged_dataset_stops_neither_a_peer_accept_nor_its_own_deletion(app,
     assert [d["name"] for d in json.loads(app.cli("datasets", "list", "--json").stdout)] == [
         "survey"
     ]
+
+
+def test_a_private_source_inside_the_syftbox_folder_is_warned_about(app, data, tmp_path):
+    import syft_bg_app as bg
+
+    mock, private = data
+    inside = app.root / "staging" / "census"
+    inside.mkdir(parents=True)
+    (inside / "ages.csv").write_text(PRIVATE_CSV)
+    # Reached through a link from outside: where the files are is what counts.
+    (tmp_path / "via-link").symlink_to(app.root / "staging")
+
+    made = _create(app, (mock, inside), "census")
+    through_link = bg.create_dataset(
+        "survey", mock, tmp_path / "via-link" / "census", home=app.home.root
+    )
+    outside = _create(app, (mock, private), "other")
+
+    assert made.returncode == 0, made.stderr
+    warning = f"the private source {inside} is inside the SyftBox folder {app.root}"
+    assert f"warning: {warning}" in made.stdout and "being synced" in made.stdout
+    assert any("inside the SyftBox folder" in w for w in through_link["warnings"])
+    assert outside.returncode == 0 and "warning" not in outside.stdout
+    status = app.cli("setup-status").stdout
+    assert "✗ private dataset sources: 2 dataset(s)" in status
+    assert f"census (from {inside})" in status and "survey (from" in status
+    assert "other (from" not in status
+
+    # Moved out of the SyftBox folder, the source is no longer flagged.
+    (inside / "ages.csv").rename(tmp_path / "ages.csv")
+    inside.rmdir()
+    assert "private dataset sources" not in app.cli("setup-status").stdout

@@ -101,6 +101,9 @@ def create(
         for rel in store.same_bytes(mock_source, private_source)
     ]
     with changing(home, "datasets create") as ctx:
+        private_path = Path(private).expanduser().absolute()
+        synced = store.synced_source_warning(private_path, ctx.config.syftbox_root)
+        warnings += [synced] if synced else []
         target = store.store_dir(home, name)
         public = store.public_dir(ctx.datasite, name)
         if target.exists() or public.exists():
@@ -113,6 +116,7 @@ def create(
             summary=summary,
             created_at=iso(),
             uid=str(uuid.uuid4()),
+            private_source=str(private_path),
         )
         # Both halves are built under names the sync ignores, then renamed into place:
         # a crash leaves no half-made dataset behind.

@@ -54,6 +54,9 @@ class DatasetRecord:
     summary: str | None = None
     created_at: str = ""
     uid: str = ""
+    # Where the private files were copied from (absolute), so setup-status can tell
+    # when that source sits where a SyftBox client uploads it.
+    private_source: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +65,7 @@ class DatasetRecord:
             "summary": self.summary,
             "created_at": self.created_at,
             "uid": self.uid,
+            "private_source": self.private_source,
         }
 
 
@@ -169,6 +173,7 @@ def load_record(home: AppHome, name: str) -> DatasetRecord:
         summary=summary,
         created_at=str(data.get("created_at") or ""),
         uid=str(data.get("uid") or ""),
+        private_source=source if isinstance(source := data.get("private_source"), str) else None,
     )
 
 
@@ -241,6 +246,22 @@ def copy_tree(source: Path, files: list[Path], target: Path, dir_mode: int, file
                 os.chmod(folder, dir_mode)
         shutil.copyfile(source / rel, dest, follow_symlinks=False)
         os.chmod(dest, file_mode)
+
+
+def synced_source_warning(source: Path, syftbox_root: Path) -> str | None:
+    """Why a private source at ``source`` is itself shared, or None: inside the SyftBox
+    folder a SyftBox client uploads every file, whatever the app keeps out of it."""
+    try:
+        inside = source.resolve().is_relative_to(syftbox_root.resolve())
+    except OSError:
+        return None
+    if not inside:
+        return None
+    return (
+        f"the private source {source} is inside the SyftBox folder {syftbox_root}, which a "
+        "SyftBox client uploads whole: the private data itself is being synced; move it "
+        "out of that folder (jobs read the copy under the app home)"
+    )
 
 
 def same_bytes(mock: tuple[Path, list[Path]], private: tuple[Path, list[Path]]) -> list[str]:

@@ -1,11 +1,16 @@
-"""setup-status: private dataset files must not sit inside the synced folder."""
+"""setup-status: private dataset files must not sit inside the synced folder, nor the
+sources they were copied from."""
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 from syft_bg_app.actions.setup_checks import Check
 from syft_bg_app.config.load import Config
 from syft_bg_app.datasite import datasets as store
 from syft_bg_app.datasite.layout import PERMISSION_FILE, Datasite
+from syft_bg_app.store.home import AppHome
 
 # Files the syft client writes beside private data that hold no data themselves.
 METADATA_NAMES = frozenset({PERMISSION_FILE, "private_metadata.yaml"})
@@ -32,4 +37,30 @@ def private_datasets_check(config: Config) -> Check | None:
         f"{len(found)} private dataset file(s) inside the synced folder {root}: {shown}",
         "recreate each dataset with: syft-bg datasets create NAME --mock PATH --private PATH "
         f"(which keeps the private files outside the synced folder), then remove {root}",
+    )
+
+
+def private_sources_check(home: AppHome, config: Config) -> Check | None:
+    """A ✗ when a dataset's private files were copied from inside the SyftBox folder and
+    that source is still there (a SyftBox client uploads it); nothing to say otherwise.
+    Only datasets whose record remembers the source can be told."""
+    found = []
+    for name in store.dataset_names(home):
+        try:
+            source = store.load_record(home, name).private_source
+        except store.DamagedDataset:
+            continue  # said by `datasets list`
+        if source is None or not os.path.lexists(source):
+            continue
+        if store.synced_source_warning(Path(source), config.syftbox_root):
+            found.append(f"{name} (from {source})")
+    if not found:
+        return None
+    return Check(
+        False,
+        "private dataset sources",
+        f"{len(found)} dataset(s) whose private files were copied from inside the SyftBox "
+        f"folder {config.syftbox_root}, which a SyftBox client uploads: {', '.join(found)}",
+        "move each source out of the SyftBox folder (or delete it): jobs read the copy "
+        "under the app home",
     )
