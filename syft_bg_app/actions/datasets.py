@@ -294,7 +294,8 @@ def withdraw_from_pending(
         ):
             continue
         if ds_email in before:
-            record.setdefault(store.WITHDRAWN_KEY, {})[name] = how
+            noted = record.get(store.WITHDRAWN_KEY)
+            record[store.WITHDRAWN_KEY] = {**(noted if isinstance(noted, dict) else {}), name: how}
         found.append(f"{ds_email}/{job_name}")
     return sorted(found)
 

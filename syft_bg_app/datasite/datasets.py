@@ -490,7 +490,7 @@ class DatasetAccess:
                 )
             if record is not None and ds_email in readers(record, self.accepted):
                 continue
-            how = (withdrawn or {}).get(name)
+            how = withdrawn.get(name) if isinstance(withdrawn, dict) else None
             if how == "deleted" and record is None:
                 problem = f"dataset {name!r} was deleted by {owner} while the job waited"
             elif how == "unshared" and record is not None:
