@@ -573,13 +573,17 @@ def test_drive_proposals_over_the_job_caps_or_on_a_changed_file_are_refused_and_
 
 
 def test_drive_peers_rejected_or_blocked_are_rejected_on_drive_and_never_shared_with(
-    app: App, drive: FakeDrive
+    app: App, drive: FakeDrive, syft_client_python: Path
 ) -> None:
     drive_app(app, drive, notify={"enabled": False})
-    carol, dave = "carol@uni.edu", "dave@uni.edu"
-    for ds in (carol, dave):
-        drive.add_peer_folders(ds, app.do_email, "0.1.117")
+    clients = {
+        who: RealClient(syft_client_python, drive, app.tmp / who.split("@")[0], who)
+        for who in ("carol@uni.edu", "dave@uni.edu")
+    }
+    for client in clients.values():
+        client.run(f"c.add_peer({app.do_email!r})")
     assert app.run_pass().exit_code == 0  # the requests are read
+    carol, dave = clients
     app.cli("peers", "reject", carol, check=True)
     app.cli("peers", "block", dave, check=True)
     for _ in range(2):
@@ -587,8 +591,16 @@ def test_drive_peers_rejected_or_blocked_are_rejected_on_drive_and_never_shared_
     (peers_file,) = [f for f in drive.named("SYFT_peers.json") if f.owner == app.do_email]
     rejected = {"state": "rejected"}
     assert json.loads(peers_file.content) == {carol: rejected, dave: rejected}
-    # A data scientist's client learns it was accepted from the owner's mirror folders
-    # shared with it: none exists, and nothing of the owner's is shared with them.
+    # A client learns it was accepted from the owner's mirror folders shared with it:
+    # none exists, nothing of the owner's is shared with them, and their client says so.
     mine = [f for f in drive.files.values() if f.owner == app.do_email]
     assert not [f for f in mine if f.name.startswith("syft_datasite#")]
     assert not [f for f in mine if {carol, dave} & set(f.grants)]
+    for client in clients.values():
+        out = client.run(
+            f"""
+            peer = [p for p in c.peers if p.email == {app.do_email!r}][0]
+            print("STATE", peer.state.value)
+            """
+        )
+        assert "STATE requested_by_me" in out, out
