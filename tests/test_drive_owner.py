@@ -354,7 +354,7 @@ def two_accepted_peers(app: App, drive: FakeDrive) -> None:
         assert app.run_pass().exit_code == 0
 
 
-@pytest.mark.parametrize("breakage", ["read-only", "deleted"])
+@pytest.mark.parametrize("breakage", ["read-only", "unshared", "deleted"])
 def test_a_peer_whose_drive_folder_is_read_only_or_gone_is_named_and_the_others_are_served(
     app: App, drive: FakeDrive, breakage: str
 ) -> None:
@@ -363,6 +363,8 @@ def test_a_peer_whose_drive_folder_is_read_only_or_gone_is_named_and_the_others_
     bob_outbox = outbox_of(drive, BOB)
     if breakage == "read-only":
         bob_outbox.grants[app.do_email.lower()] = "reader"
+    elif breakage == "unshared":
+        del bob_outbox.grants[app.do_email.lower()]
     else:
         drive._delete_tree(BOB, bob_outbox.id)
     for ds in (DS_EMAIL, BOB):

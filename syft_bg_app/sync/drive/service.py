@@ -262,6 +262,10 @@ class Drive:
         new session rather than asking a session Drive may have dropped.
         """
 
+        if self._http is None:
+            # Signed in before the attempts: the sign-in retries its own refresh.
+            self._http = self._sign_in()
+
         def attempt() -> Any:
             self.requests += 1
             return make_request().execute(num_retries=0)
