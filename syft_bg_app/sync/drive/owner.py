@@ -47,6 +47,7 @@ from syft_bg_app.sync.drive import datasets as drive_datasets
 from syft_bg_app.sync.drive import protocol
 from syft_bg_app.sync.drive.permissions import PERMISSION_FILE, Permissions
 from syft_bg_app.sync.drive.service import (
+    FILE_REFUSAL_REASONS,
     FOLDER_MIME,
     Drive,
     DriveAuthError,
@@ -774,7 +775,9 @@ class DriveSyncError(RuntimeError):
 
 def _about_one_file(exc: DriveError) -> bool:
     """A refusal about the files a request names (gone, or not shared so), not about Drive."""
-    return not isinstance(exc, (DriveAuthError, DriveTransientError)) and exc.status in (403, 404)
+    if isinstance(exc, (DriveAuthError, DriveTransientError)):
+        return False
+    return exc.status == 404 or (exc.status == 403 and exc.reason in FILE_REFUSAL_REASONS)
 
 
 def peer_problem(ds: str, exc: Exception, what: str = "") -> str:

@@ -37,6 +37,17 @@ REFRESH_MARGIN = timedelta(minutes=5)
 # What Drive's error guide says to retry with exponential backoff.
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded"})
+# 403 reasons that refuse access to the files a request names (a 404 does too);
+# the others are about quotas, limits or the sign-in.
+FILE_REFUSAL_REASONS = frozenset(
+    {
+        None,
+        "forbidden",
+        "insufficientFilePermissions",
+        "insufficientPermissions",
+        "appNotAuthorizedToFile",
+    }
+)
 # 403 reasons about the project of the OAuth client rather than any one file.
 API_DISABLED_REASONS = frozenset({"accessNotConfigured", "SERVICE_DISABLED"})
 # Seconds of retrying a Drive object allows when the caller names no budget (the
