@@ -204,7 +204,8 @@ class FakeDrive:
         self.files: dict[str, DriveFile] = {}
         self.tokens: dict[str, str] = {}  # access token -> email
         self.requests: list[tuple[str, str, str]] = []  # (user, method, path)
-        self.failures: list[tuple[int, str]] = []  # scripted (status, reason), next requests
+        # Scripted answers to the next requests: (status, reason[, message]).
+        self.failures: list[tuple] = []
         # (user, method, path, query) -> (status, reason) to refuse that request, or None.
         self.refuse: Any = None
         self.max_query_length = MAX_QUERY_LENGTH
@@ -305,7 +306,9 @@ class FakeDrive:
             raise HttpProblem(404, f"File not found: {file_id}.", "notFound")
         if write and role not in ("owner", "writer"):
             raise HttpProblem(
-                403, "The user does not have sufficient permissions for this file.", "forbidden"
+                403,
+                "The user does not have sufficient permissions for this file.",
+                "insufficientFilePermissions",  # Drive's reason for writing with read access
             )
         return f
 
@@ -349,8 +352,8 @@ class FakeDrive:
                 if parsed.path == "/batch/drive/v3":
                     return self._batch(lower, body)
                 if self.failures:
-                    status, reason = self.failures.pop(0)
-                    raise HttpProblem(status, "scripted failure", reason)
+                    status, reason, *message = self.failures.pop(0)
+                    raise HttpProblem(status, message[0] if message else "scripted failure", reason)
                 refused = self.refuse and self.refuse(user, method, parsed.path, query)
                 if refused:
                     raise HttpProblem(refused[0], "scripted refusal", refused[1])

@@ -9,12 +9,15 @@ PyPI, as in tests/test_drive_sync.py.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 import yaml
+from freezegun import freeze_time
 
 from tests.conftest import DS_EMAIL, App
 from tests.fake_drive import FOLDER, MAX_PAGE_SIZE, FakeDrive
@@ -41,8 +44,9 @@ def drive() -> Iterator[FakeDrive]:
     fake.stop()
 
 
-def proposal(ds: str, do: str, files: dict[str, str]) -> bytes:
-    """A ``msgv2`` message as the clients write it: new files under ``ds``'s inbox."""
+def proposal(ds: str, do: str, files: dict[str, str], old_hash: str | None = None) -> bytes:
+    """A ``msgv2`` message as the clients write it: files under ``ds``'s inbox, new
+    ones unless ``old_hash`` names the content the data scientist saw."""
     from syft_bg_app.sync.drive import protocol
 
     changes = [
@@ -51,7 +55,7 @@ def proposal(ds: str, do: str, files: dict[str, str]) -> bytes:
             "path_in_datasite": path,
             "content": text,
             "content_type": "text",
-            "old_hash": None,
+            "old_hash": old_hash,
             "new_hash": protocol.sha256_hex(text.encode()),
             "is_deleted": False,
             "submitted_timestamp": 1000.0,
@@ -77,9 +81,14 @@ def inbox_of(drive: FakeDrive, ds: str):
 
 
 def send(drive: FakeDrive, ds: str, do: str, name: str, stamp: float) -> None:
-    message = f"msgv2_{stamp}_{uuid.uuid4().hex}.tar.gz"
-    meta = {"name": message, "parents": [inbox_of(drive, ds).id]}
-    drive._create(ds, meta, proposal(ds, do, job_files(ds, name)))
+    drop(drive, ds, proposal(ds, do, job_files(ds, name)), stamp)
+
+
+def drop(drive: FakeDrive, ds: str, message: bytes, stamp: float) -> str:
+    """Put ``message`` in ``ds``'s inbox on Drive as their client would; its name."""
+    name = f"msgv2_{stamp}_{uuid.uuid4().hex}.tar.gz"
+    drive._create(ds, {"name": name, "parents": [inbox_of(drive, ds).id]}, message)
+    return name
 
 
 def test_more_peers_folders_than_one_page_are_all_seen(app: App, drive: FakeDrive) -> None:
@@ -291,14 +300,309 @@ def test_the_owners_checkpoints_stay_small_and_the_owners_notebook_sees_everythi
     assert seen == expected
 
 
-def test_a_listing_is_retried_on_transient_answers_within_the_pass(
+BOB = "bob@uni.edu"
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The backoff waits of Drive retries, recorded instead of slept."""
+    from syft_bg_app.mail import retry
+
+    recorded: list[float] = []
+    monkeypatch.setattr(retry, "SLEEP", recorded.append)
+    return recorded
+
+
+def outbox_of(drive: FakeDrive, ds: str):
+    return [f for f in drive.files.values() if f.name.endswith(f"#outbox#{ds}") and f.owner == ds][
+        0
+    ]
+
+
+def sent_to(drive: FakeDrive, outbox_id: str, do: str) -> dict[str, str | None]:
+    """Each path's latest content in the event messages the owner put in an outbox."""
+    from syft_bg_app.sync.drive import protocol
+
+    messages = [
+        f
+        for f in drive.files.values()
+        if f.owner == do and outbox_id in f.parents and f.name.startswith("syfteventsmessagev3_")
+    ]
+    seen: dict[str, str | None] = {}
+    for message in sorted(messages, key=lambda f: f.name):
+        for event in protocol.parse_events(message.content, 10**8):
+            seen[event["path_in_datasite"]] = event["content"]
+    return seen
+
+
+def sync_error(app: App) -> str:
+    steps = json.loads(app.home.state_file.with_name("last_pass.json").read_text())["steps"]
+    assert all(info["ok"] for step, info in steps.items() if step != "sync"), steps
+    return steps["sync"]["error"]
+
+
+def two_accepted_peers(app: App, drive: FakeDrive) -> None:
+    drive_app(
+        app,
+        drive,
+        notify={"enabled": False},
+        approve={"peers": {"approved_domains": ["uni.edu"]}},
+    )
+    for ds in (DS_EMAIL, BOB):
+        drive.add_peer_folders(ds, app.do_email, "0.1.117")
+    for _ in range(2):  # requests read and accepted; accepted on Drive
+        assert app.run_pass().exit_code == 0
+
+
+@pytest.mark.parametrize("breakage", ["read-only", "unshared", "deleted"])
+def test_a_peer_whose_drive_folder_is_read_only_or_gone_is_named_and_the_others_are_served(
+    app: App, drive: FakeDrive, breakage: str
+) -> None:
+    two_accepted_peers(app, drive)
+    alice_outbox = outbox_of(drive, DS_EMAIL)
+    bob_outbox = outbox_of(drive, BOB)
+    if breakage == "read-only":
+        bob_outbox.grants[app.do_email.lower()] = "reader"
+    elif breakage == "unshared":
+        del bob_outbox.grants[app.do_email.lower()]
+    else:
+        drive._delete_tree(BOB, bob_outbox.id)
+    for ds in (DS_EMAIL, BOB):
+        send(drive, ds, app.do_email, f"job-of-{ds.split('@')[0]}", 1000.0)
+
+    result = app.run_pass()
+    assert result.failed_steps == ["sync"]
+    error = sync_error(app)
+    assert f"{BOB}: a Drive folder shared between you and {BOB}" in error, error
+    assert f"syft-bg peers block {BOB}" in error and "sign in" not in error
+    assert DS_EMAIL not in error
+    status = app.cli("status").stdout
+    assert f"{BOB}: a Drive folder shared" in status and f"peers block {BOB}" in status, status
+    # Both jobs came in: only what goes out to Bob is refused.
+    for ds in (DS_EMAIL, BOB):
+        assert (app.datasite.inbox / ds / f"job-of-{ds.split('@')[0]}" / "run.sh").exists()
+
+    app.cli("jobs", "approve", f"{DS_EMAIL}/job-of-alice", check=True)
+    run_until(app, lambda: app.job_state("job-of-alice", protocol="0")["status"] == "done", "run")
+    app.run_pass()  # the results travel
+    review = f"app_data/job/review/{DS_EMAIL}/job-of-alice"
+    seen = sent_to(drive, alice_outbox.id, app.do_email)
+    assert seen[f"{review}/stdout.txt"] == "job-of-alice\n"
+    assert yaml.safe_load(seen[f"{review}/state.yaml"])["status"] == "done"
+    assert BOB in sync_error(app)
+
+
+def test_an_inbox_listing_drive_refuses_for_one_peer_still_serves_the_others(
     app: App, drive: FakeDrive
 ) -> None:
+    two_accepted_peers(app, drive)
+    bob_inbox = inbox_of(drive, BOB).id
+
+    def refuse_bobs_inbox(user: str, method: str, path: str, query: dict[str, str]):
+        return (404, "notFound") if f"'{bob_inbox}' in parents" in query.get("q", "") else None
+
+    drive.refuse = refuse_bobs_inbox
+    send(drive, DS_EMAIL, app.do_email, "listed", 1000.0)
+    assert app.run_pass().failed_steps == ["sync"]
+    assert (app.datasite.inbox / DS_EMAIL / "listed" / "run.sh").exists()
+    error = sync_error(app)
+    assert f"{BOB} (their inbox): a Drive folder shared between" in error, error
+    drive.refuse = None
+    assert app.run_pass().exit_code == 0
+
+
+def one_peer(app: App, drive: FakeDrive) -> int:
+    """A requesting peer on Drive, set up; the Drive requests of an idle pass."""
     drive_app(app, drive, notify={"enabled": False})
     drive.add_peer_folders(DS_EMAIL, app.do_email, "0.1.117")
     assert app.run_pass().exit_code == 0
-    drive.add_peer_folders("bob@uni.edu", app.do_email, "0.1.117")
-    drive.failures = [(503, "backendError"), (429, "rateLimitExceeded")]
+    before = drive.count(app.do_email)
     assert app.run_pass().exit_code == 0
-    assert not drive.failures
-    assert app.datasite.peer_request_file("bob@uni.edu").exists()
+    return drive.count(app.do_email) - before
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [(503, "backendError"), (429, "rateLimitExceeded"), (403, "userRateLimitExceeded")],
+    ids=["503", "429", "403-rate-limit"],
+)
+def test_a_temporary_drive_answer_is_retried_within_the_pass(
+    app: App, drive: FakeDrive, waits: list[float], answer: tuple[int, str]
+) -> None:
+    idle = one_peer(app, drive)
+    drive.add_peer_folders(BOB, app.do_email, "0.1.117")
+    drive.failures = [answer]
+    before = drive.count(app.do_email)
+    assert app.run_pass().exit_code == 0
+    assert drive.count(app.do_email) - before == idle + 1
+    assert len(waits) == 1
+    assert app.datasite.peer_request_file(BOB).exists()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        (400, "badRequest"),
+        (404, "notFound"),
+        (403, "insufficientFilePermissions"),
+        (403, "dailyLimitExceeded"),
+    ],
+    ids=["400", "404", "403-file", "403-daily-limit"],
+)
+def test_a_lasting_drive_answer_is_not_retried(
+    app: App, drive: FakeDrive, waits: list[float], answer: tuple[int, str]
+) -> None:
+    one_peer(app, drive)
+    drive.failures = [answer]
+    before = drive.count(app.do_email)
+    assert app.run_pass().failed_steps == ["sync"]
+    assert drive.count(app.do_email) - before == 1
+    assert waits == []
+    error = sync_error(app)
+    assert f"Drive answered {answer[0]} {answer[1]}" in error and "sign in" not in error
+
+
+@pytest.mark.parametrize(
+    "answer, signs_in_again",
+    [
+        ((403, "insufficientPermissions", "Request had insufficient authentication scopes."), 1),
+        ((403, "authError", "Invalid Credentials"), 1),
+        ((403, "insufficientPermissions", "The user does not have sufficient permissions."), 0),
+    ],
+    ids=["scope", "auth-error", "one-file"],
+)
+def test_only_a_403_about_the_sign_in_asks_to_sign_in_again(
+    app: App, drive: FakeDrive, waits: list[float], answer: tuple, signs_in_again: int
+) -> None:
+    one_peer(app, drive)
+    drive.failures = [answer]
+    assert app.run_pass().failed_steps == ["sync"]
+    assert waits == []
+    error = sync_error(app)
+    assert ("sign in to Google Drive again" in error) == bool(signs_in_again), error
+
+
+def test_a_drive_that_keeps_failing_stops_the_pass_within_its_budget(
+    app: App, drive: FakeDrive, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from syft_bg_app.mail import retry
+
+    one_peer(app, drive)
+    app.set_config(drive={"retry_budget": 10})
+    drive.failures = [(503, "backendError")] * 50
+    before = drive.count(app.do_email)
+    with freeze_time(datetime.now(timezone.utc)) as clock:
+        slept: list[float] = []
+
+        def sleep(seconds: float) -> None:
+            slept.append(seconds)
+            clock.tick(seconds)
+
+        monkeypatch.setattr(retry, "SLEEP", sleep)
+        began = time.monotonic()
+        result = app.run_pass()
+        spent = time.monotonic() - began
+    assert result.failed_steps == ["sync"]
+    # Backoff grows, and the budget, not the cap on attempts, ends it.
+    assert slept == sorted(slept) and slept[-1] >= 2 * slept[0]
+    assert spent <= 10 and drive.count(app.do_email) - before == len(slept) + 1
+    assert len(slept) + 1 < retry.MAX_ATTEMPTS
+    assert "Drive answered 503 backendError" in sync_error(app)
+    assert "looks temporary" in app.cli("status").stdout
+
+
+def test_a_drive_out_of_reach_is_retried_and_fails_the_sync_step_plainly(
+    app: App, drive: FakeDrive, waits: list[float]
+) -> None:
+    from tests.faults_support import free_port
+
+    one_peer(app, drive)
+    app.set_config(drive={"api_endpoint": f"http://127.0.0.1:{free_port()}"})
+    assert app.run_pass().failed_steps == ["sync"]
+    assert waits, "a connection refused is retried"
+    assert "cannot reach Google Drive" in sync_error(app)
+
+
+def test_drive_proposals_over_the_job_caps_or_on_a_changed_file_are_refused_and_archived(
+    app: App, drive: FakeDrive
+) -> None:
+    from syft_bg_app.sync.drive import protocol
+
+    drive_app(app, drive, notify={"enabled": False})
+    app.set_config(
+        approve={"peers": {"approved_emails": [DS_EMAIL]}},
+        sync={"max_job_files": 5, "max_job_mb": 1},
+    )
+    drive.add_peer_folders(DS_EMAIL, app.do_email, "0.1.117")
+    for _ in range(2):
+        assert app.run_pass().exit_code == 0
+    send(drive, DS_EMAIL, app.do_email, "first", 1000.0)
+    assert app.run_pass().exit_code == 0
+    top = f"app_data/job/inbox/{DS_EMAIL}"
+    script = app.datasite.path / top / "first" / "code" / "script.sh"
+    assert script.read_text() == "echo first\n"
+
+    many = {f"{top}/many/code/f{i}.txt": "x\n" for i in range(6)}
+    big = {f"{top}/big/run.sh": "#!/bin/bash\n", f"{top}/big/code/data.txt": "y" * 1_100_000}
+    stale = protocol.sha256_hex(b"echo what the DS saw\n")
+    changed = {f"{top}/first/code/script.sh": "echo changed\n"}
+    names = [
+        drop(drive, DS_EMAIL, proposal(DS_EMAIL, app.do_email, many), 2000.1),
+        drop(drive, DS_EMAIL, proposal(DS_EMAIL, app.do_email, big), 2000.2),
+        drop(drive, DS_EMAIL, proposal(DS_EMAIL, app.do_email, changed, stale), 2000.3),
+    ]
+    send(drive, DS_EMAIL, app.do_email, "after", 2000.4)
+    assert app.run_pass().exit_code == 0
+
+    refused = json.loads(app.home.state_file.read_text())["drive"]["ds"][DS_EMAIL]["refused"]
+    assert [r["message"] for r in refused] == names
+    caps = "more files or bytes than sync.max_job_files/max_job_mb allow"
+    assert refused[0]["why"] == caps and refused[1]["why"] == caps
+    assert "changed here since the DS saw it" in refused[2]["why"]
+    assert not (app.datasite.inbox / DS_EMAIL / "many").exists()
+    assert not (app.datasite.inbox / DS_EMAIL / "big").exists()
+    assert script.read_text() == "echo first\n"
+    # The job whose file could not be changed is rejected with the reason, which
+    # travels to the data scientist like any rejection.
+    first = app.job_state("first", protocol="0")
+    assert first["status"] == "rejected"
+    assert "changed here since the DS saw it" in first["review_reason"]
+    # The next message was applied, and every message is archived, none left waiting.
+    assert app.job_state("after", protocol="0")["status"] == "pending"
+    assert not drive.children(inbox_of(drive, DS_EMAIL).id)
+    (archive,) = drive.named(f"syft_{DS_EMAIL}_to_{app.do_email}_archive")
+    assert set(names) <= {f.name for f in drive.children(archive.id)}
+
+
+def test_drive_peers_rejected_or_blocked_are_rejected_on_drive_and_never_shared_with(
+    app: App, drive: FakeDrive, syft_client_python: Path
+) -> None:
+    drive_app(app, drive, notify={"enabled": False})
+    clients = {
+        who: RealClient(syft_client_python, drive, app.tmp / who.split("@")[0], who)
+        for who in ("carol@uni.edu", "dave@uni.edu")
+    }
+    for client in clients.values():
+        client.run(f"c.add_peer({app.do_email!r})")
+    assert app.run_pass().exit_code == 0  # the requests are read
+    carol, dave = clients
+    app.cli("peers", "reject", carol, check=True)
+    app.cli("peers", "block", dave, check=True)
+    for _ in range(2):
+        assert app.run_pass().exit_code == 0
+    (peers_file,) = [f for f in drive.named("SYFT_peers.json") if f.owner == app.do_email]
+    rejected = {"state": "rejected"}
+    assert json.loads(peers_file.content) == {carol: rejected, dave: rejected}
+    # A client learns it was accepted from the owner's mirror folders shared with it:
+    # none exists, nothing of the owner's is shared with them, and their client says so.
+    mine = [f for f in drive.files.values() if f.owner == app.do_email]
+    assert not [f for f in mine if f.name.startswith("syft_datasite#")]
+    assert not [f for f in mine if {carol, dave} & set(f.grants)]
+    for client in clients.values():
+        out = client.run(
+            f"""
+            peer = [p for p in c.peers if p.email == {app.do_email!r}][0]
+            print("STATE", peer.state.value)
+            """
+        )
+        assert "STATE requested_by_me" in out, out

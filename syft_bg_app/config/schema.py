@@ -172,6 +172,14 @@ SCHEMA: dict[str, Key] = {
             "(uploads and batches included); empty means Google's (set only to test "
             "against a local server).",
         ),
+        retry_budget=Key(
+            "int",
+            60,
+            "Seconds one pass may spend waiting to retry Drive requests that failed for a "
+            "reason Drive calls temporary (429, 5xx, rate limits, no connection); past it a "
+            "failing request fails the sync step and the next pass tries again.",
+            minimum=1,
+        ),
     ),
     "notify": section(
         "Emails about each event.",

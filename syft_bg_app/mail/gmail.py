@@ -15,6 +15,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from syft_bg_app.google_errors import error_details as _error_details
+from syft_bg_app.google_errors import http_status as _status
+from syft_bg_app.google_errors import retry_after as _retry_after
 from syft_bg_app.mail.errors import MailError, PermanentMailError, TransientMailError
 from syft_bg_app.mail.retry import Deadline, call
 from syft_bg_app.store.fsutil import atomic_write_text
@@ -237,35 +240,6 @@ class GmailTransport:
                 service.close()
             except Exception:
                 pass
-
-
-def _status(exc: Exception) -> int:
-    resp = getattr(exc, "resp", None)
-    try:
-        return int(getattr(resp, "status", 0))
-    except (TypeError, ValueError):
-        return 0
-
-
-def _error_details(exc) -> tuple[str | None, str | None]:
-    try:
-        data = json.loads(exc.content.decode("utf-8"))
-    except (AttributeError, UnicodeDecodeError, ValueError):
-        return None, None
-    error = data.get("error") if isinstance(data, dict) else None
-    if not isinstance(error, dict):
-        return (str(error) if error else None), None
-    reasons = [e.get("reason") for e in error.get("errors", []) if isinstance(e, dict)]
-    reason = next((r for r in reasons if r), None) or error.get("status")
-    return reason, error.get("message")
-
-
-def _retry_after(exc) -> float | None:
-    value = getattr(exc, "resp", {}).get("retry-after") if hasattr(exc, "resp") else None
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
 
 
 def _first_arg(exc: Exception) -> str:

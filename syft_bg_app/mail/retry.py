@@ -4,7 +4,8 @@ A pass gives mail delivery ``notify.retry_budget`` seconds in all (a
 ``Deadline``). Each network call is retried on ``TransientMailError`` with
 exponential backoff and jitter (or the server's Retry-After when it is
 longer) as long as the next attempt would still start inside the budget.
-Permanent failures are never retried.
+Permanent failures are never retried. The Drive calls of the sync step retry the
+same way, inside a budget of their own (``retry_on`` names what is transient there).
 """
 
 from __future__ import annotations
@@ -42,8 +43,14 @@ class Deadline:
         return self.remaining() <= 0
 
 
-def call(fn: Callable[[], T], deadline: Deadline, what: str) -> T:
-    """Run ``fn``, retrying transient failures while the deadline allows."""
+def call(
+    fn: Callable[[], T],
+    deadline: Deadline,
+    what: str,
+    retry_on: type[BaseException] = TransientMailError,
+    logger: logging.Logger = log,
+) -> T:
+    """Run ``fn``, retrying ``retry_on`` failures while the deadline allows."""
     from tenacity import (
         Retrying,
         retry_if_exception_type,
@@ -63,7 +70,7 @@ def call(fn: Callable[[], T], deadline: Deadline, what: str) -> T:
 
     def before_sleep(retry_state) -> None:
         exc = retry_state.outcome.exception()
-        log.info(
+        logger.info(
             "%s failed (attempt %d): %s; retrying in %.1fs",
             what,
             retry_state.attempt_number,
@@ -72,7 +79,7 @@ def call(fn: Callable[[], T], deadline: Deadline, what: str) -> T:
         )
 
     retrying = Retrying(
-        retry=retry_if_exception_type(TransientMailError),
+        retry=retry_if_exception_type(retry_on),
         stop=stop_before_delay(deadline.remaining()) | stop_after_attempt(MAX_ATTEMPTS),
         wait=wait,
         sleep=lambda seconds: SLEEP(seconds),

@@ -46,7 +46,14 @@ from syft_bg_app.store.fsutil import atomic_write_yaml, is_ignored_name, short_r
 from syft_bg_app.sync.drive import datasets as drive_datasets
 from syft_bg_app.sync.drive import protocol
 from syft_bg_app.sync.drive.permissions import PERMISSION_FILE, Permissions
-from syft_bg_app.sync.drive.service import FOLDER_MIME, Drive, DriveAuthError, DriveError
+from syft_bg_app.sync.drive.service import (
+    FILE_REFUSAL_REASONS,
+    FOLDER_MIME,
+    Drive,
+    DriveAuthError,
+    DriveError,
+    DriveTransientError,
+)
 from syft_bg_app.sync.local import is_blocked
 
 # Paths no data scientist may write, whatever the permission files say.
@@ -76,7 +83,12 @@ COMPACT_AT = 20
 
 def drive_for(ctx: Context) -> Drive:
     token = resolve_path(ctx.config.get("drive.token"), ctx.home.root)
-    return Drive(token, ctx.config.do_email, ctx.config.get("drive.api_endpoint"))
+    return Drive(
+        token,
+        ctx.config.do_email,
+        ctx.config.get("drive.api_endpoint"),
+        ctx.config.get("drive.retry_budget"),
+    )
 
 
 def run(ctx: Context, drive: Drive | None = None) -> None:
@@ -149,13 +161,17 @@ class DriveOwner:
             raise DriveSyncError("; ".join(self.problems))
 
     def _isolated(self, ds: str, step) -> None:
+        """One peer's trouble is logged and named in the sync error; the others are served.
+
+        Only a refused sign-in stops the round: no Drive call can work without one.
+        """
         try:
             step(ds)
         except Exception as exc:
             if isinstance(exc, DriveAuthError):
                 raise
             self.log.exception("Drive sync with %s failed", short_repr(ds))
-            self.problems.append(f"{ds}: {type(exc).__name__}: {exc}")
+            self.problems.append(peer_problem(ds, exc))
 
     # -- the owner's own files ---------------------------------------------------------
     def _own_folder(self) -> None:
@@ -468,7 +484,21 @@ class DriveOwner:
         if not serving:
             return
         by_inbox = {record["inbox_id"]: ds for ds, record in serving.items()}
-        files = self._list_folders(sorted(by_inbox))
+        try:
+            files = self._list_folders(sorted(by_inbox))
+        except DriveError as exc:
+            if not _about_one_file(exc) or len(by_inbox) == 1:
+                raise
+            # One peer's inbox is gone or unshared and Drive refuses the listing that
+            # names it with the others: each inbox alone, so the others are served.
+            files = []
+            for inbox, ds in sorted(by_inbox.items(), key=lambda pair: pair[1]):
+                try:
+                    files.extend(self._list_folders([inbox]))
+                except DriveError as alone:
+                    if not _about_one_file(alone):
+                        raise
+                    self.problems.append(peer_problem(ds, alone, "their inbox"))
         waiting: dict[str, list[tuple[float, dict[str, Any]]]] = {}
         for item in files:
             stamp = protocol.proposal_timestamp(item.get("name", ""))
@@ -484,7 +514,7 @@ class DriveOwner:
                     if isinstance(exc, DriveAuthError):
                         raise
                     self.log.exception("proposal %s of %s", item.get("name"), short_repr(ds))
-                    self.problems.append(f"{ds}: {item.get('name')}: {exc}")
+                    self.problems.append(peer_problem(ds, exc, f"message {item.get('name')}"))
                     break  # later messages of this peer wait: they may build on this one
 
     def _list_folders(self, folder_ids: list[str]) -> list[dict[str, Any]]:
@@ -741,6 +771,28 @@ class DriveOwner:
 
 class DriveSyncError(RuntimeError):
     pass
+
+
+def _about_one_file(exc: DriveError) -> bool:
+    """A refusal about the files a request names (gone, or not shared so), not about Drive."""
+    if isinstance(exc, (DriveAuthError, DriveTransientError)):
+        return False
+    return exc.status == 404 or (exc.status == 403 and exc.reason in FILE_REFUSAL_REASONS)
+
+
+def peer_problem(ds: str, exc: Exception, what: str = "") -> str:
+    """What went wrong with one data scientist's Drive traffic, and what the owner can do."""
+    where = f" ({what})" if what else ""
+    if isinstance(exc, DriveError) and _about_one_file(exc):
+        return (
+            f"{ds}{where}: a Drive folder shared between you and {ds} is gone or no longer "
+            f"lets you in ({exc}); the other peers are served. Ask {ds} to share their "
+            f"syft_datasite folders with you as editor again (their client's add_peer makes "
+            f"new ones), or stop serving them: syft-bg peers block {ds}"
+        )
+    if isinstance(exc, DriveError):
+        return f"{ds}{where}: {exc}"
+    return f"{ds}{where}: {type(exc).__name__}: {exc}"
 
 
 def _hash_of(path: Path) -> str | None:
