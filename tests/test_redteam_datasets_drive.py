@@ -7,11 +7,16 @@ sandbox. Each test is an attack; what it asserts is what the data owner relies o
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import yaml
+from conftest import PATIENCE
+from hostile import run_until_finished
 
 from tests.conftest import DO_EMAIL, App, outbox, text_of
 from tests.fake_drive import FakeDrive
@@ -143,3 +148,185 @@ def test_thousands_of_folders_of_one_data_scientist_make_one_email_and_the_pass_
         assert app.run_pass().exit_code == 0
 
     assert len(about(app, EVE)) == 1
+
+
+# -- the datasets a job declares ---------------------------------------------------------
+
+PRIVATE_CSV = "age\n31\n45\n52\n"
+READER = """#!/bin/bash
+base="$SYFTBOX_FOLDER/$SYFTBOX_EMAIL/private/syft_datasets"
+awk -F, 'NR > 1 { s += $1 } END { print "sum:", s }' "$base/census/ages.csv"
+ls -A "$base" 2>&1
+"""
+SCRIPT = "echo hello\n"
+
+
+@pytest.fixture
+def data_app(app: App, tmp_path: Path) -> App:
+    """census and other shared with alice, secret with bob only; a rule trusting READER
+    with the dataset census."""
+    app.cli("peers", "accept", DS, check=True)
+    app.set_config(notify={"enabled": False}, execute={"timeout": int(PATIENCE)})
+    for name, shared in (("census", DS), ("other", DS), ("secret", "bob@other.org")):
+        folder = tmp_path / "data" / name
+        (folder / "mock").mkdir(parents=True)
+        (folder / "mock" / "ages.csv").write_text("age\n1\n")
+        (folder / "private").mkdir()
+        (folder / "private" / "ages.csv").write_text(PRIVATE_CSV if name == "census" else "9\n")
+        app.cli("datasets", "create", name, "--mock", str(folder / "mock"), "--private",
+                str(folder / "private"), "--share", shared, check=True)  # fmt: skip
+    return app
+
+
+def _sha(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def _trust_reader(app: App, datasets: list[str]) -> None:
+    rule = {
+        "name": "census-sum",
+        "peers": [DS],
+        "files": {"run.sh": _sha(READER), "code/script.sh": _sha(SCRIPT)},
+        "datasets": datasets,
+    }
+    app.set_config(approve={"auto_approvals": [rule]})
+
+
+def _declaring(app: App, name: str, datasets: object) -> Path:
+    return app.submit(name, ds_email=DS, run_sh=READER, metadata={"datasets": datasets})
+
+
+def _stdout(app: App, name: str) -> str:
+    return (app.datasite.review / DS / "v1" / name / "stdout.txt").read_text()
+
+
+def _record(app: App, name: str) -> dict:
+    from syft_bg_app.store.state import State
+
+    return State.load(app.home.state_file).job(DS, name)
+
+
+@needs_bwrap
+def test_hostile_dataset_fields_mount_nothing_and_hold_up_no_other_job(data_app: App) -> None:
+    app = data_app
+    _trust_reader(app, ["census"])
+    hostile = {
+        "dotdot": {DO_EMAIL: ["../census"]},
+        "absolute": {DO_EMAIL: ["/etc"]},
+        "through": {DO_EMAIL: ["census/../secret"]},
+        "dot": [".", "census"],
+        "newline": {DO_EMAIL: ["census\n"]},
+        "not-strings": {DO_EMAIL: [1, None, ["census"]]},
+        "nested": {DO_EMAIL: {"census": True}},
+        "scalar": {DO_EMAIL: "census"},
+        "number": 7,
+        "other-ds": {DO_EMAIL: ["census", "secret"]},
+    }
+    for name, datasets in hostile.items():
+        _declaring(app, name, datasets)
+    _declaring(app, "good", {DO_EMAIL: ["census"]})
+    _declaring(app, "twice", {DO_EMAIL: ["census", "census", "census"], "x@y.org": ["secret"]})
+
+    states = run_until_finished(app, ["good", "twice"])
+
+    for name in ("good", "twice"):
+        assert states[name]["status"] == "done", states
+        assert _stdout(app, name).splitlines() == ["sum: 128", "census"]
+    for name in hostile:
+        assert app.job_state(name)["status"] == "pending", name
+        shown = app.cli("jobs", "show", f"{DS}/{name}", check=True).stdout
+        why = shown.split("why pending: ")[1].split("\n")[0]
+        assert "dataset" in why and "the next pass approves it" not in why, (name, why)
+        assert not (app.datasite.review / DS / "v1" / name / "stdout.txt").exists()
+    # Approved by hand, a job asking for a dataset not shared with its author never runs.
+    app.cli("jobs", "approve", f"{DS}/other-ds", check=True)
+    state = run_until_finished(app, "other-ds")["other-ds"]
+    assert state["status"] == "failed"
+    assert "secret" in (app.datasite.review / DS / "v1" / "other-ds" / "stderr.txt").read_text()
+    assert not (app.datasite.review / DS / "v1" / "other-ds" / "stdout.txt").exists()
+
+
+def test_a_huge_dataset_list_is_refused_with_a_reason_and_costs_nothing_to_keep(
+    data_app: App,
+) -> None:
+    app = data_app
+    _trust_reader(app, ["census"])
+    folder = app.submit("huge", ds_email=DS, run_sh=READER)
+    # In flow style, to fit 30,000 names in what a job's config.yaml may hold (256 KiB).
+    names = ",".join(f"d{n}" for n in range(30000))
+    with (folder / "config.yaml").open("a") as config:
+        config.write(f"datasets: {{{DO_EMAIL}: [{names}]}}\n")
+    app.submit("neighbour", ds_email=DS)
+
+    assert app.run_pass().exit_code == 0
+
+    assert app.job_state("huge")["status"] == "pending"
+    assert app.job_state("neighbour")["status"] == "pending"
+    shown = app.cli("jobs", "show", f"{DS}/huge", check=True).stdout
+    assert "it cannot be approved as it is: config.yaml 'datasets' names 30000 datasets" in shown
+    assert "d29999" not in shown
+    assert len(app.home.state_file.read_bytes()) < 100_000
+    assert app.cli("jobs", "approve", f"{DS}/huge").returncode != 0
+    assert app.job_state("huge")["status"] == "pending"
+
+
+def test_datasets_unreadable_at_receipt_are_never_approved_unseen_once_named(
+    data_app: App,
+) -> None:
+    app = data_app
+    folder = _declaring(app, "sneaky", {DO_EMAIL: "census"})  # not a list: unreadable
+    assert app.run_pass().exit_code == 0
+    meta = yaml.safe_load((folder / "config.yaml").read_text())
+    meta["datasets"] = {DO_EMAIL: ["census"]}
+    (folder / "config.yaml").write_text(yaml.safe_dump(meta))
+
+    first = app.cli("jobs", "approve", f"{DS}/sneaky")
+
+    assert first.returncode != 0
+    assert "changed since it was received" in first.stdout + first.stderr
+    assert app.job_state("sneaky")["status"] == "pending"
+    # Reviewed again, approving again approves them as they are now.
+    app.cli("jobs", "approve", f"{DS}/sneaky", check=True)
+    assert _record(app, "sneaky")["datasets"] == ["census"]
+
+
+def test_a_rule_made_from_a_job_whose_datasets_changed_since_it_was_shown_is_refused(
+    data_app: App,
+) -> None:
+    app = data_app
+    folder = _declaring(app, "grow", {DO_EMAIL: ["census"]})
+    assert app.run_pass().exit_code == 0  # the owner is shown: census
+    meta = yaml.safe_load((folder / "config.yaml").read_text())
+    meta["datasets"] = {DO_EMAIL: ["census", "other"]}
+    (folder / "config.yaml").write_text(yaml.safe_dump(meta))
+    before = app.home.config_file.read_text()
+
+    made = app.cli("auto-approve", "--from-job", f"{DS}/grow")
+
+    assert made.returncode == 2
+    assert "changed since it was received" in made.stdout + made.stderr
+    assert app.home.config_file.read_text() == before
+    for _ in range(2):
+        assert app.run_pass().exit_code == 0
+    assert app.job_state("grow")["status"] == "pending"
+    # Made again after a look, the rule takes the datasets as they are now.
+    app.cli("auto-approve", "--from-job", f"{DS}/grow", check=True)
+    rules = yaml.safe_load(app.home.config_file.read_text())["approve"]["auto_approvals"]
+    assert [r.get("datasets") for r in rules] == [["census", "other"]]
+
+
+def test_a_rule_made_from_a_job_whose_code_changed_since_it_was_shown_is_refused(
+    data_app: App,
+) -> None:
+    app = data_app
+    folder = _declaring(app, "swap", {DO_EMAIL: ["census"]})
+    assert app.run_pass().exit_code == 0  # the owner is shown READER
+    (folder / "run.sh").write_text(READER + 'cat "$base"/*/ages.csv\n')
+    before = app.home.config_file.read_text()
+
+    made = app.cli("auto-approve", "--from-job", f"{DS}/swap")
+
+    assert made.returncode == 2
+    assert "changed since it was received" in made.stdout + made.stderr
+    assert "run.sh" in made.stdout + made.stderr
+    assert app.home.config_file.read_text() == before

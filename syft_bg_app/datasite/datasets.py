@@ -41,6 +41,9 @@ PRIVATE_FOLDER = "private"
 # Shares a dataset with every accepted peer, now and later.
 ANY_PEER = "any"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+# The most datasets one job may declare: the list is the data scientist's to write,
+# and every pass, page and email about the job reads it.
+MAX_JOB_DATASETS = 100
 # A staged copy carries this suffix, which sync clients never upload.
 STAGING_SUFFIX = ".tmp"
 
@@ -371,11 +374,13 @@ def declared_datasets(metadata: dict[str, Any] | None, do_email: str) -> list[st
         raise UsageError(
             "config.yaml 'datasets' must map the data owner's email to a list of dataset names"
         )
-    names: list[str] = []
-    for name in raw:
-        if name not in names:
-            names.append(check_name(name))
-    return names
+    names = list(dict.fromkeys(raw))
+    if len(names) > MAX_JOB_DATASETS:
+        raise UsageError(
+            f"config.yaml 'datasets' names {len(names)} datasets; a job may read at most "
+            f"{MAX_JOB_DATASETS}"
+        )
+    return [check_name(name) for name in names]
 
 
 def job_dataset_mounts(
