@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -330,3 +331,65 @@ def test_a_rule_made_from_a_job_whose_code_changed_since_it_was_shown_is_refused
     assert "changed since it was received" in made.stdout + made.stderr
     assert "run.sh" in made.stdout + made.stderr
     assert app.home.config_file.read_text() == before
+
+
+# -- what a job finds when it walks its sandbox --------------------------------------------
+
+WALKER = r"""#!/bin/bash
+echo "== mounts"; cat /proc/self/mountinfo
+echo "== tree"; find /sandbox /tmp /etc /home /root /var /opt /mnt /srv /run -maxdepth 9 2>/dev/null
+echo "== grep"; grep -rs "PRIVATE-OF" /sandbox /tmp /home /root /var /opt /mnt /srv /run
+echo "== env"; env
+echo "== end"
+"""
+
+
+@needs_bwrap
+def test_a_job_walking_its_sandbox_finds_only_its_declared_dataset_and_no_owner_path(
+    data_app: App, tmp_path: Path
+) -> None:
+    app = data_app
+    for name in ("census", "other", "secret"):
+        private = app.home.root / "datasets" / name / "private"
+        os.chmod(private / "ages.csv", 0o600)
+        (private / "marker.txt").write_text(f"PRIVATE-OF-{name}\n")
+        os.chmod(private / "marker.txt", 0o600)
+    app.submit("walker", ds_email=DS, run_sh=WALKER, metadata={"datasets": {DO_EMAIL: ["census"]}})
+    assert app.run_pass().exit_code == 0
+    app.cli("jobs", "approve", f"{DS}/walker", check=True)
+
+    state = run_until_finished(app, "walker")["walker"]
+
+    assert state["status"] == "done", state
+    out = _stdout(app, "walker")
+    assert "== end" in out
+    assert "PRIVATE-OF-census" in out
+    assert "PRIVATE-OF-other" not in out and "PRIVATE-OF-secret" not in out
+    tree = out.split("== tree")[1].split("== grep")[0]
+    assert "syft_datasets/census" in tree
+    assert "other" not in tree and "secret" not in tree
+    for place in (app.home.root, app.root, app.tmp / "data"):
+        assert str(place) not in out, place
+
+
+@needs_bwrap
+def test_a_read_only_path_that_does_not_exist_fails_no_job(data_app: App, tmp_path: Path) -> None:
+    app = data_app
+    shown = tmp_path / "owner-env" / "lib"
+    shown.mkdir(parents=True)
+    (shown / "tool.txt").write_text("from the owner's environment\n")
+    gone = ["/usr/share/syft-bg-gone/env", "/lib/syft-bg-gone", "/etc/ssl/syft-bg-gone/x"]
+    app.set_config(execute={"ro_paths": [*gone, str(shown)], "timeout": int(PATIENCE)})
+    app.submit(
+        "reads-env",
+        ds_email=DS,
+        run_sh=f"#!/bin/bash\ncat {shown}/tool.txt\n",
+        metadata={"datasets": {DO_EMAIL: ["census"]}},
+    )
+    assert app.run_pass().exit_code == 0
+    app.cli("jobs", "approve", f"{DS}/reads-env", check=True)
+
+    state = run_until_finished(app, "reads-env")["reads-env"]
+
+    assert state["status"] == "done", state
+    assert _stdout(app, "reads-env") == "from the owner's environment\n"
