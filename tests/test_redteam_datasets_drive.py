@@ -138,6 +138,21 @@ def test_a_data_scientist_who_keeps_changing_version_gets_the_owner_one_email(
     assert "0.1.100" in peers  # what they run now
 
 
+def test_a_blocked_data_scientist_gets_no_email_to_the_owner_by_changing_version(
+    app: App, drive: FakeDrive
+) -> None:
+    drive_app(app, drive)
+    app.cli("peers", "block", EVE, check=True)
+    drive.add_peer_folders(EVE, DO_EMAIL, "0.1.117")
+    assert app.run_pass().exit_code == 0
+    for version in ("0.1.118", "9.9.9"):
+        rename_versions(drive, EVE, version)
+        assert app.run_pass().exit_code == 0
+
+    assert [m["Subject"] for m in about(app, EVE) if "syft-client" in m["Subject"]] == []
+    assert "other-version" not in app.cli("peers", "list", check=True).stdout
+
+
 def test_thousands_of_folders_of_one_data_scientist_make_one_email_and_the_pass_ends(
     app: App, drive: FakeDrive
 ) -> None:

@@ -233,7 +233,12 @@ class DriveOwner:
 
     def _note_other_generation(self, others: dict[str, str]) -> None:
         noted = self.state.get("other_generation", {})
-        others = {ds: v for ds, v in others.items() if ds not in self.peers_state}
+        # Someone the data owner blocked is neither listed nor emailed about.
+        others = {
+            ds: v
+            for ds, v in others.items()
+            if ds not in self.peers_state and not is_blocked(self.ctx, ds)
+        }
         self.state["other_generation"] = others
         for ds, version in sorted(others.items()):
             # The version is the data scientist's to rename at will: what is worth
