@@ -408,3 +408,40 @@ def test_a_read_only_path_that_does_not_exist_fails_no_job(data_app: App, tmp_pa
 
     assert state["status"] == "done", state
     assert _stdout(app, "reads-env") == "from the owner's environment\n"
+
+
+# -- rules made by email reply -------------------------------------------------------------
+
+
+def test_an_auto_approve_reply_makes_a_rule_with_exactly_the_datasets_its_email_showed(
+    data_app: App,
+) -> None:
+    from syft_bg_app.mail import replies
+    from syft_bg_app.session import changing
+
+    app = data_app
+    app.set_config(notify={"enabled": True}, approve={"email_replies": {"enabled": True}})
+    _declaring(app, "shown", {DO_EMAIL: ["census"]})
+    assert app.run_pass().exit_code == 0
+    (email,) = [
+        m
+        for m in outbox(app)
+        if "shown" in str(m["Subject"]) and str(m["To"]).lower() == DO_EMAIL.lower()
+    ]
+    reply = (
+        f"From: {DO_EMAIL}\nTo: {DO_EMAIL}\nSubject: Re: job\n"
+        f"Message-ID: <reply-1@owner>\nIn-Reply-To: {email['Message-ID']}\n\nauto-approve\n"
+    ).encode()
+
+    with changing(app.home, "test") as ctx:
+        outcome = replies.handle_reply(ctx, reply, "test")
+
+    assert outcome.startswith("approved; rule"), outcome
+    rules = yaml.safe_load(app.home.config_file.read_text())["approve"]["auto_approvals"]
+    assert [rule.get("datasets") for rule in rules] == [["census"]]
+    _declaring(app, "again", {DO_EMAIL: ["census"]})
+    _declaring(app, "wider", {DO_EMAIL: ["census", "other"]})
+    states = run_until_finished(app, ["shown", "again"])
+    assert states["again"]["approval_method"] == "auto", states
+    assert _stdout(app, "again").splitlines()[0] == "sum: 128"
+    assert app.job_state("wider")["status"] == "pending"
