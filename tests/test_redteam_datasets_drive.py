@@ -445,3 +445,47 @@ def test_an_auto_approve_reply_makes_a_rule_with_exactly_the_datasets_its_email_
     assert states["again"]["approval_method"] == "auto", states
     assert _stdout(app, "again").splitlines()[0] == "sum: 128"
     assert app.job_state("wider")["status"] == "pending"
+
+
+@needs_bwrap
+def test_a_read_only_path_above_the_app_home_shows_jobs_nothing_of_it(
+    data_app: App, tmp_path: Path
+) -> None:
+    """An owner who shows jobs a folder that holds the app home and the SyftBox folder
+    (their home, say, for a Python environment in it) shows them neither: not the
+    tokens, not the private datasets, not another data scientist's jobs or results."""
+    app = data_app
+    shutil.rmtree(tmp_path / "data")  # the owner's own copies: theirs to show or not
+    (app.home.root / "token.json").write_text('{"refresh_token": "TOKEN-OF-THE-OWNER"}')
+    app.submit("other-ds-job", ds_email="bob@other.org", files={"secret.py": "BOB-CODE\n"})
+    env = tmp_path / "owner-env"
+    env.mkdir()
+    (env / "tool.txt").write_text("from the owner's environment\n")
+    assert app.home.root.parent == tmp_path and app.root.parent == tmp_path
+    # A home others may walk and read, as many systems make them.
+    for folder in (tmp_path.parent, tmp_path):
+        os.chmod(folder, 0o755)
+    app.set_config(execute={"ro_paths": [str(tmp_path)], "timeout": int(PATIENCE)})
+    app.submit(
+        "looks-around",
+        ds_email=DS,
+        run_sh=(
+            f"#!/bin/bash\ncat {env}/tool.txt\necho == tree; find {tmp_path} 2>&1\n"
+            f"echo == grep; grep -rs 'TOKEN-OF\\|PRIVATE\\|BOB-CODE\\|^31$' {tmp_path}\n"
+            "echo == end\n"
+        ),
+    )
+    assert app.run_pass().exit_code == 0
+    app.cli("jobs", "approve", f"{DS}/looks-around", check=True)
+
+    state = run_until_finished(app, "looks-around")["looks-around"]
+
+    assert state["status"] == "done", state
+    out = _stdout(app, "looks-around")
+    assert out.startswith("from the owner's environment\n") and "== end" in out
+    tree = out.split("== tree")[1].split("== grep")[0]
+    assert f"{env}/tool.txt" in tree
+    for hidden in ("token.json", "record.yaml", "ages.csv", "other-ds-job", "state"):
+        assert hidden not in tree, hidden
+    grep = out.split("== grep")[1].split("== end")[0]
+    assert grep.strip() == ""

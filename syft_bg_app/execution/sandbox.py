@@ -458,8 +458,13 @@ def bwrap_argv(
     resolv_conf: str | None = None,
     cache_mounts: list[tuple[str, str, str]] | None = None,
     dataset_mounts: list[tuple[str, str]] | None = None,
+    hidden: Sequence[str] = (),
 ) -> list[str]:
     """The bwrap command line up to and including ``--`` and the in-sandbox command.
+
+    ``hidden``: folders a job never sees through ``ro_paths`` (the app home, the SyftBox
+    folder, the run folders): one inside a read-only path is covered by an empty
+    tmpfs, and a read-only path inside one is left out.
 
     The options between ``bwrap`` and ``--`` go to bwrap through ``--args``
     (``supervisor.pass_bwrap_args``). With ``scratch_bytes``, ``$HOME`` and
@@ -523,10 +528,17 @@ def bwrap_argv(
                 argv += ["--ro-bind", run_tool_copy(layout.bin, name, real), place]
         made: set[str] = set()
         bound = list(READ_ONLY_SYSTEM)
+        hidden_real = [os.path.realpath(folder) for folder in hidden]
         for path in ro_paths:
+            real = os.path.realpath(path)
+            if any(_within(real, folder) for folder in hidden_real):
+                continue
             argv += walkable_parents(path, made, bound)
             argv += ["--ro-bind-try", path, path]
             bound.append(os.path.normpath(path))
+            for folder in hidden_real:
+                if _within(folder, real) and os.path.isdir(folder):
+                    argv += ["--tmpfs", os.path.join(path, os.path.relpath(folder, real))]
         for source, place in dataset_mounts or ():
             target = f"{IN_BWRAP['syftbox']}/{place}"
             argv += walkable_parents(target, made)
@@ -701,6 +713,11 @@ def build_spec(
             resolv_conf=resolv_conf,
             cache_mounts=prepared.mounts if prepared is not None else None,
             dataset_mounts=dataset_mounts,
+            hidden=[
+                *([str(config.path.parent)] if config.path is not None else []),
+                str(config.syftbox_root),
+                str(layout.root.parent),
+            ],
         )
         env = job_environment(
             run_id,
