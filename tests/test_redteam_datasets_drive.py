@@ -273,6 +273,7 @@ def test_a_huge_dataset_list_is_refused_with_a_reason_and_costs_nothing_to_keep(
     with (folder / "config.yaml").open("a") as config:
         config.write(f"datasets: {{{DO_EMAIL}: [{names}]}}\n")
     app.submit("neighbour", ds_email=DS)
+    _declaring(app, "long-name", {DO_EMAIL: ["census", "x" * 200_000]})
 
     assert app.run_pass().exit_code == 0
 
@@ -284,6 +285,10 @@ def test_a_huge_dataset_list_is_refused_with_a_reason_and_costs_nothing_to_keep(
     assert len(app.home.state_file.read_bytes()) < 100_000
     assert app.cli("jobs", "approve", f"{DS}/huge").returncode != 0
     assert app.job_state("huge")["status"] == "pending"
+    shown = app.cli("jobs", "show", f"{DS}/long-name", check=True).stdout
+    assert "is not allowed" in shown and len(shown) < 20_000
+    refused = app.cli("jobs", "approve", f"{DS}/long-name")
+    assert refused.returncode != 0 and len(refused.stdout + refused.stderr) < 2_000
 
 
 def test_datasets_unreadable_at_receipt_are_never_approved_unseen_once_named(

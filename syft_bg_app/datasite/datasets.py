@@ -28,7 +28,7 @@ import yaml
 from syft_bg_app.clock import iso
 from syft_bg_app.datasite.layout import PERMISSION_FILE, Datasite, JobRef
 from syft_bg_app.errors import NotFoundError, SyftBgError, UsageError
-from syft_bg_app.store.fsutil import atomic_write_yaml, load_yaml
+from syft_bg_app.store.fsutil import atomic_write_yaml, load_yaml, short_repr
 from syft_bg_app.store.home import AppHome
 
 if TYPE_CHECKING:
@@ -72,8 +72,9 @@ def check_name(name: str) -> str:
     """``name`` if it can name a folder of its own; a clear error otherwise."""
     if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
         raise UsageError(
-            f"dataset name {name!r} is not allowed: use 1-64 letters, digits, '_', '-' or '.', "
-            "starting with a letter or digit (no '/', no '..', no control characters)"
+            f"dataset name {short_repr(name)} is not allowed: use 1-64 letters, digits, '_', "
+            "'-' or '.', starting with a letter or digit (no '/', no '..', no control "
+            "characters)"
         )
     return name
 
