@@ -166,6 +166,21 @@ def test_thousands_of_folders_of_one_data_scientist_make_one_email_and_the_pass_
     assert len(about(app, EVE)) == 1
 
 
+def test_three_hundred_accounts_of_the_other_generation_make_one_digest(
+    app: App, drive: FakeDrive
+) -> None:
+    drive_app(app, drive)
+    for n in range(300):
+        drive.add_peer_folders(f"ds{n}@evil.org", DO_EMAIL, "0.1.117")
+
+    for _ in range(2):
+        assert app.run_pass().exit_code == 0
+
+    (digest,) = outbox(app)
+    assert "300 updates" in str(digest["Subject"])
+    assert "ds299@evil.org" in app.cli("peers", "list", check=True).stdout
+
+
 # -- the datasets a job declares ---------------------------------------------------------
 
 PRIVATE_CSV = "age\n31\n45\n52\n"
