@@ -7,16 +7,20 @@ under the app lock, so a pass never reads a half-edited file.
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from syft_bg_app.approval.rules import RUN_SH, Rule, find_rules, load_rules
 from syft_bg_app.config.load import EMAIL_RE, load_config
 from syft_bg_app.datasite.jobfiles import sha256_file
 from syft_bg_app.errors import AmbiguousError, NotFoundError, UsageError
 from syft_bg_app.store.home import AppHome
+
+if TYPE_CHECKING:
+    from syft_bg_app.datasite.layout import JobRef
 
 # -- results ---------------------------------------------------------------------------
 
@@ -246,9 +250,46 @@ def _from_job(
         except UsageError as exc:
             raise UsageError(f"{ref.label} cannot be trusted as it is: {exc}") from None
         hashes = {rel: found.hash(rel) for rel in sorted(found.files)}
-        return hashes, ref.name, ref.ds_email, datasets
     finally:
         os.close(job_fd)
+    changed = _changed_since_received(record, hashes, datasets)
+    if changed and record.get("status") == "pending":
+        _receive_again(home, ref, hashes, datasets)
+        raise UsageError(
+            f"{ref.label} changed since it was received ({'; '.join(changed)}): review it "
+            f"again (syft-bg jobs show {shlex.quote(ref.label)}); making the rule again "
+            "trusts it as it is now"
+        )
+    return hashes, ref.name, ref.ds_email, datasets
+
+
+def _changed_since_received(record: dict, hashes: dict[str, str], datasets: list[str]) -> list[str]:
+    """What of a job differs from what its data owner was shown when it was received."""
+    changed = []
+    shown = record.get("received_hashes")
+    if shown:
+        files = sorted(p for p in set(shown) | set(hashes) if shown.get(p) != hashes.get(p))
+        if files:
+            changed.append("files: " + ", ".join(files))
+    shown_datasets = record.get("received_datasets")
+    if shown_datasets is not None and sorted(shown_datasets) != sorted(datasets):
+        changed.append(
+            f"datasets: was {', '.join(shown_datasets) or 'none'}; "
+            f"now {', '.join(datasets) or 'none'}"
+        )
+    return changed
+
+
+def _receive_again(home: AppHome, ref: JobRef, hashes: dict[str, str], datasets: list[str]) -> None:
+    """Show a changed pending job as it is now, as a refused manual approval does: the
+    next rule made from it trusts these files and datasets."""
+    from syft_bg_app.session import changing
+
+    with changing(home, "auto-approve --from-job") as ctx:
+        record = ctx.state.job(ref.ds_email, ref.name, ref.protocol)
+        if record is not None and record["status"] == "pending":
+            record["received_hashes"] = hashes
+            record["received_datasets"] = datasets
 
 
 def _default_name(contents: Sequence[str], base_dir: str | None, taken: set[str]) -> str:

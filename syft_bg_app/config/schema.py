@@ -504,7 +504,10 @@ SCHEMA: dict[str, Key] = {
         ro_paths=Key(
             "list_path",
             [],
-            "Extra host folders jobs may read (read-only under bwrap), e.g. a dataset folder.",
+            "Extra host folders every job may read (read-only under bwrap), e.g. a Python "
+            "environment; private data belongs in `syft-bg datasets`, shown only to the jobs "
+            "that declare it. The app home and the SyftBox folder are never shown through "
+            "them.",
         ),
         backend=Key(
             "choice",

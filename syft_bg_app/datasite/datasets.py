@@ -28,7 +28,7 @@ import yaml
 from syft_bg_app.clock import iso
 from syft_bg_app.datasite.layout import PERMISSION_FILE, Datasite, JobRef
 from syft_bg_app.errors import NotFoundError, SyftBgError, UsageError
-from syft_bg_app.store.fsutil import atomic_write_yaml, load_yaml
+from syft_bg_app.store.fsutil import atomic_write_yaml, load_yaml, short_repr
 from syft_bg_app.store.home import AppHome
 
 if TYPE_CHECKING:
@@ -41,6 +41,9 @@ PRIVATE_FOLDER = "private"
 # Shares a dataset with every accepted peer, now and later.
 ANY_PEER = "any"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+# The most datasets one job may declare: the list is the data scientist's to write,
+# and every pass, page and email about the job reads it.
+MAX_JOB_DATASETS = 100
 # A staged copy carries this suffix, which sync clients never upload.
 STAGING_SUFFIX = ".tmp"
 
@@ -73,8 +76,9 @@ def check_name(name: str) -> str:
     """``name`` if it can name a folder of its own; a clear error otherwise."""
     if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
         raise UsageError(
-            f"dataset name {name!r} is not allowed: use 1-64 letters, digits, '_', '-' or '.', "
-            "starting with a letter or digit (no '/', no '..', no control characters)"
+            f"dataset name {short_repr(name)} is not allowed: use 1-64 letters, digits, '_', "
+            "'-' or '.', starting with a letter or digit (no '/', no '..', no control "
+            "characters)"
         )
     return name
 
@@ -392,11 +396,13 @@ def declared_datasets(metadata: dict[str, Any] | None, do_email: str) -> list[st
         raise UsageError(
             "config.yaml 'datasets' must map the data owner's email to a list of dataset names"
         )
-    names: list[str] = []
-    for name in raw:
-        if name not in names:
-            names.append(check_name(name))
-    return names
+    names = list(dict.fromkeys(raw))
+    if len(names) > MAX_JOB_DATASETS:
+        raise UsageError(
+            f"config.yaml 'datasets' names {len(names)} datasets; a job may read at most "
+            f"{MAX_JOB_DATASETS}"
+        )
+    return [check_name(name) for name in names]
 
 
 # What became of a dataset a pending job names, as the data owner's command left it in

@@ -28,6 +28,7 @@ import os
 import shutil
 import subprocess
 import sysconfig
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,6 +84,15 @@ ETC_ENTRIES = (
     "services",
     "ssl",
     "timezone",
+)
+# What bwrap mounts read-only from this machine (or makes itself): nothing can be made
+# inside, so the folders above a read-only path there are left as they are.
+READ_ONLY_SYSTEM = (
+    "/usr",
+    "/proc",
+    "/dev",
+    *(f"/{name}" for name in SYSTEM_DIRS),
+    *(f"/etc/{name}" for name in ETC_ENTRIES),
 )
 PROBE_TIMEOUT = 10.0
 INSTALL_SLIRP = "sudo apt-get install slirp4netns"
@@ -448,8 +458,13 @@ def bwrap_argv(
     resolv_conf: str | None = None,
     cache_mounts: list[tuple[str, str, str]] | None = None,
     dataset_mounts: list[tuple[str, str]] | None = None,
+    hidden: Sequence[str] = (),
 ) -> list[str]:
     """The bwrap command line up to and including ``--`` and the in-sandbox command.
+
+    ``hidden``: folders a job never sees through ``ro_paths`` (the app home, the SyftBox
+    folder, the run folders): one inside a read-only path is covered by an empty
+    tmpfs, and a read-only path inside one is left out.
 
     The options between ``bwrap`` and ``--`` go to bwrap through ``--args``
     (``supervisor.pass_bwrap_args``). With ``scratch_bytes``, ``$HOME`` and
@@ -512,9 +527,18 @@ def bwrap_argv(
                 # /proc/self/mountinfo.
                 argv += ["--ro-bind", run_tool_copy(layout.bin, name, real), place]
         made: set[str] = set()
+        bound = list(READ_ONLY_SYSTEM)
+        hidden_real = [os.path.realpath(folder) for folder in hidden]
         for path in ro_paths:
-            argv += walkable_parents(path, made)
+            real = os.path.realpath(path)
+            if any(_within(real, folder) for folder in hidden_real):
+                continue
+            argv += walkable_parents(path, made, bound)
             argv += ["--ro-bind-try", path, path]
+            bound.append(os.path.normpath(path))
+            for folder in hidden_real:
+                if _within(folder, real) and os.path.isdir(folder):
+                    argv += ["--tmpfs", os.path.join(path, os.path.relpath(folder, real))]
         for source, place in dataset_mounts or ():
             target = f"{IN_BWRAP['syftbox']}/{place}"
             argv += walkable_parents(target, made)
@@ -537,19 +561,25 @@ def bwrap_argv(
     return argv
 
 
-def walkable_parents(target: str, made: set[str]) -> list[str]:
+def walkable_parents(target: str, made: set[str], bound: Sequence[str] = ()) -> list[str]:
     """bwrap options that make the folders above mount point ``target`` (those not in
     ``made`` yet) walkable by the job: folders bwrap makes for a mount follow the app's
     umask (077), and a job of its own uid could not reach the mount through them.
-    Folders the sandbox has already (``/usr``, ``/sandbox``) stay as they are."""
+    Folders at or under ``bound`` (mounted read-only from this machine) are left as they
+    are: nothing can be made there, and a path missing there is skipped by
+    ``--ro-bind-try``, never a reason for the run to fail."""
     options = []
     parts = os.path.normpath(target).strip("/").split("/")
     for depth in range(1, len(parts)):
         folder = "/" + "/".join(parts[:depth])
-        if folder not in made:
+        if folder not in made and not any(_within(folder, top) for top in bound):
             made.add(folder)
             options += ["--perms", "0755", "--dir", folder]
     return options
+
+
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
 def run_tool_copy(bin_dir: Path, name: str, real: str) -> str:
@@ -683,6 +713,11 @@ def build_spec(
             resolv_conf=resolv_conf,
             cache_mounts=prepared.mounts if prepared is not None else None,
             dataset_mounts=dataset_mounts,
+            hidden=[
+                *([str(config.path.parent)] if config.path is not None else []),
+                str(config.syftbox_root),
+                str(layout.root.parent),
+            ],
         )
         env = job_environment(
             run_id,

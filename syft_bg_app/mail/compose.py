@@ -121,7 +121,8 @@ GENERATION_LIBRARIES = {"0.1": "syft-client", "0.10": "syft"}
 
 
 def other_generation_draft(ctx: Context, event: dict[str, Any]) -> Draft:
-    """One email to the data owner per data scientist and version they run, ever."""
+    """One email to the data owner per data scientist and generation that would serve
+    them (or none), ever."""
     do = ctx.config.do_email
     ds, version = str(event["ds_email"]), str(event["version"])
     wanted = str(event.get("wanted") or "")
@@ -129,7 +130,9 @@ def other_generation_draft(ctx: Context, event: dict[str, Any]) -> Draft:
         wanted = ""  # a version no generation of the app speaks
     generation = str(event.get("generation") or ctx.config.get("drive.generation"))
     return Draft(
-        key=f"{do}|peer_other_generation|{ds}|{version}",
+        # Per generation that would serve them, not per version: the version is a folder
+        # name the data scientist can change every pass.
+        key=f"{do}|peer_other_generation|{ds}|{wanted or 'none'}",
         kind="peer_other_generation",
         role="do",
         to=do,

@@ -369,12 +369,15 @@ def _apply(
         )
         return f"not approved: {exc}"
     if decision.word == "auto-approve":
-        return "approved; " + _add_rule(ctx, ref, hashes, key)
+        return "approved; " + _add_rule(ctx, ref, hashes, shown_datasets, key)
     return "approved"
 
 
-def _add_rule(ctx: Context, ref: JobRef, hashes: dict[str, str], key: str) -> str:
-    """Trust exactly these files from this data scientist, as ``auto-approve --from-job``."""
+def _add_rule(
+    ctx: Context, ref: JobRef, hashes: dict[str, str], datasets: list[str], key: str
+) -> str:
+    """Trust exactly these files from this data scientist, reading exactly the datasets
+    the email showed, as ``auto-approve --from-job``."""
     from syft_bg_app.config.editor import update_rules
 
     made: dict[str, str] = {}
@@ -385,9 +388,10 @@ def _add_rule(ctx: Context, ref: JobRef, hashes: dict[str, str], key: str) -> st
         while name in taken:
             name, n = f"{ref.name}-{n}", n + 1
         made["name"] = name
-        rules.append(
-            {"name": name, "peers": [ref.ds_email], "files": dict(hashes), "name_only": []}
-        )
+        rule = {"name": name, "peers": [ref.ds_email], "files": dict(hashes), "name_only": []}
+        if datasets:
+            rule["datasets"] = list(datasets)
+        rules.append(rule)
         return rules
 
     try:
@@ -401,7 +405,8 @@ def _add_rule(ctx: Context, ref: JobRef, hashes: dict[str, str], key: str) -> st
         ref,
         key,
         f'The job is approved, and the rule "{made["name"]}" now approves the same files '
-        f"from {ref.ds_email} automatically.",
+        f"from {ref.ds_email} automatically"
+        + (f", reading the datasets {', '.join(datasets)}." if datasets else "."),
     )
     return f"rule {made['name']} made"
 

@@ -204,7 +204,9 @@ def _received_datasets(ctx: Context, job_fd: int) -> dict[str, Any]:
     try:
         return {"received_datasets": declared_datasets(metadata, ctx.datasite.email)}
     except UsageError:
-        return {}  # approving it fails with the reason
+        # Shown as unreadable, so none were shown: datasets it names later are refused
+        # once, to be reviewed, as for any list changed since it was received.
+        return {"received_datasets": []}
 
 
 def _reject_on_receipt(ctx: Context, ref: JobRef, record: dict | None, reason: str) -> None:

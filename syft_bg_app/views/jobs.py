@@ -21,7 +21,7 @@ from syft_bg_app.datasite.jobfiles import Limits, collect, file_set_hashes
 from syft_bg_app.datasite.layout import PROTOCOL_DIR_RE, JobRef, JobStateError
 from syft_bg_app.datasite.linksafe import open_dir, open_dir_at
 from syft_bg_app.datasite.submission import metadata_description, metadata_tags, read_metadata
-from syft_bg_app.errors import AmbiguousError, NotFoundError
+from syft_bg_app.errors import AmbiguousError, NotFoundError, UsageError
 from syft_bg_app.store.fsutil import PERMISSION_FILE, untrusted_text
 from syft_bg_app.views.render import terminal_text
 
@@ -255,7 +255,7 @@ def why_pending(ctx: Context, ref: JobRef) -> PendingReason | None:
     its submitter; see ``rules.explain_pending``.
     """
     from syft_bg_app.approval.rules import explain_pending, load_rules
-    from syft_bg_app.datasite.datasets import declared_or_none
+    from syft_bg_app.datasite.datasets import declared_datasets
     from syft_bg_app.steps.approve import hash_scanned_file
 
     record = ctx.state.job(ref.ds_email, ref.name, ref.protocol)
@@ -279,6 +279,11 @@ def why_pending(ctx: Context, ref: JobRef) -> PendingReason | None:
             return hashes[rel]
 
         metadata, _ = read_metadata(Path("config.yaml"), dir_fd=job_fd)
+        try:
+            datasets = declared_datasets(metadata, ctx.datasite.email)
+        except UsageError as exc:
+            # Neither a rule nor the data owner can approve it (approving says the same).
+            return PendingReason(f"it cannot be approved as it is: {exc}")
         reason = explain_pending(
             load_rules(ctx.config),
             found.paths,
@@ -286,7 +291,7 @@ def why_pending(ctx: Context, ref: JobRef) -> PendingReason | None:
             ref.ds_email,
             accepted,
             hash_of,
-            datasets=declared_or_none(metadata, ctx.datasite.email),
+            datasets=datasets,
         )
     except OSError as exc:
         return PendingReason(f"its files changed while they were compared ({exc}); look again")

@@ -381,15 +381,15 @@ class DriveOwner:
             if folder is None or folder.datasite.lower() != self.do_email.lower():
                 continue
             owners = [o.get("emailAddress", "").lower() for o in item.get("owners") or []]
-            if folder.peer.lower() not in owners or not EMAIL_RE.match(folder.peer):
+            if folder.peer.lower() not in owners or not EMAIL_RE.fullmatch(folder.peer):
                 continue  # named for someone else: only a folder's owner speaks for it
             if protocol.major_minor(folder.version) != self.generation:
-                others[folder.peer] = folder.version
+                others[folder.peer] = protocol.shown_version(folder.version)
                 continue
             record = self.peers_state.setdefault(folder.peer, {})
             if record.get(f"{folder.kind}_id") != item["id"]:
                 record[f"{folder.kind}_id"] = item["id"]
-                record["version"] = folder.version
+                record["version"] = protocol.shown_version(folder.version)
         self._note_other_generation(others)
         for ds, record in sorted(self.peers_state.items()):
             if record.get("inbox_id") and record.get("outbox_id"):
@@ -397,25 +397,34 @@ class DriveOwner:
 
     def _note_other_generation(self, others: dict[str, str]) -> None:
         noted = self.state.get("other_generation", {})
-        others = {ds: v for ds, v in others.items() if ds not in self.peers_state}
+        # Someone the data owner blocked is neither listed nor emailed about.
+        others = {
+            ds: v
+            for ds, v in others.items()
+            if ds not in self.peers_state and not is_blocked(self.ctx, ds)
+        }
         self.state["other_generation"] = others
         for ds, version in sorted(others.items()):
-            if noted.get(ds) == version:
+            # The version is the data scientist's to rename at will: what is worth
+            # telling (and emailing, once) is the generation that would serve them.
+            wanted = _served_by(version)
+            if ds in noted and _served_by(noted[ds]) == wanted:
                 continue
             self.log.warning(
-                "%s runs syft-client %s, another generation than drive.generation %s: set "
-                "drive.generation to '%s' to serve them",
+                "%s runs syft-client %s, another generation than drive.generation %s: %s",
                 short_repr(ds),
                 version,
                 self.generation,
-                protocol.major_minor(version),
+                f"set drive.generation to '{wanted}' to serve them"
+                if wanted
+                else "no generation of this app serves them",
             )
             self.ctx.state.add_event(
                 "peer_other_generation",
                 ds_email=ds,
                 version=version,
                 generation=self.generation,
-                wanted=protocol.major_minor(version),
+                wanted=wanted,
                 peers_served=len(self.peers_state),
             )
 
@@ -842,6 +851,12 @@ def _walk(datasite: Path, top: Path):
                 yield os.path.relpath(path, datasite), st
 
 
+def _served_by(version: str) -> str:
+    """The ``drive.generation`` that serves a client of ``version`` ("" for none)."""
+    wanted = protocol.major_minor(version)
+    return wanted if wanted in protocol.GENERATIONS else ""
+
+
 def other_generation_notes(ctx: Context) -> dict[str, str]:
     """Data scientists on Drive who run the other syft-client generation: email -> what to do."""
     if ctx.config.get("sync.transport") != "drive":
@@ -851,10 +866,15 @@ def other_generation_notes(ctx: Context) -> dict[str, str]:
     for ds, version in sorted(
         (ctx.state.data.get("drive") or {}).get("other_generation", {}).items()
     ):
-        wanted = protocol.major_minor(str(version)) or "?"
+        version = protocol.shown_version(str(version))
+        wanted = _served_by(version)
         notes[ds] = (
             f"runs syft-client {version}, not served with drive.generation '{generation}' "
-            f"(set drive.generation: '{wanted}' to serve them)"
+            + (
+                f"(set drive.generation: '{wanted}' to serve them)"
+                if wanted
+                else "(no generation of this app serves them)"
+            )
         )
     return notes
 

@@ -32,6 +32,8 @@ EXTENSION = ".tar.gz"
 GENERATIONS = {"0.10": "0.10.0", "0.1": "0.1.117"}
 MIN_SUPPORTED = {"0.10": "0.10.0", "0.1": "0.1.93"}
 PROTOCOL_VERSION = "1.0.0"
+VERSION_START_RE = re.compile(r"([0-9]{1,9})\.([0-9]{1,9})(?:\.|\Z)")
+VERSION_TEXT_RE = re.compile(r"[0-9A-Za-z.+_-]{1,32}")
 # A proposal message larger than this is refused before it is opened.
 MAX_MESSAGE_BYTES = 512 * 1024 * 1024
 
@@ -57,10 +59,19 @@ def sha256_hex(data: bytes) -> str:
 
 
 def major_minor(version: str) -> str | None:
-    parts = version.split(".")
-    if len(parts) < 2 or not all(p.isdigit() for p in parts[:2]):
-        return None
-    return f"{int(parts[0])}.{int(parts[1])}"
+    """``"0.1"`` of ``"0.1.117"``; None for anything that does not start with two
+    numbers (the version comes from a folder name someone else chose: ``str.isdigit``
+    takes "²" and ``int`` refuses 5,000 digits)."""
+    found = VERSION_START_RE.match(version)
+    return f"{int(found[1])}.{int(found[2])}" if found else None
+
+
+def shown_version(version: str) -> str:
+    """A version read from a folder name someone else chose, as short plain text: its
+    first characters that a version is made of, and "…" where more was cut."""
+    found = VERSION_TEXT_RE.match(version)
+    text = found[0] if found else ""
+    return (text or "?") + ("…" if len(text) < len(version) else "")
 
 
 @dataclass(frozen=True)
