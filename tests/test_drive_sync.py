@@ -209,15 +209,14 @@ def test_drive_peer_job_and_result_with_the_real_client(
             name,
             check=True,
         )
+
+    def finished(name: str) -> bool:
+        if not (app.datasite.review / DS_EMAIL / name / "state.yaml").exists():
+            return False
+        return app.job_state(name, protocol="0").get("status") in ("done", "failed")
+
     with job_user_alone():
-        run_until(
-            app,
-            lambda: all(
-                app.job_state(n, protocol="0").get("status") in ("done", "failed")
-                for n in ("hello", "py")
-            ),
-            "both jobs to finish",
-        )
+        run_until(app, lambda: finished("hello") and finished("py"), "both jobs to finish")
     for name in ("hello", "py"):
         state = app.job_state(name, protocol="0")
         stderr = app.datasite.review / DS_EMAIL / name / "stderr.txt"
@@ -231,12 +230,12 @@ def test_drive_peer_job_and_result_with_the_real_client(
             outputs = {p.name: p.read_text() for p in j.output_paths}
             print("JOB", json.dumps([j.name, j.status, str(j.stdout), outputs]))
         """
-    jobs = {
-        row[0]: row[1:]
-        for row in (
-            json.loads(line[4:]) for line in ds.run(listing).splitlines() if line.startswith("JOB ")
-        )
-    }
+
+    def listed(output: str) -> dict[str, list]:
+        rows = [json.loads(line[4:]) for line in output.splitlines() if line.startswith("JOB ")]
+        return {row[0]: row[1:] for row in rows}
+
+    jobs = listed(ds.run(listing))
     assert jobs["hello"][0] == "done" and "hello over drive" in jobs["hello"][1]
     assert jobs["hello"][2] == {"answer.txt": "42\n"}
     assert jobs["py"][0] == "done" and "python over drive with client stub" in jobs["py"][1]
@@ -261,11 +260,7 @@ def test_drive_peer_job_and_result_with_the_real_client(
         + textwrap.dedent(listing)
     )
     assert f'PEERS {{"{DS_EMAIL}": "accepted"}}' in out, out
-    seen = {
-        row[0]: row[1:]
-        for row in (json.loads(line[4:]) for line in out.splitlines() if line.startswith("JOB "))
-    }
-    assert seen == jobs, out
+    assert listed(out) == jobs, out
 
 
 def test_drive_the_client_gets_shared_outputs_and_nothing_it_may_not_read(
@@ -513,12 +508,12 @@ def test_drive_passes_killed_at_random_instants_receive_each_job_once(
             check=True,
         )
 
+    def received(name: str) -> bool:
+        return (app.datasite.review / DS_EMAIL / name / "state.yaml").exists()
+
     def finished() -> bool:
         states = [app.job_state(n, protocol="0") if received(n) else {} for n in names]
         return all(state.get("status") in ("done", "failed") for state in states)
-
-    def received(name: str) -> bool:
-        return (app.datasite.review / DS_EMAIL / name / "state.yaml").exists()
 
     # Killed passes go on until every job has finished, and a few more while their
     # results travel: at least 20 kills, whatever the speed of the machine.
