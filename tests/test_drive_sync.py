@@ -377,6 +377,10 @@ def test_drive_reads_permission_files_as_the_clients_do(tmp_path: Path) -> None:
     )
     assert readable == sorted(paths[i] for i in (0, 1, 4, 5))
     assert not any(ok for (e, _, _), ok in decisions.items() if e == "bob@uni.edu")
+    # A results folder whose permission file cannot be read shares nothing; what the
+    # data scientist's review folder grants above it does not step in.
+    (job / "syft.pub.yaml").write_text("rules: [{pattern: '**'\n")
+    assert not Permissions(datasite.path).allows(DS_EMAIL, paths[0], "read")
 
 
 def test_drive_refuses_changes_the_data_scientist_may_not_make(
