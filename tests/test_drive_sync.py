@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from tests.client_venvs import SYFT_0_10, SYFT_CLIENT, client_venv
-from tests.conftest import DS_EMAIL, PATIENCE, App, outbox, wait_until
+from tests.conftest import DS_EMAIL, PATIENCE, App, job_user_alone, outbox, wait_until
 from tests.fake_drive import FOLDER, FakeDrive
 
 
@@ -132,9 +132,32 @@ def run_until(app: App, condition, what: str) -> None:
 
 
 def test_drive_peer_job_and_result_with_the_real_client(
-    app: App, drive: FakeDrive, syft_client_python: Path
+    app: App, drive: FakeDrive, syft_client_python: Path, tmp_path: Path
 ) -> None:
-    drive_app(app, drive, approve={"peers": {"approved_domains": ["uni.edu"]}})
+    import functools
+    import http.server
+    import threading
+
+    from tests.test_python_jobs_syft_job import CLIENT, SYSTEM_VERSION, build_wheel
+
+    # The client library a python job installs, from an index on 127.0.0.1 (no traffic
+    # leaves this machine); the job reaches it under execute.network: host.
+    build_wheel(tmp_path / "index", CLIENT, "ds_client_stub", 'NAME = "client stub"\n')
+    handler = functools.partial(
+        http.server.SimpleHTTPRequestHandler, directory=str(tmp_path / "index")
+    )
+    index = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=index.serve_forever, daemon=True).start()
+    drive_app(
+        app,
+        drive,
+        approve={"peers": {"approved_domains": ["uni.edu"]}},
+        execute={
+            "network": "host",
+            "package_index_url": f"http://127.0.0.1:{index.server_address[1]}/simple/",
+            "timeout": int(PATIENCE),
+        },
+    )
     ds = RealClient(syft_client_python, drive, app.tmp / "ds")
     ds.run(f"c.add_peer({app.do_email!r})")
 
@@ -151,27 +174,72 @@ def test_drive_peer_job_and_result_with_the_real_client(
     owned = [f for f in drive.named("SYFT_peers.json") if f.owner == app.do_email]
     assert json.loads(owned[0].content) == {DS_EMAIL: {"state": "accepted"}}
 
+    script = tmp_path / "analysis.py"
+    script.write_text(
+        "import os\nimport ds_client_stub\n"
+        "os.makedirs('outputs', exist_ok=True)\n"
+        "open('outputs/mean.txt', 'w').write('mean 2.5\\n')\n"
+        "print('python over drive with', ds_client_stub.NAME)\n"
+    )
     ds.run(
         f"""
-        c.submit_bash_job({app.do_email!r}, "echo hello over drive; mkdir -p outputs;"
-                          " echo 42 > outputs/answer.txt", job_name="hello")
+        import os
+        import syft_job.client
+        # The owner's index serves the client library; this machine has no Python 3.12.
+        os.environ["SYFT_CLIENT_INSTALL_SOURCE"] = {CLIENT!r}
+        syft_job.client.RUN_SCRIPT_PYTHON_VERSION = {SYSTEM_VERSION!r}
+        c.submit_bash_job({app.do_email!r}, "echo hello over drive; mkdir -p code/outputs;"
+                          " echo 42 > code/outputs/answer.txt", job_name="hello")
+        c.submit_python_job({app.do_email!r}, {str(script)!r}, job_name="py")
         """
     )
-    run_until(app, lambda: app.cli("jobs", "show", f"{DS_EMAIL}/hello").returncode == 0, "job")
-    app.cli("jobs", "approve", f"{DS_EMAIL}/hello", check=True)
-    run_until(
-        app,
-        lambda: app.job_state("hello", protocol="0").get("status") in ("done", "failed"),
-        "the job to finish",
-    )
-    assert app.job_state("hello", protocol="0")["status"] == "done"
+    # The owner trusts exactly these files (as agreed with the data scientist): a rule
+    # made from the client's own copy of each job, before the app has received them.
+    for name in ("hello", "py"):
+        submitted = ds.syftbox / app.do_email / "app_data/job/inbox" / DS_EMAIL / name
+        app.cli(
+            "auto-approve",
+            "run.sh",
+            "code",
+            "-b",
+            str(submitted),
+            "-p",
+            DS_EMAIL,
+            "-n",
+            name,
+            check=True,
+        )
+
+    def finished(name: str) -> bool:
+        if not (app.datasite.review / DS_EMAIL / name / "state.yaml").exists():
+            return False
+        return app.job_state(name, protocol="0").get("status") in ("done", "failed")
+
+    with job_user_alone():
+        run_until(app, lambda: finished("hello") and finished("py"), "both jobs to finish")
+    for name in ("hello", "py"):
+        state = app.job_state(name, protocol="0")
+        stderr = app.datasite.review / DS_EMAIL / name / "stderr.txt"
+        assert state["status"] == "done", stderr.read_text()
+        assert state["approval_method"] == "auto"
     app.run_pass()  # the results travel to the data scientist's outbox
 
-    ds.run("print(len(c.jobs))")
-    state = yaml.safe_load(ds.result_file(app.do_email, "hello", "state.yaml").read_text())
-    assert state["status"] == "done"
-    stdout = ds.result_file(app.do_email, "hello", "stdout.txt").read_text()
-    assert "hello over drive" in stdout
+    # The data scientist's own view of its jobs, through the client's job list.
+    listing = """
+        for j in c.jobs:
+            outputs = {p.name: p.read_text() for p in j.output_paths}
+            print("JOB", json.dumps([j.name, j.status, str(j.stdout), outputs]))
+        """
+
+    def listed(output: str) -> dict[str, list]:
+        rows = [json.loads(line[4:]) for line in output.splitlines() if line.startswith("JOB ")]
+        return {row[0]: row[1:] for row in rows}
+
+    jobs = listed(ds.run(listing))
+    assert jobs["hello"][0] == "done" and "hello over drive" in jobs["hello"][1]
+    assert jobs["hello"][2] == {"answer.txt": "42\n"}
+    assert jobs["py"][0] == "done" and "python over drive with client stub" in jobs["py"][1]
+    assert jobs["py"][2] == {"mean.txt": "mean 2.5\n"}
     # Only this data scientist's own folder travelled, never another's or the owner's.
     received = {
         p.relative_to(ds.syftbox / app.do_email)
@@ -182,18 +250,137 @@ def test_drive_peer_job_and_result_with_the_real_client(
         str(p).startswith(("app_data/job/review/alice@uni.edu", "app_data/job/inbox/alice@uni.edu"))
         for p in received
     ), received
-    # The owner's own notebook (the real client's login_do) sees the same peer and job.
+    # The owner's own notebook (the real client's login_do) sees the same peer, the
+    # same jobs and their results.
     notebook = RealClient(
         syft_client_python, drive, app.tmp / "do-notebook", app.do_email, login="login_do"
     )
     out = notebook.run(
-        """
-        print("PEERS", json.dumps({p.email: p.state.value for p in c.peers}))
-        print("JOBS", json.dumps({j.name: j.status for j in c.jobs}))
-        """
+        "print('PEERS', json.dumps({p.email: p.state.value for p in c.peers}))\n"
+        + textwrap.dedent(listing)
     )
     assert f'PEERS {{"{DS_EMAIL}": "accepted"}}' in out, out
-    assert 'JOBS {"hello": "done"}' in out, out
+    assert listed(out) == jobs, out
+
+
+def test_drive_the_client_gets_shared_outputs_and_nothing_it_may_not_read(
+    app: App, drive: FakeDrive, syft_client_python: Path
+) -> None:
+    bob_email = "bob@uni.edu"
+    drive_app(
+        app,
+        drive,
+        approve={"peers": {"approved_domains": ["uni.edu"]}},
+        execute={"share_outputs": True, "share_logs": False},
+    )
+    alice = RealClient(syft_client_python, drive, app.tmp / "alice")
+    bob = RealClient(syft_client_python, drive, app.tmp / "bob", email=bob_email)
+    for ds in (alice, bob):
+        ds.run(f"c.add_peer({app.do_email!r})")
+    app.run_pass()  # both requests are read and accepted by their domain
+    app.run_pass()  # accepted on Drive
+    # Both submit a job of the same name: two jobs, each with results of its own.
+    for ds in (alice, bob):
+        who = ds.email.split("@")[0]
+        ds.run(
+            f"""
+            c.submit_bash_job({app.do_email!r}, "echo {who} log line; echo {who} error >&2;"
+                              " mkdir -p code/outputs; echo {who} result >"
+                              " code/outputs/answer.txt", job_name="same")
+            """
+        )
+    run_until(
+        app,
+        lambda: all(
+            (app.datasite.review / email / "same" / "state.yaml").exists()
+            for email in (DS_EMAIL, bob_email)
+        ),
+        "both jobs",
+    )
+    for email in (DS_EMAIL, bob_email):
+        app.cli("jobs", "approve", f"{email}/same", check=True)
+
+    def finished() -> bool:
+        return all(
+            app.job_state("same", email, protocol="0").get("status") in ("done", "failed")
+            for email in (DS_EMAIL, bob_email)
+        )
+
+    run_until(app, finished, "both jobs to finish")
+    review = app.datasite.review / DS_EMAIL / "same"
+    assert app.job_state("same", protocol="0")["status"] == "done"
+    assert "alice log line" in (review / "stdout.txt").read_text()
+    # A note of the owner's beside the results: no rule lets the data scientist read it.
+    (review / "owner-notes.txt").write_text("alice asked twice\n")
+    app.run_pass()  # the results travel to each data scientist's outbox
+    for ds in (alice, bob):
+        ds.run("c.sync()")
+
+    mine = alice.syftbox / app.do_email / "app_data/job/review" / DS_EMAIL / "same"
+    assert (mine / "outputs" / "answer.txt").read_text() == "alice result\n"
+    assert yaml.safe_load((mine / "state.yaml").read_text())["status"] == "done"
+    theirs = bob.syftbox / app.do_email / "app_data/job/review" / bob_email / "same"
+    assert (theirs / "outputs" / "answer.txt").read_text() == "bob result\n"
+    # Logs are not shared (execute.share_logs: false), the owner's note never is, and
+    # neither data scientist receives a byte of the other's results.
+    for ds, other in ((alice, "bob"), (bob, "alice")):
+        received = {
+            p.relative_to(ds.syftbox / app.do_email): p.read_bytes()
+            for p in (ds.syftbox / app.do_email).rglob("*")
+            if p.is_file()
+        }
+        names = {p.name for p in received}
+        assert not names & {"stdout.txt", "stderr.txt", "returncode.txt", "owner-notes.txt"}
+        assert not [p for p in received if other in str(p)], sorted(received)
+        assert not [p for p, data in received.items() if other.encode() in data], sorted(received)
+        results = {p: data for p, data in received.items() if "job/review" in str(p)}
+        assert not [p for p, data in results.items() if b"log line" in data or b"error" in data]
+
+
+def test_drive_reads_permission_files_as_the_clients_do(tmp_path: Path) -> None:
+    from syft_permissions import AccessLevel, ACLRequest, ACLService, User
+
+    from syft_bg_app.datasite.layout import Datasite
+    from syft_bg_app.execution.publish import write_result_permissions
+    from syft_bg_app.sync.drive.permissions import Permissions
+
+    datasite = Datasite(tmp_path, "owner@datasite.org")
+    # What accepting a peer and publishing a job write: the peer's folders, and a
+    # terminal grant in the job's review folder (outputs shared, logs not).
+    Datasite.write_permissions(datasite.inbox / DS_EMAIL, write=[DS_EMAIL])
+    Datasite.write_permissions(datasite.review / DS_EMAIL, read=[DS_EMAIL])
+    job = datasite.review / DS_EMAIL / "job"
+    job.mkdir()
+    write_result_permissions(job, DS_EMAIL, share_outputs=True, share_logs=False)
+    paths = [
+        "app_data/job/review/alice@uni.edu/job/state.yaml",
+        "app_data/job/review/alice@uni.edu/job/outputs/deep/result.csv",
+        "app_data/job/review/alice@uni.edu/job/stdout.txt",
+        "app_data/job/review/alice@uni.edu/job/notes-of-the-owner.txt",
+        "app_data/job/review/alice@uni.edu/a-note.txt",
+        "app_data/job/inbox/alice@uni.edu/job/run.sh",
+        "app_data/job/inbox/bob@uni.edu/job/run.sh",
+        "private/secret.csv",
+    ]
+    ours = Permissions(datasite.path)
+    clients = ACLService(owner=datasite.email)
+    clients.load_permissions_from_filesystem(datasite.path)
+    decisions = {}
+    for email in (DS_EMAIL, "bob@uni.edu"):
+        for path in paths:
+            for access, level in (("read", AccessLevel.READ), ("write", AccessLevel.WRITE)):
+                theirs = clients.can_access(ACLRequest(path, level, User(email)))
+                assert ours.allows(email, path, access) == theirs, (email, path, access)
+                decisions[email, path, access] = theirs
+    readable = sorted(
+        p for (e, p, a), ok in decisions.items() if ok and a == "read" and e == DS_EMAIL
+    )
+    assert readable == sorted(paths[i] for i in (0, 1, 4, 5))
+    assert not any(ok for (e, _, _), ok in decisions.items() if e == "bob@uni.edu")
+    # A results folder whose permission file cannot be read shares nothing; what the
+    # data scientist's review folder grants above it does not step in.
+    (job / "syft.pub.yaml").write_text("rules: [{pattern: '**'\n")
+    assert not Permissions(datasite.path).allows(DS_EMAIL, paths[0], "read")
 
 
 def test_drive_refuses_changes_the_data_scientist_may_not_make(
@@ -290,32 +477,96 @@ def test_drive_peer_of_the_other_generation_is_named(app: App, drive: FakeDrive)
 def test_drive_passes_killed_at_random_instants_receive_each_job_once(
     app: App, drive: FakeDrive, syft_client_python: Path
 ) -> None:
+    from syft_bg_app.datasite.layout import JobRef
+
     ds = connected_peer(app, drive, syft_client_python)
+    # One job at a time: the three runs span many passes, and so many kills.
+    app.set_config(execute={"max_concurrent": 1})
     names = [f"killed{i}" for i in range(3)]
+    # Each run draws a value of its own: a job run twice could not show one value both
+    # in the owner's review folder and in the data scientist's copy.
+    script = (
+        "v=$(od -An -N8 -tx8 /dev/urandom | tr -d ' '); sleep 2; echo result of {n} $v;"
+        " mkdir -p code/outputs; echo $v > code/outputs/value.txt"
+    )
     ds.run(
         "\n".join(
-            f"c.submit_bash_job({app.do_email!r}, 'echo result of {n}', job_name={n!r})"
+            f"c.submit_bash_job({app.do_email!r}, {script.format(n=n)!r}, job_name={n!r})"
             for n in names
         )
     )
-    killed_passes(app, 20, random.Random(15), 2.0)
+    # The rules are there before the first pass: the kills land while jobs are
+    # received, approved, started, running and published.
     for name in names:
-        run_until(
-            app,
-            lambda n=name: app.cli("jobs", "show", f"{DS_EMAIL}/{n}").returncode == 0,
-            f"{name} to be received",
+        submitted = ds.syftbox / app.do_email / "app_data/job/inbox" / DS_EMAIL / name
+        app.cli(
+            "auto-approve",
+            "run.sh",
+            "code",
+            "-b",
+            str(submitted),
+            "-p",
+            DS_EMAIL,
+            "-n",
+            name,
+            check=True,
         )
-        app.cli("jobs", "approve", f"{DS_EMAIL}/{name}", check=True)
-    run_until(
-        app,
-        lambda: all(app.job_state(n, protocol="0").get("status") == "done" for n in names),
-        "every job to finish",
+
+    def received(name: str) -> bool:
+        return (app.datasite.review / DS_EMAIL / name / "state.yaml").exists()
+
+    def finished() -> bool:
+        states = [app.job_state(n, protocol="0") if received(n) else {} for n in names]
+        return all(state.get("status") in ("done", "failed") for state in states)
+
+    # Killed passes go on until every job has finished, and a few more while their
+    # results travel: at least 20 kills, whatever the speed of the machine.
+    rng = random.Random(15)
+    kills = after = 0
+    while kills < 20 or after < 5:
+        killed_passes(app, 1, rng, 3.0)
+        kills += 1
+        after = after + 1 if finished() else 0
+        assert kills < 200, "the jobs never finished under killed passes"
+    app.run_pass()  # the last results travel to the data scientist's outbox
+    listing = ds.run(
+        """
+        for j in c.jobs:
+            outputs = {p.name: p.read_text() for p in j.output_paths}
+            print("JOB", json.dumps([j.name, j.status, str(j.stdout), outputs]))
+        """
     )
-    app.run_pass()
-    ds.run("c.sync()")
+    seen = {
+        row[0]: row[1:]
+        for row in (
+            json.loads(line[4:]) for line in listing.splitlines() if line.startswith("JOB ")
+        )
+    }
+    runs = [p for p in app.home.runs_dir.iterdir() if p.is_dir()]
     for name in names:
-        stdout = ds.result_file(app.do_email, name, "stdout.txt").read_text()
-        assert stdout.strip() == f"result of {name}"
+        state = app.job_state(name, protocol="0")
+        review = app.datasite.review / DS_EMAIL / name
+        assert state["status"] == "done", (review / "stderr.txt").read_text()
+        assert state["approval_method"] == "auto"
+        value = (review / "outputs" / "value.txt").read_text()
+        assert len(value.strip()) == 16, value
+        # The client's view of the job: done, its stdout and its output, with the value
+        # of the one run the owner published.
+        status, stdout, outputs = seen[name]
+        assert status == "done"
+        assert stdout.strip() == f"result of {name} {value.strip()}"
+        assert outputs == {"value.txt": value}
+        # One run of the job wrote output: no pass started it twice.
+        digest = JobRef(DS_EMAIL, name, "0").digest[:10]
+        ran = [
+            run
+            for run in runs
+            if f"-{digest}-" in run.name
+            and (run / "stdout.txt").exists()
+            and (run / "stdout.txt").read_text().strip()
+        ]
+        assert len(ran) == 1, [run.name for run in runs]
+        assert (ran[0] / "stdout.txt").read_text() == stdout
         kinds = [
             m["X-Syft-BG-Event"]
             for m in outbox(app)

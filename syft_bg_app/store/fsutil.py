@@ -26,7 +26,17 @@ PERMISSION_FILE = "syft.pub.yaml"
 # libyaml's C loader and dumper when PyYAML was built with them: the same safe
 # subset of YAML, several times faster on the state files every pass reads.
 YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-YAML_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _NoAliasDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):
+    """Never writes anchors or aliases: what the app writes, it (and others) read back
+    as untrusted YAML, which refuses them (a value used twice is written twice)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+YAML_DUMPER = _NoAliasDumper
 
 
 def load_yaml(text: str) -> Any:

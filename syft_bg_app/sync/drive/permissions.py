@@ -1,8 +1,10 @@
 """Who may read or write a path of the data owner's datasite, by its syft.pub.yaml files.
 
-The permission files from the datasite's top down to the path's folder apply; a
-``terminal: true`` file ends the walk. The deepest file with a rule whose
-pattern matches the path decides; within a file the first matching rule does.
+As SyftBox and the published clients (``syft_permissions``) read them: the
+nearest permission file on the way from the datasite's top to the path's folder
+decides alone (a ``terminal: true`` file ends the walk there); a path none of its
+rules matches is nobody's but the owner's, whatever a file further up grants.
+Within a file the first matching rule decides.
 Patterns are globs relative to the file's folder (``*`` within a name, ``**``
 across folders) and may hold ``{{.UserEmail}}``; an access list names emails,
 ``*`` (everyone) or ``USER`` (the user the pattern was filled in for). Write
@@ -64,19 +66,23 @@ class Permissions:
 
     @staticmethod
     def _load(path: Path) -> dict[str, Any] | None:
+        """The file's grants; None where there is none. One that is there but cannot
+        be read grants nothing: it is still the nearest, so nothing above it decides."""
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        except OSError:
+        except FileNotFoundError:
             return None
+        except OSError:
+            return {}
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None
+                return {}
             data = load_untrusted_yaml(os.read(fd, PERMISSION_FILE_CAP).decode("utf-8"))
         except (OSError, UnicodeDecodeError, yaml.YAMLError):
-            return None
+            return {}
         finally:
             os.close(fd)
-        return data if isinstance(data, dict) else None
+        return data if isinstance(data, dict) else {}
 
     def forget(self) -> None:
         self._files.clear()
@@ -84,20 +90,19 @@ class Permissions:
     def allows(self, email: str, rel: str, access: str) -> bool:
         """Whether ``email`` may ``access`` ("read" or "write") ``rel`` (datasite-relative)."""
         parts = PurePosixPath(rel).parts
-        chain = []
+        nearest = None
         for depth in range(len(parts)):
             folder = "/".join(parts[:depth])
             grant = self._read(folder)
             if grant is not None:
-                chain.append((folder, grant))
+                nearest = (folder, grant)
                 if grant.get("terminal") is True:
                     break
-        for folder, grant in reversed(chain):
-            below = rel[len(folder) + 1 :] if folder else rel
-            decided = _decide(grant, below, email, access)
-            if decided is not None:
-                return decided
-        return False
+        if nearest is None:
+            return False
+        folder, grant = nearest
+        below = rel[len(folder) + 1 :] if folder else rel
+        return bool(_decide(grant, below, email, access))
 
 
 def _decide(grant: dict[str, Any], below: str, email: str, access: str) -> bool | None:
