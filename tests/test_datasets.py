@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -270,3 +271,71 @@ def test_a_private_source_inside_the_syftbox_folder_is_warned_about(app, data, t
     (inside / "ages.csv").rename(tmp_path / "ages.csv")
     inside.rmdir()
     assert "private dataset sources" not in app.cli("setup-status").stdout
+
+
+def test_over_drive_private_files_in_the_datasite_raise_no_alarm(app, data):
+    """Over Google Drive the app is the only syncer and never sends private/: the syft
+    client's private folder and a private source inside the SyftBox folder are fine."""
+    app.set_config(sync={"transport": "drive"})
+    synced_private = app.datasite.path / "private" / "syft_datasets" / "census"
+    synced_private.mkdir(parents=True)
+    (synced_private / "ages.csv").write_text(PRIVATE_CSV)
+    mock, _ = data
+
+    made = _create(app, (mock, synced_private), "census")
+    status = app.cli("setup-status").stdout
+
+    assert made.returncode == 0, made.stderr
+    assert "warning" not in made.stdout
+    assert (
+        "✓ private datasets: this app syncs the datasite over Google Drive and never sends "
+        "private files" in status
+    )
+    assert "✗ private dataset" not in status
+    assert "no sign of a SyftBox client" not in status
+    assert f"✓ SyftBox folder: {app.root}: kept in sync by this app over Google Drive" in status
+
+
+def _client_made_dataset(app, name: str) -> tuple[Path, Path]:
+    """A dataset as the syft client's ``create_dataset`` leaves it in the datasite."""
+    public = app.datasite.path / "public" / "syft_datasets" / name
+    public.mkdir(parents=True)
+    (public / "ages.csv").write_text(MOCK_CSV)
+    (public / "dataset.yaml").write_text(f"name: {name}\nsummary: null\n")
+    private = app.datasite.path / "private" / "syft_datasets" / name
+    private.mkdir(parents=True)
+    (private / "ages.csv").write_text(PRIVATE_CSV)
+    (private / "private_metadata.yaml").write_text(f"name: {name}\n")
+    return public, private
+
+
+def test_a_dataset_the_syft_client_made_is_listed_with_the_commands_that_serve_it(app, tmp_path):
+    import shlex
+
+    _client_made_dataset(app, "trial")
+
+    listed = app.cli("datasets", "list")
+    status = app.cli("setup-status").stdout
+
+    assert listed.returncode == 0, listed.stderr
+    assert "trial" in listed.stdout and "made by the syft client" in listed.stdout
+    note = next(line for line in listed.stdout.splitlines() if line.startswith("note: "))
+    assert "a job naming it is rejected" in note
+    assert "⚠ datasets made by the syft client: trial" in status
+    commands = note.split("create it again: ", 1)[1]
+    assert commands in status
+
+    # The commands work as printed: the folders leave the datasite, the app creates it.
+    moving, creating = commands.split(" && syft-bg ")
+    moved = subprocess.run(
+        ["bash", "-c", moving], env={**app.env, "HOME": str(tmp_path)}, capture_output=True
+    )
+    assert moved.returncode == 0, moved.stderr
+    words = [w.replace("~", str(tmp_path)) for w in shlex.split(creating)]
+    words[words.index("EMAIL")] = ALICE
+    created = app.cli(*words)
+    assert created.returncode == 0, created.stderr
+    shown = json.loads(app.cli("datasets", "show", "trial", "--json").stdout)
+    assert "ages.csv" in shown["private_files"] and shown["shared_with"] == [ALICE]
+    assert not (app.datasite.path / "private" / "syft_datasets" / "trial").exists()
+    assert "made by the syft client" not in app.cli("datasets", "list").stdout

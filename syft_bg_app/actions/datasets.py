@@ -37,10 +37,14 @@ class DatasetView:
     # What is wrong with its record, and how to fix it; None for a sound dataset.
     damaged: str | None = None
     fix: str | None = None
+    # Made by the syft client's create_dataset, unknown to this app: ``fix`` turns it
+    # into one of the app's.
+    client_made: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **({"damaged": self.damaged, "fix": self.fix} if self.damaged else {}),
+            **({"client_made": True, "fix": self.fix} if self.client_made else {}),
             "name": self.name,
             "summary": self.summary,
             "shared_with": list(self.shared_with),
@@ -102,8 +106,10 @@ def create(
     ]
     with changing(home, "datasets create") as ctx:
         private_path = Path(private).expanduser().absolute()
-        synced = store.synced_source_warning(private_path, ctx.config.syftbox_root)
-        warnings += [synced] if synced else []
+        if ctx.config.get("sync.transport") != "drive":
+            # Over Drive the app is the syncer, and it never sends private files.
+            synced = store.synced_source_warning(private_path, ctx.config.syftbox_root)
+            warnings += [synced] if synced else []
         target = store.store_dir(home, name)
         public = store.public_dir(ctx.datasite, name)
         if target.exists() or public.exists():
@@ -191,6 +197,20 @@ def list_datasets(home: AppHome) -> list[DatasetView]:
             views.append(_view(ctx, name))
         except store.DamagedDataset as damage:
             views.append(_damaged_view(ctx, damage))
+    for name in store.client_made_names(home, ctx.datasite):
+        views.append(
+            DatasetView(
+                name=name,
+                summary=None,
+                shared_with=[],
+                readers=[],
+                created_at="",
+                mock_folder=str(store.public_dir(ctx.datasite, name)),
+                private_folder=str(store.synced_private_root(ctx.datasite) / name),
+                fix=store.recreate_command(ctx.datasite, name),
+                client_made=True,
+            )
+        )
     return views
 
 

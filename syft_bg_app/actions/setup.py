@@ -41,16 +41,7 @@ def init_app(
     mistyped ``-r`` must not quietly become a new, empty SyftBox folder.
     """
     email = email.strip()
-    if not EMAIL_RE.fullmatch(email):
-        raise UsageError(f"-e/--email: {email!r} is not an email address")
-    if home.config_file.exists() and not force:
-        raise UsageError(
-            f"{home.config_file} already exists; edit it, or pass --force to replace it"
-        )
-    root = _syftbox_root(syftbox_root)
-    folder = Path(root).expanduser()
-    if not folder.is_dir() and not create:
-        raise UsageError(_missing_root_message(home, email, folder, syftbox_root is None))
+    root = check_init(home, email, syftbox_root, force, create)
     text = render_sample(email.lower(), root)
     home.ensure()
     config_path = home.config_file
@@ -59,6 +50,33 @@ def init_app(
     datasite = Datasite(config.syftbox_root, config.do_email)
     datasite.ensure_base_layout()
     return config_path, datasite
+
+
+def check_init(
+    home: AppHome,
+    email: str,
+    syftbox_root: str | None,
+    force: bool,
+    create: bool = False,
+    suggest: str = "",
+) -> str:
+    """Everything ``init_app`` checks before writing, all of it local: the SyftBox folder
+    ``init_app`` will use, or a clear refusal. ``suggest``: options the commands a refusal
+    offers must keep (``-t TOKEN``)."""
+    email = email.strip()
+    if not EMAIL_RE.fullmatch(email):
+        raise UsageError(f"-e/--email: {email!r} is not an email address")
+    if home.config_file.exists() and not force:
+        raise UsageError(
+            f"{home.config_file} already exists; edit it, or pass --force to replace it"
+        )
+    root = _syftbox_root(syftbox_root)
+    folder = Path(root).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"-r/--syftbox-root: {folder} is not a folder (nothing was written)")
+    if not folder.is_dir() and not create:
+        raise UsageError(_missing_root_message(home, email, folder, syftbox_root is None, suggest))
+    return root
 
 
 def init(
@@ -98,18 +116,21 @@ def _syftbox_root(given: str | None) -> str:
     return str(found.data_dir) if found is not None else DEFAULT_SYFTBOX_ROOT
 
 
-def _missing_root_message(home: AppHome, email: str, folder: Path, defaulted: bool) -> str:
+def _missing_root_message(
+    home: AppHome, email: str, folder: Path, defaulted: bool, suggest: str = ""
+) -> str:
     what = "the default SyftBox folder" if defaulted else "-r/--syftbox-root"
     lines = [f"{what}: {folder} does not exist (nothing was written)"]
     init_words = f"init -e {shlex.quote(email)} -r"
+    also = f" {suggest}" if suggest else ""
     found = client_folder()
     if found is not None and found.data_dir is not None:
         lines.append(
             f"the SyftBox client's config {found.path} names {found.data_dir}; use it with:\n"
-            f"  {command(f'{init_words} {shlex.quote(str(found.data_dir))}', home)}"
+            f"  {command(f'{init_words} {shlex.quote(str(found.data_dir))}{also}', home)}"
         )
     lines.append(
         "if the folder is right and SyftBox has not made it yet, create it with:\n"
-        f"  {command(f'{init_words} {shlex.quote(str(folder))} --create', home)}"
+        f"  {command(f'{init_words} {shlex.quote(str(folder))} --create{also}', home)}"
     )
     return "\n".join(lines)

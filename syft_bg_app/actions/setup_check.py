@@ -12,10 +12,7 @@ from __future__ import annotations
 import stat
 
 from syft_bg_app.actions.setup_checks import Check, checkpoint_data
-from syft_bg_app.actions.setup_checks.datasets import (
-    private_datasets_check,
-    private_sources_check,
-)
+from syft_bg_app.actions.setup_checks.datasets import dataset_checks
 from syft_bg_app.actions.setup_checks.datasite import (
     datasite_check,
     permission_check,
@@ -86,12 +83,7 @@ def run_checks(home: AppHome, repair: bool = False) -> list[Check]:
         if syftbox_check(config, checks):
             if datasite_check(config, checks):
                 permission_check(home, config, checks)
-                checks.extend(
-                    filter(
-                        None,
-                        [private_datasets_check(config), private_sources_check(home, config)],
-                    )
-                )
+                checks.extend(dataset_checks(home, config))
             else:
                 checks.append(
                     Check(

@@ -24,12 +24,23 @@ def _pending(result: datasets.DatasetChange, how: str) -> None:
         )
 
 
+def _over_drive(args: argparse.Namespace) -> None:
+    """Over Google Drive a change travels with the next pass, not now."""
+    from syft_bg_app.config.load import load_config
+    from syft_bg_app.invocation import command
+
+    home = app_home(args)
+    if load_config(home.config_file).get("sync.transport") == "drive":
+        output.say(f"it reaches Google Drive at the next pass (now: {command('run --once', home)})")
+
+
 def create(args: argparse.Namespace) -> int:
     result = datasets.create(
         app_home(args), args.name, args.mock, args.private, args.share, args.summary
     )
     output.warnings(result.warnings)
     output.say(f"created dataset {result.name}; mock data readable by: {_readers(result.readers)}")
+    _over_drive(args)
     return 0
 
 
@@ -48,12 +59,20 @@ def list_(args: argparse.Namespace) -> int:
         [
             [v.name, "?", "?", f"DAMAGED: {v.damaged}"]
             if v.damaged
+            else [v.name, "?", "?", "made by the syft client: not served (see below)"]
+            if v.client_made
             else [v.name, ", ".join(v.shared_with) or "-", str(len(v.readers)), v.summary or ""]
             for v in views
         ],
     )
     output.warnings(
         f"dataset {v.name} is damaged: {v.damaged}; {v.fix}" for v in views if v.damaged
+    )
+    output.notes(
+        f"dataset {v.name} was made by the syft client: this app has no record of who may "
+        f"read it, so a job naming it is rejected; to serve it, create it again: {v.fix}"
+        for v in views
+        if v.client_made
     )
     return 0
 
@@ -80,6 +99,7 @@ def show(args: argparse.Namespace) -> int:
 def share(args: argparse.Namespace) -> int:
     result = datasets.share(app_home(args), args.name, args.people)
     output.say(f"{result.name}: mock data readable by: {_readers(result.readers)}")
+    _over_drive(args)
     return 0
 
 
@@ -88,6 +108,7 @@ def unshare(args: argparse.Namespace) -> int:
     output.warnings(result.warnings)
     output.say(f"{result.name}: mock data readable by: {_readers(result.readers)}")
     _pending(result, "unshared")
+    _over_drive(args)
     return 0
 
 
@@ -95,4 +116,5 @@ def delete(args: argparse.Namespace) -> int:
     result = datasets.delete(app_home(args), args.name)
     output.say(f"deleted dataset {result.name} (mock data and private copy)")
     _pending(result, "deleted")
+    _over_drive(args)
     return 0

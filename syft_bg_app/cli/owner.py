@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -67,6 +68,8 @@ def _init_with_token(args: argparse.Namespace) -> int:
         mail.check_gmail_client(Path(args.gmail))
     fresh = not home.config_file.exists() or args.force
     settings = drive.owner_settings(home, args.email, fresh)
+    if fresh:
+        _check_drive_init(args, home, f"-t {shlex.quote(args.token_path)}")
     staged = drive.stage_token(Path(args.token_path), settings)
     try:
         if fresh:
@@ -91,6 +94,9 @@ def _init_with_consent(args: argparse.Namespace) -> int:
     if args.gmail:
         mail.check_gmail_client(Path(args.gmail))
     if not home.config_file.exists() or args.force:
+        if args.email is None:
+            raise UsageError("init: -e/--email is required to sign in before config.yaml exists")
+        _check_drive_init(args, home, f"--drive {shlex.quote(args.drive)}")
         _init(args)
     if args.gmail:
         mail.keep_gmail_client(home, Path(args.gmail))
@@ -101,6 +107,38 @@ def _init_with_consent(args: argparse.Namespace) -> int:
     if args.gmail and mail.use_gmail(home):
         output.say(f"set notify.transport: gmail in {signed_in.config_file}")
     return 0
+
+
+def _check_drive_init(args: argparse.Namespace, home: AppHome, suggest: str) -> None:
+    """What a fresh ``init`` with a Drive sign-in checks before Google is asked anything.
+    Nobody runs a SyftBox client beside Drive, so the app makes the SyftBox folder."""
+    bin_dir = Path(args.bin_dir) if args.bin_dir else None
+    if args.link_bin:
+        problem = link_bin_problem(bin_dir)
+        if problem:
+            raise UsageError(problem)
+    root = setup.check_init(
+        home, args.email, args.syftbox_root, args.force, create=True, suggest=suggest
+    )
+    if not Path(root).expanduser().is_dir():
+        output.say(
+            f"creating the SyftBox folder {root}: over Google Drive this app keeps it in "
+            "sync (no SyftBox client needed)"
+        )
+    args.create = True
+
+
+def _say_generation(home: AppHome) -> None:
+    from syft_bg_app.config.load import load_config
+
+    generation = load_config(home.config_file).get("drive.generation")
+    clients = {"0.10": "syft 0.10.x", "0.1": "syft-client 0.1.x"}
+    other = "0.1" if generation == "0.10" else "0.10"
+    output.say(
+        f"speaking drive.generation '{generation}' (data scientists on "
+        f"{clients.get(generation, generation)}); for {clients[other]} set "
+        f"drive.generation: '{other}' in {home.config_file}"
+    )
 
 
 def _say_drive(signed_in: DriveSignIn, home: AppHome) -> None:
@@ -116,6 +154,7 @@ def _say_drive(signed_in: DriveSignIn, home: AppHome) -> None:
         )
     if signed_in.transport_set:
         output.say(f"set sync.transport: drive in {signed_in.config_file}")
+    _say_generation(home)
 
 
 def _init(args: argparse.Namespace) -> int:

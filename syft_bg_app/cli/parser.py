@@ -93,12 +93,25 @@ def _setup_commands(sub: argparse._SubParsersAction) -> None:
         "Write config.yaml and prepare the datasite's job folders and permission files.",
         "syft-bg init -e you@example.org -r ~/SyftBox",
     )
-    p.add_argument("-e", "--email", help="your (the data owner's) email (required)")
+    p.epilog = (
+        "examples:\n"
+        "  syft-bg init -e you@example.org -r ~/SyftBox\n"
+        "  syft-bg init -e you@example.org -r ~/SyftBox -t ~/.syft-bg-0.3/token.json"
+        "   (sync over Google Drive)\n"
+        "  syft-bg init -t TOKEN_JSON   (an existing config: only switch to Google Drive)"
+    )
+    p.add_argument(
+        "-e",
+        "--email",
+        help="your (the data owner's) email; needed to write a new config.yaml, not with "
+        "-t/--drive/--gmail on an existing one",
+    )
     p.add_argument(
         "-r",
         "--syftbox-root",
         help="SyftBox folder (default: the one the SyftBox client's config names, "
-        "else ~/SyftBox); it must exist unless --create",
+        "else ~/SyftBox); it must exist unless --create (with -t/--drive it is created: "
+        "over Google Drive the app syncs it)",
     )
     p.add_argument("--force", action="store_true", help="replace an existing config.yaml")
     p.add_argument(
@@ -121,10 +134,13 @@ def _setup_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--gmail-port",
+        "--port",
+        dest="gmail_port",
         type=int,
         default=0,
         metavar="PORT",
-        help="local port for Google's redirect during the sign-in (default: a free one)",
+        help="local port for Google's redirect during the --gmail or --drive sign-in "
+        "(default: a free one)",
     )
     drive = p.add_mutually_exclusive_group()
     drive.add_argument(
@@ -312,7 +328,10 @@ def _dataset_commands(sub: argparse._SubParsersAction) -> None:
         "shared with, private files copied under the app home (never synced).",
         "syft-bg datasets create census --mock ./mock.csv --private ./census.csv --share any",
     )
-    q.add_argument("name")
+    q.add_argument(
+        "name",
+        help="the dataset's name, as jobs ask for it (letters, digits, '_', '-', '.'; at most 64)",
+    )
     q.add_argument("--mock", required=True, metavar="PATH", help="mock file or folder")
     q.add_argument("--private", required=True, metavar="PATH", help="private file or folder")
     q.add_argument(
@@ -320,7 +339,8 @@ def _dataset_commands(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="EMAIL|any",
-        help="who may read the mock data ('any': every accepted peer, also later ones)",
+        help="who may read the mock data ('any': every accepted peer, also later ones); "
+        "repeat it for more users",
     )
     q.add_argument("--summary", help="one line describing the dataset")
     q = _add(datasets, "list", "datasets.list_", "List datasets.", "syft-bg datasets list")

@@ -197,6 +197,41 @@ def dataset_names(home: AppHome) -> list[str]:
     )
 
 
+def client_made_names(home: AppHome, datasite: Datasite) -> list[str]:
+    """Datasets the syft client's ``create_dataset`` made in the datasite
+    (``public/syft_datasets/<name>/dataset.yaml``) that this app has no record of: it
+    cannot tell who may read them nor mount their private files, so jobs naming them
+    are refused until they are created again with ``datasets create``."""
+    root = public_root(datasite)
+    if not root.is_dir():
+        return []
+    known = set(dataset_names(home))
+    return sorted(
+        entry.name
+        for entry in root.iterdir()
+        if NAME_RE.match(entry.name)
+        and entry.name not in known
+        and not entry.is_symlink()
+        and (entry / METADATA_FILE).is_file()
+    )
+
+
+def recreate_command(datasite: Datasite, name: str) -> str:
+    """The commands that turn the syft client's dataset ``name`` into one of this app's:
+    its folders are moved out of the datasite (the private half must leave it anyway)
+    and created again from there."""
+    import shlex
+
+    moved = f"~/{name}-from-syft-client"
+    public = shlex.quote(str(public_dir(datasite, name)))
+    private = shlex.quote(str(synced_private_root(datasite) / name))
+    return (
+        f"mkdir -p {moved} && mv {public} {moved}/mock && mv {private} {moved}/private && "
+        f"syft-bg datasets create {name} --mock {moved}/mock --private {moved}/private "
+        "--share EMAIL"
+    )
+
+
 def readers(record: DatasetRecord, accepted_peers: Iterable[str]) -> list[str]:
     """Who may read the mock data: the listed users, and with ``any`` every accepted peer."""
     people = {who for who in record.shared_with if who != ANY_PEER}

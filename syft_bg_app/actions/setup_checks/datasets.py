@@ -1,5 +1,5 @@
-"""setup-status: private dataset files must not sit inside the synced folder, nor the
-sources they were copied from."""
+"""setup-status: private dataset files must not sit inside a folder a SyftBox client
+syncs, nor the sources they were copied from; datasets the syft client made are named."""
 
 from __future__ import annotations
 
@@ -64,3 +64,35 @@ def private_sources_check(home: AppHome, config: Config) -> Check | None:
         "move each source out of the SyftBox folder (or delete it): jobs read the copy "
         "under the app home",
     )
+
+
+def client_made_check(home: AppHome, config: Config) -> Check | None:
+    """A ⚠ naming datasets the syft client made that this app does not serve."""
+    datasite = Datasite(config.syftbox_root, config.do_email)
+    names = store.client_made_names(home, datasite)
+    if not names:
+        return None
+    return Check(
+        True,
+        "datasets made by the syft client",
+        f"{', '.join(names)}: this app has no record of who may read them, so a job naming "
+        "one is rejected as not shared",
+        "\n".join(store.recreate_command(datasite, name) for name in names),
+        warning=True,
+    )
+
+
+def dataset_checks(home: AppHome, config: Config) -> list[Check]:
+    """The dataset lines of setup-status."""
+    if config.get("sync.transport") == "drive":
+        # No SyftBox client uploads the folder: what leaves it is what the app sends.
+        found = [
+            Check(
+                True,
+                "private datasets",
+                "this app syncs the datasite over Google Drive and never sends private files",
+            )
+        ]
+    else:
+        found = [private_datasets_check(config), private_sources_check(home, config)]
+    return [check for check in [*found, client_made_check(home, config)] if check is not None]

@@ -14,6 +14,12 @@ from syft_bg_app.store.home import AppHome
 
 def syftbox_check(config: Config, checks: list[Check]) -> bool:
     root = config.syftbox_root
+    if root.is_dir() and config.get("sync.transport") == "drive":
+        # No SyftBox client syncs this folder: the app itself is its syncer.
+        checks.append(
+            Check(True, "SyftBox folder", f"{root}: kept in sync by this app over Google Drive")
+        )
+        return True
     if root.is_dir():
         lonely = _lonely_datasite(config)
         if lonely:
