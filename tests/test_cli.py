@@ -31,6 +31,22 @@ def test_every_command_help_explains_it_with_an_example(path):
     assert f"syft-bg {' '.join(path)}" in text or f"syft-bg {path[0]}" in text
 
 
+def test_init_and_datasets_create_help_say_what_the_drive_options_do():
+    commands = dict(_all_commands(build_parser()))
+    init = " ".join(commands[("init",)].format_help().split())
+    assert "(required)" not in init
+    assert "not with -t/--drive/--gmail on an existing one" in init
+    assert "syft-bg init -e you@example.org -r ~/SyftBox -t" in init
+    assert "--gmail-port PORT, --port PORT" in init and "--gmail or --drive sign-in" in init
+    assert "with -t/--drive it is created" in init
+    create = " ".join(commands[("datasets", "create")].format_help().split())
+    assert "repeat it for more users" in create
+    assert "name the dataset's name, as jobs ask for it" in create
+    # --port is the same option as --gmail-port.
+    parsed = build_parser().parse_args(["init", "--drive", "c.json", "--port", "8765"])
+    assert parsed.gmail_port == 8765
+
+
 def test_without_config_the_pass_says_exactly_what_to_do(bare_app):
     result = bare_app.cli("run", "--once")
     assert result.returncode == 2

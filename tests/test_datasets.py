@@ -339,3 +339,18 @@ def test_a_dataset_the_syft_client_made_is_listed_with_the_commands_that_serve_i
     assert "ages.csv" in shown["private_files"] and shown["shared_with"] == [ALICE]
     assert not (app.datasite.path / "private" / "syft_datasets" / "trial").exists()
     assert "made by the syft client" not in app.cli("datasets", "list").stdout
+
+
+def test_over_drive_dataset_commands_say_the_change_reaches_drive_at_the_next_pass(app, data):
+    said = "it reaches Google Drive at the next pass"
+    assert said not in _create(app, data, "local").stdout
+    app.set_config(sync={"transport": "drive"})
+    results = [
+        _create(app, data, "census"),
+        app.cli("datasets", "share", "census", ALICE),
+        app.cli("datasets", "unshare", "census", ALICE),
+        app.cli("datasets", "delete", "census"),
+    ]
+    for result in results:
+        assert result.returncode == 0, result.stderr
+        assert said in result.stdout

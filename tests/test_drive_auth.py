@@ -176,6 +176,51 @@ def test_init_token_path_refused_before_a_fresh_config_is_written(
     assert not app.root.exists()
 
 
+def _init_redirected(app: App, drive: FakeDrive, *args: str) -> subprocess.CompletedProcess:
+    """``init ...`` whose calls to Google reach the fake Drive (a fresh config names no
+    ``drive.api_endpoint``)."""
+    redirect = drive.client_redirect(app.tmp / "redirect")
+    env = dict(app.env, PYTHONPATH=str(redirect))
+    return subprocess.run(
+        [sys.executable, "-m", "syft_bg_app", "init", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_init_token_path_creates_the_syftbox_folder_a_drive_user_has_no_client_for(
+    bare_app: App, drive: FakeDrive
+) -> None:
+    app = bare_app
+    token = drive.write_token(app.tmp / "token.json", DO_EMAIL)
+    result = _init_redirected(app, drive, "-e", DO_EMAIL, "-r", str(app.root), "-t", str(token))
+    assert result.returncode == 0, result.stderr
+    assert app.datasite.inbox.is_dir()
+    assert f"created the SyftBox folder {app.root}" in result.stdout
+    assert f"signs in to Google Drive as {DO_EMAIL}" in result.stdout
+    assert app.config.get("sync.transport") == "drive"
+    generation = app.config.get("drive.generation")
+    assert f"speaking drive.generation '{generation}'" in result.stdout
+    assert "set drive.generation:" in result.stdout
+
+
+def test_init_token_path_checks_everything_local_before_asking_google(
+    bare_app: App, drive: FakeDrive
+) -> None:
+    app = bare_app
+    token = drive.write_token(app.tmp / "token.json", DO_EMAIL)
+    not_a_folder = app.tmp / "SyftBox-file"
+    not_a_folder.write_text("")
+    result = _init_redirected(app, drive, "-e", DO_EMAIL, "-r", str(not_a_folder), "-t", str(token))
+    assert result.returncode == 2
+    assert f"{not_a_folder} is not a folder" in result.stderr
+    assert drive.count(DO_EMAIL) == 0
+    assert not app.home.config_file.exists()
+
+
 # -- init --drive -----------------------------------------------------------------------------
 
 

@@ -58,11 +58,9 @@ def check_init(
     syftbox_root: str | None,
     force: bool,
     create: bool = False,
-    suggest: str = "",
 ) -> str:
     """Everything ``init_app`` checks before writing, all of it local: the SyftBox folder
-    ``init_app`` will use, or a clear refusal. ``suggest``: options the commands a refusal
-    offers must keep (``-t TOKEN``)."""
+    ``init_app`` will use, or a clear refusal."""
     email = email.strip()
     if not EMAIL_RE.fullmatch(email):
         raise UsageError(f"-e/--email: {email!r} is not an email address")
@@ -75,7 +73,7 @@ def check_init(
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"-r/--syftbox-root: {folder} is not a folder (nothing was written)")
     if not folder.is_dir() and not create:
-        raise UsageError(_missing_root_message(home, email, folder, syftbox_root is None, suggest))
+        raise UsageError(_missing_root_message(home, email, folder, syftbox_root is None))
     return root
 
 
@@ -116,21 +114,18 @@ def _syftbox_root(given: str | None) -> str:
     return str(found.data_dir) if found is not None else DEFAULT_SYFTBOX_ROOT
 
 
-def _missing_root_message(
-    home: AppHome, email: str, folder: Path, defaulted: bool, suggest: str = ""
-) -> str:
+def _missing_root_message(home: AppHome, email: str, folder: Path, defaulted: bool) -> str:
     what = "the default SyftBox folder" if defaulted else "-r/--syftbox-root"
     lines = [f"{what}: {folder} does not exist (nothing was written)"]
     init_words = f"init -e {shlex.quote(email)} -r"
-    also = f" {suggest}" if suggest else ""
     found = client_folder()
     if found is not None and found.data_dir is not None:
         lines.append(
             f"the SyftBox client's config {found.path} names {found.data_dir}; use it with:\n"
-            f"  {command(f'{init_words} {shlex.quote(str(found.data_dir))}{also}', home)}"
+            f"  {command(f'{init_words} {shlex.quote(str(found.data_dir))}', home)}"
         )
     lines.append(
         "if the folder is right and SyftBox has not made it yet, create it with:\n"
-        f"  {command(f'{init_words} {shlex.quote(str(folder))} --create{also}', home)}"
+        f"  {command(f'{init_words} {shlex.quote(str(folder))} --create', home)}"
     )
     return "\n".join(lines)

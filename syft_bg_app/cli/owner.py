@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 from pathlib import Path
 
@@ -68,12 +67,12 @@ def _init_with_token(args: argparse.Namespace) -> int:
         mail.check_gmail_client(Path(args.gmail))
     fresh = not home.config_file.exists() or args.force
     settings = drive.owner_settings(home, args.email, fresh)
-    if fresh:
-        _check_drive_init(args, home, f"-t {shlex.quote(args.token_path)}")
+    created = _check_drive_init(args, home) if fresh else None
     staged = drive.stage_token(Path(args.token_path), settings)
     try:
         if fresh:
             _init(args)
+            output.say(*filter(None, [created]))
         signed_in = drive.install_token(home, staged, drive.owner_settings(home, None, False))
     finally:
         staged.discard()
@@ -96,8 +95,9 @@ def _init_with_consent(args: argparse.Namespace) -> int:
     if not home.config_file.exists() or args.force:
         if args.email is None:
             raise UsageError("init: -e/--email is required to sign in before config.yaml exists")
-        _check_drive_init(args, home, f"--drive {shlex.quote(args.drive)}")
+        created = _check_drive_init(args, home)
         _init(args)
+        output.say(*filter(None, [created]))
     if args.gmail:
         mail.keep_gmail_client(home, Path(args.gmail))
     signed_in = drive.sign_in_with_consent(
@@ -109,23 +109,23 @@ def _init_with_consent(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_drive_init(args: argparse.Namespace, home: AppHome, suggest: str) -> None:
+def _check_drive_init(args: argparse.Namespace, home: AppHome) -> str | None:
     """What a fresh ``init`` with a Drive sign-in checks before Google is asked anything.
-    Nobody runs a SyftBox client beside Drive, so the app makes the SyftBox folder."""
+    Nobody runs a SyftBox client beside Drive, so the app makes the SyftBox folder;
+    returns the line saying so, when it will."""
     bin_dir = Path(args.bin_dir) if args.bin_dir else None
     if args.link_bin:
         problem = link_bin_problem(bin_dir)
         if problem:
             raise UsageError(problem)
-    root = setup.check_init(
-        home, args.email, args.syftbox_root, args.force, create=True, suggest=suggest
-    )
-    if not Path(root).expanduser().is_dir():
-        output.say(
-            f"creating the SyftBox folder {root}: over Google Drive this app keeps it in "
-            "sync (no SyftBox client needed)"
-        )
+    root = setup.check_init(home, args.email, args.syftbox_root, args.force, create=True)
     args.create = True
+    if Path(root).expanduser().is_dir():
+        return None
+    return (
+        f"created the SyftBox folder {root}: over Google Drive this app keeps it in sync "
+        "(no SyftBox client needed)"
+    )
 
 
 def _say_generation(home: AppHome) -> None:

@@ -94,11 +94,13 @@ def _setup_commands(sub: argparse._SubParsersAction) -> None:
         "syft-bg init -e you@example.org -r ~/SyftBox",
     )
     p.epilog = (
-        "examples:\n"
+        "example:\n"
         "  syft-bg init -e you@example.org -r ~/SyftBox\n"
-        "  syft-bg init -e you@example.org -r ~/SyftBox -t ~/.syft-bg-0.3/token.json"
-        "   (sync over Google Drive)\n"
-        "  syft-bg init -t TOKEN_JSON   (an existing config: only switch to Google Drive)"
+        "over Google Drive (the SyftBox folder is created; no SyftBox client needed):\n"
+        "  syft-bg init -e you@example.org -r ~/SyftBox -t ~/.syft-bg-0.3/token.json\n"
+        "  syft-bg init -e you@example.org -r ~/SyftBox --drive client_secret.json --port 8765\n"
+        "an existing config.yaml switched to Google Drive:\n"
+        "  syft-bg init -t TOKEN_JSON"
     )
     p.add_argument(
         "-e",
