@@ -1,7 +1,9 @@
 """The published syft client inside a job: its ``resolve_dataset_files_path`` finds the
 private files of exactly the datasets the job declared, and nothing else.
 
-The job runs the real syft-client 0.1.117 from its cached virtual environment
+The data scientist submits with the real syft-job client and declares the dataset
+through syft-job's own ``JobSubmissionMetadata``. The job runs the real syft-client
+0.1.117 from its cached virtual environment
 (``tests/client_venvs.py``), shown to the sandbox read-only through
 ``execute.ro_paths``, as a data owner would show a Python environment of their own.
 """
@@ -16,6 +18,9 @@ from conftest import PATIENCE, REPO
 from hostile import run_until_finished
 
 from tests.client_venvs import SYFT_CLIENT, client_venv, folders_to_run
+
+syft_job = pytest.importorskip("syft_job")
+from syft_job.models import JobSubmissionMetadata  # noqa: E402
 
 ALICE = "alice@uni.edu"
 BOB = "bob@other.org"
@@ -96,19 +101,22 @@ def test_the_real_client_in_a_job_reads_its_declared_dataset_and_finds_nothing_e
         app.home.root / "datasets" / "other" / "private" / "ages.csv",
         app.home.root / "datasets" / "census" / "private" / "ages.csv",
     ]
-    run_sh = (
-        f"#!/bin/bash\nset -e\ncd code\n{client_python} mean_age.py\n"
-        f"{client_python} probe.py " + " ".join(str(p) for p in host_paths) + "\n"
+    script = (
+        f"set -e\n{client_python} - <<'PY'\n{EXAMPLE.read_text()}PY\n"
+        f"{client_python} - {' '.join(str(p) for p in host_paths)} <<'PY'\n{PROBE_PY}PY\n"
     )
-    app.submit(
-        "mean-age",
-        ds_email=ALICE,
-        files={"mean_age.py": EXAMPLE.read_text(), "probe.py": PROBE_PY},
-        run_sh=run_sh,
-        job_type="python",
-        metadata={"datasets": {app.do_email: ["census"]}},
+    # Alice submits with the real syft-job client and names the dataset through its own
+    # model, as the README shows (its submit functions take no datasets argument).
+    (app.root / ALICE).mkdir(parents=True, exist_ok=True)
+    job_dir = syft_job.get_client(str(app.root), ALICE).submit_bash_job(
+        app.do_email, script, "mean-age"
     )
+    config = job_dir / "config.yaml"
+    metadata = JobSubmissionMetadata.load(config)
+    metadata.datasets = {app.do_email: ["census"]}
+    metadata.save(config)
     assert app.run_pass().exit_code == 0
+    assert "census" in app.cli("jobs", "show", f"{ALICE}/mean-age", check=True).stdout
     app.cli("jobs", "approve", f"{ALICE}/mean-age", check=True)
     state = run_until_finished(app, "mean-age", ds_email=ALICE)["mean-age"]
 
