@@ -115,7 +115,7 @@ def command(arguments: str, home: AppHome | None = None) -> str:
 COMMANDS = (
     "init run status setup-status jobs peers mail logs install uninstall start stop "
     "restart ensure-running auto-approve list-auto-approvals remove-auto-approval "
-    "remove-peer audit hash demo submit"
+    "remove-peer audit hash demo submit datasets"
 ).split()
 _SUGGESTED = re.compile(
     r"(?<![\w./-])syft-bg (?=(?:" + "|".join(map(re.escape, COMMANDS)) + r")(?![\w-]))"

@@ -89,6 +89,7 @@ def _reap(ctx: Context, backend: RunBackend, ref: JobRef, record: dict[str, Any]
     if poll.ended:
         # The cluster stopped the run before its supervisor finished: never run again.
         log.warning("%s: %s", ref.label, poll.ended_detail or poll.ended)
+        remove_tree(layout.datasets)
         _fail_unfinished(ctx, ref, record, layout, poll.ended, poll.ended_detail)
         return
     if not status:
