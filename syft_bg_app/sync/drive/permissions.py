@@ -21,9 +21,9 @@ owner's own client would:
   other rule everyone. Emails compare exactly (case counts). Admin implies write,
   write implies read; a permission file itself can be read only with admin.
 
-Where the clients' glob dialect goes beyond the forms above (character classes
-with escapes, nested brackets or open ranges, backslashes other than before
-``*?[]\\``), the app does not guess: a decision that would need such a rule is
+Where the clients' glob dialect goes beyond these forms (a set holding a
+backslash or a bracket, a reversed or chained range, a name ending in a
+backslash), the app does not guess: a decision that would need such a rule is
 "no". A permission file that is a link, lies beyond a link, is not a regular
 file, is larger than ``PERMISSION_FILE_CAP``, is not valid YAML or not of the
 clients' shape grants nothing, and still stops the walk: nothing above it
