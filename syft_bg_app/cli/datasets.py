@@ -7,6 +7,7 @@ import argparse
 from syft_bg_app.actions import datasets
 from syft_bg_app.cli import output
 from syft_bg_app.cli.parser import app_home
+from syft_bg_app.invocation import localize
 
 
 def _readers(names: list[str]) -> str:
@@ -65,12 +66,19 @@ def list_(args: argparse.Namespace) -> int:
             for v in views
         ],
     )
+    home = app_home(args)
     output.warnings(
-        f"dataset {v.name} is damaged: {v.damaged}; {v.fix}" for v in views if v.damaged
+        localize(f"dataset {v.name} is damaged: {v.damaged}; {v.fix}", home)
+        for v in views
+        if v.damaged
     )
     output.notes(
-        f"dataset {v.name} was made by the syft client: this app has no record of who may "
-        f"read it, so a job naming it is rejected; to serve it, create it again: {v.fix}"
+        localize(
+            f"dataset {v.name} was made by the syft client: this app has no record of who "
+            f"may read it, so a job naming it is rejected; to serve it, create it again: "
+            f"{v.fix}",
+            home,
+        )
         for v in views
         if v.client_made
     )
