@@ -573,6 +573,20 @@ def test_drive_proposals_over_the_job_caps_or_on_a_changed_file_are_refused_and_
     (archive,) = drive.named(f"syft_{DS_EMAIL}_to_{app.do_email}_archive")
     assert set(names) <= {f.name for f in drive.children(archive.id)}
 
+    # The jobs refused whole, none of whose files were taken, are rejected all the
+    # same: the owner sees them, and the reason reaches the data scientist.
+    for job in ("many", "big"):
+        state = app.job_state(job, protocol="0")
+        assert state["status"] == "rejected"
+        assert state["review_reason"] == f"not accepted over Google Drive: {caps}"
+    listed = app.cli("jobs", "list", "--status", "rejected", "--json", check=True).stdout
+    assert {"many", "big"} <= {job["name"] for job in json.loads(listed)}
+    assert app.run_pass().exit_code == 0
+    sent = sent_to(drive, outbox_of(drive, DS_EMAIL).id, app.do_email)
+    for job in ("many", "big"):
+        told = yaml.safe_load(sent[f"app_data/job/review/{DS_EMAIL}/{job}/state.yaml"])
+        assert told["status"] == "rejected" and caps in told["review_reason"]
+
 
 def test_drive_peers_rejected_or_blocked_are_rejected_on_drive_and_never_shared_with(
     app: App, drive: FakeDrive, syft_client_python: Path
