@@ -299,3 +299,27 @@ def test_drive_dataset_mock_reaches_the_real_syft_0_10(app: App, drive: FakeDriv
     seen = seen_by(ds, app.do_email, SYFT_0_10_SEEN.format(ds=ds.email, token=str(ds.token)) + SEEN)
     assert sorted(seen) == ["census"]
     assert seen["census"]["ages.csv"] == MOCK_CSV
+
+
+def test_drive_a_blocked_peer_keeps_no_grant_on_any_owner_file(
+    app: App, drive: FakeDrive, syft_client_python: Path
+) -> None:
+    ds = connected_peer(app, drive, syft_client_python)
+    create(app, "census", DS_EMAIL)
+    create(app, "open", "any")
+    assert app.run_pass().exit_code == 0
+    assert sorted(seen_by(ds, app.do_email)) == ["census", "open"]
+
+    app.cli("peers", "block", DS_EMAIL, check=True)
+    assert app.run_pass().exit_code == 0
+    # Nothing of the owner's is shared with them any more: not the mirror folders,
+    # not the version file, not a dataset shared with them by name or with "any".
+    mine = [f for f in drive.files.values() if f.owner == app.do_email]
+    assert [f.name for f in mine if DS_EMAIL in f.grants] == []
+    # Their client keeps its own record of the peer (it never learns of a block), but
+    # what it had of the owner's datasets goes at its next sync.
+    assert seen_by(ds, app.do_email) == {}
+    (peers_file,) = [f for f in drive.named("SYFT_peers.json") if f.owner == app.do_email]
+    assert json.loads(peers_file.content)[DS_EMAIL] == {"state": "rejected"}
+    # The dataset stays as it was, shared with them again once they are unblocked.
+    assert DS_EMAIL in app.cli("datasets", "show", "census", check=True).stdout

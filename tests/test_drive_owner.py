@@ -620,3 +620,49 @@ def test_drive_peers_rejected_or_blocked_are_rejected_on_drive_and_never_shared_
             """
         )
         assert "STATE requested_by_me" in out, out
+
+
+def test_drive_a_new_outbox_gets_every_result_again(app: App, drive: FakeDrive) -> None:
+    drive_app(app, drive, notify={"enabled": False})
+    app.set_config(approve={"peers": {"approved_emails": [DS_EMAIL]}})
+    drive.add_peer_folders(DS_EMAIL, app.do_email, "0.1.117")
+    for _ in range(2):
+        assert app.run_pass().exit_code == 0
+    send(drive, DS_EMAIL, app.do_email, "first", 1000.0)
+    assert app.run_pass().exit_code == 0
+    app.cli("jobs", "reject", f"{DS_EMAIL}/first", "-r", "not this one", check=True)
+    assert app.run_pass().exit_code == 0
+    state = f"app_data/job/review/{DS_EMAIL}/first/state.yaml"
+    assert "not this one" in sent_to(drive, outbox_of(drive, DS_EMAIL).id, app.do_email)[state]
+
+    # They trash their folders and ask again (their client's add_peer makes new ones):
+    # the new outbox starts empty, and everything they may read is sent to it again.
+    for f in drive.files.values():
+        if f.owner == DS_EMAIL and f.name.startswith("syft_datasite#"):
+            f.trashed = True
+    drive.add_peer_folders(DS_EMAIL, app.do_email, "0.1.117")
+    assert app.run_pass().exit_code == 0
+    (new_outbox,) = [
+        f
+        for f in drive.files.values()
+        if f.owner == DS_EMAIL and f.name.endswith(f"#outbox#{DS_EMAIL}") and not f.trashed
+    ]
+    assert "not this one" in sent_to(drive, new_outbox.id, app.do_email)[state]
+
+
+def test_drive_the_other_generation_email_counts_only_accepted_peers(
+    app: App, drive: FakeDrive
+) -> None:
+    from tests.conftest import outbox
+
+    drive_app(app, drive, approve={"peers": {"approved_emails": [DS_EMAIL]}})
+    # One peer accepted, two who merely asked: only the accepted one is served.
+    for ds in (DS_EMAIL, "bob@uni.edu", "carol@uni.edu"):
+        drive.add_peer_folders(ds, app.do_email, "0.1.117")
+    for _ in range(2):
+        assert app.run_pass().exit_code == 0
+    drive.add_peer_folders("dan@uni.edu", app.do_email, "0.10.0")
+    assert app.run_pass().exit_code == 0
+    (email,) = [m for m in outbox(app) if "dan@uni.edu runs syft" in m["Subject"]]
+    body = " ".join(email.get_body(("plain",)).get_content().split())
+    assert "your 1 data scientist(s) on 0.1.x would then no longer be served" in body
