@@ -92,8 +92,6 @@ def readers_of(folder) -> set[str]:
 def test_drive_dataset_mock_reaches_exactly_the_users_it_is_shared_with(
     app: App, drive: FakeDrive, syft_client_python: Path
 ) -> None:
-    from syft_bg_app.sync.drive.datasets import collection_hash
-
     ds = connected_peer(app, drive, syft_client_python)
     mock, private = make_data(app.tmp, "census")
     (mock / "regions").mkdir()
@@ -113,7 +111,7 @@ def test_drive_dataset_mock_reaches_exactly_the_users_it_is_shared_with(
         "regions/north.csv": NORTH_CSV.encode(),
     }
     (folder,) = collections(drive, app.do_email, "census")
-    assert folder.name == f"syft_datasetcollection_census_{collection_hash(files)}"
+    assert folder.name.startswith("syft_datasetcollection_census_")
     assert {f.name: f.content for f in drive.children(folder.id)} == files
     assert readers_of(folder) == {DS_EMAIL}
     assert readers_of(collections(drive, app.do_email, "bobs")[0]) == {BOB}
@@ -129,12 +127,18 @@ def test_drive_dataset_mock_reaches_exactly_the_users_it_is_shared_with(
         f"""
         names = sorted(d.name for d in c.datasets.get_all() if d.owner == {app.do_email!r})
         print("NAMES", json.dumps(names))
-        print("MOCK", json.dumps([p.read_text() for p in c.datasets.get("census",
-              datasite={app.do_email!r}).mock_files]))
+        census = c.datasets.get("census", datasite={app.do_email!r})
+        print("MOCK", json.dumps([p.read_text() for p in census.mock_files]))
+        # The folder name the client's own create_dataset/share_dataset would look for.
+        from syft_client.sync.file_utils import compute_file_hashes
+        files = {{p.name: p.read_bytes() for p in census.mock_files}}
+        files["dataset.yaml"] = (census.mock_dir / "dataset.yaml").read_bytes()
+        print("HASH", compute_file_hashes(files))
         """
     )
     assert 'NAMES ["census", "open"]' in out, out
     assert "MOCK " + json.dumps([MOCK_CSV, NORTH_CSV]) in out, out
+    assert f"HASH {folder.name.rpartition('_')[2]}" in out, out
 
     # A changed mock replaces the folder: one folder, the new content.
     (public / "ages.csv").write_text("age\n99\n")
