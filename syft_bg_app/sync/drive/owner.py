@@ -78,6 +78,8 @@ GENERATION_KEYS = (
     "checkpoints_id",
     "other_generation",
 )
+# Jobs one message refused whole may name, each then rejected with the reason.
+JOBS_PER_REFUSED_MESSAGE = 20
 # Messages in a data scientist's outbox at which they are merged into one.
 COMPACT_AT = 20
 
@@ -644,7 +646,16 @@ class DriveOwner:
         total = sum(len(c.content or b"") for c in proposal.changes)
         if total > cap or len(proposal.changes) > self.ctx.config.get("sync.max_job_files"):
             why = "more files or bytes than sync.max_job_files/max_job_mb allow"
-            self._refuse(ds, name, why, *(change.path for change in proposal.changes))
+            self.perms.forget()
+            # The jobs it names are rejected, but only paths the data scientist may write
+            # name one, and only a few: a message of countless job names makes no records.
+            jobs = {
+                ref: change.path
+                for change in proposal.changes
+                if self._why_not(ds, change) is None
+                and (ref := self._job_of(ds, change.path)) is not None
+            }
+            self._refuse(ds, name, why, *list(jobs.values())[:JOBS_PER_REFUSED_MESSAGE])
             return
         self.perms.forget()
         echo = self.peers_state[ds].setdefault("echo", [])
