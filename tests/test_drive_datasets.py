@@ -92,8 +92,6 @@ def readers_of(folder) -> set[str]:
 def test_drive_dataset_mock_reaches_exactly_the_users_it_is_shared_with(
     app: App, drive: FakeDrive, syft_client_python: Path
 ) -> None:
-    from syft_bg_app.sync.drive.datasets import collection_hash
-
     ds = connected_peer(app, drive, syft_client_python)
     mock, private = make_data(app.tmp, "census")
     (mock / "regions").mkdir()
@@ -113,7 +111,7 @@ def test_drive_dataset_mock_reaches_exactly_the_users_it_is_shared_with(
         "regions/north.csv": NORTH_CSV.encode(),
     }
     (folder,) = collections(drive, app.do_email, "census")
-    assert folder.name == f"syft_datasetcollection_census_{collection_hash(files)}"
+    assert folder.name.startswith("syft_datasetcollection_census_")
     assert {f.name: f.content for f in drive.children(folder.id)} == files
     assert readers_of(folder) == {DS_EMAIL}
     assert readers_of(collections(drive, app.do_email, "bobs")[0]) == {BOB}
@@ -129,12 +127,18 @@ def test_drive_dataset_mock_reaches_exactly_the_users_it_is_shared_with(
         f"""
         names = sorted(d.name for d in c.datasets.get_all() if d.owner == {app.do_email!r})
         print("NAMES", json.dumps(names))
-        print("MOCK", json.dumps([p.read_text() for p in c.datasets.get("census",
-              datasite={app.do_email!r}).mock_files]))
+        census = c.datasets.get("census", datasite={app.do_email!r})
+        print("MOCK", json.dumps([p.read_text() for p in census.mock_files]))
+        # The folder name the client's own create_dataset/share_dataset would look for.
+        from syft_client.sync.file_utils import compute_file_hashes
+        files = {{p.name: p.read_bytes() for p in census.mock_files}}
+        files["dataset.yaml"] = (census.mock_dir / "dataset.yaml").read_bytes()
+        print("HASH", compute_file_hashes(files))
         """
     )
     assert 'NAMES ["census", "open"]' in out, out
     assert "MOCK " + json.dumps([MOCK_CSV, NORTH_CSV]) in out, out
+    assert f"HASH {folder.name.rpartition('_')[2]}" in out, out
 
     # A changed mock replaces the folder: one folder, the new content.
     (public / "ages.csv").write_text("age\n99\n")
@@ -299,3 +303,27 @@ def test_drive_dataset_mock_reaches_the_real_syft_0_10(app: App, drive: FakeDriv
     seen = seen_by(ds, app.do_email, SYFT_0_10_SEEN.format(ds=ds.email, token=str(ds.token)) + SEEN)
     assert sorted(seen) == ["census"]
     assert seen["census"]["ages.csv"] == MOCK_CSV
+
+
+def test_drive_a_blocked_peer_keeps_no_grant_on_any_owner_file(
+    app: App, drive: FakeDrive, syft_client_python: Path
+) -> None:
+    ds = connected_peer(app, drive, syft_client_python)
+    create(app, "census", DS_EMAIL)
+    create(app, "open", "any")
+    assert app.run_pass().exit_code == 0
+    assert sorted(seen_by(ds, app.do_email)) == ["census", "open"]
+
+    app.cli("peers", "block", DS_EMAIL, check=True)
+    assert app.run_pass().exit_code == 0
+    # Nothing of the owner's is shared with them any more: not the mirror folders,
+    # not the version file, not a dataset shared with them by name or with "any".
+    mine = [f for f in drive.files.values() if f.owner == app.do_email]
+    assert [f.name for f in mine if DS_EMAIL in f.grants] == []
+    # Their client keeps its own record of the peer (it never learns of a block), but
+    # what it had of the owner's datasets goes at its next sync.
+    assert seen_by(ds, app.do_email) == {}
+    (peers_file,) = [f for f in drive.named("SYFT_peers.json") if f.owner == app.do_email]
+    assert json.loads(peers_file.content)[DS_EMAIL] == {"state": "rejected"}
+    # The dataset stays as it was, shared with them again once they are unblocked.
+    assert DS_EMAIL in app.cli("datasets", "show", "census", check=True).stdout

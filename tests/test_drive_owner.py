@@ -546,10 +546,12 @@ def test_drive_proposals_over_the_job_caps_or_on_a_changed_file_are_refused_and_
     big = {f"{top}/big/run.sh": "#!/bin/bash\n", f"{top}/big/code/data.txt": "y" * 1_100_000}
     stale = protocol.sha256_hex(b"echo what the DS saw\n")
     changed = {f"{top}/first/code/script.sh": "echo changed\n"}
+    flood = {f"{top}/j{i}/run.sh": "#!/bin/bash\n" for i in range(30)}
     names = [
         drop(drive, DS_EMAIL, proposal(DS_EMAIL, app.do_email, many), 2000.1),
         drop(drive, DS_EMAIL, proposal(DS_EMAIL, app.do_email, big), 2000.2),
         drop(drive, DS_EMAIL, proposal(DS_EMAIL, app.do_email, changed, stale), 2000.3),
+        drop(drive, DS_EMAIL, proposal(DS_EMAIL, app.do_email, flood), 2000.35),
     ]
     send(drive, DS_EMAIL, app.do_email, "after", 2000.4)
     assert app.run_pass().exit_code == 0
@@ -572,6 +574,23 @@ def test_drive_proposals_over_the_job_caps_or_on_a_changed_file_are_refused_and_
     assert not drive.children(inbox_of(drive, DS_EMAIL).id)
     (archive,) = drive.named(f"syft_{DS_EMAIL}_to_{app.do_email}_archive")
     assert set(names) <= {f.name for f in drive.children(archive.id)}
+
+    # The jobs refused whole, none of whose files were taken, are rejected all the
+    # same: the owner sees them, and the reason reaches the data scientist.
+    for job in ("many", "big"):
+        state = app.job_state(job, protocol="0")
+        assert state["status"] == "rejected"
+        assert state["review_reason"] == f"not accepted over Google Drive: {caps}"
+    listed = app.cli("jobs", "list", "--status", "rejected", "--json", check=True).stdout
+    rejected = {job["name"] for job in json.loads(listed)}
+    assert {"many", "big"} <= rejected
+    # A message naming countless jobs makes a bounded number of records.
+    assert len({name for name in rejected if name.startswith("j")}) == 20
+    assert app.run_pass().exit_code == 0
+    sent = sent_to(drive, outbox_of(drive, DS_EMAIL).id, app.do_email)
+    for job in ("many", "big"):
+        told = yaml.safe_load(sent[f"app_data/job/review/{DS_EMAIL}/{job}/state.yaml"])
+        assert told["status"] == "rejected" and caps in told["review_reason"]
 
 
 def test_drive_peers_rejected_or_blocked_are_rejected_on_drive_and_never_shared_with(
@@ -606,3 +625,49 @@ def test_drive_peers_rejected_or_blocked_are_rejected_on_drive_and_never_shared_
             """
         )
         assert "STATE requested_by_me" in out, out
+
+
+def test_drive_a_new_outbox_gets_every_result_again(app: App, drive: FakeDrive) -> None:
+    drive_app(app, drive, notify={"enabled": False})
+    app.set_config(approve={"peers": {"approved_emails": [DS_EMAIL]}})
+    drive.add_peer_folders(DS_EMAIL, app.do_email, "0.1.117")
+    for _ in range(2):
+        assert app.run_pass().exit_code == 0
+    send(drive, DS_EMAIL, app.do_email, "first", 1000.0)
+    assert app.run_pass().exit_code == 0
+    app.cli("jobs", "reject", f"{DS_EMAIL}/first", "-r", "not this one", check=True)
+    assert app.run_pass().exit_code == 0
+    state = f"app_data/job/review/{DS_EMAIL}/first/state.yaml"
+    assert "not this one" in sent_to(drive, outbox_of(drive, DS_EMAIL).id, app.do_email)[state]
+
+    # They trash their folders and ask again (their client's add_peer makes new ones):
+    # the new outbox starts empty, and everything they may read is sent to it again.
+    for f in drive.files.values():
+        if f.owner == DS_EMAIL and f.name.startswith("syft_datasite#"):
+            f.trashed = True
+    drive.add_peer_folders(DS_EMAIL, app.do_email, "0.1.117")
+    assert app.run_pass().exit_code == 0
+    (new_outbox,) = [
+        f
+        for f in drive.files.values()
+        if f.owner == DS_EMAIL and f.name.endswith(f"#outbox#{DS_EMAIL}") and not f.trashed
+    ]
+    assert "not this one" in sent_to(drive, new_outbox.id, app.do_email)[state]
+
+
+def test_drive_the_other_generation_email_counts_only_accepted_peers(
+    app: App, drive: FakeDrive
+) -> None:
+    from tests.conftest import outbox
+
+    drive_app(app, drive, approve={"peers": {"approved_emails": [DS_EMAIL]}})
+    # One peer accepted, two who merely asked: only the accepted one is served.
+    for ds in (DS_EMAIL, "bob@uni.edu", "carol@uni.edu"):
+        drive.add_peer_folders(ds, app.do_email, "0.1.117")
+    for _ in range(2):
+        assert app.run_pass().exit_code == 0
+    drive.add_peer_folders("dan@uni.edu", app.do_email, "0.10.0")
+    assert app.run_pass().exit_code == 0
+    (email,) = [m for m in outbox(app) if "dan@uni.edu runs syft" in m["Subject"]]
+    body = " ".join(email.get_body(("plain",)).get_content().split())
+    assert "your 1 data scientist(s) on 0.1.x would then no longer be served" in body

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
+
+import yaml
 
 from syft_bg_app.datasite import datasets as store
 from syft_bg_app.datasite.layout import PERMISSION_FILE
@@ -37,15 +39,44 @@ if TYPE_CHECKING:
 COLLECTION_PREFIX = "syft_datasetcollection"
 # The mark the real client reads to share a dataset with each peer it accepts later.
 ANY_PROPERTY = "syft_shared_with_any"
+# How collection_hash names a folder; part of each fingerprint, so a folder named
+# the earlier way (by path rather than base name) is renamed at the next pass.
+HASHED_BY = "base names"
 
 
-def collection_hash(files: dict[str, bytes]) -> str:
-    """The clients' ``compute_file_hashes``: sha256 over each name then its bytes, by name."""
+def collection_hash(files: dict[str, bytes], mock_order: list[str] | None = None) -> str:
+    """What the clients' ``compute_file_hashes`` names this collection by.
+
+    The clients hash each mock file under its base name (``mock_file.name``, in the
+    order of ``dataset.yaml``'s ``mock_files_urls``: a later one of the same name
+    replaces an earlier), then ``dataset.yaml``: sha256 over each name then its
+    bytes, by name. ``files`` are keyed by their path in the mock folder, where they
+    travel (the clients put nested ones back in place); ``mock_order``: those paths
+    in ``dataset.yaml``'s order, when it can be read.
+    """
+    order = [rel for rel in mock_order or [] if rel in files]
+    order += sorted(rel for rel in files if rel not in order)
+    by_name: dict[str, bytes] = {}
+    for rel in order:
+        if rel != store.METADATA_FILE:
+            by_name[PurePosixPath(rel).name] = files[rel]
+    if store.METADATA_FILE in files:
+        by_name[store.METADATA_FILE] = files[store.METADATA_FILE]
     hasher = hashlib.sha256()
-    for name in sorted(files):
+    for name in sorted(by_name):
         hasher.update(name.encode())
-        hasher.update(files[name])
+        hasher.update(by_name[name])
     return hasher.hexdigest()[:12]
+
+
+def mock_order(metadata: bytes | None, name: str) -> list[str]:
+    """The mock files' paths in the order ``dataset.yaml`` lists them ([] if unreadable)."""
+    try:
+        urls = (yaml.safe_load(metadata or b"") or {}).get("mock_files_urls") or []
+    except (yaml.YAMLError, AttributeError):
+        return []
+    marker = f"/{store.DATASETS_FOLDER}/{name}/"
+    return [url.split(marker, 1)[1] for url in urls if isinstance(url, str) and marker in url]
 
 
 def collection_name(name: str, content_hash: str) -> str:
@@ -77,10 +108,17 @@ class DatasetCollections:
         self.retired: list[str] = owner.state["retired_collections"]
 
     def sync(self) -> None:
-        accepted = store.accepted_peers(self.ctx.state.data["peers"])
+        peers = self.ctx.state.data["peers"]
+        accepted = store.accepted_peers(peers)
+        # Whom the owner rejected or blocked reads no collection, listed by name or not.
+        refused = {
+            email.lower()
+            for email, record in peers.items()
+            if record.get("status") in ("rejected", "blocked")
+        }
         names = store.dataset_names(self.ctx.home)
         for name in names:
-            self._isolated(name, lambda n=name: self._dataset(n, accepted))
+            self._isolated(name, lambda n=name: self._dataset(n, accepted, refused))
         for name in sorted(set(self.entries) - set(names)):
             entry = self.entries.pop(name)
             if isinstance(entry, dict) and entry.get("folder_id"):
@@ -99,7 +137,7 @@ class DatasetCollections:
             self.log.exception("dataset %s on Google Drive", short_repr(what))
             self.owner.problems.append(f"dataset {what}: {exc}")
 
-    def _dataset(self, name: str, accepted: list[str]) -> None:
+    def _dataset(self, name: str, accepted: list[str], refused: set[str]) -> None:
         record = store.load_record(self.ctx.home, name)
         public = store.public_dir(self.ctx.datasite, name)
         if not public.is_dir():
@@ -110,19 +148,19 @@ class DatasetCollections:
         readers = [
             who
             for who in store.readers(record, accepted)
-            if who.lower() != self.owner.do_email.lower()
+            if who.lower() != self.owner.do_email.lower() and who.lower() not in refused
         ]
         shared_any = store.ANY_PEER in record.shared_with
         rels = published_files(public)
         stats = [[rel.as_posix(), *_size_and_time(public / rel)] for rel in rels]
         fingerprint = hashlib.sha256(
-            json.dumps([stats, readers, shared_any]).encode("utf-8")
+            json.dumps([stats, readers, shared_any, HASHED_BY]).encode("utf-8")
         ).hexdigest()
         entry = self.entries.get(name)
         if isinstance(entry, dict) and entry.get("fingerprint") == fingerprint:
             return
         files = {rel.as_posix(): (public / rel).read_bytes() for rel in rels}
-        content_hash = collection_hash(files)
+        content_hash = collection_hash(files, mock_order(files.get(store.METADATA_FILE), name))
         if not isinstance(entry, dict) or entry.get("hash") != content_hash:
             if isinstance(entry, dict) and entry.get("folder_id"):
                 self.retired.append(entry["folder_id"])  # deleted once the new one is shared

@@ -54,6 +54,7 @@ from syft_bg_app.sync.drive.service import (
     DriveError,
     DriveTransientError,
 )
+from syft_bg_app.sync.local import _reject_on_receipt as reject_on_receipt
 from syft_bg_app.sync.local import is_blocked
 
 # Paths no data scientist may write, whatever the permission files say.
@@ -77,6 +78,8 @@ GENERATION_KEYS = (
     "checkpoints_id",
     "other_generation",
 )
+# Jobs one message refused whole may name, each then rejected with the reason.
+JOBS_PER_REFUSED_MESSAGE = 20
 # Messages in a data scientist's outbox at which they are merged into one.
 COMPACT_AT = 20
 
@@ -388,6 +391,12 @@ class DriveOwner:
                 continue
             record = self.peers_state.setdefault(folder.peer, {})
             if record.get(f"{folder.kind}_id") != item["id"]:
+                if folder.kind == "outbox" and record.get("outbox_id"):
+                    # A new outbox (the data scientist made their folders again) starts
+                    # empty: everything they may read is sent to it again.
+                    for key in ("published", "outbox_messages", "echo"):
+                        record.pop(key, None)
+                    self.log.info("%s has a new outbox on Google Drive", short_repr(folder.peer))
                 record[f"{folder.kind}_id"] = item["id"]
                 record["version"] = protocol.shown_version(folder.version)
         self._note_other_generation(others)
@@ -425,7 +434,10 @@ class DriveOwner:
                 version=version,
                 generation=self.generation,
                 wanted=wanted,
-                peers_served=len(self.peers_state),
+                peers_served=sum(
+                    (self.ctx.state.peer(peer) or {}).get("status") == "accepted"
+                    for peer in self.peers_state
+                ),
             )
 
     def _request_locally(self, ds: str) -> None:
@@ -465,12 +477,29 @@ class DriveOwner:
             record["mirror"] = True
             self.save()
             self.log.info("%s accepted on Google Drive", short_repr(ds))
-        elif status in ("rejected", "blocked") and peers_json.get(ds, {}).get("state") != (
-            "rejected"
+        elif status in ("rejected", "blocked") and (
+            record.get("mirror") or peers_json.get(ds, {}).get("state") != "rejected"
         ):
+            if record.get("mirror"):
+                self._take_back(ds, record)
             peers_json[ds] = {"state": "rejected"}
             self._write_peers_file()
             self.save()
+
+    def _take_back(self, ds: str, record: dict[str, Any]) -> None:
+        """A peer accepted once, then rejected or blocked, loses what accepting shared:
+        the mirror folders (where their client reads what it was sent) and the
+        version file. The folders stay, for accepting them again."""
+        for file_id in (
+            record.get("mirror_inbox_id"),
+            record.get("mirror_outbox_id"),
+            self._version_file(),
+        ):
+            if file_id:
+                self.drive.unshare(file_id, ds)
+        record["mirror"] = False
+        self.save()
+        self.log.info("%s no longer shares anything on Google Drive", short_repr(ds))
 
     def _find_or_create(self, name: str, parent: str) -> str:
         found = self.drive.list(
@@ -574,16 +603,18 @@ class DriveOwner:
             self.save()
         self.drive.move(item["id"], add=archive, remove=record["inbox_id"])
 
-    def _refuse(self, ds: str, message: str, why: str, path: str | None = None) -> None:
+    def _refuse(self, ds: str, message: str, why: str, *paths: str) -> None:
+        """Refuse (part of) a message; ``paths``: the changes refused, whose jobs are
+        rejected with ``why`` (received or not), so the data scientist learns why."""
         self.log.warning("refused %s from %s: %s", message, short_repr(ds), why)
         refusals = self.peers_state[ds].setdefault("refused", [])
         refusals.append({"message": message, "why": why, "at": iso()})
         del refusals[:-50]
-        ref = self._job_of(ds, path) if path else None
-        if ref is not None:
-            # Told to the data scientist as the job's outcome once the job is read.
-            key = f"{ref.protocol}/{ref.name}"
-            self.peers_state[ds].setdefault("refused_jobs", {}).setdefault(key, why)
+        refused_jobs = self.peers_state[ds].setdefault("refused_jobs", {})
+        for path in paths:
+            ref = self._job_of(ds, path) if isinstance(path, str) and path else None
+            if ref is not None:
+                refused_jobs.setdefault(f"{ref.protocol}/{ref.name}", why)
 
     def _job_of(self, ds: str, path: str) -> JobRef | None:
         """The job a datasite path belongs to, when it lies in ``ds``'s own job folders."""
@@ -614,7 +645,17 @@ class DriveOwner:
             return
         total = sum(len(c.content or b"") for c in proposal.changes)
         if total > cap or len(proposal.changes) > self.ctx.config.get("sync.max_job_files"):
-            self._refuse(ds, name, "more files or bytes than sync.max_job_files/max_job_mb allow")
+            why = "more files or bytes than sync.max_job_files/max_job_mb allow"
+            self.perms.forget()
+            # The jobs it names are rejected, but only paths the data scientist may write
+            # name one, and only a few: a message of countless job names makes no records.
+            jobs = {
+                ref: change.path
+                for change in proposal.changes
+                if self._why_not(ds, change) is None
+                and (ref := self._job_of(ds, change.path)) is not None
+            }
+            self._refuse(ds, name, why, *list(jobs.values())[:JOBS_PER_REFUSED_MESSAGE])
             return
         self.perms.forget()
         echo = self.peers_state[ds].setdefault("echo", [])
@@ -883,8 +924,10 @@ def reject_refused_jobs(ctx: Context) -> None:
     """A job some of whose files were refused is rejected with the reason, once it is read.
 
     Runs after the local reading: a job it received (or that waits for files that
-    will never come) is rejected, so the data scientist learns why; a job already
-    approved, running or finished keeps its outcome.
+    will never come) is rejected, so the data scientist learns why; a job none of
+    whose files were taken (a message over the job caps) is recorded and rejected
+    all the same, its state.yaml in their review folder; a job already approved,
+    running or finished keeps its outcome.
     """
     for ds, record in ((ctx.state.data.get("drive") or {}).get("ds") or {}).items():
         refused = record.get("refused_jobs") or {}
@@ -892,8 +935,9 @@ def reject_refused_jobs(ctx: Context) -> None:
             protocol, _, name = key.partition("/")
             ref = JobRef(ds, name, protocol)
             job = ctx.state.job(ds, name, protocol)
-            if job is not None and job["status"] in ("received", "pending"):
-                reject_job(
-                    ctx, ref, f"not accepted over Google Drive: {refused[key]}", "on receipt"
-                )
+            reason = f"not accepted over Google Drive: {refused[key]}"
+            if job is None:
+                reject_on_receipt(ctx, ref, None, reason)
+            elif job["status"] in ("received", "pending"):
+                reject_job(ctx, ref, reason, "on receipt")
             refused.pop(key)

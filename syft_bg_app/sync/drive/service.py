@@ -389,6 +389,22 @@ class Drive:
             lambda: self.service.permissions().delete(fileId=file_id, permissionId=permission_id)
         )
 
+    def unshare(self, file_id: str, email: str) -> bool:
+        """Take back every grant ``email`` holds on ``file_id``; whether one was there."""
+        taken = False
+        for perm in self.permissions(file_id):
+            if perm.get("role") == "owner":
+                continue
+            if (perm.get("emailAddress") or "").lower() != email.lower():
+                continue
+            try:
+                self.revoke(file_id, perm["id"])
+            except DriveError as exc:
+                if exc.status != 404:  # 404: taken back already, by another hand
+                    raise
+            taken = True
+        return taken
+
     def set_app_properties(self, file_id: str, properties: dict[str, str]) -> None:
         self.execute(
             lambda: self.service.files().update(fileId=file_id, body={"appProperties": properties})
