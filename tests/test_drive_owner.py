@@ -655,6 +655,39 @@ def test_drive_a_new_outbox_gets_every_result_again(app: App, drive: FakeDrive) 
     assert "not this one" in sent_to(drive, new_outbox.id, app.do_email)[state]
 
 
+def test_drive_two_outboxes_of_one_peer_never_make_the_results_travel_again(
+    app: App, drive: FakeDrive
+) -> None:
+    drive_app(app, drive, notify={"enabled": False})
+    app.set_config(approve={"peers": {"approved_emails": [DS_EMAIL]}})
+    drive.add_peer_folders(DS_EMAIL, app.do_email, "0.1.117")
+    for _ in range(2):
+        assert app.run_pass().exit_code == 0
+    send(drive, DS_EMAIL, app.do_email, "first", 1000.0)
+    assert app.run_pass().exit_code == 0
+    app.cli("jobs", "reject", f"{DS_EMAIL}/first", "-r", "not this one", check=True)
+    assert app.run_pass().exit_code == 0
+    # Their folders made again without trashing the old ones: two of each kind.
+    drive.add_peer_folders(DS_EMAIL, app.do_email, "0.1.117")
+    outboxes = [
+        f
+        for f in drive.files.values()
+        if f.owner == DS_EMAIL and f.name.endswith(f"#outbox#{DS_EMAIL}")
+    ]
+    assert len(outboxes) == 2
+
+    def messages() -> dict[str, int]:
+        return {box.id: len(drive.children(box.id)) for box in outboxes}
+
+    before = messages()
+    for _ in range(4):
+        # Drive promises no order of a listing: each pass sees the other one first.
+        with drive._lock:
+            drive.files = dict(reversed(list(drive.files.items())))
+        assert app.run_pass().exit_code == 0
+    assert messages() == before
+
+
 def test_drive_the_other_generation_email_counts_only_accepted_peers(
     app: App, drive: FakeDrive
 ) -> None:

@@ -379,6 +379,7 @@ class DriveOwner:
             f"and trashed=false and mimeType = '{FOLDER_MIME}' and not 'me' in owners"
         )
         others: dict[str, str] = {}
+        found: dict[tuple[str, str], list[tuple[dict[str, Any], protocol.P2PFolder]]] = {}
         for item in folders:
             folder = protocol.P2PFolder.parse(item.get("name", ""))
             if folder is None or folder.datasite.lower() != self.do_email.lower():
@@ -389,16 +390,25 @@ class DriveOwner:
             if protocol.major_minor(folder.version) != self.generation:
                 others[folder.peer] = protocol.shown_version(folder.version)
                 continue
-            record = self.peers_state.setdefault(folder.peer, {})
-            if record.get(f"{folder.kind}_id") != item["id"]:
-                if folder.kind == "outbox" and record.get("outbox_id"):
-                    # A new outbox (the data scientist made their folders again) starts
-                    # empty: everything they may read is sent to it again.
-                    for key in ("published", "outbox_messages", "echo"):
-                        record.pop(key, None)
-                    self.log.info("%s has a new outbox on Google Drive", short_repr(folder.peer))
-                record[f"{folder.kind}_id"] = item["id"]
-                record["version"] = protocol.shown_version(folder.version)
+            found.setdefault((folder.peer, folder.kind), []).append((item, folder))
+        for (peer, kind), candidates in sorted(found.items()):
+            record = self.peers_state.setdefault(peer, {})
+            ids = {item["id"] for item, _ in candidates}
+            if record.get(f"{kind}_id") in ids:
+                continue  # the folder in use stays in use while it is there
+            # A data scientist with two folders of a kind (made again without trashing
+            # the old one): the newest, the same one every pass whatever Drive's order.
+            item, folder = max(
+                candidates, key=lambda c: (c[0].get("modifiedTime") or "", c[0]["id"])
+            )
+            if kind == "outbox" and record.get("outbox_id"):
+                # A new outbox (the data scientist made their folders again) starts
+                # empty: everything they may read is sent to it again.
+                for key in ("published", "outbox_messages", "echo"):
+                    record.pop(key, None)
+                self.log.info("%s has a new outbox on Google Drive", short_repr(peer))
+            record[f"{kind}_id"] = item["id"]
+            record["version"] = protocol.shown_version(folder.version)
         self._note_other_generation(others)
         for ds, record in sorted(self.peers_state.items()):
             if record.get("inbox_id") and record.get("outbox_id"):
