@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from email import policy
 from email.message import EmailMessage
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import yaml
@@ -30,6 +31,9 @@ from syft_bg_app.config.load import load_config
 from syft_bg_app.datasite.layout import Datasite
 from syft_bg_app.passes import run_pass
 from syft_bg_app.store.home import AppHome
+
+if TYPE_CHECKING:
+    from tests.fake_drive import FakeDrive
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -307,3 +311,21 @@ def outbox(app: App) -> list[EmailMessage]:
 
 def text_of(message: EmailMessage) -> str:
     return message.get_body(("plain",)).get_content().replace("\r\n", "\n")
+
+
+@pytest.fixture
+def drive() -> Iterator[FakeDrive]:
+    """A fake Google Drive v3 server on 127.0.0.1 that enforces owners and sharing."""
+    from tests.fake_drive import FakeDrive
+
+    fake = FakeDrive().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def syft_client_python() -> Path:
+    """The python of the real syft-client 0.1.117 from PyPI, in its cached venv."""
+    from tests.client_venvs import SYFT_CLIENT, client_venv
+
+    return client_venv(SYFT_CLIENT)

@@ -28,13 +28,6 @@ from tests.fake_drive import DRIVE_SCOPE, FakeDrive
 
 
 @pytest.fixture
-def drive() -> Iterator[FakeDrive]:
-    fake = FakeDrive().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
 def google() -> Iterator[FakeGoogle]:
     fake = FakeGoogle().start()
     yield fake

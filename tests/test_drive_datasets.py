@@ -15,7 +15,6 @@ import random
 import tarfile
 from pathlib import Path
 
-from tests import test_drive_sync as drive_sync
 from tests.conftest import DS_EMAIL, App
 from tests.fake_drive import FakeDrive
 from tests.test_drive_sync import (
@@ -26,10 +25,6 @@ from tests.test_drive_sync import (
     drive_app,
     killed_passes,
 )
-
-# The Drive server and the real client's environment, as the Drive sync tests make them.
-drive = drive_sync.drive
-syft_client_python = drive_sync.syft_client_python
 
 BOB = "bob@uni.edu"
 MOCK_CSV = "age\n20\n30\n40\n"

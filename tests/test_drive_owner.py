@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,25 +22,12 @@ from tests.conftest import DS_EMAIL, App
 from tests.fake_drive import FOLDER, MAX_PAGE_SIZE, FakeDrive
 from tests.test_drive_sync import (
     SYFT_0_10,
-    SYFT_CLIENT,
     RealClient,
     client_venv,
     connected_peer,
     drive_app,
     run_until,
 )
-
-
-@pytest.fixture(scope="session")
-def syft_client_python() -> Path:
-    return client_venv(SYFT_CLIENT)
-
-
-@pytest.fixture
-def drive() -> Iterator[FakeDrive]:
-    fake = FakeDrive().start()
-    yield fake
-    fake.stop()
 
 
 def proposal(ds: str, do: str, files: dict[str, str], old_hash: str | None = None) -> bytes:

@@ -15,27 +15,14 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.client_venvs import SYFT_0_10, SYFT_CLIENT, client_venv
+from tests.client_venvs import SYFT_0_10, client_venv
 from tests.conftest import DS_EMAIL, PATIENCE, App, job_user_alone, outbox, wait_until
 from tests.fake_drive import FOLDER, FakeDrive
-
-
-@pytest.fixture(scope="session")
-def syft_client_python() -> Path:
-    return client_venv(SYFT_CLIENT)
-
-
-@pytest.fixture
-def drive() -> Iterator[FakeDrive]:
-    fake = FakeDrive().start()
-    yield fake
-    fake.stop()
 
 
 class RealClient:

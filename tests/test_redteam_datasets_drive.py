@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,13 +24,6 @@ from tests.fake_drive import FakeDrive
 DS = "alice@uni.edu"
 EVE = "eve@evil.org"
 needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
-
-
-@pytest.fixture
-def drive() -> Iterator[FakeDrive]:
-    fake = FakeDrive().start()
-    yield fake
-    fake.stop()
 
 
 def drive_app(app: App, drive: FakeDrive, **config: object) -> App:
