@@ -690,3 +690,47 @@ def test_drive_the_other_generation_email_counts_only_accepted_peers(
     (email,) = [m for m in outbox(app) if "dan@uni.edu runs syft" in m["Subject"]]
     body = " ".join(email.get_body(("plain",)).get_content().split())
     assert "your 1 data scientist(s) on 0.1.x would then no longer be served" in body
+
+
+def test_drive_names_no_file_system_can_hold_are_refused_and_stop_nothing(
+    app: App, drive: FakeDrive
+) -> None:
+    drive_app(app, drive, notify={"enabled": False})
+    app.set_config(approve={"peers": {"approved_emails": [DS_EMAIL]}})
+    drive.add_peer_folders(DS_EMAIL, app.do_email, "0.1.117")
+    for _ in range(2):
+        assert app.run_pass().exit_code == 0
+    inbox = f"app_data/job/inbox/{DS_EMAIL}"
+    # A job name of 100 three-byte characters (300 bytes), one with a lone surrogate,
+    # and a timestamp no float holds: each refused, none holding up the next message.
+    long_name = "作" * 100
+    drop(
+        drive, DS_EMAIL, proposal(DS_EMAIL, app.do_email, {f"{inbox}/{long_name}/run.sh": "x"}), 1.0
+    )
+    body = json.loads(gzip_json(proposal(DS_EMAIL, app.do_email, {f"{inbox}/odd/run.sh": "x"})))
+    body["proposed_file_changes"][0]["path_in_datasite"] = f"{inbox}/odd\ud800/run.sh"
+    body["proposed_file_changes"][0]["submitted_timestamp"] = 10**400
+    drop(drive, DS_EMAIL, _compress(body), 2.0)
+    send(drive, DS_EMAIL, app.do_email, "fine", 3.0)
+    for _ in range(3):
+        assert app.run_pass().exit_code == 0
+    assert (app.datasite.inbox / DS_EMAIL / "fine" / "run.sh").exists()
+    assert not drive.children(inbox_of(drive, DS_EMAIL).id)
+    refused = app.home.state_file.read_text()
+    assert "a name this file system cannot hold" in refused
+
+
+def gzip_json(message: bytes) -> str:
+    """The JSON inside a message, as text."""
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(message), mode="r:gz") as tar:
+        member = tar.getmembers()[0]
+        return tar.extractfile(member).read().decode()
+
+
+def _compress(body: dict) -> bytes:
+    from syft_bg_app.sync.drive import protocol
+
+    return protocol.compress(json.dumps(body).encode())

@@ -500,3 +500,22 @@ def test_a_read_only_path_above_the_app_home_shows_jobs_nothing_of_it(
         assert hidden not in tree, hidden
     grep = out.split("== grep")[1].split("== end")[0]
     assert grep.strip() == ""
+
+
+def test_a_dataset_shared_with_an_address_in_other_case_is_read_by_that_peer(
+    app: App, tmp_path: Path
+) -> None:
+    app.cli("peers", "accept", DS, check=True)
+    app.set_config(notify={"enabled": False})
+    folder = tmp_path / "data"
+    (folder / "mock").mkdir(parents=True)
+    (folder / "mock" / "ages.csv").write_text("age\n1\n")
+    (folder / "private").mkdir()
+    (folder / "private" / "ages.csv").write_text("age\n1\n")
+    app.cli("datasets", "create", "census", "--mock", str(folder / "mock"), "--private",
+            str(folder / "private"), "--share", DS.title(), check=True)  # fmt: skip
+    _declaring(app, "cased", {DO_EMAIL: ["census"]})
+    assert app.run_pass().exit_code == 0
+    assert app.job_state("cased")["status"] == "pending"
+    assert "census" in app.cli("datasets", "show", "census", check=True).stdout
+    assert DS in app.cli("datasets", "show", "census", check=True).stdout

@@ -135,13 +135,15 @@ def create(
         store.copy_tree(*mock_source, staged_public, 0o755, 0o644)
         readers = store.readers(record, accepted_peers(ctx))
         try:
+            # The record goes in with the private half, which is what makes it a dataset:
+            # a kill after this rename leaves one that `datasets delete` removes.
+            store.save_record(home, record, staged_store)
+            staged_store.rename(target)
             # Its permissions come first: under its final name it is never readable by
             # whoever public/ is readable by.
             store.write_read_permissions(ctx.datasite, name, readers, staged_public)
             staged_public.rename(public)
             store.write_metadata(ctx.datasite, record, mock_source[1])
-            staged_store.rename(target)
-            store.save_record(home, record)
         except BaseException:
             store.remove_tree(public)
             store.remove_tree(staged_public)

@@ -90,7 +90,7 @@ def check_share(who: str) -> str:
         return ANY_PEER
     if "@" not in who or any(c.isspace() or ord(c) < 32 or c == "/" for c in who):
         raise UsageError(f"{who!r} is neither an email address nor 'any'")
-    return who
+    return who.lower()  # addresses are compared as the peers' records keep them
 
 
 def store_root(home: AppHome) -> Path:
@@ -181,8 +181,10 @@ def load_record(home: AppHome, name: str) -> DatasetRecord:
     )
 
 
-def save_record(home: AppHome, record: DatasetRecord) -> None:
-    atomic_write_yaml(store_dir(home, record.name) / RECORD_FILE, record.to_dict(), mode=0o600)
+def save_record(home: AppHome, record: DatasetRecord, folder: Path | None = None) -> None:
+    """Write ``record`` into its dataset's folder (or ``folder``, one being built)."""
+    folder = folder if folder is not None else store_dir(home, record.name)
+    atomic_write_yaml(folder / RECORD_FILE, record.to_dict(), mode=0o600)
 
 
 def dataset_names(home: AppHome) -> list[str]:
@@ -529,7 +531,9 @@ class DatasetAccess:
                     final=False,
                     details={"dataset": name, "problem": record.reason},
                 )
-            if record is not None and ds_email in readers(record, self.accepted):
+            if record is not None and ds_email.lower() in {
+                who.lower() for who in readers(record, self.accepted)
+            }:
                 continue
             how = withdrawn.get(name) if isinstance(withdrawn, dict) else None
             if how == "deleted" and record is None:

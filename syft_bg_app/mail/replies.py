@@ -315,7 +315,12 @@ def _done(state: dict[str, Any], key: str) -> None:
 def _apply(
     ctx: Context, ref: JobRef, target_id: str, target: dict, decision: Decision, key: str
 ) -> str:
-    from syft_bg_app.approval.decisions import DecisionError, approve_job, reject_job
+    from syft_bg_app.approval.decisions import (
+        DatasetRefused,
+        DecisionError,
+        approve_job,
+        reject_job,
+    )
 
     record = ctx.state.job(ref.ds_email, ref.name, ref.protocol)
     show = command(f"jobs show {shlex.quote(ref.label)}", ctx.home)
@@ -358,6 +363,9 @@ def _apply(
             details=details,
             datasets=shown_datasets,
         )
+    except DatasetRefused as exc:
+        _answer(ctx, ref, key, f"Nothing was approved: {exc}")
+        return f"not approved: {exc}"
     except DecisionError as exc:
         _answer(
             ctx,

@@ -121,8 +121,10 @@ class DatasetCollections:
             self._isolated(name, lambda n=name: self._dataset(n, accepted, refused))
         for name in sorted(set(self.entries) - set(names)):
             entry = self.entries.pop(name)
-            if isinstance(entry, dict) and entry.get("folder_id"):
-                self.retired.append(entry["folder_id"])
+            if isinstance(entry, dict):
+                self.retired.extend(
+                    entry[key] for key in ("folder_id", "replaces") if entry.get(key)
+                )
             self.owner.save()
             self.log.info("dataset %s deleted: its Drive folder goes", short_repr(name))
         self._isolated("folders to delete", self._delete_retired)
@@ -162,10 +164,19 @@ class DatasetCollections:
         files = {rel.as_posix(): (public / rel).read_bytes() for rel in rels}
         content_hash = collection_hash(files, mock_order(files.get(store.METADATA_FILE), name))
         if not isinstance(entry, dict) or entry.get("hash") != content_hash:
-            if isinstance(entry, dict) and entry.get("folder_id"):
-                self.retired.append(entry["folder_id"])  # deleted once the new one is shared
+            earlier = entry if isinstance(entry, dict) else {}
+            # The folder the readers have now stays theirs until the new one is shared;
+            # one that was never shared (an unfinished replacement) goes at once.
+            replaces = earlier.get("replaces") or earlier.get("folder_id")
+            if earlier.get("replaces") and earlier.get("folder_id"):
+                self.retired.append(earlier["folder_id"])
             entry = self.entries[name] = {"hash": content_hash}
+            if replaces:
+                entry["replaces"] = replaces
             self.owner.save()
+        if entry.get("replaces"):
+            # Whom the owner took the dataset from loses the old folder now, not later.
+            self._grant(entry["replaces"], readers, gone_ok=True)
         if not entry.get("folder_id"):
             entry["folder_id"] = self.owner._find_or_create(
                 collection_name(name, content_hash), self.owner.state["syftbox_id"]
@@ -181,6 +192,8 @@ class DatasetCollections:
             entry["any"] = shared_any
             self.owner.save()
         self._grant(folder, readers)
+        if entry.get("replaces"):
+            self.retired.append(entry.pop("replaces"))
         entry["readers"] = readers
         entry["fingerprint"] = fingerprint
         self.owner.save()
@@ -204,16 +217,25 @@ class DatasetCollections:
         for name in sorted(set(files) - present):
             self.drive.upload(name, folder, files[name])
 
-    def _grant(self, folder: str, readers: list[str]) -> None:
-        """Readers of ``folder``: exactly ``readers``, whatever was granted before."""
+    def _grant(self, folder: str, readers: list[str], gone_ok: bool = False) -> None:
+        """Readers of ``folder``: exactly ``readers``, whatever was granted before.
+
+        Grants are taken back first, so an address Drive will not share with (no
+        Google account) never keeps someone else reading; each refused grant is
+        reported and the others still made.
+        """
+        try:
+            permissions = self.drive.permissions(folder)
+        except DriveError as exc:
+            if gone_ok and exc.status == 404:
+                return  # deleted by another hand: nobody reads it
+            raise
         granted = {
             (perm.get("emailAddress") or "").lower(): perm
-            for perm in self.drive.permissions(folder)
+            for perm in permissions
             if perm.get("role") != "owner" and perm.get("emailAddress")
         }
         wanted = {who.lower(): who for who in readers}
-        for who in sorted(set(wanted) - set(granted)):
-            self.drive.grant(folder, wanted[who], "reader")
         for who in sorted(set(granted) - set(wanted)):
             try:
                 self.drive.revoke(folder, granted[who]["id"])
@@ -221,6 +243,16 @@ class DatasetCollections:
                 if exc.status != 404:  # 404: revoked already, by another hand
                     raise
             self.log.info("%s no longer reads a dataset folder on Google Drive", short_repr(who))
+        refused = []
+        for who in sorted(set(wanted) - set(granted)):
+            try:
+                self.drive.grant(folder, wanted[who], "reader")
+            except DriveAuthError:
+                raise
+            except DriveError as exc:
+                refused.append(f"{wanted[who]} ({exc})")
+        if refused:
+            raise SyftBgError(f"Drive did not share it with {', '.join(refused)}")
 
     def _delete_retired(self) -> None:
         current = {e.get("folder_id") for e in self.entries.values() if isinstance(e, dict)}

@@ -505,8 +505,13 @@ class DriveOwner:
             record.get("mirror_outbox_id"),
             self._version_file(),
         ):
-            if file_id:
+            if not file_id:
+                continue
+            try:
                 self.drive.unshare(file_id, ds)
+            except DriveError as exc:
+                if exc.status != 404:  # 404: the folder is gone, and its grants with it
+                    raise
         record["mirror"] = False
         self.save()
         self.log.info("%s no longer shares anything on Google Drive", short_repr(ds))
@@ -639,7 +644,7 @@ class DriveOwner:
             name, protocol = parts[0], "0"
         else:
             return None
-        if name in (".", "..") or name.startswith(".") or "\x00" in name:
+        if name in (".", "..") or name.startswith(".") or not _fits_a_file_name(name):
             return None
         return JobRef(ds, name, protocol)
 
@@ -715,6 +720,8 @@ class DriveOwner:
         parts = PurePosixPath(path).parts
         if any(p in ("..", ".", "") for p in path.split("/")):
             return "a path with '..' or empty parts"
+        if not all(_fits_a_file_name(part) for part in path.split("/")):
+            return "a name this file system cannot hold (not UTF-8, or over 255 bytes)"
         if len(path) > self.ctx.config.get("sync.max_path_length"):
             return "a path longer than sync.max_path_length"
         if len(parts) > self.ctx.config.get("sync.max_job_depth") + 8:
@@ -855,6 +862,15 @@ def peer_problem(ds: str, exc: Exception, what: str = "") -> str:
     return f"{ds}{where}: {type(exc).__name__}: {exc}"
 
 
+def _fits_a_file_name(name: str) -> bool:
+    """Whether ``name`` can be one file name here: UTF-8, no NUL, at most 255 bytes."""
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return 0 < len(encoded) <= 255 and b"\x00" not in encoded
+
+
 def _hash_of(path: Path) -> str | None:
     content = _read(path)
     return None if content is None else protocol.sha256_hex(content)
@@ -946,8 +962,12 @@ def reject_refused_jobs(ctx: Context) -> None:
             ref = JobRef(ds, name, protocol)
             job = ctx.state.job(ds, name, protocol)
             reason = f"not accepted over Google Drive: {refused[key]}"
-            if job is None:
-                reject_on_receipt(ctx, ref, None, reason)
-            elif job["status"] in ("received", "pending"):
-                reject_job(ctx, ref, reason, "on receipt")
+            try:
+                if job is None:
+                    reject_on_receipt(ctx, ref, None, reason)
+                elif job["status"] in ("received", "pending"):
+                    reject_job(ctx, ref, reason, "on receipt")
+            except Exception:
+                # One job that cannot be written stops neither the pass nor the others.
+                ctx.log("sync.drive").exception("could not reject %s", ref.label)
             refused.pop(key)

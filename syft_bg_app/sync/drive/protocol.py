@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import io
 import json
+import math
 import re
 import tarfile
 import time
@@ -222,6 +223,17 @@ def _json_body(data: bytes, cap: int) -> Any:
         raise MessageError(f"the message is not JSON ({exc})") from None
 
 
+def _timestamp(value: Any) -> float:
+    """A message's timestamp as a float: 0.0 for anything else (a huge integer too)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0.0
+    try:
+        stamp = float(value)
+    except OverflowError:
+        return 0.0
+    return stamp if math.isfinite(stamp) else 0.0
+
+
 def parse_proposal(data: bytes, cap: int) -> Proposal:
     body = _json_body(data, cap)
     if not isinstance(body, dict) or not isinstance(body.get("proposed_file_changes"), list):
@@ -247,7 +259,7 @@ def parse_proposal(data: bytes, cap: int) -> Proposal:
                 old_hash=raw.get("old_hash"),
                 new_hash=raw.get("new_hash"),
                 is_deleted=deleted,
-                submitted_timestamp=float(stamp) if isinstance(stamp, (int, float)) else 0.0,
+                submitted_timestamp=_timestamp(stamp),
                 datasite_email=str(raw.get("datasite_email") or ""),
             )
         )
