@@ -613,7 +613,9 @@ def test_drive_peers_rejected_or_blocked_are_rejected_on_drive_and_never_shared_
         assert "STATE requested_by_me" in out, out
 
 
-def test_drive_a_new_outbox_gets_every_result_again(app: App, drive: FakeDrive) -> None:
+def _a_peer_with_a_rejected_job(app: App, drive: FakeDrive) -> None:
+    """An accepted peer whose job "first" was rejected with "not this one", the
+    rejection sent to their outbox."""
     drive_app(app, drive, notify={"enabled": False})
     app.set_config(approve={"peers": {"approved_emails": [DS_EMAIL]}})
     drive.add_peer_folders(DS_EMAIL, app.do_email, "0.1.117")
@@ -623,6 +625,10 @@ def test_drive_a_new_outbox_gets_every_result_again(app: App, drive: FakeDrive) 
     assert app.run_pass().exit_code == 0
     app.cli("jobs", "reject", f"{DS_EMAIL}/first", "-r", "not this one", check=True)
     assert app.run_pass().exit_code == 0
+
+
+def test_drive_a_new_outbox_gets_every_result_again(app: App, drive: FakeDrive) -> None:
+    _a_peer_with_a_rejected_job(app, drive)
     state = f"app_data/job/review/{DS_EMAIL}/first/state.yaml"
     assert "not this one" in sent_to(drive, outbox_of(drive, DS_EMAIL).id, app.do_email)[state]
 
@@ -644,15 +650,7 @@ def test_drive_a_new_outbox_gets_every_result_again(app: App, drive: FakeDrive) 
 def test_drive_two_outboxes_of_one_peer_never_make_the_results_travel_again(
     app: App, drive: FakeDrive
 ) -> None:
-    drive_app(app, drive, notify={"enabled": False})
-    app.set_config(approve={"peers": {"approved_emails": [DS_EMAIL]}})
-    drive.add_peer_folders(DS_EMAIL, app.do_email, "0.1.117")
-    for _ in range(2):
-        assert app.run_pass().exit_code == 0
-    send(drive, DS_EMAIL, app.do_email, "first", 1000.0)
-    assert app.run_pass().exit_code == 0
-    app.cli("jobs", "reject", f"{DS_EMAIL}/first", "-r", "not this one", check=True)
-    assert app.run_pass().exit_code == 0
+    _a_peer_with_a_rejected_job(app, drive)
     # Their folders made again without trashing the old ones: two of each kind.
     drive.add_peer_folders(DS_EMAIL, app.do_email, "0.1.117")
     outboxes = [

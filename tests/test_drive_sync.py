@@ -118,6 +118,24 @@ def run_until(app: App, condition, what: str) -> None:
     wait_until(one_pass, what)
 
 
+def trust_submitted(app: App, ds: RealClient, names: list[str]) -> None:
+    """Rules trusting exactly the files of each job, made from the client's own copy."""
+    for name in names:
+        submitted = ds.syftbox / app.do_email / "app_data/job/inbox" / DS_EMAIL / name
+        app.cli(
+            "auto-approve",
+            "run.sh",
+            "code",
+            "-b",
+            str(submitted),
+            "-p",
+            DS_EMAIL,
+            "-n",
+            name,
+            check=True,
+        )
+
+
 def test_drive_peer_job_and_result_with_the_real_client(
     app: App, drive: FakeDrive, syft_client_python: Path, tmp_path: Path
 ) -> None:
@@ -182,20 +200,7 @@ def test_drive_peer_job_and_result_with_the_real_client(
     )
     # The owner trusts exactly these files (as agreed with the data scientist): a rule
     # made from the client's own copy of each job, before the app has received them.
-    for name in ("hello", "py"):
-        submitted = ds.syftbox / app.do_email / "app_data/job/inbox" / DS_EMAIL / name
-        app.cli(
-            "auto-approve",
-            "run.sh",
-            "code",
-            "-b",
-            str(submitted),
-            "-p",
-            DS_EMAIL,
-            "-n",
-            name,
-            check=True,
-        )
+    trust_submitted(app, ds, ["hello", "py"])
 
     def finished(name: str) -> bool:
         if not (app.datasite.review / DS_EMAIL / name / "state.yaml").exists():
@@ -484,20 +489,7 @@ def test_drive_passes_killed_at_random_instants_receive_each_job_once(
     )
     # The rules are there before the first pass: the kills land while jobs are
     # received, approved, started, running and published.
-    for name in names:
-        submitted = ds.syftbox / app.do_email / "app_data/job/inbox" / DS_EMAIL / name
-        app.cli(
-            "auto-approve",
-            "run.sh",
-            "code",
-            "-b",
-            str(submitted),
-            "-p",
-            DS_EMAIL,
-            "-n",
-            name,
-            check=True,
-        )
+    trust_submitted(app, ds, names)
 
     def received(name: str) -> bool:
         return (app.datasite.review / DS_EMAIL / name / "state.yaml").exists()
