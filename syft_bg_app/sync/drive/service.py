@@ -239,7 +239,7 @@ class Drive:
             )
         return self._service
 
-    def _list_request(self, params: dict[str, Any]):
+    def _list_request(self, **params: Any):
         """``files.list`` as the library's own request object, as the service makes it."""
         from googleapiclient.http import HttpRequest
         from googleapiclient.model import JsonModel
@@ -305,7 +305,7 @@ class Drive:
         }
         if order_by:
             kwargs["orderBy"] = order_by
-        return self._all_pages(lambda **params: self._list_request(params), "files", kwargs)
+        return self._all_pages(self._list_request, "files", kwargs)
 
     def _all_pages(self, method, key: str, kwargs: dict[str, Any]) -> list[dict[str, Any]]:
         """The ``key`` entries of every page ``method(**kwargs)`` answers."""
