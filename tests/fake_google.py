@@ -354,3 +354,21 @@ class FakeGoogle:
         self.sent.append({"id": message_id, "threadId": thread_id, "raw": raw, "body": body})
         self._add_to_mailbox(message_id, thread_id, raw, ["SENT"])
         return 200, {"id": message_id, "threadId": thread_id, "labelIds": ["SENT"]}, {}
+
+
+def browser_comes_back(query: dict[str, list[str]], timeout: float) -> bytes:
+    """What the owner's browser does once Google's consent page is allowed: it opens
+    the redirect address of the sign-in (``query``: the consent URL's query) with a
+    code; the page the app answers with."""
+    import urllib.parse
+    import urllib.request
+
+    back = (
+        query["redirect_uri"][0]
+        + "?"
+        + urllib.parse.urlencode(
+            {"state": query["state"][0], "code": "code-from-google", "scope": query["scope"][0]}
+        )
+    )
+    with urllib.request.urlopen(back, timeout=timeout) as answer:
+        return answer.read()

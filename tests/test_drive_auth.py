@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fake_google import GMAIL_SCOPE, FakeGoogle
+from fake_google import GMAIL_SCOPE, FakeGoogle, browser_comes_back
 
 from tests.conftest import DO_EMAIL, PATIENCE, App, outbox, text_of
 from tests.fake_drive import DRIVE_SCOPE, FakeDrive
@@ -242,15 +242,7 @@ def run_consent_cli(app: App, google: FakeGoogle, *args: str) -> tuple[str, list
         assert url, process.stderr.read()
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)
         assert query["access_type"] == ["offline"]
-        back = (
-            query["redirect_uri"][0]
-            + "?"
-            + urllib.parse.urlencode(
-                {"state": query["state"][0], "code": "code-from-google", "scope": query["scope"][0]}
-            )
-        )
-        with urllib.request.urlopen(back, timeout=PATIENCE) as answer:
-            assert b"signed in to Google Drive" in answer.read()
+        assert b"signed in to Google Drive" in browser_comes_back(query, PATIENCE)
         out, err = process.communicate(timeout=PATIENCE)
     finally:
         if process.poll() is None:

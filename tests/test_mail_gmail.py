@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import DO_EMAIL, DS_EMAIL, PATIENCE, App
-from fake_google import GMAIL_SCOPE, READ_SCOPE, FakeGoogle, gmail_error
+from fake_google import GMAIL_SCOPE, READ_SCOPE, FakeGoogle, browser_comes_back, gmail_error
 from freezegun import freeze_time
 
 from syft_bg_app.mail import retry
@@ -283,15 +283,7 @@ def test_init_gmail_runs_the_consent_with_a_local_redirect(
         assert query["access_type"] == ["offline"]
         redirect = query["redirect_uri"][0]
         assert redirect.startswith("http://127.0.0.1:")
-        back = (
-            redirect
-            + "?"
-            + urllib.parse.urlencode(
-                {"state": query["state"][0], "code": "code-from-google", "scope": query["scope"][0]}
-            )
-        )
-        with urllib.request.urlopen(back, timeout=PATIENCE) as answer:
-            assert b"signed in" in answer.read()
+        assert b"signed in" in browser_comes_back(query, PATIENCE)
         out, err = process.communicate(timeout=PATIENCE)
     finally:
         if process.poll() is None:
