@@ -348,6 +348,13 @@ def test_setup_status_and_jobs_show_describe_the_prepare_phase(tmp_path, index):
 def test_without_bwrap_a_prepared_job_installs_offline_through_its_own_view_of_the_cache(
     tmp_path, index
 ):
+    from syft_bg_app.execution import sandbox
+
+    uv = sandbox.find_tools(["uv"]).get("uv")
+    closed = [p for p in Path(uv).parents if not os.stat(p).st_mode & 0o001] if uv else []
+    if os.geteuid() == 0 and closed:
+        # As root, a job without bwrap runs as a uid of its own, which must reach uv.
+        pytest.skip(f"the job's own uid cannot pass through {closed[0]} to reach uv")
     app = _app(tmp_path, index, sandbox="none")
     run_sh = (
         "#!/bin/bash\nset -e\nuv venv --python python3 .venv\n. .venv/bin/activate\n"
